@@ -1,0 +1,331 @@
+// Command bench runs fff's benchmarks next to their references, in one run on
+// the same data, and prints a markdown table with ratios (DESIGN §12).
+//
+// At this stage it measures FFRecord batch reads of random samples from a
+// local dataset against fio (io_uring, O_DIRECT, random reads) at the same
+// block size and queue depth on the same file, with the page cache dropped
+// before each measurement.
+//
+//	go run ./bench -dir /var/tmp/fff-bench -file-size 2GiB -duration 10s
+package main
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dustin/go-humanize"
+
+	"fff/ffrecord"
+	"fff/ffrecord/ffrfile"
+	"fff/internal/uring"
+)
+
+type config struct {
+	dir       string
+	fileSize  int64
+	duration  time.Duration
+	sizes     []int64
+	qd        int
+	batch     int
+	keep      bool
+	noDrop    bool
+	fioBinary string
+	rounds    int
+}
+
+func main() {
+	var cfg config
+	var sizes, fileSize string
+	flag.StringVar(&cfg.dir, "dir", "", "directory on the disk under test (default: a new directory under /var/tmp)")
+	flag.StringVar(&fileSize, "file-size", "1GiB", "size of each generated dataset")
+	flag.DurationVar(&cfg.duration, "duration", 8*time.Second, "time per measurement")
+	flag.StringVar(&sizes, "sizes", "4KiB,128KiB,1MiB", "sample sizes")
+	flag.IntVar(&cfg.qd, "qd", 64, "reads in flight (fio iodepth; batch size x concurrent batches for fff)")
+	flag.IntVar(&cfg.batch, "batch", 8, "samples per ReadBatch call (several calls stay in flight, as in a data loader)")
+	flag.BoolVar(&cfg.keep, "keep", false, "keep the generated datasets")
+	flag.BoolVar(&cfg.noDrop, "no-drop-cache", false, "do not drop the page cache before measurements")
+	flag.StringVar(&cfg.fioBinary, "fio", "fio", "fio binary")
+	flag.IntVar(&cfg.rounds, "rounds", 3, "alternating fio/fff rounds per size; the table shows medians")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the fff measurements to this file")
+	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fatal(err)
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
+	var err error
+	if cfg.fileSize, err = parseSize(fileSize); err != nil {
+		fatal(err)
+	}
+	for _, s := range strings.Split(sizes, ",") {
+		v, err := parseSize(s)
+		if err != nil {
+			fatal(err)
+		}
+		cfg.sizes = append(cfg.sizes, v)
+	}
+	if cfg.qd%cfg.batch != 0 {
+		fatal(fmt.Errorf("-qd %d must be a multiple of -batch %d", cfg.qd, cfg.batch))
+	}
+	if err := run(context.Background(), cfg); err != nil {
+		fatal(err)
+	}
+}
+
+func fatal(err error) {
+	fmt.Fprintln(os.Stderr, "bench:", err)
+	os.Exit(1)
+}
+
+type result struct {
+	iops, mibps float64
+	p50, p99    time.Duration
+}
+
+func run(ctx context.Context, cfg config) error {
+	if cfg.dir == "" {
+		d, err := os.MkdirTemp("/var/tmp", "fff-bench-")
+		if err != nil {
+			return err
+		}
+		cfg.dir = d
+	}
+	if !cfg.keep {
+		defer os.RemoveAll(cfg.dir)
+	}
+	fmt.Printf("## FFRecord batch reads vs fio (random reads, cold cache)\n\n")
+	fmt.Printf("machine: %s; %d CPUs; data dir %s; %s per dataset; %s per measurement; queue depth %d (fff: %d concurrent ReadBatch calls of %d samples)\n\n",
+		hostInfo(), runtime.NumCPU(), cfg.dir, formatSize(cfg.fileSize), cfg.duration, cfg.qd, cfg.qd/cfg.batch, cfg.batch)
+	fmt.Println("| sample size | fio IOPS | fff IOPS | IOPS ratio | fio MiB/s | fff MiB/s | BW ratio | fff batch p50 | fff batch p99 | fio IOPS range | fff IOPS range |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|")
+	for _, size := range cfg.sizes {
+		path := filepath.Join(cfg.dir, fmt.Sprintf("samples-%d.ffr", size))
+		if err := generate(path, size, cfg.fileSize); err != nil {
+			return err
+		}
+		// The disk's speed drifts (a virtual disk shares its host), so the two
+		// sides alternate and the table shows each side's median.
+		var fios, ourss []result
+		for round := range cfg.rounds {
+			for k := range 2 {
+				dropCaches(cfg)
+				if (round+k)%2 == 0 {
+					r, err := runFio(ctx, cfg, path, size)
+					if err != nil {
+						return err
+					}
+					fios = append(fios, r)
+				} else {
+					r, err := runBatchReads(ctx, cfg, path)
+					if err != nil {
+						return err
+					}
+					ourss = append(ourss, r)
+				}
+			}
+		}
+		fioRange, oursRange := spread(fios), spread(ourss)
+		fio, ours := median(fios), median(ourss)
+		fmt.Printf("| %s | %.0f | %.0f | %.2f | %.1f | %.1f | %.2f | %s | %s | %s | %s |\n", formatSize(size),
+			fio.iops, ours.iops, ours.iops/fio.iops, fio.mibps, ours.mibps, ours.mibps/fio.mibps,
+			ours.p50.Round(time.Microsecond), ours.p99.Round(time.Microsecond), fioRange, oursRange)
+		if !cfg.keep {
+			os.Remove(path)
+		}
+	}
+	return nil
+}
+
+// generate writes a v2 dataset of fixed-size random samples aligned to 4 KiB,
+// so fio's aligned random reads and fff's sample reads touch the same blocks.
+func generate(path string, size, total int64) error {
+	if st, err := os.Stat(path); err == nil && st.Size() >= total {
+		return nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	w, err := ffrecord.NewWriter(f, ffrecord.WriterOptions{Alignment: 4096, Name: path})
+	if err != nil {
+		return err
+	}
+	rng := rand.NewChaCha8([32]byte{1})
+	buf := make([]byte, size)
+	for n := total / size; n > 0; n-- {
+		rng.Read(buf)
+		if err := w.Write(buf); err != nil {
+			return err
+		}
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	return f.Sync()
+}
+
+func dropCaches(cfg config) {
+	if cfg.noDrop {
+		return
+	}
+	exec.Command("sync").Run()
+	if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("3\n"), 0); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: cannot drop the page cache (%v); cold-cache figures are not cold\n", err)
+	}
+}
+
+func runFio(ctx context.Context, cfg config, path string, size int64) (result, error) {
+	args := []string{
+		"--name=randread", "--filename=" + path, "--readonly", "--ioengine=io_uring", "--direct=1",
+		"--rw=randread", fmt.Sprintf("--bs=%d", size), fmt.Sprintf("--iodepth=%d", cfg.qd),
+		"--time_based", fmt.Sprintf("--runtime=%ds", int(cfg.duration.Seconds())), "--output-format=json",
+		"--randrepeat=0", "--norandommap",
+	}
+	out, err := exec.CommandContext(ctx, cfg.fioBinary, args...).Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return result{}, fmt.Errorf("fio: %v: %s", err, ee.Stderr)
+		}
+		return result{}, fmt.Errorf("fio (install it with scripts/bootstrap.sh bench): %w", err)
+	}
+	var rep struct {
+		Jobs []struct {
+			Read struct {
+				IOPS    float64 `json:"iops"`
+				BWBytes float64 `json:"bw_bytes"`
+			} `json:"read"`
+		} `json:"jobs"`
+	}
+	if err := json.Unmarshal(out, &rep); err != nil || len(rep.Jobs) == 0 {
+		return result{}, fmt.Errorf("fio: cannot parse its JSON output: %v", err)
+	}
+	j := rep.Jobs[0].Read
+	return result{iops: j.IOPS, mibps: j.BWBytes / (1 << 20)}, nil
+}
+
+// runBatchReads keeps qd reads in flight as qd/batch goroutines, each issuing
+// ReadBatch calls of random indices into aligned buffers, for the duration.
+func runBatchReads(ctx context.Context, cfg config, path string) (result, error) {
+	ds, err := ffrfile.Open(ctx, path, ffrfile.Options{})
+	if err != nil {
+		return result{}, err
+	}
+	defer ds.Close()
+	n := ds.Len()
+	maxSize := slices.Max(ds.Sizes())
+	var samples, bytes atomic.Int64
+	var mu sync.Mutex
+	var lats []time.Duration
+	var firstErr error
+	deadline := time.Now().Add(cfg.duration)
+	var wg sync.WaitGroup
+	for g := range cfg.qd / cfg.batch {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(g), 7))
+			idx := make([]int64, cfg.batch)
+			dsts := make([][]byte, cfg.batch)
+			for k := range dsts {
+				dsts[k] = uring.AlignedBuffer(int(maxSize))
+			}
+			var my []time.Duration
+			for time.Now().Before(deadline) {
+				var nb int64
+				for k := range idx {
+					idx[k] = rng.Int64N(n)
+					s, _ := ds.Size(idx[k])
+					nb += s
+				}
+				t0 := time.Now()
+				if err := ds.ReadBatch(ctx, idx, dsts); err != nil {
+					mu.Lock()
+					firstErr = err
+					mu.Unlock()
+					return
+				}
+				my = append(my, time.Since(t0))
+				samples.Add(int64(len(idx)))
+				bytes.Add(nb)
+			}
+			mu.Lock()
+			lats = append(lats, my...)
+			mu.Unlock()
+		}()
+	}
+	start := time.Now()
+	wg.Wait()
+	el := time.Since(start).Seconds()
+	if firstErr != nil {
+		return result{}, firstErr
+	}
+	slices.Sort(lats)
+	pct := func(p float64) time.Duration {
+		if len(lats) == 0 {
+			return 0
+		}
+		return lats[min(len(lats)-1, int(p*float64(len(lats))))]
+	}
+	return result{
+		iops: float64(samples.Load()) / el, mibps: float64(bytes.Load()) / el / (1 << 20),
+		p50: pct(0.5), p99: pct(0.99),
+	}, nil
+}
+
+// spread shows the lowest and highest IOPS of the rounds.
+func spread(rs []result) string {
+	lo := slices.MinFunc(rs, func(a, b result) int { return cmp.Compare(a.iops, b.iops) })
+	hi := slices.MaxFunc(rs, func(a, b result) int { return cmp.Compare(a.iops, b.iops) })
+	return fmt.Sprintf("%.0f–%.0f", lo.iops, hi.iops)
+}
+
+// median picks the result with the median IOPS.
+func median(rs []result) result {
+	slices.SortFunc(rs, func(a, b result) int { return cmp.Compare(a.iops, b.iops) })
+	return rs[len(rs)/2]
+}
+
+func hostInfo() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return runtime.GOOS
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "model name") {
+			if _, v, ok := strings.Cut(l, ":"); ok {
+				return strings.TrimSpace(v)
+			}
+		}
+	}
+	return runtime.GOOS
+}
+
+func parseSize(s string) (int64, error) {
+	v, err := humanize.ParseBytes(s)
+	if err != nil {
+		return 0, fmt.Errorf("bad size %q: %w", s, err)
+	}
+	return int64(v), nil
+}
+
+func formatSize(n int64) string { return humanize.IBytes(uint64(n)) }

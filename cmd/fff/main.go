@@ -1,0 +1,132 @@
+// Command fff is fff's command-line interface.
+//
+// At this stage it carries the `ffr` command group, which packs, inspects,
+// verifies, prints and unpacks FFRecord datasets on the local disk, and
+// `version`. Cluster commands join it as the cluster is built.
+//
+// Exit status: 0 on success, 1 when a command failed (including a dataset
+// that failed verification), 2 for usage errors (bad flags or arguments).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+// run executes the command line and returns the process exit status.
+func run(args []string) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	root := newRootCmd()
+	root.SetArgs(args)
+	cmd, err := root.ExecuteContextC(ctx)
+	if err == nil {
+		return 0
+	}
+	name := "fff"
+	if cmd != nil {
+		name = cmd.CommandPath()
+	}
+	var ue *usageError
+	var ee *exitError
+	switch {
+	case errors.As(err, &ue):
+		fmt.Fprintf(os.Stderr, "%s: %v (see '%s --help')\n", name, ue.err, name)
+		return 2
+	case errors.As(err, &ee):
+		if ee.err != nil {
+			fmt.Fprintf(os.Stderr, "%s: %v\n", name, ee.err)
+		}
+		return ee.code
+	case errors.Is(err, context.Canceled) && ctx.Err() != nil:
+		fmt.Fprintf(os.Stderr, "%s: interrupted\n", name)
+		return 130
+	default:
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		return 1
+	}
+}
+
+func newRootCmd() *cobra.Command {
+	var logLevel string
+	root := &cobra.Command{
+		Use:           "fff",
+		Short:         "fff: a distributed file system for AI training data",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Args:          groupArgs,
+		RunE:          groupRun,
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			return setupLogging(logLevel)
+		},
+	}
+	root.PersistentFlags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
+	root.AddCommand(newVersionCmd(), newFFRCmd())
+	return root
+}
+
+// usageError marks a mistake in the command line (exit status 2).
+type usageError struct{ err error }
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+func usageErrorf(format string, args ...any) error {
+	return &usageError{fmt.Errorf(format, args...)}
+}
+
+// exitError carries an exit status; err, if set, is printed as the one-line message.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit status %d", e.code)
+	}
+	return e.err.Error()
+}
+func (e *exitError) Unwrap() error { return e.err }
+
+// exactArgs is cobra.ExactArgs reporting a usage error.
+func exactArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := cobra.ExactArgs(n)(cmd, args); err != nil {
+			return &usageError{err}
+		}
+		return nil
+	}
+}
+
+// minArgs is cobra.MinimumNArgs reporting a usage error.
+func minArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := cobra.MinimumNArgs(n)(cmd, args); err != nil {
+			return &usageError{err}
+		}
+		return nil
+	}
+}
+
+// groupArgs and groupRun serve commands that only group subcommands: without
+// arguments they print help, with an unknown subcommand a usage error.
+func groupArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usageErrorf("unknown command %q", args[0])
+	}
+	return nil
+}
+
+func groupRun(cmd *cobra.Command, args []string) error { return cmd.Help() }
