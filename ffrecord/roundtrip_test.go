@@ -322,7 +322,7 @@ func TestRoundTripProperty(t *testing.T) {
 			t.Run(cfg.name+"/"+shape, func(t *testing.T) {
 				iterations := 1
 				if shape == setMixed {
-					iterations = 4
+					iterations = 8
 				}
 				for seed := range uint64(iterations) {
 					rng := rand.New(rand.NewPCG(seed, 42))
@@ -356,7 +356,7 @@ func randDataset(t testing.TB, rng *rand.Rand) []*written {
 }
 
 func TestRoundTripMultiFile(t *testing.T) {
-	for seed := range uint64(6) {
+	for seed := range uint64(10) {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, 1234))
 			files := randDataset(t, rng)

@@ -119,6 +119,50 @@ func (w *Writer) WriteKeyed(key string, sample []byte) error {
 	return w.append(sample)
 }
 
+// WriteFrom appends one sample of exactly n bytes read from r, without
+// holding it in memory: for samples too large to buffer whole. If r ends
+// early or fails, the file is unusable and every later call returns the error.
+func (w *Writer) WriteFrom(key string, r io.Reader, n int64) error {
+	if n <= int64(cap(w.buf)) {
+		b := make([]byte, n)
+		if _, err := io.ReadFull(r, b); err != nil {
+			w.err = fileErr(w.opts.Name, ErrWriter, "sample %d: reading its %d bytes: %v", len(w.offsets), n, err)
+			return w.err
+		}
+		return w.WriteKeyed(key, b)
+	}
+	// Reserve the slot with an empty sample, then stream the bytes after it and
+	// patch in the length and checksum.
+	if err := w.WriteKeyed(key, nil); err != nil {
+		return err
+	}
+	i := len(w.offsets) - 1
+	if w.opts.Format == V2 {
+		if pad := alignUp(w.pos, w.opts.Alignment) - w.pos; pad > 0 {
+			if err := w.writeZeros(pad); err != nil {
+				return err
+			}
+		}
+		w.offsets[i] = w.pos
+	}
+	var crc uint32
+	chunk := make([]byte, min(n, 1<<20))
+	for left := n; left > 0; {
+		c := chunk[:min(left, int64(len(chunk)))]
+		if _, err := io.ReadFull(r, c); err != nil {
+			w.err = fileErr(w.opts.Name, ErrWriter, "sample %d: reading its %d bytes: %v", i, n, err)
+			return w.err
+		}
+		crc = updateCRC(w.opts.Format, crc, c)
+		if err := w.append(c); err != nil {
+			return err
+		}
+		left -= int64(len(c))
+	}
+	w.lengths[i], w.crcs[i] = n, crc
+	return nil
+}
+
 // Count is the number of samples written so far.
 func (w *Writer) Count() int64 { return int64(len(w.offsets)) }
 

@@ -10,7 +10,7 @@ fail=0
 for pkg in $(go list ./...); do
   for target in $(go test -list '^Fuzz' "$pkg" | grep '^Fuzz' || true); do
     echo "fuzz: $pkg $target ($fuzztime)"
-    if ! go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "$pkg" >/tmp/fff-fuzz.$$.log 2>&1; then
+    if ! go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" -fuzzminimizetime 3s "$pkg" >/tmp/fff-fuzz.$$.log 2>&1; then
       cat /tmp/fff-fuzz.$$.log; fail=1
     fi
   done

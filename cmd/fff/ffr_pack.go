@@ -629,10 +629,14 @@ func writeShard(ctx context.Context, p *shardPlan, s packSettings, budget *byteB
 		if s.keys {
 			key = src.key
 		}
-		if err := w.WriteKeyed(key, data); err != nil {
+		if data == nil && src.size >= streamThreshold {
+			if err := streamSource(src, func(r io.Reader) error { return w.WriteFrom(key, r, src.size) }); err != nil {
+				return fmt.Errorf("cannot write %s: %s", p.name, errText(err))
+			}
+		} else if err := w.WriteKeyed(key, data); err != nil {
 			return fmt.Errorf("cannot write %s: %s", p.name, errText(err))
 		}
-		prog.Add(int64(len(data)), 1)
+		prog.Add(src.size, 1)
 		return nil
 	})
 	if err != nil {
@@ -673,7 +677,7 @@ func streamSources(ctx context.Context, files []packSource, budget *byteBudget, 
 	go func() {
 		defer close(queue)
 		for i := range files {
-			it := &item{src: &files[i], cost: budget.cost(files[i].size), done: make(chan struct{})}
+			it := &item{src: &files[i], cost: budget.cost(min(files[i].size, streamThreshold-1)), done: make(chan struct{})}
 			if budget.acquire(ctx, it.cost) != nil {
 				return
 			}
@@ -684,7 +688,9 @@ func streamSources(ctx context.Context, files []packSource, budget *byteBudget, 
 				return
 			}
 			go func() {
-				it.data, it.err = readSource(it.src)
+				if it.src.size < streamThreshold {
+					it.data, it.err = readSource(it.src)
+				}
 				<-sem
 				close(it.done)
 			}()
@@ -714,8 +720,43 @@ func streamSources(ctx context.Context, files []packSource, budget *byteBudget, 
 	return ctx.Err()
 }
 
+// streamThreshold: files at least this large are not read ahead but streamed
+// into the shard by its writer, so memory stays bounded whatever the file size.
+const streamThreshold = 64 << 20
+
+// streamSource opens a source file, checks its size and hands it to write.
+func streamSource(src *packSource, write func(io.Reader) error) error {
+	f, err := openSource(src)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return write(f)
+}
+
 // readSource reads a source file whole, checking it still has its listed size.
 func readSource(src *packSource) ([]byte, error) {
+	f, err := openSource(src)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	buf := make([]byte, src.size)
+	if n, err := io.ReadFull(f, buf); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return nil, sourceChanged(src, int64(n))
+		}
+		return nil, fmt.Errorf("cannot read source file %s: %w", src.path, err)
+	}
+	return buf, nil
+}
+
+func sourceChanged(src *packSource, now int64) error {
+	return fmt.Errorf("source file %s changed size while packing (%d bytes when listed, %d now): re-run pack when the sources are stable", src.path, src.size, now)
+}
+
+// openSource opens a source file and checks it still has its listed size.
+func openSource(src *packSource) (*os.File, error) {
 	f, err := os.Open(src.path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -723,25 +764,16 @@ func readSource(src *packSource) ([]byte, error) {
 		}
 		return nil, fmt.Errorf("cannot read source file: %w", err)
 	}
-	defer f.Close()
-	changed := func(now int64) error {
-		return fmt.Errorf("source file %s changed size while packing (%d bytes when listed, %d now): re-run pack when the sources are stable", src.path, src.size, now)
-	}
 	st, err := f.Stat()
 	if err != nil {
+		f.Close()
 		return nil, fmt.Errorf("cannot read source file: %w", err)
 	}
 	if st.Size() != src.size {
-		return nil, changed(st.Size())
+		f.Close()
+		return nil, sourceChanged(src, st.Size())
 	}
-	buf := make([]byte, src.size)
-	if n, err := io.ReadFull(f, buf); err != nil {
-		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-			return nil, changed(int64(n))
-		}
-		return nil, fmt.Errorf("cannot read source file %s: %w", src.path, err)
-	}
-	return buf, nil
+	return f, nil
 }
 
 // byteBudget is a counting semaphore over bytes.
