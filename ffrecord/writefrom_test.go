@@ -69,4 +69,3 @@ func TestWriteFrom(t *testing.T) {
 		}
 	})
 }
-
