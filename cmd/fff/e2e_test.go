@@ -178,7 +178,7 @@ func TestPackUnpackRoundTrip(t *testing.T) {
 		version string
 		align   string
 	}{
-		{"v2 default", nil, "d.ffr", true, "v2", "4096 (auto: mean sample 86.2 KiB >= 64.0 KiB)"},
+		{"v2 default", nil, "d.ffr", true, "v2", "4096 (auto: mean sample 86 KiB >= 64 KiB)"},
 		{"v2 align 0", []string{"--align", "0"}, "d.ffr", true, "v2", "none"},
 		{"v2 no keys", []string{"--no-keys"}, "d.ffr", false, "v2", "4096"},
 		{"v2 sharded", []string{"--shard-size", "256KiB", "-j", "3", "--align", "0"}, "d", true, "v2", "none"},
