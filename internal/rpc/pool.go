@@ -1,0 +1,123 @@
+package rpc
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+
+	"fff/internal/proto"
+)
+
+// DefaultPoolSize is the number of connections a Pool keeps per server.
+const DefaultPoolSize = 4
+
+// PoolOptions configure a Pool.
+type PoolOptions struct {
+	// Size is the number of connections (default DefaultPoolSize).
+	Size int
+	// Client configures each connection.
+	Client ClientOptions
+}
+
+// Pool is a small set of connections to one server. Calls are spread over
+// the connections round-robin and pipelined on each. Connections are dialed
+// on first use and redialed, on the next call that picks them, after they
+// fail. A Pool is safe for concurrent use.
+type Pool struct {
+	addr, token string
+	opts        ClientOptions
+	slots       []poolSlot
+	next        atomic.Uint64
+	closed      atomic.Bool
+}
+
+type poolSlot struct {
+	conn atomic.Pointer[Conn]
+	dial chan struct{} // 1-token semaphore: one dial per slot at a time
+}
+
+// NewPool returns a pool for the server at addr, authenticating with token.
+// It dials nothing yet.
+func NewPool(addr, token string, opts PoolOptions) *Pool {
+	if opts.Size <= 0 {
+		opts.Size = DefaultPoolSize
+	}
+	p := &Pool{addr: addr, token: token, opts: opts.Client, slots: make([]poolSlot, opts.Size)}
+	for i := range p.slots {
+		p.slots[i].dial = make(chan struct{}, 1)
+	}
+	return p
+}
+
+// Addr returns the server address.
+func (p *Pool) Addr() string { return p.addr }
+
+// Get returns a healthy connection, dialing one if the slot whose turn it is
+// has none.
+func (p *Pool) Get(ctx context.Context) (*Conn, error) {
+	if p.closed.Load() {
+		return nil, p.errClosed()
+	}
+	s := &p.slots[p.next.Add(1)%uint64(len(p.slots))]
+	if c := s.conn.Load(); c != nil && c.Err() == nil {
+		return c, nil
+	}
+	select {
+	case s.dial <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("rpc: pool %s: %w: %w", p.addr, ctx.Err(), proto.CodeOf(ctx.Err()).Err())
+	}
+	defer func() { <-s.dial }()
+	if c := s.conn.Load(); c != nil && c.Err() == nil {
+		return c, nil // dialed by someone else meanwhile
+	}
+	c, err := Dial(ctx, p.addr, p.token, p.opts)
+	if err != nil {
+		return nil, err
+	}
+	if old := s.conn.Swap(c); old != nil {
+		old.Close()
+	}
+	if p.closed.Load() { // Close ran concurrently and may have missed c
+		c.Close()
+		return nil, p.errClosed()
+	}
+	return c, nil
+}
+
+func (p *Pool) errClosed() error {
+	return fmt.Errorf("rpc: pool %s: %w: pool closed", p.addr, proto.ErrUnavailable)
+}
+
+// Call is Conn.Call on a connection from the pool. A call that failed
+// because its connection had died before any of the request was sent is
+// retried once on another (possibly redialed) connection; nothing else is
+// retried.
+func (p *Pool) Call(ctx context.Context, method uint16, req, resp any, opts ...CallOption) (int, error) {
+	var err error
+	for attempt := 0; attempt < 2; attempt++ {
+		var c *Conn
+		c, err = p.Get(ctx)
+		if err != nil {
+			return 0, err
+		}
+		var n int
+		var sent bool
+		n, sent, err = c.call(ctx, method, req, resp, opts)
+		if err == nil || sent || proto.CodeOf(err) != proto.Unavailable {
+			return n, err
+		}
+	}
+	return 0, err
+}
+
+// Close closes every connection; later calls fail with proto.Unavailable.
+func (p *Pool) Close() error {
+	p.closed.Store(true)
+	for i := range p.slots {
+		if c := p.slots[i].conn.Swap(nil); c != nil {
+			c.Close()
+		}
+	}
+	return nil
+}

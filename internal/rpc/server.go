@@ -1,0 +1,756 @@
+package rpc
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"fff/internal/proto"
+)
+
+// ProtocolVersion is the version of the RPC protocol exchanged in the
+// handshake. A server refuses clients of another version with
+// proto.ProtocolVersion.
+const ProtocolVersion = 1
+
+// Default and hard limits. Options may lower or raise the defaults up to the
+// hard limits.
+const (
+	DefaultMaxBody    = 16 << 20 // msgpack body of one frame
+	DefaultMaxPayload = 64 << 20 // raw payload of one frame
+	HardMaxBody       = 256 << 20
+	HardMaxPayload    = 1 << 30
+
+	DefaultMaxInFlight      = 256       // concurrent requests per server connection
+	DefaultMaxInFlightBytes = 256 << 20 // request bodies+payloads held per server connection
+	DefaultHandshakeTimeout = 10 * time.Second
+	DefaultWriteTimeout     = 60 * time.Second
+
+	// maxErrorMessage bounds the error text a server sends back.
+	maxErrorMessage = 2048
+)
+
+// ErrServerClosed is returned by Serve after Shutdown or Close.
+var ErrServerClosed = errors.New("rpc: server closed")
+
+// hello is the body of the client's first frame.
+type hello struct {
+	Version    uint16 `msgpack:"version"`
+	Token      string `msgpack:"token"`
+	MaxBody    uint32 `msgpack:"max_body"`    // largest response body the client accepts
+	MaxPayload uint32 `msgpack:"max_payload"` // largest response payload it allocates for
+}
+
+// welcome is the body of the server's successful handshake answer. A refusal
+// carries a non-OK status and a msgpack string body instead.
+type welcome struct {
+	Version    uint16 `msgpack:"version"`
+	MaxBody    uint32 `msgpack:"max_body"`    // largest request body the server accepts
+	MaxPayload uint32 `msgpack:"max_payload"` // largest request payload it accepts
+}
+
+// HandlerFunc serves one request. ctx carries the caller's deadline and is
+// canceled when the caller cancels, the connection is lost or the server is
+// closed. A non-nil error is sent to the caller as status proto.CodeOf(err)
+// with err.Error() as message; the Response is then ignored (its Done still
+// runs).
+type HandlerFunc func(ctx context.Context, req *Request) (*Response, error)
+
+// Request is one incoming call. It and its Payload are valid until the
+// response has been written; a handler that keeps Payload longer must copy it.
+type Request struct {
+	Method   uint16
+	ID       uint64
+	Identity Identity // from the connection's handshake; treat as read-only
+	Remote   net.Addr
+	// Payload is the request's raw payload, read straight from the socket
+	// into a pooled buffer (nil if there is none).
+	Payload []byte
+
+	body []byte
+}
+
+// Decode decodes the request's msgpack body into v. An empty body leaves v
+// untouched. Malformed bodies give an error with code proto.BadRequest.
+func (r *Request) Decode(v any) error { return decodeBody(r.body, v) }
+
+// Response is what a handler returns.
+type Response struct {
+	// Body is encoded with msgpack; nil sends an empty body.
+	Body any
+	// Payload segments are written after the body as they are, without
+	// copying (large segments go to the kernel in one writev). They must
+	// stay unchanged until Done runs.
+	Payload [][]byte
+	// Done, if set, runs once when the response has been written or
+	// dropped, e.g. to return Payload's buffers to a pool.
+	Done func()
+}
+
+// ServerOptions configure a Server. The zero value of a field selects its
+// default.
+type ServerOptions struct {
+	// Auth checks handshake tokens. Nil refuses every connection.
+	Auth Authenticator
+	// Logger receives structured logs; the zero Logger discards them.
+	Logger zerolog.Logger
+	// MaxBody and MaxPayload bound a request's body and payload; a frame over
+	// either closes the connection (clients learn the limits in the handshake
+	// and refuse such calls with proto.TooLarge before sending).
+	MaxBody, MaxPayload int
+	// MaxInFlight bounds the requests served at once per connection;
+	// MaxInFlightBytes bounds their bodies and payloads. When either is
+	// reached the server stops reading from that connection until a
+	// response has been written.
+	MaxInFlight, MaxInFlightBytes int
+	// HandshakeTimeout bounds the time from accept to an accepted handshake.
+	HandshakeTimeout time.Duration
+	// WriteTimeout bounds each write to a connection; a peer that does not
+	// read for this long is disconnected. Negative means no limit.
+	WriteTimeout time.Duration
+}
+
+func (o *ServerOptions) normalize() {
+	o.MaxBody = clampLimit(o.MaxBody, DefaultMaxBody, HardMaxBody)
+	o.MaxPayload = clampLimit(o.MaxPayload, DefaultMaxPayload, HardMaxPayload)
+	if o.MaxInFlight <= 0 {
+		o.MaxInFlight = DefaultMaxInFlight
+	}
+	if o.MaxInFlightBytes <= 0 {
+		o.MaxInFlightBytes = DefaultMaxInFlightBytes
+	}
+	if o.HandshakeTimeout <= 0 {
+		o.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if o.WriteTimeout == 0 {
+		o.WriteTimeout = DefaultWriteTimeout
+	}
+}
+
+func clampLimit(v, def, hard int) int {
+	if v <= 0 {
+		return def
+	}
+	return min(v, hard)
+}
+
+// Server serves RPCs on any number of listeners.
+type Server struct {
+	opts     ServerOptions
+	log      zerolog.Logger
+	bufs     bufPool
+	handlers atomic.Pointer[map[uint16]HandlerFunc]
+	hmu      sync.Mutex // serializes Handle
+
+	mu        sync.Mutex
+	closing   bool
+	listeners map[net.Listener]struct{}
+	conns     map[*serverConn]struct{}
+	connWG    sync.WaitGroup
+}
+
+// NewServer returns a server with no handlers.
+func NewServer(opts ServerOptions) *Server {
+	opts.normalize()
+	s := &Server{
+		opts:      opts,
+		log:       opts.Logger,
+		listeners: map[net.Listener]struct{}{},
+		conns:     map[*serverConn]struct{}{},
+	}
+	s.handlers.Store(&map[uint16]HandlerFunc{})
+	return s
+}
+
+// Handle registers h for method, replacing any earlier handler. It may be
+// called while the server is serving.
+func (s *Server) Handle(method uint16, h HandlerFunc) {
+	s.hmu.Lock()
+	defer s.hmu.Unlock()
+	old := *s.handlers.Load()
+	m := make(map[uint16]HandlerFunc, len(old)+1)
+	for k, v := range old {
+		m[k] = v
+	}
+	m[method] = h
+	s.handlers.Store(&m)
+}
+
+// Serve accepts connections on l and serves each in its own goroutines until
+// the server is shut down (it then returns ErrServerClosed) or l fails.
+func (s *Server) Serve(l net.Listener) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		l.Close()
+		return ErrServerClosed
+	}
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, l)
+		s.mu.Unlock()
+	}()
+
+	var backoff time.Duration
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			if s.isClosing() {
+				return ErrServerClosed
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return fmt.Errorf("rpc: accept on %v: %w", l.Addr(), err)
+			}
+			// Out of file descriptors and the like: back off and retry.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.log.Warn().Err(err).Stringer("listen", l.Addr()).Dur("retry_in", backoff).Msg("rpc: accept failed")
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		sc := s.newServerConn(nc)
+		if !s.track(sc) {
+			nc.Close()
+			return ErrServerClosed
+		}
+		go func() {
+			defer s.untrack(sc)
+			sc.serve()
+		}()
+	}
+}
+
+func (s *Server) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
+}
+
+func (s *Server) track(sc *serverConn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.conns[sc] = struct{}{}
+	s.connWG.Add(1)
+	return true
+}
+
+func (s *Server) untrack(sc *serverConn) {
+	s.mu.Lock()
+	delete(s.conns, sc)
+	s.mu.Unlock()
+	s.connWG.Done()
+}
+
+// beginClose marks the server closing, closes its listeners and returns its
+// connections.
+func (s *Server) beginClose() []*serverConn {
+	s.mu.Lock()
+	s.closing = true
+	for l := range s.listeners {
+		l.Close()
+	}
+	conns := make([]*serverConn, 0, len(s.conns))
+	for sc := range s.conns {
+		conns = append(conns, sc)
+	}
+	s.mu.Unlock()
+	return conns
+}
+
+// Shutdown stops the server gracefully: it closes the listeners, stops
+// reading new requests, lets the requests already read finish and their
+// responses go out, then closes the connections. If ctx ends first, the
+// remaining connections are closed at once (their handlers' contexts are
+// canceled and their callers fail with proto.Unavailable) and ctx.Err() is
+// returned.
+func (s *Server) Shutdown(ctx context.Context) error {
+	for _, sc := range s.beginClose() {
+		sc.drain()
+	}
+	done := make(chan struct{})
+	go func() {
+		s.connWG.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		for _, sc := range s.beginClose() {
+			sc.kill()
+		}
+		return ctx.Err()
+	}
+}
+
+// Close closes the listeners and every connection at once, canceling the
+// handlers in flight. It does not wait for them.
+func (s *Server) Close() error {
+	for _, sc := range s.beginClose() {
+		sc.kill()
+	}
+	return nil
+}
+
+func (s *Server) handler(m uint16) HandlerFunc { return (*s.handlers.Load())[m] }
+
+// serverConn is one accepted connection: a reader (serve/readLoop), a writer
+// goroutine, and one goroutine per request in flight.
+type serverConn struct {
+	s      *Server
+	nc     net.Conn
+	log    zerolog.Logger
+	br     *bufio.Reader
+	w      *frameWriter
+	ctx    context.Context // parent of every handler context
+	cancel context.CancelFunc
+
+	identity    Identity
+	peerMaxBody int
+
+	mu       sync.Mutex
+	draining bool // no new requests are read (Shutdown or Close)
+	inflight map[uint64]*serverCall
+
+	budget budget
+	wg     sync.WaitGroup // requests in flight
+}
+
+func (s *Server) newServerConn(nc net.Conn) *serverConn {
+	ctx, cancel := context.WithCancel(context.Background())
+	sc := &serverConn{
+		s:        s,
+		nc:       nc,
+		log:      s.log.With().Str("peer", nc.RemoteAddr().String()).Logger(),
+		br:       bufio.NewReaderSize(nc, 64<<10),
+		ctx:      ctx,
+		cancel:   cancel,
+		inflight: map[uint64]*serverCall{},
+	}
+	wt := s.opts.WriteTimeout
+	if wt < 0 {
+		wt = 0
+	}
+	sc.w = newInlineFrameWriter(nc, &s.bufs, wt, func(err error) {
+		sc.log.Debug().Err(err).Msg("rpc: write failed, closing connection")
+		sc.kill()
+	})
+	sc.budget.init(s.opts.MaxInFlight, s.opts.MaxInFlightBytes)
+	return sc
+}
+
+// drain stops reading new requests; serve then finishes those in flight.
+func (sc *serverConn) drain() {
+	sc.mu.Lock()
+	sc.draining = true
+	_ = sc.nc.SetReadDeadline(time.Now())
+	sc.mu.Unlock()
+	sc.budget.close()
+}
+
+// kill closes the connection and cancels every handler.
+func (sc *serverConn) kill() {
+	sc.mu.Lock()
+	sc.draining = true
+	sc.mu.Unlock()
+	// Close before canceling, so that handlers ending on the cancellation
+	// cannot get their responses out: callers see the connection fail.
+	sc.w.close(proto.Errorf(proto.Unavailable, "rpc: connection closed"))
+	sc.nc.Close()
+	sc.cancel()
+	sc.budget.close()
+}
+
+func (sc *serverConn) isDraining() bool {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	return sc.draining
+}
+
+// serve runs the connection to its end.
+func (sc *serverConn) serve() {
+	defer sc.nc.Close()
+	defer sc.cancel()
+	if !sc.handshake() {
+		return
+	}
+	err := sc.readLoop()
+	switch {
+	case sc.isDraining():
+		sc.log.Debug().Msg("rpc: connection draining")
+	case errors.Is(err, io.EOF):
+		sc.log.Debug().Msg("rpc: connection closed by peer")
+		sc.cancel()
+	default:
+		var pe *proto.Error
+		if errors.As(err, &pe) { // the peer broke the protocol
+			sc.log.Warn().Err(err).Msg("rpc: closing connection")
+		} else {
+			sc.log.Debug().Err(err).Msg("rpc: connection failed")
+		}
+		sc.cancel()
+	}
+	sc.budget.close()
+	sc.wg.Wait() // every request answered (or dropped)
+	sc.w.close(nil)
+}
+
+// handshake reads the hello frame and answers it. It reports whether the
+// connection is established; on false the caller closes it. Nothing but a
+// well-formed hello is read before authentication succeeds.
+func (sc *serverConn) handshake() bool {
+	deadline := time.Now().Add(sc.s.opts.HandshakeTimeout)
+	sc.mu.Lock()
+	if sc.draining {
+		sc.mu.Unlock()
+		return false
+	}
+	_ = sc.nc.SetDeadline(deadline)
+	sc.mu.Unlock()
+	var hb [headerSize]byte
+	if _, err := io.ReadFull(sc.br, hb[:]); err != nil {
+		sc.log.Debug().Err(err).Msg("rpc: handshake: no hello")
+		return false
+	}
+	h, err := decodeHeader(hb[:])
+	if err == nil && h.kind != kindHello {
+		err = errFrame("first frame is a %v, not a hello", h.kind)
+	}
+	if err != nil {
+		sc.log.Warn().Err(err).Msg("rpc: handshake: bad first frame")
+		if proto.CodeOf(err) == proto.ProtocolVersion {
+			sc.refuse(proto.ProtocolVersion, err.Error())
+		}
+		return false
+	}
+	body := make([]byte, h.bodyLen) // at most maxHandshakeBody
+	if _, err := io.ReadFull(sc.br, body); err != nil {
+		sc.log.Debug().Err(err).Msg("rpc: handshake: short hello")
+		return false
+	}
+	var hl hello
+	if err := decodeBody(body, &hl); err != nil {
+		sc.log.Warn().Err(err).Msg("rpc: handshake: bad hello")
+		return false
+	}
+	if hl.Version != ProtocolVersion {
+		sc.log.Warn().Uint16("version", hl.Version).Msg("rpc: handshake: unsupported protocol version")
+		sc.refuse(proto.ProtocolVersion, fmt.Sprintf("rpc: protocol version %d not supported (server speaks %d)", hl.Version, ProtocolVersion))
+		return false
+	}
+	if sc.s.opts.Auth == nil {
+		err = errors.New("no authenticator configured")
+	} else {
+		actx, cancel := context.WithDeadline(sc.ctx, deadline)
+		sc.identity, err = sc.s.opts.Auth.Authenticate(actx, hl.Token)
+		cancel()
+	}
+	if err != nil {
+		sc.log.Warn().Err(err).Msg("rpc: handshake: authentication failed")
+		sc.refuse(proto.Unauthenticated, "rpc: authentication failed")
+		return false
+	}
+	sc.peerMaxBody = int(hl.MaxBody)
+	if sc.peerMaxBody == 0 {
+		sc.peerMaxBody = DefaultMaxBody
+	}
+	b, err := appendBody(make([]byte, headerSize, 64), welcome{
+		Version:    ProtocolVersion,
+		MaxBody:    uint32(sc.s.opts.MaxBody),
+		MaxPayload: uint32(sc.s.opts.MaxPayload),
+	})
+	if err != nil {
+		sc.log.Error().Err(err).Msg("rpc: handshake: encode welcome")
+		return false
+	}
+	encodeHeader(b, header{kind: kindWelcome, bodyLen: uint32(len(b) - headerSize)})
+	if _, err := sc.nc.Write(b); err != nil {
+		sc.log.Debug().Err(err).Msg("rpc: handshake: write welcome")
+		return false
+	}
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	if sc.draining {
+		return false
+	}
+	_ = sc.nc.SetDeadline(time.Time{})
+	sc.log.Debug().Uint32("uid", sc.identity.UID).Str("name", sc.identity.Name).Msg("rpc: connection established")
+	return true
+}
+
+// refuse answers the hello with an error status; the caller then closes.
+func (sc *serverConn) refuse(code proto.Code, msg string) {
+	b, _ := appendBody(make([]byte, headerSize, 128), msg)
+	encodeHeader(b, header{kind: kindWelcome, status: code, bodyLen: uint32(len(b) - headerSize)})
+	_, _ = sc.nc.Write(b)
+}
+
+// readLoop reads requests and cancels until the connection fails or drains.
+func (sc *serverConn) readLoop() error {
+	opts := &sc.s.opts
+	var hb [headerSize]byte
+	for {
+		if _, err := io.ReadFull(sc.br, hb[:]); err != nil {
+			return err
+		}
+		h, err := decodeHeader(hb[:])
+		if err != nil {
+			return err
+		}
+		if err := h.checkLimits(opts.MaxBody, opts.MaxPayload); err != nil {
+			return err
+		}
+		switch h.kind {
+		case kindCancel:
+			sc.cancelCall(h.id)
+			continue
+		case kindRequest:
+		default:
+			return errFrame("unexpected %v frame from a client", h.kind)
+		}
+		recvAt := time.Now()
+		size := int(h.bodyLen) + int(h.payloadLen)
+		if !sc.budget.acquire(size) {
+			return proto.Errorf(proto.Unavailable, "rpc: connection closing")
+		}
+		c := &serverCall{sc: sc, h: h, size: size}
+		c.body = sc.s.bufs.get(int(h.bodyLen))
+		if _, err := io.ReadFull(sc.br, *c.body); err != nil {
+			c.release()
+			return err
+		}
+		if h.payloadLen > 0 {
+			c.payload = sc.s.bufs.get(int(h.payloadLen))
+			if _, err := io.ReadFull(sc.br, *c.payload); err != nil {
+				c.release()
+				return err
+			}
+		}
+		if err := sc.start(c, recvAt); err != nil {
+			c.release()
+			return err
+		}
+	}
+}
+
+func (sc *serverConn) start(c *serverCall, recvAt time.Time) error {
+	var ctx context.Context
+	if c.h.timeout > 0 {
+		d := time.Duration(min(c.h.timeout, math.MaxInt64/2))
+		ctx, c.cancel = context.WithDeadline(sc.ctx, recvAt.Add(d))
+	} else {
+		ctx, c.cancel = context.WithCancel(sc.ctx)
+	}
+	sc.mu.Lock()
+	if _, dup := sc.inflight[c.h.id]; dup {
+		sc.mu.Unlock()
+		c.cancel()
+		return errFrame("request id %d already in flight", c.h.id)
+	}
+	sc.inflight[c.h.id] = c
+	sc.mu.Unlock()
+	sc.wg.Add(1)
+	go c.run(ctx)
+	return nil
+}
+
+func (sc *serverConn) cancelCall(id uint64) {
+	sc.mu.Lock()
+	c := sc.inflight[id]
+	sc.mu.Unlock()
+	if c != nil {
+		c.canceled.Store(true)
+		c.cancel()
+	}
+}
+
+// serverCall is one request in flight on a serverConn.
+type serverCall struct {
+	sc       *serverConn
+	h        header
+	size     int
+	body     *[]byte
+	payload  *[]byte
+	cancel   context.CancelFunc
+	canceled atomic.Bool // by a cancel frame from the client
+	done     func()      // the Response's Done
+}
+
+// release returns what the request holds; used before the call was started.
+func (c *serverCall) release() {
+	c.sc.s.bufs.put(c.body)
+	c.sc.s.bufs.put(c.payload)
+	c.sc.budget.release(c.size)
+}
+
+// finish ends a started call: after its response was written or dropped.
+func (c *serverCall) finish() {
+	if c.done != nil {
+		c.done()
+	}
+	c.cancel()
+	c.sc.mu.Lock()
+	delete(c.sc.inflight, c.h.id)
+	c.sc.mu.Unlock()
+	c.release()
+	c.sc.wg.Done()
+}
+
+func (c *serverCall) beginWrite() bool           { return true }
+func (c *serverCall) endWrite(_ bool, err error) { c.finish() }
+
+func (c *serverCall) run(ctx context.Context) {
+	var (
+		resp *Response
+		err  error
+	)
+	switch {
+	case ctx.Err() != nil:
+		err = proto.Errorf(proto.CodeOf(ctx.Err()), "rpc: method %d: gave up before running", c.h.method)
+	default:
+		h := c.sc.s.handler(c.h.method)
+		if h == nil {
+			err = proto.Errorf(proto.UnknownMethod, "rpc: no handler for method %d", c.h.method)
+			break
+		}
+		req := &Request{
+			Method:   c.h.method,
+			ID:       c.h.id,
+			Identity: c.sc.identity,
+			Remote:   c.sc.nc.RemoteAddr(),
+			body:     *c.body,
+		}
+		if c.payload != nil {
+			req.Payload = *c.payload
+		}
+		resp, err = c.invoke(ctx, h, req)
+	}
+	c.respond(resp, err)
+}
+
+func (c *serverCall) invoke(ctx context.Context, h HandlerFunc, req *Request) (resp *Response, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.sc.log.Error().Uint16("method", c.h.method).Interface("panic", r).Bytes("stack", debug.Stack()).Msg("rpc: handler panicked")
+			resp, err = nil, proto.Errorf(proto.Internal, "rpc: method %d: handler panicked", c.h.method)
+		}
+	}()
+	return h(ctx, req)
+}
+
+// respond queues the response frame; the writer calls finish once it is out.
+func (c *serverCall) respond(resp *Response, err error) {
+	if resp != nil {
+		c.done = resp.Done
+	}
+	if c.canceled.Load() {
+		c.finish() // the caller is gone: nothing to send
+		return
+	}
+	bufs := &c.sc.s.bufs
+	head := bufs.get(headerSize)
+	b := *head
+	var payload [][]byte
+	var plen int
+	if err == nil && resp != nil {
+		b, err = appendBody(b, resp.Body)
+		if err != nil {
+			err = proto.Errorf(proto.Internal, "rpc: method %d: encode response: %v", c.h.method, err)
+		} else if len(b)-headerSize > c.sc.peerMaxBody {
+			err = proto.Errorf(proto.TooLarge, "rpc: method %d: response body of %d bytes exceeds the client's limit of %d", c.h.method, len(b)-headerSize, c.sc.peerMaxBody)
+		}
+		for _, p := range resp.Payload {
+			plen += len(p)
+		}
+		if err == nil && plen > c.sc.s.opts.MaxPayload {
+			err = proto.Errorf(proto.TooLarge, "rpc: method %d: response payload of %d bytes exceeds the limit of %d", c.h.method, plen, c.sc.s.opts.MaxPayload)
+		}
+		payload = resp.Payload
+	}
+	status := proto.OK
+	if err != nil {
+		status = proto.CodeOf(err)
+		if status == proto.Internal {
+			c.sc.log.Error().Err(err).Uint16("method", c.h.method).Msg("rpc: handler failed")
+		} else {
+			c.sc.log.Debug().Err(err).Uint16("method", c.h.method).Msg("rpc: handler returned an error")
+		}
+		msg := err.Error()
+		if len(msg) > maxErrorMessage {
+			msg = msg[:maxErrorMessage]
+		}
+		b, _ = appendBody(b[:headerSize], msg)
+		payload, plen = nil, 0
+	}
+	encodeHeader(b, header{
+		kind:       kindResponse,
+		method:     c.h.method,
+		status:     status,
+		id:         c.h.id,
+		bodyLen:    uint32(len(b) - headerSize),
+		payloadLen: uint32(plen),
+	})
+	*head = b
+	_ = c.sc.w.enqueue(outFrame{head: head, payload: payload, owner: c})
+}
+
+// budget bounds the requests (count and bytes) in flight on a connection.
+type budget struct {
+	mu              sync.Mutex
+	cond            sync.Cond
+	n, maxN         int
+	bytes, maxBytes int
+	closed          bool
+}
+
+func (b *budget) init(maxN, maxBytes int) {
+	b.cond.L = &b.mu
+	b.maxN, b.maxBytes = maxN, maxBytes
+}
+
+// acquire waits for room for one request of size bytes; a request larger
+// than the whole byte budget is admitted when nothing else is in flight. It
+// returns false once the budget is closed.
+func (b *budget) acquire(size int) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for !b.closed && (b.n >= b.maxN || (b.n > 0 && b.bytes+size > b.maxBytes)) {
+		b.cond.Wait()
+	}
+	if b.closed {
+		return false
+	}
+	b.n++
+	b.bytes += size
+	return true
+}
+
+func (b *budget) release(size int) {
+	b.mu.Lock()
+	b.n--
+	b.bytes -= size
+	b.mu.Unlock()
+	b.cond.Signal()
+}
+
+func (b *budget) close() {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	b.cond.Broadcast()
+}
