@@ -1,12 +1,15 @@
 // Command bench runs fff's benchmarks next to their references, in one run on
-// the same data, and prints a markdown table with ratios (DESIGN §12).
+// the same data, and prints markdown tables with ratios (DESIGN §12).
 //
-// At this stage it measures FFRecord batch reads of random samples from a
-// local dataset against fio (io_uring, O_DIRECT, random reads) at the same
-// block size and queue depth on the same file, with the page cache dropped
-// before each measurement.
+//   - ffrecord: batch reads of random samples from a local dataset against fio
+//     (io_uring, O_DIRECT, random reads) at the same block size and queue
+//     depth on the same file, the page cache dropped before each measurement,
+//     the two sides alternating over several rounds (medians reported).
 //
-//	go run ./bench -dir /var/tmp/fff-bench -file-size 2GiB -duration 10s
+//   - rpc: small-call rate and 1 MiB bulk transfer of the RPC layer against
+//     raw loopback TCP.
+//
+//     go run ./bench -dir /var/tmp/fff-bench -file-size 2GiB -duration 10s
 package main
 
 import (
@@ -32,6 +35,7 @@ import (
 
 	"fff/ffrecord"
 	"fff/ffrecord/ffrfile"
+	"fff/internal/rpc/rpcbench"
 	"fff/internal/uring"
 )
 
@@ -46,6 +50,7 @@ type config struct {
 	noDrop    bool
 	fioBinary string
 	rounds    int
+	suites    map[string]bool
 }
 
 func main() {
@@ -61,6 +66,7 @@ func main() {
 	flag.BoolVar(&cfg.noDrop, "no-drop-cache", false, "do not drop the page cache before measurements")
 	flag.StringVar(&cfg.fioBinary, "fio", "fio", "fio binary")
 	flag.IntVar(&cfg.rounds, "rounds", 3, "alternating fio/fff rounds per size; the table shows medians")
+	suites := flag.String("suites", "ffrecord,rpc", "benchmarks to run: ffrecord (batch reads vs fio), rpc (RPC vs raw TCP)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the fff measurements to this file")
 	flag.Parse()
 	if *cpuprofile != "" {
@@ -82,11 +88,24 @@ func main() {
 		}
 		cfg.sizes = append(cfg.sizes, v)
 	}
+	cfg.suites = map[string]bool{}
+	for _, s := range strings.Split(*suites, ",") {
+		cfg.suites[strings.TrimSpace(s)] = true
+	}
 	if cfg.qd%cfg.batch != 0 {
 		fatal(fmt.Errorf("-qd %d must be a multiple of -batch %d", cfg.qd, cfg.batch))
 	}
-	if err := run(context.Background(), cfg); err != nil {
-		fatal(err)
+	ctx := context.Background()
+	if cfg.suites["ffrecord"] {
+		if err := runFFRecord(ctx, cfg); err != nil {
+			fatal(err)
+		}
+	}
+	if cfg.suites["rpc"] {
+		fmt.Printf("\n## RPC vs raw loopback TCP\n\n")
+		if err := rpcbench.Run(ctx, os.Stdout, 3*time.Second); err != nil {
+			fatal(err)
+		}
 	}
 }
 
@@ -100,7 +119,7 @@ type result struct {
 	p50, p99    time.Duration
 }
 
-func run(ctx context.Context, cfg config) error {
+func runFFRecord(ctx context.Context, cfg config) error {
 	if cfg.dir == "" {
 		d, err := os.MkdirTemp("/var/tmp", "fff-bench-")
 		if err != nil {
