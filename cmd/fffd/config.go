@@ -1,0 +1,154 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/pelletier/go-toml/v2"
+)
+
+// Config is fffd's configuration: a TOML file (--config) with flags on top.
+// Every field has a default that suits `fffd local` on one machine.
+//
+//	[node]
+//	id = 1
+//	listen = "127.0.0.1:9400"
+//	data_dir = "/var/lib/fff"
+//
+//	[log]
+//	level = "info"        # debug, info, warn, error
+//	format = "auto"       # auto (console on a TTY, else JSON), console, json
+//
+//	[kv]
+//	backend = "bbolt"     # bbolt (embedded, default) or fdb (-tags fdb builds)
+//	path = "meta.db"      # bbolt file, relative to data_dir
+//	cluster_file = ""     # fdb cluster file
+//	prefix = "fff"        # fdb key prefix: one FoundationDB cluster can hold several fff clusters
+//
+//	[mgmtd]
+//	address = ""          # where the meta/storage roles find mgmtd (empty in `local`)
+//	heartbeat_timeout = "10s"
+//
+//	[meta]
+//	chunk_size = 4194304
+//
+//	[storage]
+//	targets = []          # target directories; `local` defaults to 2 under data_dir/targets
+type Config struct {
+	Node    NodeConfig    `toml:"node"`
+	Log     LogConfig     `toml:"log"`
+	KV      KVConfig      `toml:"kv"`
+	Mgmtd   MgmtdConfig   `toml:"mgmtd"`
+	Meta    MetaConfig    `toml:"meta"`
+	Storage StorageConfig `toml:"storage"`
+}
+
+type NodeConfig struct {
+	ID      uint32 `toml:"id"`
+	Listen  string `toml:"listen"`
+	DataDir string `toml:"data_dir"`
+}
+
+type LogConfig struct {
+	Level  string `toml:"level"`
+	Format string `toml:"format"`
+}
+
+type KVConfig struct {
+	Backend     string `toml:"backend"`
+	Path        string `toml:"path"`
+	ClusterFile string `toml:"cluster_file"`
+	Prefix      string `toml:"prefix"`
+}
+
+type MgmtdConfig struct {
+	Address          string   `toml:"address"`
+	HeartbeatTimeout Duration `toml:"heartbeat_timeout"`
+}
+
+type MetaConfig struct {
+	ChunkSize int64 `toml:"chunk_size"`
+}
+
+type StorageConfig struct {
+	Targets []string `toml:"targets"`
+}
+
+// Duration reads "10s"-style durations from TOML.
+type Duration struct{ time.Duration }
+
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+func defaultConfig() Config {
+	return Config{
+		Node:  NodeConfig{ID: 1, Listen: "127.0.0.1:9400"},
+		Log:   LogConfig{Level: "info", Format: "auto"},
+		KV:    KVConfig{Backend: "bbolt", Path: "meta.db", Prefix: "fff"},
+		Mgmtd: MgmtdConfig{HeartbeatTimeout: Duration{10 * time.Second}},
+		Meta:  MetaConfig{ChunkSize: 4 << 20},
+	}
+}
+
+// loadConfig reads path (if not empty) over the defaults.
+func loadConfig(path string) (Config, error) {
+	cfg := defaultConfig()
+	if path == "" {
+		return cfg, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, fmt.Errorf("config: %w", err)
+	}
+	dec := toml.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cfg); err != nil {
+		var sm *toml.StrictMissingError
+		if errors.As(err, &sm) {
+			return cfg, fmt.Errorf("config %s: unknown settings:\n%s", path, sm.String())
+		}
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// validate checks the settings the roles need and resolves relative paths.
+func (c *Config) validate() error {
+	if c.Node.DataDir == "" {
+		return errors.New("config: node.data_dir (or --data) is required")
+	}
+	abs, err := filepath.Abs(c.Node.DataDir)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	c.Node.DataDir = abs
+	if c.KV.Path != "" && !filepath.IsAbs(c.KV.Path) {
+		c.KV.Path = filepath.Join(abs, c.KV.Path)
+	}
+	for i, t := range c.Storage.Targets {
+		if !filepath.IsAbs(t) {
+			c.Storage.Targets[i] = filepath.Join(abs, t)
+		}
+	}
+	switch c.KV.Backend {
+	case "bbolt", "fdb":
+	default:
+		return fmt.Errorf("config: kv.backend %q: use bbolt or fdb", c.KV.Backend)
+	}
+	if c.Meta.ChunkSize <= 0 || c.Meta.ChunkSize&(c.Meta.ChunkSize-1) != 0 {
+		return fmt.Errorf("config: meta.chunk_size %d must be a power of two", c.Meta.ChunkSize)
+	}
+	return nil
+}

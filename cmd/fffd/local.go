@@ -1,0 +1,234 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
+
+	"fff/internal/logging"
+	"fff/internal/rpc"
+	"fff/server/kv"
+	"fff/server/meta"
+	"fff/server/mgmtd"
+)
+
+// Files in the data directory shared with `fff up` (cmd/fff/up.go).
+const (
+	readyFile = "fffd.json"   // written once the node serves: pid and address
+	tokenFile = "admin.token" // the admin token (mode 0600)
+)
+
+type readyInfo struct {
+	PID     int    `json:"pid"`
+	Address string `json:"address"`
+	Version string `json:"version"`
+}
+
+// node is what every role shares: config, logger, KV, listener, RPC server.
+type node struct {
+	cfg  Config
+	log  zerolog.Logger
+	db   kv.DB
+	ln   net.Listener
+	srv  *rpc.Server
+	addr string
+}
+
+func newNode(cfg Config, role string) (*node, error) {
+	log, err := logging.New(os.Stderr, cfg.Log.Level, cfg.Log.Format)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	log = log.With().Str("role", role).Uint32("node", cfg.Node.ID).Logger()
+	if err := os.MkdirAll(cfg.Node.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	db, err := openKV(cfg.KV)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.Node.Listen)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Node.Listen, err)
+	}
+	return &node{cfg: cfg, log: log, db: db, ln: ln, addr: ln.Addr().String()}, nil
+}
+
+// serve runs the RPC server and the given background loops until ctx ends,
+// then shuts down gracefully.
+func (n *node) serve(ctx context.Context, auth rpc.Authenticator, register func(*rpc.Server), loops ...func(context.Context) error) error {
+	n.srv = rpc.NewServer(rpc.ServerOptions{Auth: auth, Logger: n.log})
+	register(n.srv)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := n.srv.Serve(n.ln); err != nil && !errors.Is(err, rpc.ErrServerClosed) {
+			return fmt.Errorf("rpc server: %w", err)
+		}
+		return nil
+	})
+	for _, loop := range loops {
+		g.Go(func() error { return loop(gctx) })
+	}
+	if err := n.writeReady(); err != nil {
+		return err
+	}
+	n.log.Info().Str("address", n.addr).Str("data", n.cfg.Node.DataDir).Msg("serving")
+	<-gctx.Done()
+	os.Remove(filepath.Join(n.cfg.Node.DataDir, readyFile))
+	n.log.Info().Msg("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := n.srv.Shutdown(sctx); err != nil {
+		n.log.Warn().Err(err).Msg("shutdown")
+	}
+	err := g.Wait()
+	if cerr := n.db.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func (n *node) writeReady() error {
+	b, _ := json.Marshal(readyInfo{PID: os.Getpid(), Address: n.addr, Version: version})
+	path := filepath.Join(n.cfg.Node.DataDir, readyFile)
+	if err := os.WriteFile(path+".tmp", b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(path+".tmp", path)
+}
+
+// ensureAdminToken creates the admin user on a new cluster and saves its
+// token; when the token file was lost, it issues a new token (this process
+// has the KV, so it is the tool that may).
+func (n *node) ensureAdminToken(ctx context.Context, ms *meta.Service) error {
+	path := filepath.Join(n.cfg.Node.DataDir, tokenFile)
+	tok, err := ms.EnsureAdmin(ctx)
+	if err != nil {
+		return fmt.Errorf("admin user: %w", err)
+	}
+	if tok == "" {
+		if _, err := os.Stat(path); err == nil {
+			return nil
+		}
+		n.log.Warn().Str("file", path).Msg("admin token file missing: issuing a new admin token")
+		if tok, err = ms.RotateToken(ctx, meta.Root, meta.AdminUser); err != nil {
+			return fmt.Errorf("admin token: %w", err)
+		}
+	}
+	if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
+		return fmt.Errorf("saving the admin token: %w", err)
+	}
+	return nil
+}
+
+// runLocal runs mgmtd and meta (and, with the data-path issue, storage) in
+// one process over one KV, bootstrapping a single-node cluster on first start.
+func runLocal(ctx context.Context, cfg Config) error {
+	n, err := newNode(cfg, "local")
+	if err != nil {
+		return err
+	}
+	mg, err := mgmtd.New(ctx, n.db, mgmtd.Options{HeartbeatTimeout: cfg.Mgmtd.HeartbeatTimeout.Duration, Logger: n.log})
+	if err != nil {
+		n.db.Close()
+		return fmt.Errorf("mgmtd: %w", err)
+	}
+	targets := cfg.Storage.Targets
+	if len(targets) == 0 {
+		targets = []string{filepath.Join(cfg.Node.DataDir, "targets", "0"), filepath.Join(cfg.Node.DataDir, "targets", "1")}
+	}
+	for _, t := range targets {
+		if err := os.MkdirAll(t, 0o700); err != nil {
+			n.db.Close()
+			return fmt.Errorf("target directory: %w", err)
+		}
+	}
+	if err := mgmtd.Bootstrap(ctx, mg, cfg.Node.ID, n.addr, targets, 1); err != nil {
+		n.db.Close()
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	ms := meta.New(n.db, meta.Options{ChainTables: mg, Capacity: mg, ChunkSize: uint32(cfg.Meta.ChunkSize)})
+	if err := ms.Init(ctx); err != nil {
+		n.db.Close()
+		return fmt.Errorf("meta: %w", err)
+	}
+	if err := n.ensureAdminToken(ctx, ms); err != nil {
+		n.db.Close()
+		return err
+	}
+	return n.serve(ctx, ms.Authenticator(),
+		func(s *rpc.Server) {
+			mgmtd.RegisterHandlers(s, mg)
+			meta.RegisterHandlers(s, ms)
+		},
+		mg.Run,
+		func(ctx context.Context) error {
+			return mgmtd.RunHeartbeats(ctx, mg, mgmtd.HeartbeatOptions{NodeID: cfg.Node.ID})
+		},
+	)
+}
+
+// runMgmtd runs the cluster manager alone. Tokens are checked against the
+// users in the shared KV.
+func runMgmtd(ctx context.Context, cfg Config) error {
+	n, err := newNode(cfg, "mgmtd")
+	if err != nil {
+		return err
+	}
+	mg, err := mgmtd.New(ctx, n.db, mgmtd.Options{HeartbeatTimeout: cfg.Mgmtd.HeartbeatTimeout.Duration, Logger: n.log})
+	if err != nil {
+		n.db.Close()
+		return fmt.Errorf("mgmtd: %w", err)
+	}
+	users := meta.New(n.db, meta.Options{})
+	if err := users.Init(ctx); err != nil {
+		n.db.Close()
+		return fmt.Errorf("meta: %w", err)
+	}
+	if err := n.ensureAdminToken(ctx, users); err != nil {
+		n.db.Close()
+		return err
+	}
+	return n.serve(ctx, users.Authenticator(), func(s *rpc.Server) { mgmtd.RegisterHandlers(s, mg) }, mg.Run)
+}
+
+// runMeta runs a meta server; it learns chain tables from mgmtd.
+func runMeta(ctx context.Context, cfg Config) error {
+	if cfg.Mgmtd.Address == "" {
+		return fmt.Errorf("%w: meta needs mgmtd.address", errUsage)
+	}
+	n, err := newNode(cfg, "meta")
+	if err != nil {
+		return err
+	}
+	tok, err := os.ReadFile(filepath.Join(cfg.Node.DataDir, tokenFile))
+	if err != nil {
+		n.db.Close()
+		return fmt.Errorf("meta needs the admin token in %s to talk to mgmtd: %w", filepath.Join(cfg.Node.DataDir, tokenFile), err)
+	}
+	pool := rpc.NewPool(cfg.Mgmtd.Address, string(trimNL(tok)), rpc.PoolOptions{})
+	defer pool.Close()
+	routing := mgmtd.NewRoutingCache(mgmtd.NewClient(pool), mgmtd.RoutingCacheOptions{Logger: n.log})
+	ms := meta.New(n.db, meta.Options{ChainTables: routing, ChunkSize: uint32(cfg.Meta.ChunkSize)})
+	if err := ms.Init(ctx); err != nil {
+		n.db.Close()
+		return fmt.Errorf("meta: %w", err)
+	}
+	return n.serve(ctx, ms.Authenticator(), func(s *rpc.Server) { meta.RegisterHandlers(s, ms) }, routing.Run)
+}
+
+func trimNL(b []byte) []byte {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r' || b[len(b)-1] == ' ') {
+		b = b[:len(b)-1]
+	}
+	return b
+}

@@ -1,0 +1,247 @@
+package meta
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"slices"
+
+	"fff/internal/proto"
+	"fff/server/kv"
+)
+
+// Users and tokens. A user U<name> has a uid, groups, an admin flag and the
+// SHA-256 of its token; T<sha256(token)> indexes users by token hash. The
+// token itself (32 random bytes, base64url without padding: 43 characters)
+// is shown once, when it is made, and never stored: a lost token cannot be
+// recovered, only replaced (RotateToken). An admin user, or a user with uid
+// 0, is root for permission checks.
+
+// AdminUser is the name of the user EnsureAdmin creates.
+const AdminUser = "admin"
+
+// maxUserName bounds user names.
+const maxUserName = 64
+
+func checkUserName(name string) error {
+	if name == "" || len(name) > maxUserName {
+		return proto.Errorf(proto.EINVAL, "user name %q: 1 to %d characters", name, maxUserName)
+	}
+	for _, c := range []byte(name) {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-'
+		if !ok {
+			return proto.Errorf(proto.EINVAL, "user name %q: only letters, digits, '.', '_' and '-'", name)
+		}
+	}
+	return nil
+}
+
+// newToken returns a fresh random token and its SHA-256.
+func newToken() (string, []byte) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic("meta: crypto/rand: " + err.Error()) // never fails on supported platforms
+	}
+	tok := base64.RawURLEncoding.EncodeToString(b[:])
+	sum := sha256.Sum256([]byte(tok))
+	return tok, sum[:]
+}
+
+func loadUser(tx kv.ReadTxn, name string) (*userRec, error) {
+	v, err := tx.Get(userKey(name))
+	if err != nil || v == nil {
+		return nil, err
+	}
+	var u userRec
+	if err := unmarshal(v, &u); err != nil {
+		return nil, err
+	}
+	return &u, nil
+}
+
+func putUser(tx kv.Txn, u *userRec) error {
+	if err := tx.Set(userKey(u.Name), marshal(u)); err != nil {
+		return err
+	}
+	return tx.Set(tokenKey(u.TokenHash), []byte(u.Name))
+}
+
+// AddUser creates user name with uid, groups gids (the first is the
+// primary group) and the admin flag, and returns its token. Root only
+// (EPERM); EEXIST if the name is taken. Several users may share a uid.
+func (s *Service) AddUser(ctx context.Context, id Identity, name string, uid uint32, gids []uint32, admin bool) (string, error) {
+	if !id.IsRoot() {
+		return "", proto.Errorf(proto.EPERM, "add user %q", name)
+	}
+	return s.addUser(ctx, name, uid, gids, admin, false)
+}
+
+func (s *Service) addUser(ctx context.Context, name string, uid uint32, gids []uint32, admin, existingOK bool) (string, error) {
+	if err := checkUserName(name); err != nil {
+		return "", err
+	}
+	tok, sum := newToken()
+	now := s.now()
+	created := false
+	err := s.db.Update(ctx, func(tx kv.Txn) error {
+		created = false
+		u, err := loadUser(tx, name)
+		if err != nil {
+			return err
+		}
+		if u != nil {
+			if existingOK {
+				return nil
+			}
+			return proto.Errorf(proto.EEXIST, "user %q", name)
+		}
+		created = true
+		return putUser(tx, &userRec{Name: name, UID: uid, GIDs: slices.Clone(gids), Admin: admin, TokenHash: sum, Created: now})
+	})
+	if err != nil || !created {
+		return "", err
+	}
+	return tok, nil
+}
+
+// EnsureAdmin creates the admin user (AdminUser: uid 0, gid 0, admin) if it
+// does not exist and returns its token; if it exists it returns "" (the
+// token was shown when it was made: the launcher saves it in a file only
+// its owner can read). A lost admin token is replaced with
+// RotateToken(ctx, Root, AdminUser) by a tool with direct access to the KV.
+func (s *Service) EnsureAdmin(ctx context.Context) (string, error) {
+	return s.addUser(ctx, AdminUser, 0, []uint32{0}, true, true)
+}
+
+// RotateToken gives user name a new token, returned, and invalidates the
+// old one. Root only (EPERM); ENOENT for an unknown user.
+func (s *Service) RotateToken(ctx context.Context, id Identity, name string) (string, error) {
+	if !id.IsRoot() {
+		return "", proto.Errorf(proto.EPERM, "rotate token of %q", name)
+	}
+	tok, sum := newToken()
+	err := s.db.Update(ctx, func(tx kv.Txn) error {
+		u, err := loadUser(tx, name)
+		if err != nil {
+			return err
+		}
+		if u == nil {
+			return proto.Errorf(proto.ENOENT, "user %q", name)
+		}
+		if err := tx.Clear(tokenKey(u.TokenHash)); err != nil {
+			return err
+		}
+		u.TokenHash = sum
+		return putUser(tx, u)
+	})
+	if err != nil {
+		return "", err
+	}
+	return tok, nil
+}
+
+// ListUsers returns every user, by name. Root only (EPERM).
+func (s *Service) ListUsers(ctx context.Context, id Identity) ([]proto.User, error) {
+	if !id.IsRoot() {
+		return nil, proto.Errorf(proto.EPERM, "list users")
+	}
+	var out []proto.User
+	err := s.db.View(ctx, func(tx kv.ReadTxn) error {
+		out = nil
+		b, e := prefixRange([]byte{pUser})
+		kvs, err := tx.Range(b, e, kv.RangeOptions{})
+		if err != nil {
+			return err
+		}
+		for _, p := range kvs {
+			var u userRec
+			if err := unmarshal(p.Value, &u); err != nil {
+				return err
+			}
+			out = append(out, proto.User{Name: u.Name, UID: u.UID, GIDs: u.GIDs, Admin: u.Admin, Created: u.Created})
+		}
+		return nil
+	})
+	return out, err
+}
+
+// RemoveUser deletes user name; its token stops working for new
+// connections. Root only (EPERM); ENOENT for an unknown user; EPERM for the
+// last admin user.
+func (s *Service) RemoveUser(ctx context.Context, id Identity, name string) error {
+	if !id.IsRoot() {
+		return proto.Errorf(proto.EPERM, "remove user %q", name)
+	}
+	return s.db.Update(ctx, func(tx kv.Txn) error {
+		u, err := loadUser(tx, name)
+		if err != nil {
+			return err
+		}
+		if u == nil {
+			return proto.Errorf(proto.ENOENT, "user %q", name)
+		}
+		if u.Admin {
+			b, e := prefixRange([]byte{pUser})
+			kvs, err := tx.Range(b, e, kv.RangeOptions{})
+			if err != nil {
+				return err
+			}
+			admins := 0
+			for _, p := range kvs {
+				var o userRec
+				if err := unmarshal(p.Value, &o); err != nil {
+					return err
+				}
+				if o.Admin {
+					admins++
+				}
+			}
+			if admins <= 1 {
+				return proto.Errorf(proto.EPERM, "remove user %q: the last admin", name)
+			}
+		}
+		if err := tx.Clear(tokenKey(u.TokenHash)); err != nil {
+			return err
+		}
+		return tx.Clear(userKey(name))
+	})
+}
+
+// Authenticate returns the identity of token, or proto.ErrUnauthenticated.
+// The token is looked up by its SHA-256 (so the lookup's timing reveals
+// nothing usable about the token) and the stored hash is compared in
+// constant time.
+func (s *Service) Authenticate(ctx context.Context, token string) (Identity, error) {
+	if token == "" {
+		return Identity{}, proto.ErrUnauthenticated
+	}
+	sum := sha256.Sum256([]byte(token))
+	var out Identity
+	found := false
+	err := s.db.View(ctx, func(tx kv.ReadTxn) error {
+		found = false
+		name, err := tx.Get(tokenKey(sum[:]))
+		if err != nil || name == nil {
+			return err
+		}
+		u, err := loadUser(tx, string(name))
+		if err != nil || u == nil {
+			return err
+		}
+		if subtle.ConstantTimeCompare(u.TokenHash, sum[:]) != 1 {
+			return nil
+		}
+		found = true
+		out = Identity{UID: u.UID, GIDs: slices.Clone(u.GIDs), Admin: u.Admin, Name: u.Name}
+		return nil
+	})
+	if err != nil {
+		return Identity{}, err
+	}
+	if !found {
+		return Identity{}, proto.ErrUnauthenticated
+	}
+	return out, nil
+}
