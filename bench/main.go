@@ -9,6 +9,9 @@
 //   - rpc: small-call rate and 1 MiB bulk transfer of the RPC layer against
 //     raw loopback TCP.
 //
+//   - meta: stat and create rates of a real `fffd local` through RPC with 1
+//     and 64 clients, next to the same service in process (meta.go).
+//
 //     go run ./bench -dir /var/tmp/fff-bench -file-size 2GiB -duration 10s
 package main
 
@@ -66,7 +69,7 @@ func main() {
 	flag.BoolVar(&cfg.noDrop, "no-drop-cache", false, "do not drop the page cache before measurements")
 	flag.StringVar(&cfg.fioBinary, "fio", "fio", "fio binary")
 	flag.IntVar(&cfg.rounds, "rounds", 3, "alternating fio/fff rounds per size; the table shows medians")
-	suites := flag.String("suites", "ffrecord,rpc", "benchmarks to run: ffrecord (batch reads vs fio), rpc (RPC vs raw TCP)")
+	suites := flag.String("suites", "ffrecord,rpc,meta", "benchmarks to run: ffrecord (batch reads vs fio), rpc (RPC vs raw TCP), meta (metadata rates of fffd local)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the fff measurements to this file")
 	flag.Parse()
 	if *cpuprofile != "" {
@@ -104,6 +107,11 @@ func main() {
 	if cfg.suites["rpc"] {
 		fmt.Printf("\n## RPC vs raw loopback TCP\n\n")
 		if err := rpcbench.Run(ctx, os.Stdout, 3*time.Second); err != nil {
+			fatal(err)
+		}
+	}
+	if cfg.suites["meta"] {
+		if err := runMetaSuite(ctx, cfg); err != nil {
 			fatal(err)
 		}
 	}

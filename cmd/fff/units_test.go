@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"testing"
 )
 
@@ -19,28 +18,6 @@ func TestParseSize(t *testing.T) {
 		if (err == nil) != c.ok || got != c.want {
 			t.Errorf("parseSize(%q) = %d, %v; want %d, ok=%v", c.in, got, err, c.want, c.ok)
 		}
-	}
-}
-
-func TestParsePath(t *testing.T) {
-	for _, c := range []struct {
-		in            string
-		remote        bool
-		cluster, path string
-	}{
-		{"data/x.ffr", false, "", "data/x.ffr"},
-		{"/abs/x", false, "", "/abs/x"},
-		{"fff:///a/b", true, "", "/a/b"},
-		{"fff://host:9000/a/b", true, "host:9000", "/a/b"},
-		{"fff://host:9000", true, "host:9000", "/"},
-	} {
-		got, err := parsePath(c.in)
-		if err != nil || got.Remote != c.remote || got.Cluster != c.cluster || got.Path != c.path {
-			t.Errorf("parsePath(%q) = %+v, %v", c.in, got, err)
-		}
-	}
-	if _, err := localPath("fff:///x"); !errors.Is(err, errClusterPath) {
-		t.Errorf("localPath(fff:///x) = %v", err)
 	}
 }
 

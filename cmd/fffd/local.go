@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 
+	"fff/internal/cluster"
 	"fff/internal/logging"
 	"fff/internal/rpc"
 	"fff/server/kv"
@@ -172,7 +173,7 @@ func runLocal(ctx context.Context, cfg Config) error {
 		},
 		mg.Run,
 		func(ctx context.Context) error {
-			return mgmtd.RunHeartbeats(ctx, mg, mgmtd.HeartbeatOptions{NodeID: cfg.Node.ID})
+			return cluster.RunHeartbeats(ctx, mg, cluster.HeartbeatOptions{NodeID: cfg.Node.ID})
 		},
 	)
 }
@@ -217,7 +218,7 @@ func runMeta(ctx context.Context, cfg Config) error {
 	}
 	pool := rpc.NewPool(cfg.Mgmtd.Address, string(trimNL(tok)), rpc.PoolOptions{})
 	defer pool.Close()
-	routing := mgmtd.NewRoutingCache(mgmtd.NewClient(pool), mgmtd.RoutingCacheOptions{Logger: n.log})
+	routing := cluster.NewRoutingCache(cluster.NewClient(pool), cluster.RoutingCacheOptions{Logger: n.log})
 	ms := meta.New(n.db, meta.Options{ChainTables: routing, ChunkSize: uint32(cfg.Meta.ChunkSize)})
 	if err := ms.Init(ctx); err != nil {
 		n.db.Close()

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"fff/internal/cluster"
 	"fff/internal/proto"
 	"fff/internal/rpc"
 	"fff/server/kv/memkv"
@@ -37,10 +38,10 @@ func serve(t *testing.T, svc *Service) string {
 	return l.Addr().String()
 }
 
-func newClient(t *testing.T, addr, token string) *Client {
+func newClient(t *testing.T, addr, token string) *cluster.Client {
 	p := rpc.NewPool(addr, token, rpc.PoolOptions{Size: 2})
 	t.Cleanup(func() { p.Close() })
-	return NewClient(p)
+	return cluster.NewClient(p)
 }
 
 func TestRPC(t *testing.T) {
@@ -124,7 +125,7 @@ func TestRPC(t *testing.T) {
 }
 
 // TestRPCClusterLifecycle drives a node's life over the wire: bootstrap,
-// heartbeats through RunHeartbeats, a RoutingCache over the client that
+// heartbeats through cluster.RunHeartbeats, a cluster.RoutingCache over the client that
 // sees the node go down and come back.
 func TestRPCClusterLifecycle(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -139,7 +140,7 @@ func TestRPCClusterLifecycle(t *testing.T) {
 	if err := Bootstrap(ctx, c, 1, "127.0.0.1:7000", []string{"/d/1", "/d/0"}, 1); err != nil || svc.Version() != v {
 		t.Fatalf("second bootstrap over RPC: %v, version %d → %d", err, v, svc.Version())
 	}
-	cache := NewRoutingCache(c, RoutingCacheOptions{})
+	cache := cluster.NewRoutingCache(c, cluster.RoutingCacheOptions{})
 	if got := must[[]uint32](t)(cache.ChainTable(ctx, BootstrapTable)); !slices.Equal(got, []uint32{1, 2}) {
 		t.Fatalf("table %v", got)
 	}
@@ -154,7 +155,7 @@ func TestRPCClusterLifecycle(t *testing.T) {
 	v = cache.Version()
 	hbDone := make(chan error)
 	go func() {
-		hbDone <- RunHeartbeats(ctx, c, HeartbeatOptions{NodeID: 1, Interval: 5 * time.Millisecond, Cache: cache})
+		hbDone <- cluster.RunHeartbeats(ctx, c, cluster.HeartbeatOptions{NodeID: 1, Interval: 5 * time.Millisecond, Cache: cache})
 	}()
 	defer func() {
 		cancel()

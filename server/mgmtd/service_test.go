@@ -105,9 +105,9 @@ func node(id uint32) proto.Node {
 	return proto.Node{ID: id, Roles: proto.RoleStorage, Addr: fmt.Sprintf("10.0.0.%d:9000", id), Hostname: fmt.Sprintf("host%d", id)}
 }
 
-// cluster registers nodes 1..nNodes, each with one target per path in
+// registerCluster registers nodes 1..nNodes, each with one target per path in
 // paths (target ids in registration order), and returns the targets.
-func cluster(t *testing.T, s *Service, nNodes int, paths ...string) []proto.Target {
+func registerCluster(t *testing.T, s *Service, nNodes int, paths ...string) []proto.Target {
 	t.Helper()
 	ctx := context.Background()
 	var out []proto.Target
@@ -227,7 +227,7 @@ func TestCreateChainValidation(t *testing.T) {
 		ctx := context.Background()
 		s := newService(t, db, newFakeClock())
 		// Nodes 1..3 with targets /a (ids 1, 3, 5) and /b (ids 2, 4, 6).
-		cluster(t, s, 3, "/a", "/b")
+		registerCluster(t, s, 3, "/a", "/b")
 		c := must[proto.Chain](t)(s.CreateChain(ctx, []uint32{5, 1, 3}))
 		if c.ID != 1 || c.Version != 1 || !slices.Equal(c.Targets, []uint32{5, 1, 3}) {
 			t.Fatalf("chain %+v", c)
@@ -268,7 +268,7 @@ func TestChainTables(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, db kv.DB) {
 		ctx := context.Background()
 		s := newService(t, db, newFakeClock())
-		cluster(t, s, 1, "/a", "/b", "/c")
+		registerCluster(t, s, 1, "/a", "/b", "/c")
 		for i := uint32(1); i <= 3; i++ {
 			must[proto.Chain](t)(s.CreateChain(ctx, []uint32{i}))
 		}
@@ -392,7 +392,7 @@ func TestHeartbeatTimeoutAndReturn(t *testing.T) {
 		clk := newFakeClock()
 		s := newService(t, db, clk)
 		// Nodes 1..3 with targets /a (ids 1, 3, 5) and /b (ids 2, 4, 6).
-		cluster(t, s, 3, "/a", "/b")
+		registerCluster(t, s, 3, "/a", "/b")
 		must[proto.Chain](t)(s.CreateChain(ctx, []uint32{1, 3, 5})) // chain 1: replication 3, node 1 at the head
 		must[proto.Chain](t)(s.CreateChain(ctx, []uint32{2}))       // chain 2: replication 1 on node 1
 		must[proto.Chain](t)(s.CreateChain(ctx, []uint32{4, 6}))    // chain 3: not on node 1
@@ -487,7 +487,7 @@ func TestLiveStats(t *testing.T) {
 	ctx := context.Background()
 	clk := newFakeClock()
 	s := newService(t, memkv.New(), clk)
-	cluster(t, s, 2, "/a")
+	registerCluster(t, s, 2, "/a")
 	v := s.Version()
 	clk.Advance(time.Second)
 	must[proto.HeartbeatResp](t)(s.Heartbeat(ctx, proto.HeartbeatReq{NodeID: 1, Targets: []proto.TargetStats{
@@ -520,7 +520,7 @@ func TestRunMarksSilentNodesDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cluster(t, s, 2, "/a")
+	registerCluster(t, s, 2, "/a")
 	done := make(chan error)
 	go func() { done <- s.Run(ctx) }()
 	defer func() {
@@ -557,7 +557,7 @@ func TestRestartPersistence(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := newService(t, db, clk)
-	cluster(t, s, 3, "/a")
+	registerCluster(t, s, 3, "/a")
 	must[proto.Chain](t)(s.CreateChain(ctx, []uint32{1, 2, 3}))
 	must[proto.ChainTable](t)(s.CreateChainTable(ctx, []uint32{1}))
 	must[proto.HeartbeatResp](t)(s.Heartbeat(ctx, proto.HeartbeatReq{NodeID: 3, Targets: []proto.TargetStats{{ID: 3, Capacity: 9, Used: 1}}}))
@@ -608,7 +608,7 @@ func TestSharedKV(t *testing.T) {
 	clk := newFakeClock()
 	a := newService(t, db, clk)
 	b := newService(t, db, clk)
-	cluster(t, a, 1, "/a")
+	registerCluster(t, a, 1, "/a")
 	// b has not refreshed yet, but a caller with a's version makes it
 	// reread the KV: "unchanged".
 	if ri, err := b.GetRouting(ctx, a.Version()); err != nil || ri != nil {
@@ -635,7 +635,7 @@ func TestConcurrentHeartbeats(t *testing.T) {
 		clk := newFakeClock()
 		s := newService(t, db, clk)
 		const nodes = 16
-		ts := cluster(t, s, nodes, "/a")
+		ts := registerCluster(t, s, nodes, "/a")
 		for i := 0; i < nodes; i += 2 {
 			must[proto.Chain](t)(s.CreateChain(ctx, []uint32{ts[i].ID, ts[i+1].ID}))
 		}
@@ -799,7 +799,7 @@ func TestBadTargetStateParse(t *testing.T) {
 func TestCapacity(t *testing.T) {
 	ctx := context.Background()
 	s := newService(t, memkv.New(), newFakeClock())
-	cluster(t, s, 2, "/a", "/b") // targets 1, 2 on node 1; 3, 4 on node 2
+	registerCluster(t, s, 2, "/a", "/b") // targets 1, 2 on node 1; 3, 4 on node 2
 	must[proto.Chain](t)(s.CreateChain(ctx, []uint32{1, 3}))
 	must[proto.Chain](t)(s.CreateChain(ctx, []uint32{2})) // no stats: not counted
 	must[proto.HeartbeatResp](t)(s.Heartbeat(ctx, proto.HeartbeatReq{NodeID: 1, Targets: []proto.TargetStats{{ID: 1, Capacity: 100, Used: 10}}}))

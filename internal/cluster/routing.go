@@ -1,4 +1,8 @@
-package mgmtd
+// Package cluster is the client side of mgmtd: the RPC client, the routing
+// cache every client and service keeps, and the heartbeat loop. It lives apart
+// from server/mgmtd so that clients (libfff) do not depend on the server and
+// its KV.
+package cluster
 
 import (
 	"context"

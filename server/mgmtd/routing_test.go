@@ -9,13 +9,14 @@ import (
 	"testing"
 	"time"
 
+	"fff/internal/cluster"
 	"fff/internal/proto"
 	"fff/server/kv/memkv"
 )
 
 // countingSource counts fetches and can hold them until released.
 type countingSource struct {
-	src   RoutingSource
+	src   cluster.RoutingSource
 	calls atomic.Int64
 	gate  chan struct{} // if non-nil, each fetch waits for a receive
 	fail  atomic.Bool
@@ -35,9 +36,9 @@ func (c *countingSource) GetRouting(ctx context.Context, since uint64) (*proto.R
 func TestRoutingCache(t *testing.T) {
 	ctx := context.Background()
 	s := newService(t, memkv.New(), newFakeClock())
-	cluster(t, s, 1, "/a", "/b")
+	registerCluster(t, s, 1, "/a", "/b")
 	src := &countingSource{src: s}
-	c := NewRoutingCache(src, RoutingCacheOptions{})
+	c := cluster.NewRoutingCache(src, cluster.RoutingCacheOptions{})
 	if c.Get() != nil || c.Version() != 0 {
 		t.Fatal("new cache not empty")
 	}
@@ -106,9 +107,9 @@ func TestRoutingCache(t *testing.T) {
 func TestRoutingCacheCoalesces(t *testing.T) {
 	ctx := context.Background()
 	s := newService(t, memkv.New(), newFakeClock())
-	cluster(t, s, 1, "/a")
+	registerCluster(t, s, 1, "/a")
 	src := &countingSource{src: s, gate: make(chan struct{})}
-	c := NewRoutingCache(src, RoutingCacheOptions{})
+	c := cluster.NewRoutingCache(src, cluster.RoutingCacheOptions{})
 	var wg sync.WaitGroup
 	refresh := func() {
 		defer wg.Done()
@@ -164,11 +165,11 @@ func TestRunHeartbeats(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	clk := newFakeClock()
 	s := newService(t, memkv.New(), clk)
-	cluster(t, s, 2, "/a")
+	registerCluster(t, s, 2, "/a")
 	clk.Advance(2 * testTimeout)
 	must[proto.HeartbeatResp](t)(s.Heartbeat(ctx, proto.HeartbeatReq{NodeID: 2}))
 	must[struct{}](t)(struct{}{}, s.CheckHeartbeats(ctx)) // node 1 down
-	cache := NewRoutingCache(s, RoutingCacheOptions{})
+	cache := cluster.NewRoutingCache(s, cluster.RoutingCacheOptions{})
 	if err := cache.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +180,7 @@ func TestRunHeartbeats(t *testing.T) {
 	v := cache.Version()
 	done := make(chan error)
 	go func() {
-		done <- RunHeartbeats(ctx, s, HeartbeatOptions{
+		done <- cluster.RunHeartbeats(ctx, s, cluster.HeartbeatOptions{
 			NodeID: 1, Interval: 5 * time.Millisecond, Cache: cache,
 			Stats: func() []proto.TargetStats {
 				stats.Add(1)
@@ -215,10 +216,10 @@ func TestRunHeartbeats(t *testing.T) {
 func TestRoutingCacheRun(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := newService(t, memkv.New(), newFakeClock())
-	c := NewRoutingCache(s, RoutingCacheOptions{Interval: 2 * time.Millisecond})
+	c := cluster.NewRoutingCache(s, cluster.RoutingCacheOptions{Interval: 2 * time.Millisecond})
 	done := make(chan error)
 	go func() { done <- c.Run(ctx) }()
-	cluster(t, s, 1, "/a")
+	registerCluster(t, s, 1, "/a")
 	wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
 	defer wcancel()
 	if _, err := c.Wait(wctx, s.Version()-1); err != nil {

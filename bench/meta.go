@@ -1,0 +1,495 @@
+package main
+
+// The meta suite: metadata operation rates of a real `fffd local` through
+// real RPC, next to the same meta.Service called in process over the same
+// KV backend on the same disk (what the service costs without the wire).
+//
+//   - stat: StatPath of existing files (/bench/stat/dNN/fNNNN, 4096 files),
+//     chosen at random.
+//   - create: Create of new empty files (exclusive, no write session), each
+//     client in its own directory; durable: bbolt's group commit fsyncs
+//     before the answer, as in production.
+//
+// Each runs with 1 client (one connection), 64 clients (64 goroutines with a
+// connection each, i.e. 64 separate clients), and 64 goroutines sharing one
+// rpc.Pool (4 connections, what one process using libfff does), for a fixed
+// duration after a short warm-up. The table shows ops/s, per-operation p50
+// and p99, and the ratio to the targets (DESIGN §12: stat ≥ 30,000 and
+// create ≥ 5,000 ops/s with 64 concurrent clients).
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"fff/internal/proto"
+	"fff/internal/rpc"
+	"fff/server/kv/bboltkv"
+	"fff/server/meta"
+)
+
+// Targets for 64 concurrent clients.
+const (
+	metaStatTarget   = 30000
+	metaCreateTarget = 5000
+)
+
+const (
+	metaStatDirs     = 16
+	metaStatPerDir   = 256
+	metaPoolSize     = rpc.DefaultPoolSize
+	metaSetupClients = 64
+)
+
+// metaConfig holds the meta suite's flags.
+type metaConfig struct {
+	fffd     string
+	duration time.Duration
+	clients  int
+	noLocal  bool
+}
+
+var metaCfg metaConfig
+
+func init() {
+	flag.StringVar(&metaCfg.fffd, "fffd", "", "fffd binary for the meta suite (default: next to this binary, else built from ./cmd/fffd, else bin/fffd or PATH)")
+	flag.DurationVar(&metaCfg.duration, "meta-duration", 5*time.Second, "time per metadata measurement")
+	flag.IntVar(&metaCfg.clients, "meta-clients", 64, "concurrent clients of the metadata measurements")
+	flag.BoolVar(&metaCfg.noLocal, "meta-no-inprocess", false, "skip the in-process meta.Service reference")
+}
+
+// metaOps is a way of calling meta: over RPC or in process.
+type metaOps interface {
+	mkdir(ctx context.Context, parent uint64, name string) (uint64, error)
+	create(ctx context.Context, parent uint64, name string) error
+	statPath(ctx context.Context, path string) error
+}
+
+type rpcOps struct {
+	c interface {
+		Call(ctx context.Context, method uint16, req, resp any, opts ...rpc.CallOption) (int, error)
+	}
+}
+
+func (o rpcOps) mkdir(ctx context.Context, parent uint64, name string) (uint64, error) {
+	var resp proto.MetaInodeResp
+	_, err := o.c.Call(ctx, proto.MethodMetaMkdir, &proto.MetaMkdirReq{Parent: parent, Name: name, Mode: 0o755}, &resp)
+	return resp.Inode.Ino, err
+}
+
+func (o rpcOps) create(ctx context.Context, parent uint64, name string) error {
+	var resp proto.MetaOpenResp
+	_, err := o.c.Call(ctx, proto.MethodMetaCreate, &proto.MetaCreateReq{Parent: parent, Name: name, Mode: 0o644, Flags: proto.OpenExcl}, &resp)
+	return err
+}
+
+func (o rpcOps) statPath(ctx context.Context, path string) error {
+	var resp proto.MetaInodeResp
+	_, err := o.c.Call(ctx, proto.MethodMetaStatPath, &proto.MetaStatPathReq{Path: path}, &resp)
+	return err
+}
+
+type localOps struct{ s *meta.Service }
+
+func (o localOps) mkdir(ctx context.Context, parent uint64, name string) (uint64, error) {
+	n, err := o.s.Mkdir(ctx, meta.Root, parent, name, 0o755)
+	return n.Ino, err
+}
+
+func (o localOps) create(ctx context.Context, parent uint64, name string) error {
+	_, err := o.s.Create(ctx, meta.Root, parent, name, 0o644, proto.OpenExcl)
+	return err
+}
+
+func (o localOps) statPath(ctx context.Context, path string) error {
+	_, err := o.s.StatPath(ctx, meta.Root, path, false)
+	return err
+}
+
+type metaResult struct {
+	ops      int64
+	opsPerS  float64
+	p50, p99 time.Duration
+}
+
+// measure runs op in n goroutines (worker w uses ops(w)) for warm-up +
+// d and reports the operations completed after the warm-up.
+func measure(ctx context.Context, n int, d time.Duration, ops func(w int) metaOps, op func(ctx context.Context, o metaOps, w int, i int64, rng *rand.Rand) error) (metaResult, error) {
+	warm := min(d/5, time.Second)
+	start := time.Now()
+	from, until := start.Add(warm), start.Add(warm+d)
+	var count atomic.Int64
+	var mu sync.Mutex
+	var lats []time.Duration
+	var firstErr error
+	var wg sync.WaitGroup
+	for w := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			o := ops(w)
+			rng := rand.New(rand.NewPCG(uint64(w), 11))
+			my := make([]time.Duration, 0, 4096)
+			for i := int64(0); ; i++ {
+				t0 := time.Now()
+				if !t0.Before(until) {
+					break
+				}
+				if err := op(ctx, o, w, i, rng); err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					mu.Unlock()
+					return
+				}
+				t1 := time.Now()
+				if t0.After(from) && t1.Before(until) {
+					my = append(my, t1.Sub(t0))
+				}
+			}
+			count.Add(int64(len(my)))
+			mu.Lock()
+			lats = append(lats, my...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return metaResult{}, firstErr
+	}
+	slices.Sort(lats)
+	pct := func(p float64) time.Duration {
+		if len(lats) == 0 {
+			return 0
+		}
+		return lats[min(len(lats)-1, int(p*float64(len(lats))))]
+	}
+	c := count.Load()
+	return metaResult{ops: c, opsPerS: float64(c) / d.Seconds(), p50: pct(0.5), p99: pct(0.99)}, nil
+}
+
+// fffdProc is a running `fffd local`.
+type fffdProc struct {
+	cmd    *exec.Cmd
+	addr   string
+	token  string
+	exited chan struct{}
+}
+
+func startFFFD(ctx context.Context, bin, data string) (*fffdProc, error) {
+	logf, err := os.Create(filepath.Join(data, "fffd.log"))
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	cmd := exec.Command(bin, "local", "--data", data, "--listen", "127.0.0.1:0", "--log-level", "warn", "--log-format", "json")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting %s: %w", bin, err)
+	}
+	p := &fffdProc{cmd: cmd, exited: make(chan struct{})}
+	go func() { cmd.Wait(); close(p.exited) }()
+	deadline := time.After(60 * time.Second)
+	for {
+		var ri struct {
+			PID     int    `json:"pid"`
+			Address string `json:"address"`
+		}
+		if b, err := os.ReadFile(filepath.Join(data, "fffd.json")); err == nil && json.Unmarshal(b, &ri) == nil && ri.PID == cmd.Process.Pid {
+			p.addr = ri.Address
+			break
+		}
+		select {
+		case <-p.exited:
+			return nil, fmt.Errorf("fffd exited before it was ready (see %s)", filepath.Join(data, "fffd.log"))
+		case <-deadline:
+			p.stop()
+			return nil, errors.New("fffd did not come up within 60s")
+		case <-ctx.Done():
+			p.stop()
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	tok, err := os.ReadFile(filepath.Join(data, "admin.token"))
+	if err != nil {
+		p.stop()
+		return nil, err
+	}
+	p.token = strings.TrimSpace(string(tok))
+	return p, nil
+}
+
+func (p *fffdProc) stop() {
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(30 * time.Second):
+		p.cmd.Process.Kill()
+		<-p.exited
+	}
+}
+
+// findFFFD returns the fffd binary to run: the flag; fffd next to this
+// binary; a fresh build of ./cmd/fffd (when run from the repository, e.g.
+// `go run ./bench`); bin/fffd; PATH.
+func findFFFD(tmp string) (string, error) {
+	if metaCfg.fffd != "" {
+		return metaCfg.fffd, nil
+	}
+	if self, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(self), "fffd")
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
+			return p, nil
+		}
+	}
+	if _, err := os.Stat("cmd/fffd"); err == nil {
+		if _, err := exec.LookPath("go"); err == nil {
+			out := filepath.Join(tmp, "fffd")
+			b := exec.Command("go", "build", "-o", out, "./cmd/fffd")
+			b.Env = append(os.Environ(), "GOFLAGS=-buildvcs=false -ldflags=-checklinkname=0")
+			if msg, err := b.CombinedOutput(); err != nil {
+				return "", fmt.Errorf("building fffd: %v\n%s", err, msg)
+			}
+			return out, nil
+		}
+	}
+	if st, err := os.Stat("bin/fffd"); err == nil && st.Mode().IsRegular() {
+		return "bin/fffd", nil
+	}
+	if p, err := exec.LookPath("fffd"); err == nil {
+		return p, nil
+	}
+	return "", errors.New("fffd not found: run `make build` or pass -fffd")
+}
+
+// metaTree creates the stat tree and returns its file paths.
+func metaTree(ctx context.Context, ops func(w int) metaOps) ([]string, error) {
+	o := ops(0)
+	bench, err := o.mkdir(ctx, proto.RootIno, "bench")
+	if err != nil {
+		return nil, err
+	}
+	statDir, err := o.mkdir(ctx, bench, "stat")
+	if err != nil {
+		return nil, err
+	}
+	paths := make([]string, 0, metaStatDirs*metaStatPerDir)
+	dirs := make([]uint64, metaStatDirs)
+	for d := range dirs {
+		if dirs[d], err = o.mkdir(ctx, statDir, fmt.Sprintf("d%02d", d)); err != nil {
+			return nil, err
+		}
+		for f := range metaStatPerDir {
+			paths = append(paths, fmt.Sprintf("/bench/stat/d%02d/f%04d", d, f))
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, metaSetupClients)
+	for w := range metaSetupClients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			o := ops(w)
+			for k := w; k < len(paths); k += metaSetupClients {
+				if err := o.create(ctx, dirs[k/metaStatPerDir], fmt.Sprintf("f%04d", k%metaStatPerDir)); err != nil {
+					errs[w] = err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return paths, errors.Join(errs...)
+}
+
+type metaRow struct {
+	op, clients, conns string
+	target             float64
+	r                  metaResult
+}
+
+// metaVariant is one way of running the clients.
+type metaVariant struct {
+	name    string // for directory names
+	clients string
+	conns   string
+	n       int
+	ops     func(w int) metaOps
+	target  bool // compare with the targets
+}
+
+func runMetaSuite(ctx context.Context, cfg config) error {
+	root := cfg.dir
+	if root == "" {
+		root = "/var/tmp"
+	}
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp(root, "fff-bench-meta-")
+	if err != nil {
+		return err
+	}
+	if !cfg.keep {
+		defer os.RemoveAll(dir)
+	}
+	bin, err := findFFFD(dir)
+	if err != nil {
+		return err
+	}
+	data := filepath.Join(dir, "data")
+	if err := os.MkdirAll(data, 0o700); err != nil {
+		return err
+	}
+	p, err := startFFFD(ctx, bin, data)
+	if err != nil {
+		return err
+	}
+	defer p.stop()
+
+	n := metaCfg.clients
+	conns := make([]*rpc.Conn, n)
+	defer func() {
+		for _, c := range conns {
+			if c != nil {
+				c.Close()
+			}
+		}
+	}()
+	for i := range conns {
+		if conns[i], err = rpc.Dial(ctx, p.addr, p.token, rpc.ClientOptions{}); err != nil {
+			return err
+		}
+	}
+	pool := rpc.NewPool(p.addr, p.token, rpc.PoolOptions{Size: metaPoolSize})
+	defer pool.Close()
+	own := func(w int) metaOps { return rpcOps{conns[w%len(conns)]} }
+	shared := func(int) metaOps { return rpcOps{pool} }
+	variants := []metaVariant{
+		{"rpc1", "1", "1", 1, own, false},
+		{"rpcN", fmt.Sprint(n), fmt.Sprintf("%d (one each)", n), n, own, true},
+		{"pool", fmt.Sprint(n), fmt.Sprintf("1 shared rpc.Pool (%d)", metaPoolSize), n, shared, false},
+	}
+	var local func(int) metaOps
+	if !metaCfg.noLocal {
+		db, err := bboltkv.Open(filepath.Join(dir, "inprocess.db"), nil)
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		ms := meta.New(db, meta.Options{ChainTables: meta.StaticChainTables{1: {1, 2}}})
+		if err := ms.Init(ctx); err != nil {
+			return err
+		}
+		local = func(int) metaOps { return localOps{ms} }
+		variants = append(variants,
+			metaVariant{"local1", "1", "in process (no RPC)", 1, local, false},
+			metaVariant{"localN", fmt.Sprint(n), "in process (no RPC)", n, local, false})
+	}
+
+	fmt.Printf("\n## Metadata rates (fffd local, bbolt, durable)\n\n")
+	fmt.Printf("machine: %s; %d CPUs; data dir %s; fffd %s; %s per measurement after a warm-up; clients and server on the same machine\n\n",
+		hostInfo(), runtime.NumCPU(), dir, bin, metaCfg.duration)
+
+	// The stat tree, in fffd and in the in-process service.
+	paths, err := metaTree(ctx, own)
+	if err != nil {
+		return fmt.Errorf("meta: creating the stat tree in fffd: %w", err)
+	}
+	if local != nil {
+		if _, err := metaTree(ctx, local); err != nil {
+			return fmt.Errorf("meta: creating the stat tree in process: %w", err)
+		}
+	}
+
+	var rows []metaRow
+	for _, v := range variants {
+		r, err := measure(ctx, v.n, metaCfg.duration, v.ops, func(ctx context.Context, o metaOps, _ int, _ int64, rng *rand.Rand) error {
+			return o.statPath(ctx, paths[rng.IntN(len(paths))])
+		})
+		if err != nil {
+			return fmt.Errorf("meta: stat (%s): %w", v.name, err)
+		}
+		row := metaRow{op: "stat (StatPath)", clients: v.clients, conns: v.conns, r: r}
+		if v.target {
+			row.target = metaStatTarget
+		}
+		rows = append(rows, row)
+	}
+	for _, v := range variants {
+		// Each worker creates in its own directory.
+		dirs := make([]uint64, v.n)
+		o := v.ops(0)
+		parent, err := o.mkdir(ctx, proto.RootIno, "create-"+v.name)
+		if err != nil {
+			return err
+		}
+		for w := range dirs {
+			if dirs[w], err = o.mkdir(ctx, parent, fmt.Sprintf("w%03d", w)); err != nil {
+				return err
+			}
+		}
+		r, err := measure(ctx, v.n, metaCfg.duration, v.ops, func(ctx context.Context, o metaOps, w int, i int64, _ *rand.Rand) error {
+			return o.create(ctx, dirs[w], fmt.Sprintf("f%08d", i))
+		})
+		if err != nil {
+			return fmt.Errorf("meta: create (%s): %w", v.name, err)
+		}
+		row := metaRow{op: "create (empty file, durable)", clients: v.clients, conns: v.conns, r: r}
+		if v.target {
+			row.target = metaCreateTarget
+		}
+		rows = append(rows, row)
+	}
+
+	fmt.Println("| operation | clients | connections | ops/s | p50 | p99 | target | vs target |")
+	fmt.Println("|---|---|---|---|---|---|---|---|")
+	for _, r := range rows {
+		target, ratio := "", ""
+		if r.target > 0 {
+			target = fmt.Sprintf("≥ %s", groupDigits(r.target))
+			ratio = fmt.Sprintf("%.2f×", r.r.opsPerS/r.target)
+		}
+		fmt.Printf("| %s | %s | %s | %s | %s | %s | %s | %s |\n", r.op, r.clients, r.conns, groupDigits(r.r.opsPerS),
+			fmtLatency(r.r.p50), fmtLatency(r.r.p99), target, ratio)
+	}
+	return nil
+}
+
+// groupDigits formats a rate as an integer with thousands separators.
+func groupDigits(v float64) string {
+	s := fmt.Sprintf("%.0f", v)
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+func fmtLatency(d time.Duration) string {
+	switch {
+	case d >= time.Millisecond:
+		return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond))
+	default:
+		return fmt.Sprintf("%.0f µs", float64(d)/float64(time.Microsecond))
+	}
+}

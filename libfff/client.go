@@ -1,0 +1,221 @@
+package libfff
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"fff/internal/cluster"
+	"fff/internal/proto"
+	"fff/internal/rpc"
+)
+
+// Options configure Connect. The zero value connects to the default
+// cluster.
+type Options struct {
+	// Address is the HOST:PORT of the cluster's mgmtd (in `fffd local`
+	// every service shares it). Empty: the default cluster
+	// (DefaultCluster: FFF_CLUSTER and FFF_TOKEN, else the cluster file
+	// `fff up` wrote), with its token.
+	Address string
+	// Token authenticates the client. Empty with an Address: FFF_TOKEN if
+	// set, else the token of the cluster file if it records the same
+	// address, else none (and the cluster refuses the connection).
+	Token string
+	// PoolSize is the number of connections kept per server (default
+	// rpc.DefaultPoolSize).
+	PoolSize int
+	// CallTimeout is the deadline of calls whose context has none (default
+	// 60 s).
+	CallTimeout time.Duration
+	// Logger receives the client's logs (routing refresh failures, …); the
+	// zero Logger discards them.
+	Logger zerolog.Logger
+}
+
+// Client is a connection to one fff cluster. It is safe for concurrent use;
+// Close it when done.
+//
+// Namespace methods take cluster paths: "/a/b", or "fff:///a/b" (the
+// default cluster), or "fff://HOST:PORT/a/b" naming the cluster this client
+// is connected to. Paths are cleaned lexically and relative ones start at
+// the root. Errors are *fs.PathError (*os.LinkError for two-path
+// operations) wrapping an error that satisfies errors.Is with the proto
+// sentinel of its code (proto.ErrNotFound, …) and with the io/fs error of
+// the same meaning (fs.ErrNotExist, fs.ErrExist, fs.ErrPermission,
+// fs.ErrInvalid).
+type Client struct {
+	addr string
+	log  zerolog.Logger
+
+	// One pool per service address: mgmtd's and meta's are the same pool
+	// while both roles share an address (fffd local).
+	mgmtdPool, metaPool *rpc.Pool
+
+	routing *cluster.RoutingCache
+	bg      context.Context
+	stop    context.CancelFunc
+	wg      sync.WaitGroup
+
+	mu         sync.Mutex
+	closed     bool
+	refreshing bool // the routing refresh loop runs
+}
+
+// Connect connects to the cluster opts names and authenticates: a refused
+// token fails with an error satisfying errors.Is(err,
+// proto.ErrUnauthenticated), an unreachable cluster with
+// proto.ErrUnavailable, no configured cluster with ErrNoCluster.
+func Connect(ctx context.Context, opts Options) (*Client, error) {
+	addr, token := strings.TrimSpace(opts.Address), opts.Token
+	if addr == "" {
+		info, err := DefaultCluster()
+		if err != nil {
+			return nil, err
+		}
+		addr = info.Address
+		if token == "" {
+			token = info.Token
+		}
+	} else if token == "" {
+		if tok := os.Getenv(EnvToken); tok != "" {
+			token = tok
+		} else if info, err := DefaultCluster(); err == nil && info.Address == addr {
+			token = info.Token
+		}
+	}
+	popts := rpc.PoolOptions{Size: opts.PoolSize, Client: rpc.ClientOptions{Logger: opts.Logger, DefaultTimeout: opts.CallTimeout}}
+	c := &Client{addr: addr, log: opts.Logger}
+	c.mgmtdPool = rpc.NewPool(addr, token, popts)
+	// The meta service is reached at the cluster address for now; when meta
+	// runs apart from mgmtd its address comes from the routing info (nodes
+	// with proto.RoleMeta) and gets a pool of its own.
+	c.metaPool = c.mgmtdPool
+	c.routing = cluster.NewRoutingCache(cluster.NewClient(c.mgmtdPool), cluster.RoutingCacheOptions{Logger: opts.Logger})
+	c.bg, c.stop = context.WithCancel(context.Background())
+	// Dial one connection now: it checks that the cluster is there and
+	// accepts the token.
+	if _, err := c.metaPool.Get(ctx); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("libfff: connect to %s: %w", addr, err)
+	}
+	return c, nil
+}
+
+// Address returns the cluster address the client is connected to.
+func (c *Client) Address() string { return c.addr }
+
+// Close stops the client's background work and closes its connections.
+// Calls made after Close fail with proto.ErrUnavailable.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	c.mu.Unlock()
+	c.stop()
+	c.wg.Wait()
+	c.mgmtdPool.Close()
+	if c.metaPool != c.mgmtdPool {
+		c.metaPool.Close()
+	}
+	return nil
+}
+
+// Routing returns the cluster's routing info (nodes, targets, chains, chain
+// tables). The first call starts keeping it fresh in the background
+// (cluster.RoutingCache, refreshed every few seconds until Close) and waits
+// for the first answer; later calls return the cached info.
+func (c *Client) Routing(ctx context.Context) (*proto.RoutingInfo, error) {
+	c.mu.Lock()
+	if !c.closed && !c.refreshing {
+		c.refreshing = true
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			c.routing.Run(c.bg)
+		}()
+	}
+	c.mu.Unlock()
+	if ri := c.routing.Get(); ri != nil {
+		return ri, nil
+	}
+	if err := c.routing.Refresh(ctx); err != nil {
+		return nil, fmt.Errorf("libfff: %w", err)
+	}
+	if ri := c.routing.Get(); ri != nil {
+		return ri, nil
+	}
+	return nil, fmt.Errorf("libfff: routing info: %w", proto.ErrUnavailable)
+}
+
+// metaCall calls a meta method.
+func (c *Client) metaCall(ctx context.Context, method uint16, req, resp any) error {
+	_, err := c.metaPool.Call(ctx, method, req, resp)
+	return err
+}
+
+// clusterPath turns a path argument into a cleaned cluster path: "/a/b",
+// "a/b" (from the root), "fff:///a/b" or "fff://ADDR/a/b" with this
+// client's address.
+func (c *Client) clusterPath(p string) (string, error) {
+	if !strings.HasPrefix(p, Scheme) {
+		return CleanPath(p), nil
+	}
+	pp, err := ParsePath(p)
+	if err != nil {
+		return "", &proto.Error{Code: proto.EINVAL, Msg: err.Error()}
+	}
+	if pp.Cluster != "" && pp.Cluster != c.addr {
+		return "", &proto.Error{Code: proto.EXDEV, Msg: fmt.Sprintf("names the cluster at %s; this client is connected to %s", pp.Cluster, c.addr)}
+	}
+	return pp.Path, nil
+}
+
+// describe returns the short description of a code ("file exists").
+func describe(c proto.Code) string {
+	_, d, _ := strings.Cut(c.Err().Error(), ": ")
+	return d
+}
+
+// compact returns err for a path error: the namespace errors a server sends
+// (ENOENT, EEXIST, …) become a *proto.Error whose message is the code's
+// short description, as the os package's errors read ("file exists"); the
+// server's longer message names inode numbers, which the path replaces.
+// Other errors (unreachable cluster, timeouts, …) keep their text.
+func compact(err error) error {
+	c := proto.CodeOf(err)
+	if c > proto.OK && c < proto.ChainVersionMismatch {
+		return &proto.Error{Code: c, Msg: describe(c)}
+	}
+	return err
+}
+
+func pathErr(op, p string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return err
+	}
+	return &fs.PathError{Op: op, Path: p, Err: compact(err)}
+}
+
+func linkErr(op, oldp, newp string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &os.LinkError{Op: op, Old: oldp, New: newp, Err: compact(err)}
+}
+
+func errorf(c proto.Code) error { return &proto.Error{Code: c, Msg: describe(c)} }

@@ -1,0 +1,187 @@
+package tests
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"fff/internal/proto"
+)
+
+// TestCLINamespace runs the namespace commands through the fff binary with
+// FFF_CLUSTER/FFF_TOKEN and checks the result through libfff.
+func TestCLINamespace(t *testing.T) {
+	t.Parallel()
+	cl := startCluster(t)
+	ctx := ctxFor(t)
+	c := cl.admin(t)
+	env := cl.env(cl.token)
+
+	mustFFF(t, env, "mkdir", "-p", "/c/d/e", "fff:///c/x")
+	mustFFF(t, env, "mkdir", "-m", "700", "/c/private")
+	mustFFF(t, env, "touch", "/c/f", "/c/g", "/c/d/e/inside")
+	mustFFF(t, env, "ln", "-s", "d/e", "/c/link")
+	mustFFF(t, env, "ln", "/c/f", "/c/hard")
+	mustFFF(t, env, "chmod", "u+x,g-r", "/c/f")
+	mustFFF(t, env, "chown", "5:6", "/c/g")
+	if got := mustFFF(t, env, "ls", "/c"); got != "d\nf\ng\nhard\nlink\nprivate\nx\n" {
+		t.Fatalf("ls /c:\n%s", got)
+	}
+	long := mustFFF(t, env, "ls", "-l", "fff:///c")
+	for _, re := range []string{
+		`(?m)^drwxr-xr-x 1 0 0 0 \w{3} [ \d]\d \d\d:\d\d d$`,
+		`(?m)^-rwx---r-- 2 0 0 0 .* f$`,
+		`(?m)^-rw-r--r-- 1 5 6 0 .* g$`,
+		`(?m)^lrwxrwxrwx 1 0 0 3 .* link -> d/e$`,
+		`(?m)^drwx------ 1 0 0 0 .* private$`,
+	} {
+		if !regexp.MustCompile(re).MatchString(strings.ReplaceAll(long, "  ", " ")) {
+			t.Errorf("ls -l output does not match %s:\n%s", re, long)
+		}
+	}
+	if got := mustFFF(t, env, "ls", "-a", "/c/d"); got != ".\n..\ne\n" {
+		t.Errorf("ls -a /c/d:\n%s", got)
+	}
+	if got := mustFFF(t, env, "ls", "fff://"+cl.addr+"/c/link"); got != "inside\n" {
+		t.Errorf("ls through a symlink, cluster named by address:\n%s", got)
+	}
+	st := mustFFF(t, env, "stat", "/c/f", "/c/link")
+	for _, want := range []string{"File:        /c/f\n", "Type:        file\n", "Mode:        0704 (-rwx---r--)\n", "Links:       2\n", "Chunk size:  4194304 (4.0 MiB)\n", "Stripe:      2\n", "File:        /c/link -> d/e\n"} {
+		if !strings.Contains(st, want) {
+			t.Errorf("stat output lacks %q:\n%s", want, st)
+		}
+	}
+	var js struct {
+		Path  string
+		Inode proto.Inode
+	}
+	if err := json.Unmarshal([]byte(mustFFF(t, env, "stat", "--json", "/c/g")), &js); err != nil || js.Path != "/c/g" || js.Inode.UID != 5 || js.Inode.GID != 6 {
+		t.Errorf("stat --json: %+v, %v", js, err)
+	}
+
+	// mv: rename, into a directory, several into a directory.
+	mustFFF(t, env, "mv", "/c/g", "/c/g2")
+	mustFFF(t, env, "mv", "/c/g2", "/c/d")
+	mustFFF(t, env, "mv", "/c/hard", "fff:///c/x", "/c/private")
+	for _, p := range []string{"/c/d/g2", "/c/private/hard", "/c/private/x"} {
+		if _, err := c.Lstat(ctx, p); err != nil {
+			t.Errorf("after mv: %v", err)
+		}
+	}
+
+	// Errors: coreutils style, exit 1, the other paths still done.
+	errCases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"mkdir", "/c", "/c/new"}, "fff mkdir: /c: file exists\n"},
+		{[]string{"ls", "/nope"}, "fff ls: /nope: no such file or directory\n"},
+		{[]string{"rm", "/c/d"}, "fff rm: /c/d: is a directory\n"},
+		{[]string{"rm", "/nope"}, "fff rm: /nope: no such file or directory\n"},
+		{[]string{"mv", "/c", "/c/d/e"}, "fff mv: /c: invalid argument\n"},
+		{[]string{"mkdir", "/c/f/x"}, "fff mkdir: /c/f/x: not a directory\n"},
+		{[]string{"ln", "-s", "x", "/c/f"}, "fff ln: /c/f: file exists\n"},
+		{[]string{"stat", "/nope", "/c"}, "fff stat: /nope: no such file or directory\n"},
+	}
+	for _, ec := range errCases {
+		r := fff(t, env, ec.args...)
+		if r.code != 1 || r.stderr != ec.want {
+			t.Errorf("fff %s: exit %d, stderr %q; want 1, %q", strings.Join(ec.args, " "), r.code, r.stderr, ec.want)
+		}
+	}
+	if _, err := c.Stat(ctx, "/c/new"); err != nil {
+		t.Errorf("mkdir went on after a failed path: %v", err)
+	}
+	if r := fff(t, env, "mkdir"); r.code != 2 {
+		t.Errorf("mkdir without paths: exit %d, want 2 (usage)", r.code)
+	}
+	if r := fff(t, env, "chmod", "9z", "/c"); r.code != 2 {
+		t.Errorf("chmod with a bad mode: exit %d, want 2 (usage)", r.code)
+	}
+	if r := fff(t, env, "rm", "-f", "/nope"); r.code != 0 || r.stderr != "" {
+		t.Errorf("rm -f of a missing path: %+v", r)
+	}
+
+	// A refused token and no cluster at all.
+	if r := fff(t, cl.env("bogus"), "ls", "/"); r.code != 1 || !strings.Contains(r.stderr, "refused the token") {
+		t.Errorf("ls with a bad token: %+v", r)
+	}
+	if r := fff(t, append(cleanEnv(), "XDG_CONFIG_HOME="+t.TempDir()), "ls", "/"); r.code != 1 || !strings.Contains(r.stderr, "fff up") {
+		t.Errorf("ls without a cluster: %+v", r)
+	}
+
+	// rm -r, then the tree is gone.
+	mustFFF(t, env, "rm", "-r", "/c")
+	if got := mustFFF(t, env, "ls", "/"); got != "" {
+		t.Errorf("after rm -r: ls / = %q", got)
+	}
+}
+
+// TestUpLsDown runs `fff up --daemon`, `fff ls /` and `fff down` through
+// the binaries, with the cluster file in a temporary XDG_CONFIG_HOME.
+func TestUpLsDown(t *testing.T) {
+	t.Parallel()
+	config, data := t.TempDir(), t.TempDir()
+	env := append(cleanEnv(), "XDG_CONFIG_HOME="+config)
+	t.Cleanup(func() { // whatever happened, no fffd outlives the test
+		var ri struct{ PID int }
+		if b, err := os.ReadFile(filepath.Join(data, "fffd.json")); err == nil && json.Unmarshal(b, &ri) == nil && ri.PID > 0 {
+			syscall.Kill(ri.PID, syscall.SIGKILL)
+		}
+	})
+	out := mustFFF(t, env, "up", "--daemon", "--data", data)
+	if !strings.Contains(out, "admin token:") || !strings.Contains(out, "running in the background") {
+		t.Fatalf("fff up printed:\n%s", out)
+	}
+	clusterFile := filepath.Join(config, "fff", "cluster.json")
+	if _, err := os.Stat(clusterFile); err != nil {
+		t.Fatalf("no cluster file: %v", err)
+	}
+	var ri struct{ PID int }
+	b, err := os.ReadFile(filepath.Join(data, "fffd.json"))
+	if err != nil || json.Unmarshal(b, &ri) != nil || ri.PID <= 0 {
+		t.Fatalf("fffd.json: %s %v", b, err)
+	}
+
+	if got := mustFFF(t, env, "ls", "/"); got != "" {
+		t.Fatalf("ls / of a new cluster: %q", got)
+	}
+	mustFFF(t, env, "mkdir", "/hello")
+	if got := mustFFF(t, env, "ls", "fff:///"); got != "hello\n" {
+		t.Fatalf("ls / = %q", got)
+	}
+
+	out = mustFFF(t, env, "down", "--data", data)
+	if !strings.Contains(out, "stopped") {
+		t.Fatalf("fff down printed:\n%s", out)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for syscall.Kill(ri.PID, 0) == nil && !zombie(ri.PID) {
+		if time.Now().After(deadline) {
+			t.Fatalf("fffd (pid %d) still runs after fff down", ri.PID)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := os.Stat(clusterFile); !os.IsNotExist(err) {
+		t.Fatalf("cluster file after fff down: %v", err)
+	}
+	if r := fff(t, env, "ls", "/"); r.code != 1 {
+		t.Fatalf("ls after fff down: %+v", r)
+	}
+}
+
+// zombie reports whether pid has exited but not been reaped.
+func zombie(pid int) bool {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return true
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	return i >= 0 && i+2 < len(b) && b[i+2] == 'Z'
+}
