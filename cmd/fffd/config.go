@@ -35,6 +35,7 @@ import (
 //
 //	[meta]
 //	chunk_size = 4194304
+//	session_timeout = "30m"   # end write sessions of writers silent this long
 //
 //	[storage]
 //	targets = []          # target directories; `local` defaults to 2 under data_dir/targets
@@ -72,6 +73,9 @@ type MgmtdConfig struct {
 
 type MetaConfig struct {
 	ChunkSize int64 `toml:"chunk_size"`
+	// SessionTimeout ends write sessions whose writer has not reported for
+	// this long (a crashed client); live writers report far more often.
+	SessionTimeout Duration `toml:"session_timeout"`
 }
 
 type StorageConfig struct {
@@ -98,7 +102,7 @@ func defaultConfig() Config {
 		Log:   LogConfig{Level: "info", Format: "auto"},
 		KV:    KVConfig{Backend: "bbolt", Path: "meta.db", Prefix: "fff"},
 		Mgmtd: MgmtdConfig{HeartbeatTimeout: Duration{10 * time.Second}},
-		Meta:  MetaConfig{ChunkSize: 4 << 20},
+		Meta:  MetaConfig{ChunkSize: 4 << 20, SessionTimeout: Duration{30 * time.Minute}},
 	}
 }
 
@@ -146,6 +150,9 @@ func (c *Config) validate() error {
 	case "bbolt", "fdb":
 	default:
 		return fmt.Errorf("config: kv.backend %q: use bbolt or fdb", c.KV.Backend)
+	}
+	if c.Meta.SessionTimeout.Duration <= 0 {
+		return fmt.Errorf("config: meta.session_timeout must be positive")
 	}
 	if c.Meta.ChunkSize <= 0 || c.Meta.ChunkSize&(c.Meta.ChunkSize-1) != 0 {
 		return fmt.Errorf("config: meta.chunk_size %d must be a power of two", c.Meta.ChunkSize)

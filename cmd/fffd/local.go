@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -62,6 +63,32 @@ func newNode(cfg Config, role string) (*node, error) {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Node.Listen, err)
 	}
 	return &node{cfg: cfg, log: log, db: db, ln: ln, addr: ln.Addr().String()}, nil
+}
+
+// abort releases the node's KV and listener after a failed start.
+func (n *node) abort(err error) error {
+	n.ln.Close()
+	n.db.Close()
+	return err
+}
+
+// startMgmtd opens the cluster manager over the node's KV.
+func (n *node) startMgmtd(ctx context.Context) (*mgmtd.Service, error) {
+	mg, err := mgmtd.New(ctx, n.db, mgmtd.Options{HeartbeatTimeout: n.cfg.Mgmtd.HeartbeatTimeout.Duration, Logger: n.log})
+	if err != nil {
+		return nil, fmt.Errorf("mgmtd: %w", err)
+	}
+	return mg, nil
+}
+
+// startMeta opens the meta service over the node's KV and initializes it.
+func (n *node) startMeta(ctx context.Context, opts meta.Options) (*meta.Service, error) {
+	opts.ChunkSize = uint32(n.cfg.Meta.ChunkSize)
+	ms := meta.New(n.db, opts)
+	if err := ms.Init(ctx); err != nil {
+		return nil, fmt.Errorf("meta: %w", err)
+	}
+	return ms, nil
 }
 
 // serve runs the RPC server and the given background loops until ctx ends,
@@ -138,10 +165,9 @@ func runLocal(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	mg, err := mgmtd.New(ctx, n.db, mgmtd.Options{HeartbeatTimeout: cfg.Mgmtd.HeartbeatTimeout.Duration, Logger: n.log})
+	mg, err := n.startMgmtd(ctx)
 	if err != nil {
-		n.db.Close()
-		return fmt.Errorf("mgmtd: %w", err)
+		return n.abort(err)
 	}
 	targets := cfg.Storage.Targets
 	if len(targets) == 0 {
@@ -149,22 +175,18 @@ func runLocal(ctx context.Context, cfg Config) error {
 	}
 	for _, t := range targets {
 		if err := os.MkdirAll(t, 0o700); err != nil {
-			n.db.Close()
-			return fmt.Errorf("target directory: %w", err)
+			return n.abort(fmt.Errorf("target directory: %w", err))
 		}
 	}
 	if err := mgmtd.Bootstrap(ctx, mg, cfg.Node.ID, n.addr, targets, 1); err != nil {
-		n.db.Close()
-		return fmt.Errorf("bootstrap: %w", err)
+		return n.abort(fmt.Errorf("bootstrap: %w", err))
 	}
-	ms := meta.New(n.db, meta.Options{ChainTables: mg, Capacity: mg, ChunkSize: uint32(cfg.Meta.ChunkSize)})
-	if err := ms.Init(ctx); err != nil {
-		n.db.Close()
-		return fmt.Errorf("meta: %w", err)
+	ms, err := n.startMeta(ctx, meta.Options{ChainTables: mg, Capacity: mg})
+	if err != nil {
+		return n.abort(err)
 	}
 	if err := n.ensureAdminToken(ctx, ms); err != nil {
-		n.db.Close()
-		return err
+		return n.abort(err)
 	}
 	return n.serve(ctx, ms.Authenticator(),
 		func(s *rpc.Server) {
@@ -175,7 +197,31 @@ func runLocal(ctx context.Context, cfg Config) error {
 		func(ctx context.Context) error {
 			return cluster.RunHeartbeats(ctx, mg, cluster.HeartbeatOptions{NodeID: cfg.Node.ID})
 		},
+		n.pruneSessions(ms),
 	)
+}
+
+// pruneSessions ends write sessions whose writers stopped reporting (crashed
+// clients), so their files' lengths settle and unlinked files get collected.
+func (n *node) pruneSessions(ms *meta.Service) func(context.Context) error {
+	return func(ctx context.Context) error {
+		maxAge := n.cfg.Meta.SessionTimeout.Duration
+		t := time.NewTicker(max(maxAge/10, time.Second))
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-t.C:
+				ended, err := ms.PruneSessions(ctx, meta.Root, maxAge)
+				if err != nil && ctx.Err() == nil {
+					n.log.Warn().Err(err).Msg("pruning write sessions")
+				} else if ended > 0 {
+					n.log.Info().Uint64("sessions", ended).Msg("ended write sessions of silent writers")
+				}
+			}
+		}
+	}
 }
 
 // runMgmtd runs the cluster manager alone. Tokens are checked against the
@@ -185,19 +231,16 @@ func runMgmtd(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	mg, err := mgmtd.New(ctx, n.db, mgmtd.Options{HeartbeatTimeout: cfg.Mgmtd.HeartbeatTimeout.Duration, Logger: n.log})
+	mg, err := n.startMgmtd(ctx)
 	if err != nil {
-		n.db.Close()
-		return fmt.Errorf("mgmtd: %w", err)
+		return n.abort(err)
 	}
-	users := meta.New(n.db, meta.Options{})
-	if err := users.Init(ctx); err != nil {
-		n.db.Close()
-		return fmt.Errorf("meta: %w", err)
+	users, err := n.startMeta(ctx, meta.Options{})
+	if err != nil {
+		return n.abort(err)
 	}
 	if err := n.ensureAdminToken(ctx, users); err != nil {
-		n.db.Close()
-		return err
+		return n.abort(err)
 	}
 	return n.serve(ctx, users.Authenticator(), func(s *rpc.Server) { mgmtd.RegisterHandlers(s, mg) }, mg.Run)
 }
@@ -211,25 +254,17 @@ func runMeta(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	tok, err := os.ReadFile(filepath.Join(cfg.Node.DataDir, tokenFile))
+	path := filepath.Join(cfg.Node.DataDir, tokenFile)
+	tok, err := os.ReadFile(path)
 	if err != nil {
-		n.db.Close()
-		return fmt.Errorf("meta needs the admin token in %s to talk to mgmtd: %w", filepath.Join(cfg.Node.DataDir, tokenFile), err)
+		return n.abort(fmt.Errorf("meta needs the admin token in %s to talk to mgmtd: %w", path, err))
 	}
-	pool := rpc.NewPool(cfg.Mgmtd.Address, string(trimNL(tok)), rpc.PoolOptions{})
+	pool := rpc.NewPool(cfg.Mgmtd.Address, strings.TrimSpace(string(tok)), rpc.PoolOptions{})
 	defer pool.Close()
 	routing := cluster.NewRoutingCache(cluster.NewClient(pool), cluster.RoutingCacheOptions{Logger: n.log})
-	ms := meta.New(n.db, meta.Options{ChainTables: routing, ChunkSize: uint32(cfg.Meta.ChunkSize)})
-	if err := ms.Init(ctx); err != nil {
-		n.db.Close()
-		return fmt.Errorf("meta: %w", err)
+	ms, err := n.startMeta(ctx, meta.Options{ChainTables: routing})
+	if err != nil {
+		return n.abort(err)
 	}
-	return n.serve(ctx, ms.Authenticator(), func(s *rpc.Server) { meta.RegisterHandlers(s, ms) }, routing.Run)
-}
-
-func trimNL(b []byte) []byte {
-	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r' || b[len(b)-1] == ' ') {
-		b = b[:len(b)-1]
-	}
-	return b
+	return n.serve(ctx, ms.Authenticator(), func(s *rpc.Server) { meta.RegisterHandlers(s, ms) }, routing.Run, n.pruneSessions(ms))
 }
