@@ -52,4 +52,17 @@ with open(p, "r+b") as f:
 PY
 if "$FFF" ffr verify "$work/bad.ffr"; then echo "verify missed the damage" >&2; exit 1; fi
 echo "verify exited non-zero, as it must"
+step "a local cluster: fff up, the namespace, fff status, fff down"
+export XDG_CONFIG_HOME="$work/config"   # keep the demo's cluster record out of ~/.config
+"$FFF" up --daemon --data "$work/cluster"
+trap '"$FFF" down --data "$work/cluster" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+"$FFF" mkdir -p /datasets/demo/train /datasets/demo/val
+"$FFF" touch /datasets/demo/train/README
+"$FFF" ln -s /datasets/demo/train /datasets/latest
+"$FFF" mv /datasets/demo/val /datasets/demo/validation
+"$FFF" ls -l /datasets /datasets/demo
+"$FFF" stat /datasets/demo/train/README
+"$FFF" status
+"$FFF" down --data "$work/cluster"
+
 step "demo complete"
