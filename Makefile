@@ -27,7 +27,7 @@ lint: deps
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-test: lint test-go test-race fuzz
+test: lint vet-fdb test-go test-race fuzz
 
 test-go: deps
 	$(GO) test -count=1 ./...
@@ -43,7 +43,7 @@ test-fdb: deps
 
 # Type-checks the FDB backend without libfdb_c, against a declarations-only header.
 vet-fdb: deps
-	CGO_CFLAGS=-I$(CURDIR)/server/kv/fdbkv/testdata/fdbcstub $(GO) vet -tags fdb ./server/kv/...
+	CGO_CFLAGS=-I$(CURDIR)/server/kv/fdbkv/testdata/fdbcstub $(GO) vet -tags fdb ./server/kv/... ./cmd/fffd
 
 fuzz: deps
 	@FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
