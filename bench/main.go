@@ -139,7 +139,7 @@ func runFFRecord(ctx context.Context, cfg config) error {
 		defer os.RemoveAll(cfg.dir)
 	}
 	fmt.Printf("## FFRecord batch reads vs fio (random reads, cold cache)\n\n")
-	fmt.Printf("machine: %s; %d CPUs; data dir %s; %s per dataset; %s per measurement; queue depth %d (fff: %d concurrent ReadBatch calls of %d samples)\n\n",
+	fmt.Printf("machine: %s; %d CPUs; data dir %s; %s per dataset; %s per measurement; queue depth %d (fff: %d concurrent ReadBatch calls of %d samples); both sides read into huge-page-backed buffers (fio: --iomem=shmhuge)\n\n",
 		hostInfo(), runtime.NumCPU(), cfg.dir, formatSize(cfg.fileSize), cfg.duration, cfg.qd, cfg.qd/cfg.batch, cfg.batch)
 	fmt.Println("| sample size | fio IOPS | fff IOPS | IOPS ratio | fio MiB/s | fff MiB/s | BW ratio | fff batch p50 | fff batch p99 | fio IOPS range | fff IOPS range |")
 	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|")
@@ -227,6 +227,16 @@ func runFio(ctx context.Context, cfg config, path string, size int64) (result, e
 		"--time_based", fmt.Sprintf("--runtime=%ds", int(cfg.duration.Seconds())), "--output-format=json",
 		"--randrepeat=0", "--norandommap",
 	}
+	// fio's buffers come from malloc and are physically scattered to a
+	// varying degree, which on a virtual disk moved its rate between 1.2 and
+	// 3 GB/s from run to run (each contiguous run is one scatter-gather
+	// segment, and 1 MiB in scattered 4 KiB pages is split into two
+	// requests). fff reads into huge-page-backed uring.Arena memory,
+	// so fio gets huge pages too when we can reserve them.
+	if release, ok := reserveHugePages(cfg.qd*int(size)/hugePageSize + 2); ok {
+		defer release()
+		args = append(args, "--iomem=shmhuge")
+	}
 	out, err := exec.CommandContext(ctx, cfg.fioBinary, args...).Output()
 	if err != nil {
 		var ee *exec.ExitError
@@ -248,6 +258,53 @@ func runFio(ctx context.Context, cfg config, path string, size int64) (result, e
 	}
 	j := rep.Jobs[0].Read
 	return result{iops: j.IOPS, mibps: j.BWBytes / (1 << 20)}, nil
+}
+
+const (
+	hugePageSize = 2 << 20
+	nrHugePages  = "/proc/sys/vm/nr_hugepages"
+)
+
+var hugePagesWarned bool
+
+// reserveHugePages adds n free hugetlb pages to the pool (root only) and
+// returns a function restoring the previous pool size.
+func reserveHugePages(n int) (release func(), ok bool) {
+	old, err := os.ReadFile(nrHugePages)
+	var cur int
+	if err == nil {
+		_, err = fmt.Sscan(strings.TrimSpace(string(old)), &cur)
+	}
+	if err == nil {
+		err = os.WriteFile(nrHugePages, []byte(fmt.Sprint(cur+n)), 0)
+	}
+	release = func() { os.WriteFile(nrHugePages, old, 0) }
+	if err == nil && freeHugePages() < n {
+		err = fmt.Errorf("only %d of %d huge pages could be reserved", freeHugePages(), n)
+	}
+	if err != nil {
+		if old != nil {
+			release()
+		}
+		if !hugePagesWarned {
+			hugePagesWarned = true
+			fmt.Fprintf(os.Stderr, "bench: fio reads into malloc memory, not huge pages (%v); its rate will vary with that memory's fragmentation\n", err)
+		}
+		return nil, false
+	}
+	return release, true
+}
+
+func freeHugePages() int {
+	b, _ := os.ReadFile("/proc/meminfo")
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "HugePages_Free:"); ok {
+			var n int
+			fmt.Sscan(strings.TrimSpace(v), &n)
+			return n
+		}
+	}
+	return 0
 }
 
 // runBatchReads keeps qd reads in flight as qd/batch goroutines, each issuing
@@ -273,8 +330,9 @@ func runBatchReads(ctx context.Context, cfg config, path string) (result, error)
 			rng := rand.New(rand.NewPCG(uint64(g), 7))
 			idx := make([]int64, cfg.batch)
 			dsts := make([][]byte, cfg.batch)
+			var arena uring.Arena
 			for k := range dsts {
-				dsts[k] = uring.AlignedBuffer(int(maxSize))
+				dsts[k] = arena.Alloc(int(maxSize))
 			}
 			var my []time.Duration
 			for time.Now().Before(deadline) {
