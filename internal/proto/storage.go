@@ -1,0 +1,120 @@
+package proto
+
+// Messages of the storage service (server/storage): chunk reads, writes,
+// truncation and removal on storage targets. DESIGN §7 describes the data
+// path: the client computes chunk placement from the file's layout and talks
+// to storage directly.
+//
+// Bulk data never goes through msgpack: a write's data is the request's raw
+// payload; a read's data is the response's raw payload.
+
+// Storage RPC methods. The range 200..299 belongs to the storage service.
+const (
+	// MethodStorageRead reads many chunk ranges in one request. The response
+	// payload holds, for each IO in order, exactly Len bytes: the first N of
+	// them data, the rest zero (short at the end of a chunk, or an error).
+	// Because the layout is known in advance, the client reads the payload
+	// straight into its destination buffers.
+	MethodStorageRead uint16 = 200
+	// MethodStorageWrite writes the request payload into one chunk at Off.
+	MethodStorageWrite uint16 = 201
+	// MethodStorageTruncate sets a chunk's length (zeros when extended).
+	MethodStorageTruncate uint16 = 202
+	// MethodStorageRemove removes a chunk (no error when absent).
+	MethodStorageRemove uint16 = 203
+	// MethodStorageStat returns a chunk's committed version and length.
+	MethodStorageStat uint16 = 204
+	// MethodStorageRemoveInode removes an inode's chunks with index >= From
+	// on one target (garbage collection of deleted and truncated files).
+	MethodStorageRemoveInode uint16 = 205
+)
+
+// ChunkRef names a chunk on a target, with the chain version the caller's
+// routing info has: a target refuses a request whose chain version differs
+// from its own (ChainVersionMismatch) so stale clients refresh routing.
+type ChunkRef struct {
+	Ino          uint64 `msgpack:"i"`
+	Index        uint32 `msgpack:"x"`
+	ChainID      uint32 `msgpack:"c"`
+	ChainVersion uint32 `msgpack:"cv"`
+	TargetID     uint32 `msgpack:"t"`
+}
+
+// ReadIO is one range of a chunk to read.
+type ReadIO struct {
+	Chunk ChunkRef `msgpack:"k"`
+	Off   uint32   `msgpack:"o"`
+	Len   uint32   `msgpack:"l"`
+}
+
+// StorageReadReq asks for many ranges, possibly of many chunks of one target.
+type StorageReadReq struct {
+	IOs []ReadIO `msgpack:"ios"`
+}
+
+// ReadResult is the outcome of one ReadIO.
+type ReadResult struct {
+	N       uint32 `msgpack:"n"`           // data bytes at the start of this IO's Len-byte slot
+	Version uint64 `msgpack:"v,omitempty"` // committed chunk version read
+	Code    Code   `msgpack:"c,omitempty"` // OK, or the error (e.g. ChecksumMismatch)
+	Msg     string `msgpack:"m,omitempty"`
+}
+
+// StorageReadResp answers StorageReadReq, one result per IO.
+type StorageReadResp struct {
+	Results []ReadResult `msgpack:"r"`
+}
+
+// StorageWriteReq writes the request payload into Chunk at Off. ChunkSize is
+// the file's chunk size: writes past it are refused (EINVAL).
+type StorageWriteReq struct {
+	Chunk     ChunkRef `msgpack:"k"`
+	Off       uint32   `msgpack:"o"`
+	ChunkSize uint32   `msgpack:"cs"`
+}
+
+// StorageWriteResp reports the chunk's new committed version.
+type StorageWriteResp struct {
+	Version uint64 `msgpack:"v"`
+}
+
+// StorageTruncateReq sets Chunk's length.
+type StorageTruncateReq struct {
+	Chunk  ChunkRef `msgpack:"k"`
+	Length uint32   `msgpack:"l"`
+}
+
+// StorageTruncateResp reports the chunk's new committed version.
+type StorageTruncateResp struct {
+	Version uint64 `msgpack:"v"`
+}
+
+// StorageRemoveReq removes Chunk.
+type StorageRemoveReq struct {
+	Chunk ChunkRef `msgpack:"k"`
+}
+
+// StorageStatReq asks for Chunk's state.
+type StorageStatReq struct {
+	Chunk ChunkRef `msgpack:"k"`
+}
+
+// StorageStatResp describes a chunk; Exists is false for a chunk never
+// written (reads of it return zero bytes).
+type StorageStatResp struct {
+	Exists  bool   `msgpack:"e"`
+	Version uint64 `msgpack:"v"`
+	Length  uint32 `msgpack:"l"`
+}
+
+// StorageRemoveInodeReq removes the chunks of Ino with index >= From on TargetID.
+type StorageRemoveInodeReq struct {
+	TargetID uint32 `msgpack:"t"`
+	Ino      uint64 `msgpack:"i"`
+	From     uint32 `msgpack:"f"`
+}
+
+// StorageRemoveInodeResp says how many chunks were removed.
+type StorageRemoveInodeResp struct {
+	Removed uint32 `msgpack:"n"`
+}
