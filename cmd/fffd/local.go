@@ -20,6 +20,7 @@ import (
 	"fff/server/kv"
 	"fff/server/meta"
 	"fff/server/mgmtd"
+	"fff/server/storage"
 )
 
 // Files in the data directory shared with `fff up` (cmd/fff/up.go).
@@ -158,8 +159,8 @@ func (n *node) ensureAdminToken(ctx context.Context, ms *meta.Service) error {
 	return nil
 }
 
-// runLocal runs mgmtd and meta (and, with the data-path issue, storage) in
-// one process over one KV, bootstrapping a single-node cluster on first start.
+// runLocal runs mgmtd, meta and storage in one process over one KV,
+// bootstrapping a single-node cluster on first start.
 func runLocal(ctx context.Context, cfg Config) error {
 	n, err := newNode(cfg, "local")
 	if err != nil {
@@ -173,10 +174,8 @@ func runLocal(ctx context.Context, cfg Config) error {
 	if len(targets) == 0 {
 		targets = []string{filepath.Join(cfg.Node.DataDir, "targets", "0"), filepath.Join(cfg.Node.DataDir, "targets", "1")}
 	}
-	for _, t := range targets {
-		if err := os.MkdirAll(t, 0o700); err != nil {
-			return n.abort(fmt.Errorf("target directory: %w", err))
-		}
+	if err := makeTargetDirs(targets); err != nil {
+		return n.abort(err)
 	}
 	if err := mgmtd.Bootstrap(ctx, mg, cfg.Node.ID, n.addr, targets, 1); err != nil {
 		return n.abort(fmt.Errorf("bootstrap: %w", err))
@@ -188,16 +187,27 @@ func runLocal(ctx context.Context, cfg Config) error {
 	if err := n.ensureAdminToken(ctx, ms); err != nil {
 		return n.abort(err)
 	}
+	routing := cluster.NewRoutingCache(mg, cluster.RoutingCacheOptions{Logger: n.log})
+	st, err := n.startStorage(ctx, routing, targets)
+	if err != nil {
+		return n.abort(err)
+	}
+	defer st.Close()
 	return n.serve(ctx, ms.Authenticator(),
 		func(s *rpc.Server) {
 			mgmtd.RegisterHandlers(s, mg)
 			meta.RegisterHandlers(s, ms)
+			st.RegisterHandlers(s)
 		},
 		mg.Run,
+		routing.Run,
 		func(ctx context.Context) error {
-			return cluster.RunHeartbeats(ctx, mg, cluster.HeartbeatOptions{NodeID: cfg.Node.ID})
+			return cluster.RunHeartbeats(ctx, mg, cluster.HeartbeatOptions{
+				NodeID: cfg.Node.ID, Stats: st.Stats, Cache: routing, Logger: n.log,
+			})
 		},
 		n.pruneSessions(ms),
+		func(ctx context.Context) error { return st.RunGC(ctx, storage.MetaGC(ms), 0) },
 	)
 }
 

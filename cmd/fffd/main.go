@@ -59,6 +59,7 @@ func newRootCmd() *cobra.Command {
 		roleCmd("local", "Run every role in one process over the embedded KV (what `fff up` starts)", &f, runLocal),
 		roleCmd("mgmtd", "Run the cluster manager", &f, runMgmtd),
 		roleCmd("meta", "Run the metadata service", &f, runMeta),
+		roleCmd("storage", "Run a storage server over storage.targets", &f, runStorage),
 	)
 	return root
 }

@@ -85,7 +85,7 @@ type CallOption func(*callConfig)
 
 type callConfig struct {
 	payload [][]byte
-	dst     []byte
+	dsts    [][]byte
 	hasDst  bool
 	out     *[]byte
 }
@@ -103,7 +103,18 @@ func WithPayload(p ...[]byte) CallOption {
 // the payload's size as n. Once Call has returned, dst is never written again,
 // whether the call succeeded, failed or was canceled.
 func IntoBuffer(dst []byte) CallOption {
-	return func(c *callConfig) { c.dst, c.hasDst = dst, true }
+	return func(c *callConfig) { c.dsts, c.hasDst = [][]byte{dst}, true }
+}
+
+// IntoBuffers is IntoBuffer with a vectored destination: the response
+// payload is read from the socket sequentially into dsts, filling each one
+// completely before the next. Call returns the payload's size n; with n
+// smaller than the buffers' total, the bytes after the first n are not
+// written. A payload larger than the total is discarded unread into any
+// buffer, and Call fails with proto.TooLarge, returning the payload's size.
+// As with IntoBuffer, no buffer is written after Call has returned.
+func IntoBuffers(dsts ...[]byte) CallOption {
+	return func(c *callConfig) { c.dsts, c.hasDst = dsts, true }
 }
 
 // ReturnPayload stores the response payload, in a newly allocated slice of at
@@ -297,7 +308,8 @@ func (c *Conn) fail(cause error) {
 // call is one request in flight on a Conn.
 type call struct {
 	id     uint64
-	dst    []byte
+	dsts   [][]byte // IntoBuffer(s) destination segments
+	dstLen int      // their total length
 	hasDst bool
 	alloc  bool
 	done   chan callResult // buffered: the reader never blocks on it
@@ -397,7 +409,10 @@ func (c *Conn) call(ctx context.Context, method uint16, req, resp any, opts []Ca
 		return 0, false, proto.Errorf(proto.TooLarge, "rpc: %s method %d: request body of %d bytes exceeds the server's limit of %d", c.addr, method, len(b)-headerSize, c.srvMaxBody)
 	}
 
-	cl := &call{dst: cfg.dst, hasDst: cfg.hasDst, alloc: cfg.out != nil, done: make(chan callResult, 1)}
+	cl := &call{dsts: cfg.dsts, hasDst: cfg.hasDst, alloc: cfg.out != nil, done: make(chan callResult, 1)}
+	for _, d := range cfg.dsts {
+		cl.dstLen += len(d)
+	}
 	c.mu.Lock()
 	if c.err != nil {
 		err := c.err
@@ -583,11 +598,11 @@ func (c *Conn) readResponse(h header, cl *call) (callResult, error) {
 	switch {
 	case r.err != nil:
 		_, err = c.br.Discard(plen)
-	case cl.hasDst && plen > len(cl.dst):
+	case cl.hasDst && plen > cl.dstLen:
 		_, err = c.br.Discard(plen)
-		r.err = proto.Errorf(proto.TooLarge, "rpc: %s: response payload of %d bytes exceeds the buffer of %d", c.addr, plen, len(cl.dst))
+		r.err = proto.Errorf(proto.TooLarge, "rpc: %s: response payload of %d bytes exceeds the buffer of %d", c.addr, plen, cl.dstLen)
 	case cl.hasDst:
-		err = c.readInto(cl, cl.dst[:plen])
+		err = c.readInto(cl, plen)
 		if errors.Is(err, errAbandoned) {
 			r.err, err = err, nil
 		}
@@ -603,30 +618,40 @@ func (c *Conn) readResponse(h header, cl *call) (callResult, error) {
 	return r, err
 }
 
-// readInto reads len(dst) payload bytes into dst, chunk by chunk, holding
-// cl.recvMu while it writes into dst. If the caller abandons the call, the
-// rest is discarded and errAbandoned returned.
-func (c *Conn) readInto(cl *call, dst []byte) error {
-	off := 0
-	for off < len(dst) {
-		end := min(off+readChunk, len(dst))
-		cl.recvMu.Lock()
-		if cl.abandoned.Load() {
+// readInto reads plen payload bytes into cl's destination segments, in
+// order, chunk by chunk, holding cl.recvMu while it writes into them. If the
+// caller abandons the call, the rest is discarded and errAbandoned returned.
+func (c *Conn) readInto(cl *call, plen int) error {
+	left := plen
+	for _, dst := range cl.dsts {
+		if left == 0 {
+			break
+		}
+		if len(dst) > left {
+			dst = dst[:left]
+		}
+		off := 0
+		for off < len(dst) {
+			end := min(off+readChunk, len(dst))
+			cl.recvMu.Lock()
+			if cl.abandoned.Load() {
+				cl.recvMu.Unlock()
+				if _, err := c.br.Discard(left - off); err != nil {
+					return err
+				}
+				return errAbandoned
+			}
+			n, err := c.br.Read(dst[off:end])
 			cl.recvMu.Unlock()
-			if _, err := c.br.Discard(len(dst) - off); err != nil {
+			off += n
+			if err != nil {
+				if errors.Is(err, io.EOF) {
+					err = io.ErrUnexpectedEOF
+				}
 				return err
 			}
-			return errAbandoned
 		}
-		n, err := c.br.Read(dst[off:end])
-		cl.recvMu.Unlock()
-		off += n
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF
-			}
-			return err
-		}
+		left -= len(dst)
 	}
 	return nil
 }

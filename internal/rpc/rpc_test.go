@@ -222,6 +222,69 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
+// TestIntoBuffers reads response payloads into vectored destinations.
+func TestIntoBuffers(t *testing.T) {
+	_, _, addr := startServer(t, rpc.ServerOptions{})
+	c := dial(t, addr, rpc.ClientOptions{})
+	ctx := ctxT(t)
+	segs := func(sizes ...int) [][]byte {
+		out := make([][]byte, len(sizes))
+		for i, n := range sizes {
+			out[i] = make([]byte, n)
+		}
+		return out
+	}
+	join := func(d [][]byte) []byte { return bytes.Join(d, nil) }
+	for _, tc := range []struct {
+		name  string
+		sizes []int
+		n     int
+	}{
+		{"exact", []int{100, 0, 3 << 20, 1, 5000}, 100 + 3<<20 + 1 + 5000},
+		{"short", []int{10, 2 << 20, 10}, 10 + 1<<20},
+		{"empty payload", []int{10, 10}, 0},
+		{"one", []int{4096}, 4096},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dsts := segs(tc.sizes...)
+			n, err := c.Call(ctx, mGen, genReq{N: tc.n, Seed: 3}, nil, rpc.IntoBuffers(dsts...))
+			if err != nil || n != tc.n {
+				t.Fatalf("n=%d err=%v, want %d", n, err, tc.n)
+			}
+			got := join(dsts)
+			if !bytes.Equal(got[:n], pattern(tc.n, 3)) {
+				t.Fatal("payload differs")
+			}
+			if !bytes.Equal(got[n:], make([]byte, len(got)-n)) {
+				t.Fatal("bytes after the payload were written")
+			}
+		})
+	}
+	t.Run("too large", func(t *testing.T) {
+		dsts := segs(100, 200, 300)
+		n, err := c.Call(ctx, mGen, genReq{N: 601, Seed: 1}, nil, rpc.IntoBuffers(dsts...))
+		if !errors.Is(err, proto.ErrTooLarge) || n != 601 {
+			t.Fatalf("n=%d err=%v, want 601 TooLarge", n, err)
+		}
+		if !bytes.Equal(join(dsts), make([]byte, 600)) {
+			t.Fatal("buffers written although the payload did not fit")
+		}
+		var out echoMsg
+		if _, err := c.Call(ctx, mEcho, echoMsg{N: 7}, &out); err != nil || out.N != 7 {
+			t.Fatalf("follow-up call: %v %+v", err, out)
+		}
+	})
+	t.Run("no buffers", func(t *testing.T) {
+		n, err := c.Call(ctx, mGen, genReq{N: 1}, nil, rpc.IntoBuffers())
+		if !errors.Is(err, proto.ErrTooLarge) || n != 1 {
+			t.Fatalf("n=%d err=%v", n, err)
+		}
+		if n, err := c.Call(ctx, mGen, genReq{N: 0}, nil, rpc.IntoBuffers()); err != nil || n != 0 {
+			t.Fatalf("empty: n=%d err=%v", n, err)
+		}
+	})
+}
+
 func TestNilBodies(t *testing.T) {
 	_, _, addr := startServer(t, rpc.ServerOptions{})
 	c := dial(t, addr, rpc.ClientOptions{})
@@ -486,9 +549,12 @@ func TestCancelDuringPayload(t *testing.T) {
 		stall     bool // the stream stops mid-payload: the grace period closes the connection
 		connAlive bool
 		grace     time.Duration
+		vectored  bool // IntoBuffers over segments of dst
 	}{
-		{"trickle", false, true, 2 * time.Second},
-		{"stall", true, false, 50 * time.Millisecond},
+		{"trickle", false, true, 2 * time.Second, false},
+		{"stall", true, false, 50 * time.Millisecond, false},
+		{"trickle vectored", false, true, 2 * time.Second, true},
+		{"stall vectored", true, false, 50 * time.Millisecond, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, _, addr := startServer(t, rpc.ServerOptions{})
@@ -511,7 +577,11 @@ func TestCancelDuringPayload(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)
 			go func() {
-				_, err := c.Call(ctx, mGen, genReq{N: size, Seed: 1}, nil, rpc.IntoBuffer(dst))
+				opt := rpc.IntoBuffer(dst)
+				if tc.vectored {
+					opt = rpc.IntoBuffers(dst[:1000], dst[1000:1<<20+7], dst[1<<20+7:])
+				}
+				_, err := c.Call(ctx, mGen, genReq{N: size, Seed: 1}, nil, opt)
 				done <- err
 			}()
 			waitFor(t, func() bool { return px.forwarded.Load() >= 1<<20 })

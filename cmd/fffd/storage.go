@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"fff/internal/cluster"
+	"fff/internal/rpc"
+	"fff/server/meta"
+	"fff/server/mgmtd"
+	"fff/server/storage"
+	"fff/server/storage/chunkengine"
+)
+
+// startStorage opens the storage service over the node's target
+// directories, whose ids it finds in the routing info (by node id and path:
+// they were registered with mgmtd by Bootstrap).
+func (n *node) startStorage(ctx context.Context, routing *cluster.RoutingCache, paths []string) (*storage.Service, error) {
+	if err := routing.Refresh(ctx); err != nil {
+		return nil, fmt.Errorf("storage: routing: %w", err)
+	}
+	ri := routing.Get()
+	var targets []storage.TargetConfig
+	for _, p := range paths {
+		p = filepath.Clean(p)
+		found := false
+		for _, t := range ri.Targets {
+			if t.NodeID == n.cfg.Node.ID && filepath.Clean(t.Path) == p {
+				targets = append(targets, storage.TargetConfig{ID: t.ID, Path: p})
+				found = true
+				break
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("storage: target %s of node %d is not registered with mgmtd", p, n.cfg.Node.ID)
+		}
+	}
+	svc, err := storage.New(ctx, storage.Options{
+		NodeID:  n.cfg.Node.ID,
+		Targets: targets,
+		Routing: routing,
+		// Files choose their chunk size (up to 64 MiB); every write carries
+		// it and is checked against it.
+		Engine: chunkengine.Options{MaxChunkSize: chunkengine.MaxChunkSizeLimit},
+		Logger: n.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]uint32, len(targets))
+	for i, t := range targets {
+		ids[i] = t.ID
+	}
+	n.log.Info().Interface("targets", ids).Msg("storage targets open")
+	return svc, nil
+}
+
+// makeTargetDirs creates the target directories.
+func makeTargetDirs(paths []string) error {
+	for _, t := range paths {
+		if err := os.MkdirAll(t, 0o700); err != nil {
+			return fmt.Errorf("target directory: %w", err)
+		}
+	}
+	return nil
+}
+
+// runStorage runs a storage server: it registers its targets with mgmtd
+// (one chain each, added to the default chain table), serves the storage
+// methods and heartbeats with the targets' usage. Tokens are checked
+// against the users in the shared KV. Garbage collection runs where meta
+// runs in process (`fffd local`); a separate storage node does not collect.
+func runStorage(ctx context.Context, cfg Config) error {
+	if cfg.Mgmtd.Address == "" {
+		return fmt.Errorf("%w: storage needs mgmtd.address", errUsage)
+	}
+	if len(cfg.Storage.Targets) == 0 {
+		return fmt.Errorf("%w: storage needs storage.targets", errUsage)
+	}
+	n, err := newNode(cfg, "storage")
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(cfg.Node.DataDir, tokenFile)
+	tok, err := os.ReadFile(path)
+	if err != nil {
+		return n.abort(fmt.Errorf("storage needs the admin token in %s to talk to mgmtd: %w", path, err))
+	}
+	if err := makeTargetDirs(cfg.Storage.Targets); err != nil {
+		return n.abort(err)
+	}
+	pool := rpc.NewPool(cfg.Mgmtd.Address, strings.TrimSpace(string(tok)), rpc.PoolOptions{})
+	defer pool.Close()
+	client := cluster.NewClient(pool)
+	if err := mgmtd.Bootstrap(ctx, client, cfg.Node.ID, n.addr, cfg.Storage.Targets, 1); err != nil {
+		return n.abort(fmt.Errorf("registering with mgmtd: %w", err))
+	}
+	users, err := n.startMeta(ctx, meta.Options{})
+	if err != nil {
+		return n.abort(err)
+	}
+	routing := cluster.NewRoutingCache(client, cluster.RoutingCacheOptions{Logger: n.log})
+	svc, err := n.startStorage(ctx, routing, cfg.Storage.Targets)
+	if err != nil {
+		return n.abort(err)
+	}
+	defer svc.Close()
+	return n.serve(ctx, users.Authenticator(), svc.RegisterHandlers,
+		routing.Run,
+		func(ctx context.Context) error {
+			return cluster.RunHeartbeats(ctx, client, cluster.HeartbeatOptions{
+				NodeID: cfg.Node.ID, Stats: svc.Stats, Cache: routing, Logger: n.log,
+			})
+		},
+	)
+}

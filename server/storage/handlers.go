@@ -1,0 +1,260 @@
+package storage
+
+import (
+	"context"
+	"sync"
+
+	"fff/internal/proto"
+	"fff/internal/rpc"
+	"fff/server/storage/chunkengine"
+)
+
+// RegisterHandlers serves the storage methods (proto.MethodStorage*) on srv.
+func (s *Service) RegisterHandlers(srv *rpc.Server) {
+	srv.Handle(proto.MethodStorageRead, s.handleRead)
+	srv.Handle(proto.MethodStorageWrite, func(ctx context.Context, req *rpc.Request) (*rpc.Response, error) {
+		var r proto.StorageWriteReq
+		if err := req.Decode(&r); err != nil {
+			return nil, err
+		}
+		v, err := s.Write(ctx, r, req.Payload)
+		if err != nil {
+			return nil, err
+		}
+		return &rpc.Response{Body: &proto.StorageWriteResp{Version: v}}, nil
+	})
+	srv.Handle(proto.MethodStorageTruncate, func(ctx context.Context, req *rpc.Request) (*rpc.Response, error) {
+		var r proto.StorageTruncateReq
+		if err := req.Decode(&r); err != nil {
+			return nil, err
+		}
+		v, err := s.Truncate(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		return &rpc.Response{Body: &proto.StorageTruncateResp{Version: v}}, nil
+	})
+	srv.Handle(proto.MethodStorageRemove, func(ctx context.Context, req *rpc.Request) (*rpc.Response, error) {
+		var r proto.StorageRemoveReq
+		if err := req.Decode(&r); err != nil {
+			return nil, err
+		}
+		return &rpc.Response{}, s.Remove(ctx, r)
+	})
+	srv.Handle(proto.MethodStorageStat, func(ctx context.Context, req *rpc.Request) (*rpc.Response, error) {
+		var r proto.StorageStatReq
+		if err := req.Decode(&r); err != nil {
+			return nil, err
+		}
+		resp, err := s.Stat(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		return &rpc.Response{Body: &resp}, nil
+	})
+	srv.Handle(proto.MethodStorageRemoveInode, func(ctx context.Context, req *rpc.Request) (*rpc.Response, error) {
+		if !req.Identity.Admin {
+			return nil, proto.Errorf(proto.EPERM, "storage: remove inode: admin only")
+		}
+		var r proto.StorageRemoveInodeReq
+		if err := req.Decode(&r); err != nil {
+			return nil, err
+		}
+		n, err := s.RemoveInode(ctx, r.TargetID, r.Ino, r.From)
+		if err != nil {
+			return nil, err
+		}
+		return &rpc.Response{Body: &proto.StorageRemoveInodeResp{Removed: n}}, nil
+	})
+}
+
+// handleRead serves a batched read: every IO's routing is checked, the IOs
+// of each target go to its engine in one ReadBatch, straight into one pooled
+// response buffer that the response payload is (released when written).
+func (s *Service) handleRead(ctx context.Context, req *rpc.Request) (*rpc.Response, error) {
+	var r proto.StorageReadReq
+	if err := req.Decode(&r); err != nil {
+		return nil, err
+	}
+	total := 0
+	for _, io := range r.IOs {
+		total += int(io.Len)
+		if total > s.maxPayload {
+			return nil, proto.Errorf(proto.TooLarge, "storage: read of more than %d bytes in one request", s.maxPayload)
+		}
+	}
+	buf := getBuf(total)
+	results := s.ReadInto(ctx, r.IOs, *buf)
+	return &rpc.Response{
+		Body:    &proto.StorageReadResp{Results: results},
+		Payload: [][]byte{*buf},
+		Done:    func() { putBuf(buf) },
+	}, nil
+}
+
+// ReadInto performs the reads of ios into dst, which holds exactly sum(Len)
+// bytes: IO k's slot follows IO k-1's, and receives N data bytes then zeros.
+// It returns one result per IO.
+func (s *Service) ReadInto(ctx context.Context, ios []proto.ReadIO, dst []byte) []proto.ReadResult {
+	results := make([]proto.ReadResult, len(ios))
+	slots := make([][]byte, len(ios))
+	type group struct {
+		t    *target
+		reqs []chunkengine.ReadReq
+		idx  []int
+	}
+	var groups []*group
+	byTarget := map[uint32]*group{}
+	refreshed := false
+	off := 0
+	for k, io := range ios {
+		slots[k] = dst[off : off+int(io.Len) : off+int(io.Len)]
+		off += int(io.Len)
+		t, err := s.check(ctx, io.Chunk, opRead, &refreshed)
+		if err != nil {
+			setErr(&results[k], err)
+			continue
+		}
+		if io.Len == 0 {
+			continue
+		}
+		g := byTarget[t.id]
+		if g == nil {
+			g = &group{t: t}
+			byTarget[t.id] = g
+			groups = append(groups, g)
+		}
+		g.reqs = append(g.reqs, chunkengine.ReadReq{ID: chunkID(io.Chunk), Off: int64(io.Off), Dst: slots[k]})
+		g.idx = append(g.idx, k)
+	}
+	run := func(g *group) {
+		_ = g.t.eng.ReadBatch(ctx, g.reqs) // failures are per request
+	}
+	if len(groups) == 1 {
+		run(groups[0])
+	} else {
+		var wg sync.WaitGroup
+		for _, g := range groups {
+			wg.Go(func() { run(g) })
+		}
+		wg.Wait()
+	}
+	for _, g := range groups {
+		for i, q := range g.reqs {
+			res := &results[g.idx[i]]
+			switch {
+			case q.Err == nil:
+				res.N, res.Version = uint32(q.N), q.Version
+			case isNotFound(q.Err):
+				// Never written: a hole, zeros.
+			default:
+				setErr(res, q.Err)
+			}
+		}
+	}
+	for k := range results {
+		clear(slots[k][results[k].N:])
+	}
+	return results
+}
+
+func setErr(res *proto.ReadResult, err error) {
+	res.N, res.Version = 0, 0
+	res.Code = proto.CodeOf(err)
+	if res.Code == proto.OK {
+		res.Code = proto.Internal
+	}
+	res.Msg = err.Error()
+}
+
+// Write writes data into r.Chunk at r.Off on the chain's head and returns the
+// chunk's new version.
+func (s *Service) Write(ctx context.Context, r proto.StorageWriteReq, data []byte) (uint64, error) {
+	refreshed := false
+	t, err := s.check(ctx, r.Chunk, opWrite, &refreshed)
+	if err != nil {
+		return 0, err
+	}
+	if r.ChunkSize != 0 && uint64(r.Off)+uint64(len(data)) > uint64(r.ChunkSize) {
+		return 0, proto.Errorf(proto.EINVAL, "storage: write at %d+%d past the chunk size %d", r.Off, len(data), r.ChunkSize)
+	}
+	return t.eng.Write(ctx, chunkID(r.Chunk), int64(r.Off), data)
+}
+
+// Truncate sets r.Chunk's length; a missing chunk is created (zeros) when
+// the length is positive, and left missing (version 0) when it is 0.
+func (s *Service) Truncate(ctx context.Context, r proto.StorageTruncateReq) (uint64, error) {
+	refreshed := false
+	t, err := s.check(ctx, r.Chunk, opWrite, &refreshed)
+	if err != nil {
+		return 0, err
+	}
+	id := chunkID(r.Chunk)
+	v, err := t.eng.Truncate(ctx, id, int64(r.Length))
+	if !isNotFound(err) {
+		return v, err
+	}
+	if r.Length == 0 {
+		return 0, nil
+	}
+	if _, err := t.eng.Write(ctx, id, 0, nil); err != nil {
+		return 0, err
+	}
+	return t.eng.Truncate(ctx, id, int64(r.Length))
+}
+
+// Remove removes r.Chunk; a missing chunk is no error.
+func (s *Service) Remove(ctx context.Context, r proto.StorageRemoveReq) error {
+	refreshed := false
+	t, err := s.check(ctx, r.Chunk, opWrite, &refreshed)
+	if err != nil {
+		return err
+	}
+	if err := t.eng.Remove(ctx, chunkID(r.Chunk)); err != nil && !isNotFound(err) {
+		return err
+	}
+	return nil
+}
+
+// Stat returns r.Chunk's committed state (Exists false for a chunk never
+// written). Like a read, it needs a serving target.
+func (s *Service) Stat(ctx context.Context, r proto.StorageStatReq) (proto.StorageStatResp, error) {
+	refreshed := false
+	t, err := s.check(ctx, r.Chunk, opRead, &refreshed)
+	if err != nil {
+		return proto.StorageStatResp{}, err
+	}
+	ci, err := t.eng.Stat(ctx, chunkID(r.Chunk))
+	if isNotFound(err) {
+		return proto.StorageStatResp{}, nil
+	}
+	if err != nil {
+		return proto.StorageStatResp{}, err
+	}
+	return proto.StorageStatResp{Exists: true, Version: ci.Version, Length: uint32(ci.Length)}, nil
+}
+
+// RemoveInode removes the chunks of ino with index >= from on local target
+// id and returns how many it removed. It is garbage collection: no chain
+// version is involved (inode ids are never reused).
+func (s *Service) RemoveInode(ctx context.Context, id uint32, ino uint64, from uint32) (uint32, error) {
+	t := s.targets[id]
+	if t == nil {
+		return 0, proto.Errorf(proto.EINVAL, "storage: node %d: target %d: not my target", s.nodeID, id)
+	}
+	chunks, err := t.eng.List(ctx, ino)
+	if err != nil {
+		return 0, err
+	}
+	var n uint32
+	for _, c := range chunks {
+		if c.ID.Index < from {
+			continue
+		}
+		if err := t.eng.Remove(ctx, c.ID); err != nil && !isNotFound(err) {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}

@@ -1,0 +1,207 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/rs/zerolog"
+
+	"fff/internal/proto"
+	"fff/internal/rpc"
+	"fff/internal/uring"
+	"fff/server/storage/chunkengine"
+)
+
+// Routing provides the node's current routing info: a *cluster.RoutingCache.
+type Routing interface {
+	// Get returns the newest routing info (nil before the first refresh).
+	Get() *proto.RoutingInfo
+	// Refresh fetches the routing info now.
+	Refresh(ctx context.Context) error
+}
+
+// TargetConfig is one storage target of the node: its id (from mgmtd) and
+// directory.
+type TargetConfig struct {
+	ID   uint32
+	Path string
+}
+
+// Options configure New.
+type Options struct {
+	// NodeID is this node's id.
+	NodeID uint32
+	// Targets are the node's targets; each gets a chunk engine.
+	Targets []TargetConfig
+	// Routing is checked on every request (chain versions, heads, states).
+	Routing Routing
+	// Ring carries the engines' disk IO; nil: each engine has its own.
+	Ring *uring.Ring
+	// Engine is the template of the engines' options (Ring and Logger are
+	// set from the fields above).
+	Engine chunkengine.Options
+	// MaxPayload bounds a read response's payload; it should be the RPC
+	// server's limit (default rpc.DefaultMaxPayload).
+	MaxPayload int
+	// Logger receives the service's logs.
+	Logger zerolog.Logger
+}
+
+// Service is the storage service of one node.
+type Service struct {
+	nodeID     uint32
+	routing    Routing
+	maxPayload int
+	log        zerolog.Logger
+	targets    map[uint32]*target
+	ids        []uint32 // sorted target ids
+	closeOnce  sync.Once
+	closeErr   error
+}
+
+type target struct {
+	id   uint32
+	path string
+	eng  *chunkengine.Engine
+}
+
+// New opens a chunk engine per target.
+func New(ctx context.Context, opts Options) (*Service, error) {
+	if opts.Routing == nil {
+		return nil, errors.New("storage: no routing")
+	}
+	s := &Service{
+		nodeID:     opts.NodeID,
+		routing:    opts.Routing,
+		maxPayload: opts.MaxPayload,
+		log:        opts.Logger,
+		targets:    map[uint32]*target{},
+	}
+	if s.maxPayload <= 0 {
+		s.maxPayload = rpc.DefaultMaxPayload
+	}
+	for _, tc := range opts.Targets {
+		if _, dup := s.targets[tc.ID]; dup {
+			s.Close()
+			return nil, proto.Errorf(proto.EINVAL, "storage: target %d listed twice", tc.ID)
+		}
+		eo := opts.Engine
+		eo.Ring = opts.Ring
+		eo.Logger = opts.Logger.With().Uint32("target", tc.ID).Logger()
+		eng, err := chunkengine.Open(ctx, tc.Path, eo)
+		if err != nil {
+			s.Close()
+			return nil, fmt.Errorf("storage: target %d (%s): %w", tc.ID, tc.Path, err)
+		}
+		s.targets[tc.ID] = &target{id: tc.ID, path: tc.Path, eng: eng}
+		s.ids = append(s.ids, tc.ID)
+	}
+	slices.Sort(s.ids)
+	return s, nil
+}
+
+// Close closes the engines.
+func (s *Service) Close() error {
+	s.closeOnce.Do(func() {
+		for _, t := range s.targets {
+			if err := t.eng.Close(); err != nil && s.closeErr == nil {
+				s.closeErr = err
+			}
+		}
+	})
+	return s.closeErr
+}
+
+// Targets returns the ids of the node's targets, sorted.
+func (s *Service) Targets() []uint32 { return slices.Clone(s.ids) }
+
+// Engine returns target id's chunk engine, or nil (for tests and tools).
+func (s *Service) Engine(id uint32) *chunkengine.Engine {
+	if t := s.targets[id]; t != nil {
+		return t.eng
+	}
+	return nil
+}
+
+// Stats reports the targets' usage, for heartbeats. Targets whose statfs
+// fails are left out (and logged).
+func (s *Service) Stats() []proto.TargetStats {
+	out := make([]proto.TargetStats, 0, len(s.ids))
+	for _, id := range s.ids {
+		u, err := s.targets[id].eng.Usage()
+		if err != nil {
+			s.log.Warn().Err(err).Uint32("target", id).Msg("target usage")
+			continue
+		}
+		out = append(out, proto.TargetStats{ID: id, Capacity: u.Capacity, Used: u.Used})
+	}
+	return out
+}
+
+// op is what a request does to a chunk, for the routing checks.
+type op int
+
+const (
+	opRead op = iota
+	opWrite
+)
+
+// check validates ref against the routing info (see the package
+// documentation) and returns its target. *refreshed says whether the
+// routing was already refreshed for this request; check refreshes it (once)
+// when the caller knows a newer chain version or a chain the node does not.
+func (s *Service) check(ctx context.Context, ref proto.ChunkRef, o op, refreshed *bool) (*target, error) {
+	t := s.targets[ref.TargetID]
+	if t == nil {
+		return nil, proto.Errorf(proto.EINVAL, "storage: node %d: target %d: not my target", s.nodeID, ref.TargetID)
+	}
+	ri := s.routing.Get()
+	var chain *proto.Chain
+	if ri != nil {
+		chain = ri.Chain(ref.ChainID)
+	}
+	if (chain == nil || ref.ChainVersion > chain.Version) && !*refreshed {
+		*refreshed = true
+		if err := s.routing.Refresh(ctx); err != nil {
+			s.log.Warn().Err(err).Msg("storage: routing refresh")
+		}
+		if ri = s.routing.Get(); ri != nil {
+			chain = ri.Chain(ref.ChainID)
+		}
+	}
+	if chain == nil {
+		return nil, proto.Errorf(proto.ChainVersionMismatch, "storage: target %d: unknown chain %d", ref.TargetID, ref.ChainID)
+	}
+	if chain.Version != ref.ChainVersion {
+		return nil, proto.Errorf(proto.ChainVersionMismatch, "storage: chain %d is at version %d, request has %d",
+			ref.ChainID, chain.Version, ref.ChainVersion)
+	}
+	if !slices.Contains(chain.Targets, ref.TargetID) {
+		return nil, proto.Errorf(proto.EINVAL, "storage: target %d is not in chain %d", ref.TargetID, ref.ChainID)
+	}
+	switch o {
+	case opRead:
+		if ti := ri.Target(ref.TargetID); ti == nil || ti.State != proto.TargetServing {
+			state := "unknown"
+			if ti != nil {
+				state = ti.State.String()
+			}
+			return nil, proto.Errorf(proto.TargetNotServing, "storage: target %d is %s", ref.TargetID, state)
+		}
+	case opWrite:
+		if chain.Targets[0] != ref.TargetID {
+			return nil, proto.Errorf(proto.NotHead, "storage: target %d is not the head of chain %d (%d is)",
+				ref.TargetID, ref.ChainID, chain.Targets[0])
+		}
+	}
+	return t, nil
+}
+
+func chunkID(ref proto.ChunkRef) chunkengine.ChunkID {
+	return chunkengine.ChunkID{Ino: ref.Ino, Index: ref.Index}
+}
+
+func isNotFound(err error) bool { return proto.CodeOf(err) == proto.ENOENT }
