@@ -251,6 +251,20 @@ func (s *Service) Mkdir(ctx context.Context, id Identity, parent uint64, name st
 	if err := checkName(name); err != nil {
 		return proto.Inode{}, err
 	}
+	mode &= proto.ModePerm | proto.ModeSticky | proto.ModeSetgid
+	return s.createNode(ctx, id, parent, name, "mkdir", proto.TypeDir, mode, func(p, n *proto.Inode) {
+		n.Parent = parent
+		n.DirLayout = &proto.DirLayout{}
+		if p.DirLayout != nil {
+			*n.DirLayout = *p.DirLayout
+		}
+	})
+}
+
+// createNode creates a directory or symlink entry name in parent in one
+// transaction: newInode(t, mode), then fill sets the type-specific fields
+// (p is the parent).
+func (s *Service) createNode(ctx context.Context, id Identity, parent uint64, name, op string, t proto.FileType, mode uint32, fill func(p, n *proto.Inode)) (proto.Inode, error) {
 	ino, err := s.allocIno(ctx)
 	if err != nil {
 		return proto.Inode{}, err
@@ -258,16 +272,12 @@ func (s *Service) Mkdir(ctx context.Context, id Identity, parent uint64, name st
 	now := s.now()
 	var out proto.Inode
 	err = s.db.Update(ctx, func(tx kv.Txn) error {
-		p, err := prepareCreate(tx, id, parent, name, "mkdir")
+		p, err := prepareCreate(tx, id, parent, name, op)
 		if err != nil {
 			return err
 		}
-		n := newInode(id, p, ino, proto.TypeDir, mode&(proto.ModePerm|proto.ModeSticky|proto.ModeSetgid), now)
-		n.Parent = parent
-		n.DirLayout = &proto.DirLayout{}
-		if p.DirLayout != nil {
-			*n.DirLayout = *p.DirLayout
-		}
+		n := newInode(id, p, ino, t, mode, now)
+		fill(p, n)
 		if err := putDentry(tx, parent, name, n); err != nil {
 			return err
 		}
@@ -375,31 +385,11 @@ func (s *Service) Symlink(ctx context.Context, id Identity, parent uint64, name,
 	case strings.IndexByte(target, 0) >= 0:
 		return proto.Inode{}, proto.Errorf(proto.EINVAL, "symlink %q: NUL in target", name)
 	}
-	ino, err := s.allocIno(ctx)
-	if err != nil {
-		return proto.Inode{}, err
-	}
-	now := s.now()
-	var out proto.Inode
-	err = s.db.Update(ctx, func(tx kv.Txn) error {
-		p, err := prepareCreate(tx, id, parent, name, "symlink")
-		if err != nil {
-			return err
-		}
-		n := newInode(id, p, ino, proto.TypeSymlink, 0o777, now)
-		n.Mode = 0o777
+	return s.createNode(ctx, id, parent, name, "symlink", proto.TypeSymlink, 0o777, func(_, n *proto.Inode) {
+		n.Mode = 0o777 // symlinks are always lrwxrwxrwx
 		n.Target = target
 		n.Size = uint64(len(target))
-		if err := putDentry(tx, parent, name, n); err != nil {
-			return err
-		}
-		if err := putInode(tx, n); err != nil {
-			return err
-		}
-		out = *n
-		return addCount(tx, ino, 1)
 	})
-	return out, err
 }
 
 // Readlink returns the target of symlink ino (EINVAL if it is not one).
