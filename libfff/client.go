@@ -38,6 +38,11 @@ type Options struct {
 	// Logger receives the client's logs (routing refresh failures, …); the
 	// zero Logger discards them.
 	Logger zerolog.Logger
+	// WriteBuffer bounds the write-behind of each file open for writing:
+	// the bytes of background writes under way (default two chunks of the
+	// file, at least one chunk); at most one more chunk is being filled.
+	// A single write of WriteBuffer bytes or more is sent at once.
+	WriteBuffer int
 }
 
 // Client is a connection to one fff cluster. It is safe for concurrent use;
@@ -58,6 +63,19 @@ type Client struct {
 	// One pool per service address: mgmtd's and meta's are the same pool
 	// while both roles share an address (fffd local).
 	mgmtdPool, metaPool *rpc.Pool
+	token               string
+	popts               rpc.PoolOptions
+	writeBuffer         int
+
+	// Storage pools, one per storage node address (storage.go).
+	spMu         sync.Mutex
+	storagePools map[string]*rpc.Pool
+
+	// Files open for writing, whose lengths are reported periodically
+	// (file.go).
+	wmu       sync.Mutex
+	writers   map[*File]struct{}
+	reporting bool
 
 	routing *cluster.RoutingCache
 	bg      context.Context
@@ -92,7 +110,7 @@ func Connect(ctx context.Context, opts Options) (*Client, error) {
 		}
 	}
 	popts := rpc.PoolOptions{Size: opts.PoolSize, Client: rpc.ClientOptions{Logger: opts.Logger, DefaultTimeout: opts.CallTimeout}}
-	c := &Client{addr: addr, log: opts.Logger}
+	c := &Client{addr: addr, log: opts.Logger, token: token, popts: popts, writeBuffer: opts.WriteBuffer}
 	c.mgmtdPool = rpc.NewPool(addr, token, popts)
 	// The meta service is reached at the cluster address for now; when meta
 	// runs apart from mgmtd its address comes from the routing info (nodes
@@ -128,6 +146,7 @@ func (c *Client) Close() error {
 	if c.metaPool != c.mgmtdPool {
 		c.metaPool.Close()
 	}
+	c.closeStoragePools()
 	return nil
 }
 

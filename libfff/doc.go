@@ -1,6 +1,6 @@
 // Package libfff is the Go client of fff: it finds a cluster, authenticates,
-// pulls routing info, talks to meta for the namespace and (later) to storage
-// for file bytes, and is what the CLI, the C API (libfff.so), Python and the
+// pulls routing info, talks to meta for the namespace and to storage for
+// file bytes, and is what the CLI, the C API (libfff.so), Python and the
 // FUSE mount are built on.
 //
 // # Connecting
@@ -33,4 +33,36 @@
 //	errors.Is(err, proto.ErrNotFound) // true
 //	errors.Is(err, fs.ErrNotExist)    // true
 //	err.Error()                       // "stat /missing: no such file or directory"
+//
+// # Files
+//
+// Open (os.OpenFile's flags), Create and OpenFile return a *File: an
+// io.Reader, io.ReaderAt, io.Writer, io.WriterAt, io.Seeker and io.Closer
+// with Sync, Truncate, Stat and Name. The client asks meta for the file's
+// inode (its chunk layout) once at Open and then computes placement itself
+// (DESIGN §7): chunk i lives on chain Layout.Chains[i % Stripe]; reads go to
+// a serving replica of the chain (chosen by a hash of the chunk id, the next
+// one on a retry), writes to the chain's head. A request refused because the
+// chain changed (ChainVersionMismatch, NotHead, TargetNotServing, …) is
+// retried after a routing refresh.
+//
+// Sequential writes are buffered and sent chunk by chunk in the background
+// (write-behind, bounded by Options.WriteBuffer); errors surface at the next
+// Write, Sync or Close. Sync and Close report the length to meta. Truncate
+// cuts the chunks on storage at once, so an extension reads zeros.
+//
+// # Batched reads
+//
+// Client.ReadBatch takes many ReadOps (file, offset, destination) and
+// completes each in place with its own N and Err. The reads are cut on chunk
+// boundaries, grouped per storage node, coalesced where ranges of one chunk
+// touch, packed into requests of at most 1024 IOs and 16 MiB, and the
+// requests sent in parallel; response payloads land straight in the
+// destinations (rpc.IntoBuffers), without a copy. File.ReadAt uses the same
+// path, so one large read is spread over parallel requests. Client.Batcher
+// adapts ReadBatch to ffrecord.Batcher for FFRecord datasets stored in fff:
+//
+//	f, _ := c.OpenFile(ctx, "/data/train.ffr")
+//	r, _ := ffrecord.Open(ctx, []ffrecord.Source{{Name: f.Name(), R: f, Size: f.Size()}},
+//		ffrecord.ReaderOptions{Batcher: c.Batcher()})
 package libfff

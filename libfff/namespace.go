@@ -426,7 +426,20 @@ func (c *Client) Truncate(ctx context.Context, name string, size int64) error {
 	if size < 0 {
 		return pathErr("truncate", name, errorf(proto.EINVAL))
 	}
-	return c.setAttrPath(ctx, "truncate", name, proto.SetAttr{Valid: proto.SetSize, Size: uint64(size)})
+	p, err := c.clusterPath(name)
+	if err != nil {
+		return pathErr("truncate", name, err)
+	}
+	n, err := c.statPath(ctx, p, true)
+	if err != nil {
+		return pathErr("truncate", name, err)
+	}
+	if err := c.setAttr(ctx, n.Ino, proto.SetAttr{Valid: proto.SetSize, Size: uint64(size)}); err != nil {
+		return pathErr("truncate", name, err)
+	}
+	// Cut the chunks at once (meta also queues this for storage's garbage
+	// collection), so that a later extension reads zeros.
+	return pathErr("truncate", name, c.truncateChunks(ctx, n.Layout, n.Ino, size, int64(n.Size)))
 }
 
 // SetDirLayout sets directory name's layout policy for files created below
