@@ -609,7 +609,7 @@ func TestPackFailuresLeaveNothing(t *testing.T) {
 		{"dangling symlink sharded", []string{src, "-o", filepath.Join(outs, "x"), "--shard-size", "10KiB"}, "dangling"},
 		{"missing source", []string{filepath.Join(tmp, "missing"), "-o", filepath.Join(outs, "x.ffr")}, "no such file"},
 		{"missing listed file", []string{"--files-from", "-", "-o", filepath.Join(outs, "x.ffr")}, "no such file"},
-		{"cluster path", []string{src, "-o", "fff:///x.ffr"}, "fff:// paths need the data path"},
+		{"cluster source", []string{"fff:///x", "-o", filepath.Join(outs, "x.ffr")}, "must be a local path"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			r := fffStdin(t, "", filepath.Join(src, "top.txt")+"\n"+filepath.Join(tmp, "missing")+"\n", append([]string{"ffr", "pack"}, c.args...)...)

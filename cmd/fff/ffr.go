@@ -7,7 +7,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"fff/ffrecord"
 	"fff/ffrecord/ffrfile"
+	"fff/libfff"
 )
 
 func newFFRCmd() *cobra.Command {
@@ -19,7 +21,8 @@ file, or in a directory of *.ffr shard files read in name order as one dataset.
 See docs/ffrecord.md for the format.
 
 PATH arguments are local files or directories; fff:///PATH and
-fff://HOST:PORT/PATH name files in a cluster (not available yet).`,
+fff://HOST:PORT/PATH name files in a cluster (pack writes into it; the others
+read from it).`,
 		Args: groupArgs,
 		RunE: groupRun,
 	}
@@ -27,25 +30,40 @@ fff://HOST:PORT/PATH name files in a cluster (not available yet).`,
 	return cmd
 }
 
+// dataset is an open FFRecord dataset, local or in a cluster.
+type dataset struct {
+	*ffrecord.Reader
+	close func() error
+}
+
+// Close closes the dataset's files (and its cluster connection).
+func (d *dataset) Close() error { return d.close() }
+
 // openDataset opens a dataset path argument (a .ffr file or a directory of shards).
-func openDataset(ctx context.Context, arg string) (*ffrfile.Dataset, error) {
-	if _, err := localPath(arg); err != nil {
-		return nil, err
-	}
-	ds, err := openLocalDataset(ctx, arg)
+func openDataset(ctx context.Context, arg string) (*dataset, error) {
+	ds, err := openAnyDataset(ctx, arg)
 	if err != nil {
 		return nil, fmt.Errorf("cannot open dataset: %s", errText(err))
 	}
 	return ds, nil
 }
 
-// openLocalDataset is openDataset returning the library's errors unchanged.
-func openLocalDataset(ctx context.Context, arg string) (*ffrfile.Dataset, error) {
-	p, err := localPath(arg)
+// openAnyDataset is openDataset returning the library's errors unchanged:
+// local paths are read with io_uring (ffrfile), fff:// paths through libfff's
+// batched reads.
+func openAnyDataset(ctx context.Context, arg string) (*dataset, error) {
+	ref, err := libfff.ParsePath(arg)
 	if err != nil {
 		return nil, err
 	}
-	return ffrfile.Open(ctx, p, ffrfile.Options{})
+	if ref.Remote {
+		return openClusterDataset(ctx, ref)
+	}
+	ds, err := ffrfile.Open(ctx, ref.Path, ffrfile.Options{})
+	if err != nil {
+		return nil, err
+	}
+	return &dataset{Reader: ds.Reader, close: ds.Close}, nil
 }
 
 // errText is an error message on one line without the library prefixes

@@ -101,6 +101,7 @@ type packSettings struct {
 	alignWhy  string
 	keys      bool
 	jobs      int
+	out       packFS // where the shards are written
 }
 
 func parsePackOpts(o packOpts) (packSettings, error) {
@@ -182,10 +183,6 @@ func runPack(ctx context.Context, stdout io.Writer, args []string, o packOpts) e
 	if err != nil {
 		return err
 	}
-	out, err := localPath(o.out)
-	if err != nil {
-		return err
-	}
 	start := time.Now()
 	srcs, err := collectSources(args, o.filesFrom, s.keys)
 	if err != nil {
@@ -193,7 +190,13 @@ func runPack(ctx context.Context, stdout io.Writer, args []string, o packOpts) e
 	}
 	s.chooseAlignment(srcs)
 	plans := planShards(srcs, s)
-	layout, err := planOutput(out, plans)
+	fsys, out, err := packOutputFS(ctx, o.out)
+	if err != nil {
+		return err
+	}
+	defer fsys.close()
+	s.out = fsys
+	layout, err := planOutput(fsys, out, plans)
 	if err != nil {
 		return err
 	}
@@ -214,9 +217,9 @@ func runPack(ctx context.Context, stdout io.Writer, args []string, o packOpts) e
 	for _, p := range plans {
 		fileBytes += p.written
 	}
-	where := layout.final
+	where := fsys.display(layout.final)
 	if !layout.single {
-		where = strings.TrimRight(layout.final, "/") + "/"
+		where = strings.TrimRight(where, "/") + "/"
 	}
 	keys := "yes"
 	if !s.keys {
@@ -448,6 +451,7 @@ func planShards(srcs []packSource, s packSettings) []*shardPlan {
 
 // packOutput is where the shards go and how they are moved into place.
 type packOutput struct {
+	fs      packFS
 	final   string // OUT as the user will see it (file, or directory)
 	single  bool   // OUT is the one shard file
 	tmpDir  string // a new directory OUT.tmp, renamed to OUT at the end
@@ -455,46 +459,45 @@ type packOutput struct {
 }
 
 // planOutput applies the output rule (see packLong) and names every shard.
-func planOutput(out string, plans []*shardPlan) (*packOutput, error) {
-	st, statErr := os.Stat(out)
-	isDir := statErr == nil && st.IsDir()
+func planOutput(fsys packFS, out string, plans []*shardPlan) (*packOutput, error) {
+	isDir, statErr := fsys.stat(out)
 	trailing := strings.HasSuffix(out, "/")
 	if len(plans) == 1 && !trailing && !isDir {
 		plans[0].name, plans[0].tmp = out, out+".tmp"
-		return &packOutput{final: out, single: true}, nil
+		return &packOutput{fs: fsys, final: out, single: true}, nil
 	}
 	dir := strings.TrimRight(out, "/")
 	if dir == "" {
 		dir = "/"
 	}
 	width := max(5, len(strconv.Itoa(len(plans)-1)))
-	l := &packOutput{final: dir}
+	l := &packOutput{fs: fsys, final: dir}
 	switch {
 	case isDir:
-		ents, err := os.ReadDir(dir)
+		ents, err := fsys.readDirNames(dir)
 		if err != nil {
 			return nil, fmt.Errorf("cannot read output directory: %w", err)
 		}
 		for _, e := range ents {
-			if ffrecord.IsShardName(e.Name()) {
-				return nil, fmt.Errorf("output directory %s already holds %s: packing into it would mix two datasets; remove its *.ffr files or choose another -o", dir, e.Name())
+			if ffrecord.IsShardName(e) {
+				return nil, fmt.Errorf("output directory %s already holds %s: packing into it would mix two datasets; remove its *.ffr files or choose another -o", fsys.display(dir), e)
 			}
 		}
 		l.plainIn = true
 	case statErr == nil:
-		return nil, fmt.Errorf("%s is a file, but the dataset needs %d shards (see --shard-size): give a directory as -o, or remove %s", out, len(plans), out)
-	case !errors.Is(statErr, fs.ErrNotExist):
+		return nil, fmt.Errorf("%s is a file, but the dataset needs %d shards (see --shard-size): give a directory as -o, or remove %s", fsys.display(out), len(plans), fsys.display(out))
+	case !isNotExist(statErr):
 		return nil, fmt.Errorf("cannot use output: %w", statErr)
 	default:
 		l.tmpDir = dir + ".tmp"
 	}
 	for i, p := range plans {
 		base := fmt.Sprintf("shard-%0*d.ffr", width, i)
-		p.name = filepath.Join(dir, base)
+		p.name = fsys.join(dir, base)
 		if l.plainIn {
 			p.tmp = p.name + ".tmp"
 		} else {
-			p.tmp = filepath.Join(l.tmpDir, base)
+			p.tmp = fsys.join(l.tmpDir, base)
 		}
 	}
 	return l, nil
@@ -504,9 +507,9 @@ func planOutput(out string, plans []*shardPlan) (*packOutput, error) {
 // removes what it wrote.
 func (l *packOutput) write(ctx context.Context, plans []*shardPlan, s packSettings, prog *progress) (err error) {
 	if l.tmpDir != "" {
-		if err := os.Mkdir(l.tmpDir, 0o755); err != nil {
+		if err := l.fs.mkdir(l.tmpDir); err != nil {
 			if errors.Is(err, fs.ErrExist) {
-				return fmt.Errorf("%s exists (left by an interrupted pack?): remove it and retry", l.tmpDir)
+				return fmt.Errorf("%s exists (left by an interrupted pack?): remove it and retry", l.fs.display(l.tmpDir))
 			}
 			return fmt.Errorf("cannot create output: %w", err)
 		}
@@ -521,39 +524,39 @@ func (l *packOutput) write(ctx context.Context, plans []*shardPlan, s packSettin
 	}
 	switch {
 	case l.single:
-		if err := os.Rename(plans[0].tmp, l.final); err != nil {
+		if err := l.fs.rename(plans[0].tmp, l.final); err != nil {
 			return fmt.Errorf("cannot move output into place: %w", err)
 		}
-		return syncDir(filepath.Dir(l.final))
+		return l.fs.syncDir(l.fs.dir(l.final))
 	case l.tmpDir != "":
-		if err := syncDir(l.tmpDir); err != nil {
+		if err := l.fs.syncDir(l.tmpDir); err != nil {
 			return err
 		}
-		if err := os.Rename(l.tmpDir, l.final); err != nil {
+		if err := l.fs.rename(l.tmpDir, l.final); err != nil {
 			return fmt.Errorf("cannot move output into place: %w", err)
 		}
-		return syncDir(filepath.Dir(l.final))
+		return l.fs.syncDir(l.fs.dir(l.final))
 	default:
 		for _, p := range plans {
-			if err := os.Rename(p.tmp, p.name); err != nil {
+			if err := l.fs.rename(p.tmp, p.name); err != nil {
 				for _, q := range plans {
-					os.Remove(q.name)
+					l.fs.remove(q.name)
 				}
 				return fmt.Errorf("cannot move output into place: %w", err)
 			}
 		}
-		return syncDir(l.final)
+		return l.fs.syncDir(l.final)
 	}
 }
 
 func (l *packOutput) cleanup(plans []*shardPlan) {
 	if l.tmpDir != "" {
-		os.RemoveAll(l.tmpDir)
+		l.fs.removeAll(l.tmpDir)
 		return
 	}
 	for _, p := range plans {
 		if p.created {
-			os.Remove(p.tmp)
+			l.fs.remove(p.tmp)
 		}
 	}
 }
@@ -609,10 +612,10 @@ func writeShard(ctx context.Context, p *shardPlan, s packSettings, budget *byteB
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	f, err := os.OpenFile(p.tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	f, err := s.out.createExcl(p.tmp)
 	if err != nil {
 		if errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("%s exists (left by an interrupted pack?): remove it and retry", p.tmp)
+			return fmt.Errorf("%s exists (left by an interrupted pack?): remove it and retry", s.out.display(p.tmp))
 		}
 		return fmt.Errorf("cannot create output: %w", err)
 	}
@@ -648,8 +651,8 @@ func writeShard(ctx context.Context, p *shardPlan, s packSettings, budget *byteB
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("cannot sync %s: %w", p.tmp, err)
 	}
-	if st, err := f.Stat(); err == nil {
-		p.written = st.Size()
+	if size, err := f.size(); err == nil {
+		p.written = size
 		if p.written != p.predicted {
 			log.Debug().Str("file", p.name).Int64("size", p.written).Int64("predicted", p.predicted).Msg("shard size differs from plan")
 		}

@@ -42,7 +42,7 @@ be opened, 2 for usage errors.`,
 
 // verifyOne checks one dataset, prints its result lines and reports whether it is intact.
 func verifyOne(ctx context.Context, w io.Writer, path string) bool {
-	ds, err := openLocalDataset(ctx, path)
+	ds, err := openAnyDataset(ctx, path)
 	if err != nil {
 		for _, e := range splitErrors(err) {
 			fmt.Fprintf(w, "FAIL %s: %s\n", path, errText(e))

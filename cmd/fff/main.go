@@ -1,8 +1,10 @@
 // Command fff is fff's command-line interface.
 //
-// At this stage it carries the `ffr` command group, which packs, inspects,
-// verifies, prints and unpacks FFRecord datasets on the local disk, and
-// `version`. Cluster commands join it as the cluster is built.
+// It carries the cluster commands (up, down, status, admin), the namespace
+// commands (ls, stat, mkdir, rm, mv, ln, touch, chmod, chown), the data
+// commands (put, get, cp, cat), the `ffr` command group, which packs,
+// inspects, verifies, prints and unpacks FFRecord datasets on the local disk
+// or in a cluster, and `version`.
 //
 // Exit status: 0 on success, 1 when a command failed (including a dataset
 // that failed verification), 2 for usage errors (bad flags or arguments).
@@ -72,7 +74,7 @@ func newRootCmd() *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
-	root.AddCommand(newVersionCmd(), newFFRCmd(), newUpCmd(), newDownCmd(), newStatusCmd(), newAdminCmd(), newLsCmd(), newStatCmd(), newMkdirCmd(), newRmCmd(), newMvCmd(), newLnCmd(), newTouchCmd(), newChmodCmd(), newChownCmd())
+	root.AddCommand(newVersionCmd(), newFFRCmd(), newUpCmd(), newDownCmd(), newStatusCmd(), newAdminCmd(), newLsCmd(), newStatCmd(), newMkdirCmd(), newRmCmd(), newMvCmd(), newLnCmd(), newTouchCmd(), newChmodCmd(), newChownCmd(), newPutCmd(), newGetCmd(), newCpCmd(), newFileCatCmd())
 	return root
 }
 
