@@ -12,6 +12,10 @@
 //   - meta: stat and create rates of a real `fffd local` through RPC with 1
 //     and 64 clients, next to the same service in process (meta.go).
 //
+//   - data: sequential write/read of a big file and ReadBatch random sample
+//     reads through libfff against a real `fffd local`, next to fio on the
+//     same disk and raw loopback TCP (data.go).
+//
 //     go run ./bench -dir /var/tmp/fff-bench -file-size 2GiB -duration 10s
 package main
 
@@ -69,7 +73,7 @@ func main() {
 	flag.BoolVar(&cfg.noDrop, "no-drop-cache", false, "do not drop the page cache before measurements")
 	flag.StringVar(&cfg.fioBinary, "fio", "fio", "fio binary")
 	flag.IntVar(&cfg.rounds, "rounds", 3, "alternating fio/fff rounds per size; the table shows medians")
-	suites := flag.String("suites", "ffrecord,rpc,meta", "benchmarks to run: ffrecord (batch reads vs fio), rpc (RPC vs raw TCP), meta (metadata rates of fffd local)")
+	suites := flag.String("suites", "ffrecord,rpc,meta,data", "benchmarks to run: ffrecord (batch reads vs fio), rpc (RPC vs raw TCP), meta (metadata rates of fffd local), data (libfff data path of fffd local vs fio and loopback TCP)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the fff measurements to this file")
 	flag.Parse()
 	if *cpuprofile != "" {
@@ -112,6 +116,11 @@ func main() {
 	}
 	if cfg.suites["meta"] {
 		if err := runMetaSuite(ctx, cfg); err != nil {
+			fatal(err)
+		}
+	}
+	if cfg.suites["data"] {
+		if err := runDataSuite(ctx, cfg); err != nil {
 			fatal(err)
 		}
 	}

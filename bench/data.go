@@ -1,0 +1,495 @@
+package main
+
+// The data suite: the data path of a real single-node cluster (`fffd local`
+// on the disk under test) through libfff, next to fio on a plain file of the
+// same size on the same disk and raw loopback TCP, in one run.
+//
+//   - sequential write of a -data-size file with -data-write-size writes
+//     (libfff.File.Write, write-behind; the time includes Close), against fio
+//     --rw=write --direct=1 --ioengine=io_uring with --end_fsync=1;
+//   - sequential read of it, cache dropped, -data-readers goroutines each
+//     issuing ReadAt of -data-read-size pieces, against fio --rw=read
+//     --bs=4M --iodepth=16 --direct=1 --ioengine=io_uring, and the raw
+//     loopback TCP stream of rpcbench (1 MiB messages on one connection);
+//   - random sample reads at each -sizes: a -file-size file of fixed-size
+//     samples, -qd reads in flight as qd/batch goroutines each calling
+//     Client.ReadBatch with batch random aligned ranges into uring.Arena
+//     buffers, against the ffrecord suite's fio randread (--iomem=shmhuge)
+//     on a plain file of the same size on the same disk.
+//
+// Reads are cold (page cache dropped before each); fff and fio alternate
+// over -rounds rounds and the table shows each side's median.
+//
+// Targets (the issue): sequential read ≥ 80% of min(fio sequential read,
+// loopback TCP); random reads ≥ 70% of fio's IOPS at 4 KiB and ≥ 80% of its
+// bandwidth at 128 KiB and 1 MiB.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"fff/internal/rpc/rpcbench"
+	"fff/internal/uring"
+	"fff/libfff"
+)
+
+type dataConfig struct {
+	size      string
+	writeSize string
+	readSize  string
+	readers   int
+}
+
+var dataCfg dataConfig
+
+func init() {
+	flag.StringVar(&dataCfg.size, "data-size", "4GiB", "data suite: size of the sequentially written and read file")
+	flag.StringVar(&dataCfg.writeSize, "data-write-size", "4MiB", "data suite: size of each sequential Write")
+	flag.StringVar(&dataCfg.readSize, "data-read-size", "4MiB", "data suite: size of each sequential ReadAt")
+	flag.IntVar(&dataCfg.readers, "data-readers", 4, "data suite: goroutines reading the sequential file in parallel")
+}
+
+const (
+	dataSeqReadTarget = 0.80 // of min(fio sequential read, loopback TCP)
+	dataIOPSTarget    = 0.70 // of fio's IOPS at 4 KiB
+	dataBWTarget      = 0.80 // of fio's bandwidth at larger samples
+	dataFioSeqBS      = 4 << 20
+	dataFioSeqDepth   = 16
+)
+
+func runDataSuite(ctx context.Context, cfg config) error {
+	size, err := parseSize(dataCfg.size)
+	if err != nil {
+		return err
+	}
+	wsize, err := parseSize(dataCfg.writeSize)
+	if err != nil {
+		return err
+	}
+	rsize, err := parseSize(dataCfg.readSize)
+	if err != nil {
+		return err
+	}
+	size = size / dataFioSeqBS * dataFioSeqBS
+	if size == 0 || wsize <= 0 || rsize <= 0 || dataCfg.readers <= 0 {
+		return errors.New("data: -data-size must be at least 4 MiB, sizes and readers positive")
+	}
+	root := cfg.dir
+	if root == "" {
+		root = "/var/tmp"
+	}
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp(root, "fff-bench-data-")
+	if err != nil {
+		return err
+	}
+	if !cfg.keep {
+		defer os.RemoveAll(dir)
+	}
+	bin, err := findFFFD(dir)
+	if err != nil {
+		return err
+	}
+	data := filepath.Join(dir, "data")
+	if err := os.MkdirAll(data, 0o700); err != nil {
+		return err
+	}
+	p, err := startFFFD(ctx, bin, data)
+	if err != nil {
+		return err
+	}
+	defer p.stop()
+	c, err := libfff.Connect(ctx, libfff.Options{Address: p.addr, Token: p.token})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.MkdirAll(ctx, "/bench", 0o755); err != nil {
+		return err
+	}
+
+	fmt.Printf("\n## Data path on a single-node cluster (fffd local)\n\n")
+	fmt.Printf("machine: %s; %d CPUs; data dir %s; fffd %s; clients and server on the same machine; cold cache before every read; fff and fio alternate over %d rounds (medians)\n\n",
+		hostInfo(), runtime.NumCPU(), dir, bin, cfg.rounds)
+
+	// Sequential write, then read, of one big file; fio on a plain file.
+	seq := "/bench/seq"
+	plainSeq := filepath.Join(dir, "fio-seq")
+	var fffW, fioW, fffR, fioR []float64
+	for round := range cfg.rounds {
+		for k := range 2 {
+			dropCaches(cfg)
+			if (round+k)%2 == 0 {
+				r, err := dataFioSeq(ctx, cfg, plainSeq, size, "write")
+				if err != nil {
+					return err
+				}
+				fioW = append(fioW, r)
+			} else {
+				r, err := dataSeqWrite(ctx, c, seq, size, wsize)
+				if err != nil {
+					return err
+				}
+				fffW = append(fffW, r)
+			}
+		}
+	}
+	for round := range cfg.rounds {
+		for k := range 2 {
+			dropCaches(cfg)
+			if (round+k)%2 == 0 {
+				r, err := dataFioSeq(ctx, cfg, plainSeq, size, "read")
+				if err != nil {
+					return err
+				}
+				fioR = append(fioR, r)
+			} else {
+				r, err := dataSeqRead(ctx, c, seq, size, rsize, dataCfg.readers)
+				if err != nil {
+					return err
+				}
+				fffR = append(fffR, r)
+			}
+		}
+	}
+	os.Remove(plainSeq)
+	c.Remove(ctx, seq)
+	tcp, err := dataLoopbackTCP(ctx, 3*time.Second)
+	if err != nil {
+		return err
+	}
+	mw, mfw, mr, mfr := medianF(fffW), medianF(fioW), medianF(fffR), medianF(fioR)
+	ref := min(mfr, tcp)
+	fmt.Printf("Sequential, %s file: fff %s writes (time includes Close), %d readers x %s ReadAt; fio --bs=4M --iodepth=16 --direct=1 --ioengine=io_uring (write with --end_fsync=1)\n\n",
+		formatSize(size), formatSize(wsize), dataCfg.readers, formatSize(rsize))
+	fmt.Println("| workload | fff MiB/s | fio MiB/s | loopback TCP MiB/s | reference | fff / reference | target | fff range | fio range |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|")
+	fmt.Printf("| sequential write | %.0f | %.0f | | fio | %.2f | | %s | %s |\n", mw, mfw, mw/mfw, spreadF(fffW), spreadF(fioW))
+	fmt.Printf("| sequential read | %.0f | %.0f | %.0f | min(fio, TCP) = %.0f | %.2f | ≥ %.2f %s | %s | %s |\n",
+		mr, mfr, tcp, ref, mr/ref, dataSeqReadTarget, verdict(mr/ref >= dataSeqReadTarget), spreadF(fffR), spreadF(fioR))
+
+	// Random sample reads.
+	fmt.Printf("\nRandom sample reads, %s file per sample size, %d reads in flight (fff: %d goroutines x ReadBatch of %d into uring.Arena buffers; fio: --iodepth=%d --iomem=shmhuge on a plain file of the same size)\n\n",
+		formatSize(cfg.fileSize), cfg.qd, cfg.qd/cfg.batch, cfg.batch, cfg.qd)
+	fmt.Println("| sample size | fff samples/s | fio IOPS | IOPS ratio | fff MiB/s | fio MiB/s | BW ratio | target | fff batch p50 | fff batch p99 | fff range | fio range |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|")
+	for _, ssize := range cfg.sizes {
+		name := fmt.Sprintf("/bench/samples-%d", ssize)
+		plain := filepath.Join(dir, fmt.Sprintf("fio-samples-%d", ssize))
+		n := cfg.fileSize / ssize
+		if n == 0 {
+			return fmt.Errorf("data: -file-size %d is smaller than a sample of %d", cfg.fileSize, ssize)
+		}
+		total := n * ssize
+		if _, err := dataSeqWrite(ctx, c, name, total, max(wsize/ssize, 1)*ssize); err != nil {
+			return err
+		}
+		if err := writePlain(plain, total); err != nil {
+			return err
+		}
+		var fios, ours []result
+		for round := range cfg.rounds {
+			for k := range 2 {
+				dropCaches(cfg)
+				if (round+k)%2 == 0 {
+					r, err := runFio(ctx, cfg, plain, ssize)
+					if err != nil {
+						return err
+					}
+					fios = append(fios, r)
+				} else {
+					r, err := dataRandomReads(ctx, cfg, c, name, ssize, n)
+					if err != nil {
+						return err
+					}
+					ours = append(ours, r)
+				}
+			}
+		}
+		fr, or := spread(fios), spread(ours)
+		fio, o := median(fios), median(ours)
+		target := fmt.Sprintf("IOPS ≥ %.2f %s", dataIOPSTarget, verdict(o.iops/fio.iops >= dataIOPSTarget))
+		if ssize > 4096 {
+			target = fmt.Sprintf("BW ≥ %.2f %s", dataBWTarget, verdict(o.mibps/fio.mibps >= dataBWTarget))
+		}
+		fmt.Printf("| %s | %.0f | %.0f | %.2f | %.1f | %.1f | %.2f | %s | %s | %s | %s | %s |\n", formatSize(ssize),
+			o.iops, fio.iops, o.iops/fio.iops, o.mibps, fio.mibps, o.mibps/fio.mibps, target,
+			fmtLatency(o.p50), fmtLatency(o.p99), or, fr)
+		os.Remove(plain)
+		c.Remove(ctx, name)
+	}
+	return nil
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "(met)"
+	}
+	return "(missed)"
+}
+
+// dataSeqWrite writes size bytes of random data to a new fff file in
+// pieces of wsize and returns MiB/s, Close included.
+func dataSeqWrite(ctx context.Context, c *libfff.Client, name string, size, wsize int64) (float64, error) {
+	buf := uring.AlignedBuffer(int(wsize))
+	rand.NewChaCha8([32]byte{2}).Read(buf)
+	t0 := time.Now()
+	f, err := c.Create(ctx, name)
+	if err != nil {
+		return 0, err
+	}
+	for off := int64(0); off < size; off += wsize {
+		b := buf[:min(wsize, size-off)]
+		// Vary the content a little so no two pieces are the same.
+		b[0], b[1] = byte(off>>20), byte(off>>28)
+		if _, err := f.Write(b); err != nil {
+			f.Close()
+			return 0, err
+		}
+	}
+	if err := f.Close(); err != nil {
+		return 0, err
+	}
+	return float64(size) / (1 << 20) / time.Since(t0).Seconds(), nil
+}
+
+// dataSeqRead reads the file with readers goroutines taking rsize pieces in
+// order and returns MiB/s.
+func dataSeqRead(ctx context.Context, c *libfff.Client, name string, size, rsize int64, readers int) (float64, error) {
+	f, err := c.OpenFile(ctx, name)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	if f.Size() < size {
+		return 0, fmt.Errorf("data: %s has %d bytes, want %d", name, f.Size(), size)
+	}
+	var next, got atomic.Int64
+	errs := make([]error, readers)
+	bufs := make([][]byte, readers)
+	for i := range bufs {
+		bufs[i] = uring.AlignedBuffer(int(rsize))
+	}
+	t0 := time.Now()
+	var wg sync.WaitGroup
+	for w := range readers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				off := next.Add(rsize) - rsize
+				if off >= size {
+					return
+				}
+				n, err := f.ReadAtContext(ctx, bufs[w][:min(rsize, size-off)], off)
+				got.Add(int64(n))
+				if err != nil && !(errors.Is(err, io.EOF) && off+int64(n) == size) {
+					errs[w] = err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	el := time.Since(t0).Seconds()
+	if err := errors.Join(errs...); err != nil {
+		return 0, err
+	}
+	if got.Load() != size {
+		return 0, fmt.Errorf("data: read %d bytes of %d", got.Load(), size)
+	}
+	return float64(size) / (1 << 20) / el, nil
+}
+
+// dataFioSeq runs fio sequentially (rw "read" or "write") over path and
+// returns MiB/s.
+func dataFioSeq(ctx context.Context, cfg config, path string, size int64, rw string) (float64, error) {
+	args := []string{
+		"--name=seq" + rw, "--filename=" + path, "--ioengine=io_uring", "--direct=1",
+		"--rw=" + rw, fmt.Sprintf("--bs=%d", dataFioSeqBS), fmt.Sprintf("--iodepth=%d", dataFioSeqDepth),
+		fmt.Sprintf("--size=%d", size), "--output-format=json",
+	}
+	if rw == "write" {
+		args = append(args, "--end_fsync=1")
+	} else {
+		args = append(args, "--readonly")
+	}
+	if release, ok := reserveHugePages(dataFioSeqDepth*dataFioSeqBS/hugePageSize + 2); ok {
+		defer release()
+		args = append(args, "--iomem=shmhuge")
+	}
+	out, err := exec.CommandContext(ctx, cfg.fioBinary, args...).Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return 0, fmt.Errorf("fio: %v: %s", err, ee.Stderr)
+		}
+		return 0, fmt.Errorf("fio (install it with scripts/bootstrap.sh bench): %w", err)
+	}
+	var rep struct {
+		Jobs []struct {
+			Read struct {
+				BWBytes float64 `json:"bw_bytes"`
+			} `json:"read"`
+			Write struct {
+				BWBytes float64 `json:"bw_bytes"`
+			} `json:"write"`
+			// job_runtime is in ms and includes the final fsync.
+			JobRuntime float64 `json:"job_runtime"`
+		} `json:"jobs"`
+	}
+	if err := json.Unmarshal(out, &rep); err != nil || len(rep.Jobs) == 0 {
+		return 0, fmt.Errorf("fio: cannot parse its JSON output: %v", err)
+	}
+	j := rep.Jobs[0]
+	if rw == "write" {
+		if j.JobRuntime > 0 {
+			return float64(size) / (1 << 20) / (j.JobRuntime / 1000), nil
+		}
+		return j.Write.BWBytes / (1 << 20), nil
+	}
+	return j.Read.BWBytes / (1 << 20), nil
+}
+
+// writePlain writes size bytes of random data to a local file and syncs it.
+func writePlain(path string, size int64) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	buf := make([]byte, 4<<20)
+	rng := rand.NewChaCha8([32]byte{3})
+	for off := int64(0); off < size; off += int64(len(buf)) {
+		b := buf[:min(int64(len(buf)), size-off)]
+		rng.Read(b)
+		if _, err := f.Write(b); err != nil {
+			return err
+		}
+	}
+	return f.Sync()
+}
+
+// dataLoopbackTCP measures rpcbench's raw TCP stream of 1 MiB messages on
+// one connection for d after a short warm-up, best of three, in MiB/s.
+func dataLoopbackTCP(ctx context.Context, d time.Duration) (float64, error) {
+	e, err := rpcbench.NewEnv()
+	if err != nil {
+		return 0, err
+	}
+	defer e.Close()
+	if _, _, err := e.BulkRaw(ctx, rpcbench.Limit{Until: time.Now().Add(d / 10)}); err != nil {
+		return 0, err
+	}
+	var best float64
+	for range 3 {
+		n, el, err := e.BulkRaw(ctx, rpcbench.Limit{Until: time.Now().Add(d / 3)})
+		if err != nil {
+			return 0, err
+		}
+		best = max(best, float64(n)/el.Seconds()) // 1 MiB messages
+	}
+	return best, nil
+}
+
+// dataRandomReads keeps cfg.qd reads in flight as cfg.qd/cfg.batch
+// goroutines calling ReadBatch of cfg.batch random samples for cfg.duration.
+func dataRandomReads(ctx context.Context, cfg config, c *libfff.Client, name string, ssize, n int64) (result, error) {
+	f, err := c.OpenFile(ctx, name)
+	if err != nil {
+		return result{}, err
+	}
+	defer f.Close()
+	var samples, bytes atomic.Int64
+	var mu sync.Mutex
+	var lats []time.Duration
+	var firstErr error
+	deadline := time.Now().Add(cfg.duration)
+	var wg sync.WaitGroup
+	var arena uring.Arena
+	start := time.Now()
+	for g := range cfg.qd / cfg.batch {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(g), 9))
+			ops := make([]libfff.ReadOp, cfg.batch)
+			for k := range ops {
+				ops[k] = libfff.ReadOp{File: f, Dst: arena.Alloc(int(ssize))}
+			}
+			var my []time.Duration
+			fail := func(err error) {
+				mu.Lock()
+				if firstErr == nil {
+					firstErr = err
+				}
+				mu.Unlock()
+			}
+			for time.Now().Before(deadline) {
+				for k := range ops {
+					ops[k].Off = rng.Int64N(n) * ssize
+				}
+				t0 := time.Now()
+				if err := c.ReadBatch(ctx, ops); err != nil {
+					fail(err)
+					return
+				}
+				my = append(my, time.Since(t0))
+				var nb int64
+				for k := range ops {
+					if ops[k].Err != nil {
+						fail(ops[k].Err)
+						return
+					}
+					nb += int64(ops[k].N)
+				}
+				samples.Add(int64(len(ops)))
+				bytes.Add(nb)
+			}
+			mu.Lock()
+			lats = append(lats, my...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	el := time.Since(start).Seconds()
+	if firstErr != nil {
+		return result{}, firstErr
+	}
+	slices.Sort(lats)
+	pct := func(p float64) time.Duration {
+		if len(lats) == 0 {
+			return 0
+		}
+		return lats[min(len(lats)-1, int(p*float64(len(lats))))]
+	}
+	return result{
+		iops: float64(samples.Load()) / el, mibps: float64(bytes.Load()) / el / (1 << 20),
+		p50: pct(0.5), p99: pct(0.99),
+	}, nil
+}
+
+func medianF(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func spreadF(v []float64) string {
+	return fmt.Sprintf("%.0f–%.0f", slices.Min(v), slices.Max(v))
+}
