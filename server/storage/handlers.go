@@ -83,12 +83,12 @@ func (s *Service) handleRead(ctx context.Context, req *rpc.Request) (*rpc.Respon
 			return nil, proto.Errorf(proto.TooLarge, "storage: read of more than %d bytes in one request", s.maxPayload)
 		}
 	}
-	buf := getBuf(total)
+	buf := s.bufs.get(total)
 	results := s.ReadInto(ctx, r.IOs, *buf)
 	return &rpc.Response{
 		Body:    &proto.StorageReadResp{Results: results},
 		Payload: [][]byte{*buf},
-		Done:    func() { putBuf(buf) },
+		Done:    func() { s.bufs.put(buf) },
 	}, nil
 }
 

@@ -58,6 +58,7 @@ type Service struct {
 	log        zerolog.Logger
 	targets    map[uint32]*target
 	ids        []uint32 // sorted target ids
+	bufs       bufPool  // read response buffers
 	closeOnce  sync.Once
 	closeErr   error
 }
