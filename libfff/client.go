@@ -43,6 +43,11 @@ type Options struct {
 	// file, at least one chunk); at most one more chunk is being filled.
 	// A single write of WriteBuffer bytes or more is sent at once.
 	WriteBuffer int
+	// LengthReportInterval is how often the length of a file open for
+	// writing is reported to meta (default 1 minute; DESIGN §6: periodically
+	// for long writes); it also keeps the write session from being pruned as
+	// a dead writer's.
+	LengthReportInterval time.Duration
 }
 
 // Client is a connection to one fff cluster. It is safe for concurrent use;
@@ -66,6 +71,7 @@ type Client struct {
 	token               string
 	popts               rpc.PoolOptions
 	writeBuffer         int
+	reportEvery         time.Duration // Options.LengthReportInterval
 
 	// Storage pools, one per storage node address (storage.go).
 	spMu         sync.Mutex
@@ -110,7 +116,10 @@ func Connect(ctx context.Context, opts Options) (*Client, error) {
 		}
 	}
 	popts := rpc.PoolOptions{Size: opts.PoolSize, Client: rpc.ClientOptions{Logger: opts.Logger, DefaultTimeout: opts.CallTimeout}}
-	c := &Client{addr: addr, log: opts.Logger, token: token, popts: popts, writeBuffer: opts.WriteBuffer}
+	if opts.LengthReportInterval <= 0 {
+		opts.LengthReportInterval = time.Minute
+	}
+	c := &Client{addr: addr, log: opts.Logger, token: token, popts: popts, writeBuffer: opts.WriteBuffer, reportEvery: opts.LengthReportInterval}
 	c.mgmtdPool = rpc.NewPool(addr, token, popts)
 	// The meta service is reached at the cluster address for now; when meta
 	// runs apart from mgmtd its address comes from the routing info (nodes

@@ -171,11 +171,6 @@ func (c *Client) newFile(name string, flag int, n proto.Inode, sess proto.Sessio
 	return f
 }
 
-// lengthReportInterval is how often the length of a file open for writing
-// is reported to meta (DESIGN §6: periodically for long writes); it also
-// keeps the write session from being pruned as a dead writer's.
-var lengthReportInterval = time.Minute
-
 func (c *Client) addWriter(f *File) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
@@ -195,7 +190,7 @@ func (c *Client) addWriter(f *File) {
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		t := time.NewTicker(lengthReportInterval)
+		t := time.NewTicker(c.reportEvery)
 		defer t.Stop()
 		for {
 			select {

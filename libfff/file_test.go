@@ -658,10 +658,8 @@ func TestWriteBehind(t *testing.T) {
 // TestPeriodicLengthReport: a file open for writing has the length of its
 // completed writes reported without Sync or Close.
 func TestPeriodicLengthReport(t *testing.T) {
-	old := lengthReportInterval
-	lengthReportInterval = 20 * time.Millisecond
-	defer func() { lengthReportInterval = old }()
 	c, _ := dataClient(t)
+	c.reportEvery = 20 * time.Millisecond // before any file is opened for writing
 	defer c.Close()
 	ctx := context.Background()
 	f, err := c.Create(ctx, "/d/long")
