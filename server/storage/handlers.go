@@ -130,13 +130,13 @@ func (s *Service) ReadInto(ctx context.Context, ios []proto.ReadIO, dst []byte) 
 	run := func(g *group) {
 		_ = g.t.eng.ReadBatch(ctx, g.reqs) // failures are per request
 	}
-	if len(groups) == 1 {
-		run(groups[0])
-	} else {
+	if len(groups) > 0 {
+		// The first group runs on this goroutine: one hand-off fewer.
 		var wg sync.WaitGroup
-		for _, g := range groups {
+		for _, g := range groups[1:] {
 			wg.Go(func() { run(g) })
 		}
+		run(groups[0])
 		wg.Wait()
 	}
 	for _, g := range groups {

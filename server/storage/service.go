@@ -38,7 +38,9 @@ type Options struct {
 	Targets []TargetConfig
 	// Routing is checked on every request (chain versions, heads, states).
 	Routing Routing
-	// Ring carries the engines' disk IO; nil: each engine has its own.
+	// Ring carries the engines' disk IO; nil: the service creates one ring
+	// that all its engines share (and closes it on Close), so the targets'
+	// IOs are submitted together and one reaper serves them all.
 	Ring *uring.Ring
 	// Engine is the template of the engines' options (Ring and Logger are
 	// set from the fields above).
@@ -57,8 +59,9 @@ type Service struct {
 	maxPayload int
 	log        zerolog.Logger
 	targets    map[uint32]*target
-	ids        []uint32 // sorted target ids
-	bufs       bufPool  // read response buffers
+	ids        []uint32    // sorted target ids
+	bufs       bufPool     // read response buffers
+	ownRing    *uring.Ring // the engines' shared ring, if the service made it
 	closeOnce  sync.Once
 	closeErr   error
 }
@@ -83,6 +86,13 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 	}
 	if s.maxPayload <= 0 {
 		s.maxPayload = rpc.DefaultMaxPayload
+	}
+	if opts.Ring == nil && len(opts.Targets) > 0 {
+		r, err := uring.NewRing(0)
+		if err != nil {
+			return nil, fmt.Errorf("storage: %w", err)
+		}
+		s.ownRing, opts.Ring = r, r
 	}
 	for _, tc := range opts.Targets {
 		if _, dup := s.targets[tc.ID]; dup {
@@ -109,6 +119,11 @@ func (s *Service) Close() error {
 	s.closeOnce.Do(func() {
 		for _, t := range s.targets {
 			if err := t.eng.Close(); err != nil && s.closeErr == nil {
+				s.closeErr = err
+			}
+		}
+		if s.ownRing != nil {
+			if err := s.ownRing.Close(); err != nil && s.closeErr == nil {
 				s.closeErr = err
 			}
 		}
