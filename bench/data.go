@@ -87,33 +87,11 @@ func runDataSuite(ctx context.Context, cfg config) error {
 	if size == 0 || wsize <= 0 || rsize <= 0 || dataCfg.readers <= 0 {
 		return errors.New("data: -data-size must be at least 4 MiB, sizes and readers positive")
 	}
-	root := cfg.dir
-	if root == "" {
-		root = "/var/tmp"
-	}
-	if err := os.MkdirAll(root, 0o755); err != nil {
-		return err
-	}
-	dir, err := os.MkdirTemp(root, "fff-bench-data-")
+	p, cleanup, err := startCluster(ctx, cfg, "data")
 	if err != nil {
 		return err
 	}
-	if !cfg.keep {
-		defer os.RemoveAll(dir)
-	}
-	bin, err := findFFFD(dir)
-	if err != nil {
-		return err
-	}
-	data := filepath.Join(dir, "data")
-	if err := os.MkdirAll(data, 0o700); err != nil {
-		return err
-	}
-	p, err := startFFFD(ctx, bin, data)
-	if err != nil {
-		return err
-	}
-	defer p.stop()
+	defer cleanup()
 	c, err := libfff.Connect(ctx, libfff.Options{Address: p.addr, Token: p.token})
 	if err != nil {
 		return err
@@ -125,11 +103,11 @@ func runDataSuite(ctx context.Context, cfg config) error {
 
 	fmt.Printf("\n## Data path on a single-node cluster (fffd local)\n\n")
 	fmt.Printf("machine: %s; %d CPUs; data dir %s; fffd %s; clients and server on the same machine; cold cache before every read; fff and fio alternate over %d rounds (medians)\n\n",
-		hostInfo(), runtime.NumCPU(), dir, bin, cfg.rounds)
+		hostInfo(), runtime.NumCPU(), p.dir, p.cmd.Path, cfg.rounds)
 
 	// Sequential write, then read, of one big file; fio on a plain file.
 	seq := "/bench/seq"
-	plainSeq := filepath.Join(dir, "fio-seq")
+	plainSeq := filepath.Join(p.dir, "fio-seq")
 	var fffW, fioW, fffR, fioR []float64
 	for round := range cfg.rounds {
 		for k := range 2 {
@@ -190,7 +168,7 @@ func runDataSuite(ctx context.Context, cfg config) error {
 	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, ssize := range cfg.sizes {
 		name := fmt.Sprintf("/bench/samples-%d", ssize)
-		plain := filepath.Join(dir, fmt.Sprintf("fio-samples-%d", ssize))
+		plain := filepath.Join(p.dir, fmt.Sprintf("fio-samples-%d", ssize))
 		n := cfg.fileSize / ssize
 		if n == 0 {
 			return fmt.Errorf("data: -file-size %d is smaller than a sample of %d", cfg.fileSize, ssize)
@@ -415,73 +393,30 @@ func dataRandomReads(ctx context.Context, cfg config, c *libfff.Client, name str
 		return result{}, err
 	}
 	defer f.Close()
-	var samples, bytes atomic.Int64
-	var mu sync.Mutex
-	var lats []time.Duration
-	var firstErr error
-	deadline := time.Now().Add(cfg.duration)
-	var wg sync.WaitGroup
 	var arena uring.Arena
-	start := time.Now()
-	for g := range cfg.qd / cfg.batch {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rng := rand.New(rand.NewPCG(uint64(g), 9))
-			ops := make([]libfff.ReadOp, cfg.batch)
-			for k := range ops {
-				ops[k] = libfff.ReadOp{File: f, Dst: arena.Alloc(int(ssize))}
-			}
-			var my []time.Duration
-			fail := func(err error) {
-				mu.Lock()
-				if firstErr == nil {
-					firstErr = err
-				}
-				mu.Unlock()
-			}
-			for time.Now().Before(deadline) {
-				for k := range ops {
-					ops[k].Off = rng.Int64N(n) * ssize
-				}
-				t0 := time.Now()
-				if err := c.ReadBatch(ctx, ops); err != nil {
-					fail(err)
-					return
-				}
-				my = append(my, time.Since(t0))
-				var nb int64
-				for k := range ops {
-					if ops[k].Err != nil {
-						fail(ops[k].Err)
-						return
-					}
-					nb += int64(ops[k].N)
-				}
-				samples.Add(int64(len(ops)))
-				bytes.Add(nb)
-			}
-			mu.Lock()
-			lats = append(lats, my...)
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	el := time.Since(start).Seconds()
-	if firstErr != nil {
-		return result{}, firstErr
-	}
-	slices.Sort(lats)
-	pct := func(p float64) time.Duration {
-		if len(lats) == 0 {
-			return 0
+	return measureBatches(cfg, func(g int) batchFunc {
+		rng := rand.New(rand.NewPCG(uint64(g), 9))
+		ops := make([]libfff.ReadOp, cfg.batch)
+		for k := range ops {
+			ops[k] = libfff.ReadOp{File: f, Dst: arena.Alloc(int(ssize))}
 		}
-		return lats[min(len(lats)-1, int(p*float64(len(lats))))]
-	}
-	return result{
-		iops: float64(samples.Load()) / el, mibps: float64(bytes.Load()) / el / (1 << 20),
-		p50: pct(0.5), p99: pct(0.99),
-	}, nil
+		return func() (int64, int64, error) {
+			for k := range ops {
+				ops[k].Off = rng.Int64N(n) * ssize
+			}
+			if err := c.ReadBatch(ctx, ops); err != nil {
+				return 0, 0, err
+			}
+			var nb int64
+			for k := range ops {
+				if ops[k].Err != nil {
+					return 0, 0, ops[k].Err
+				}
+				nb += int64(ops[k].N)
+			}
+			return int64(len(ops)), nb, nil
+		}
+	})
 }
 
 func medianF(v []float64) float64 {

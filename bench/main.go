@@ -326,48 +326,67 @@ func runBatchReads(ctx context.Context, cfg config, path string) (result, error)
 	defer ds.Close()
 	n := ds.Len()
 	maxSize := slices.Max(ds.Sizes())
+	return measureBatches(cfg, func(g int) batchFunc {
+		rng := rand.New(rand.NewPCG(uint64(g), 7))
+		idx := make([]int64, cfg.batch)
+		dsts := make([][]byte, cfg.batch)
+		var arena uring.Arena
+		for k := range dsts {
+			dsts[k] = arena.Alloc(int(maxSize))
+		}
+		return func() (int64, int64, error) {
+			var nb int64
+			for k := range idx {
+				idx[k] = rng.Int64N(n)
+				s, _ := ds.Size(idx[k])
+				nb += s
+			}
+			return int64(len(idx)), nb, ds.ReadBatch(ctx, idx, dsts)
+		}
+	})
+}
+
+// batchFunc performs one batch and returns its samples and bytes.
+type batchFunc func() (samples, bytes int64, err error)
+
+// measureBatches runs cfg.qd/cfg.batch workers, each calling the batch
+// function newWorker(g) returns until cfg.duration has passed, and reports
+// samples/s, MiB/s and the batch latency percentiles.
+func measureBatches(cfg config, newWorker func(g int) batchFunc) (result, error) {
 	var samples, bytes atomic.Int64
 	var mu sync.Mutex
 	var lats []time.Duration
 	var firstErr error
+	workers := make([]batchFunc, cfg.qd/cfg.batch)
+	for g := range workers {
+		workers[g] = newWorker(g) // buffers are allocated outside the timed window
+	}
 	deadline := time.Now().Add(cfg.duration)
 	var wg sync.WaitGroup
-	for g := range cfg.qd / cfg.batch {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rng := rand.New(rand.NewPCG(uint64(g), 7))
-			idx := make([]int64, cfg.batch)
-			dsts := make([][]byte, cfg.batch)
-			var arena uring.Arena
-			for k := range dsts {
-				dsts[k] = arena.Alloc(int(maxSize))
-			}
+	start := time.Now()
+	for _, batch := range workers {
+		wg.Go(func() {
 			var my []time.Duration
 			for time.Now().Before(deadline) {
-				var nb int64
-				for k := range idx {
-					idx[k] = rng.Int64N(n)
-					s, _ := ds.Size(idx[k])
-					nb += s
-				}
 				t0 := time.Now()
-				if err := ds.ReadBatch(ctx, idx, dsts); err != nil {
+				ns, nb, err := batch()
+				if err != nil {
 					mu.Lock()
-					firstErr = err
+					if firstErr == nil {
+						firstErr = err
+					}
 					mu.Unlock()
 					return
 				}
 				my = append(my, time.Since(t0))
-				samples.Add(int64(len(idx)))
+				samples.Add(ns)
 				bytes.Add(nb)
 			}
 			mu.Lock()
 			lats = append(lats, my...)
 			mu.Unlock()
-		}()
+		})
 	}
-	start := time.Now()
 	wg.Wait()
 	el := time.Since(start).Seconds()
 	if firstErr != nil {

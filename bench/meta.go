@@ -188,6 +188,7 @@ type fffdProc struct {
 	addr   string
 	token  string
 	exited chan struct{}
+	dir    string // the suite's directory (set by startCluster)
 }
 
 func startFFFD(ctx context.Context, bin, data string) (*fffdProc, error) {
@@ -334,34 +335,50 @@ type metaVariant struct {
 	target  bool // compare with the targets
 }
 
-func runMetaSuite(ctx context.Context, cfg config) error {
+// startCluster starts a real `fffd local` in a new directory under cfg.dir
+// (the disk under test) for a suite; cleanup stops it and, unless -keep,
+// removes its data.
+func startCluster(ctx context.Context, cfg config, suite string) (p *fffdProc, cleanup func(), err error) {
 	root := cfg.dir
 	if root == "" {
 		root = "/var/tmp"
 	}
 	if err := os.MkdirAll(root, 0o755); err != nil {
-		return err
+		return nil, nil, err
 	}
-	dir, err := os.MkdirTemp(root, "fff-bench-meta-")
+	dir, err := os.MkdirTemp(root, "fff-bench-"+suite+"-")
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	if !cfg.keep {
-		defer os.RemoveAll(dir)
+	removeDir := func() {
+		if !cfg.keep {
+			os.RemoveAll(dir)
+		}
 	}
 	bin, err := findFFFD(dir)
 	if err != nil {
-		return err
+		removeDir()
+		return nil, nil, err
 	}
 	data := filepath.Join(dir, "data")
 	if err := os.MkdirAll(data, 0o700); err != nil {
-		return err
+		removeDir()
+		return nil, nil, err
 	}
-	p, err := startFFFD(ctx, bin, data)
+	if p, err = startFFFD(ctx, bin, data); err != nil {
+		removeDir()
+		return nil, nil, err
+	}
+	p.dir = dir
+	return p, func() { p.stop(); removeDir() }, nil
+}
+
+func runMetaSuite(ctx context.Context, cfg config) error {
+	p, cleanup, err := startCluster(ctx, cfg, "meta")
 	if err != nil {
 		return err
 	}
-	defer p.stop()
+	defer cleanup()
 
 	n := metaCfg.clients
 	conns := make([]*rpc.Conn, n)
@@ -388,7 +405,7 @@ func runMetaSuite(ctx context.Context, cfg config) error {
 	}
 	var local func(int) metaOps
 	if !metaCfg.noLocal {
-		db, err := bboltkv.Open(filepath.Join(dir, "inprocess.db"), nil)
+		db, err := bboltkv.Open(filepath.Join(p.dir, "inprocess.db"), nil)
 		if err != nil {
 			return err
 		}
@@ -405,7 +422,7 @@ func runMetaSuite(ctx context.Context, cfg config) error {
 
 	fmt.Printf("\n## Metadata rates (fffd local, bbolt, durable)\n\n")
 	fmt.Printf("machine: %s; %d CPUs; data dir %s; fffd %s; %s per measurement after a warm-up; clients and server on the same machine\n\n",
-		hostInfo(), runtime.NumCPU(), dir, bin, metaCfg.duration)
+		hostInfo(), runtime.NumCPU(), p.dir, p.cmd.Path, metaCfg.duration)
 
 	// The stat tree, in fffd and in the in-process service.
 	paths, err := metaTree(ctx, own)
