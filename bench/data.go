@@ -180,24 +180,11 @@ func runDataSuite(ctx context.Context, cfg config) error {
 		if err := writePlain(plain, total); err != nil {
 			return err
 		}
-		var fios, ours []result
-		for round := range cfg.rounds {
-			for k := range 2 {
-				dropCaches(cfg)
-				if (round+k)%2 == 0 {
-					r, err := runFio(ctx, cfg, plain, ssize)
-					if err != nil {
-						return err
-					}
-					fios = append(fios, r)
-				} else {
-					r, err := dataRandomReads(ctx, cfg, c, name, ssize, n)
-					if err != nil {
-						return err
-					}
-					ours = append(ours, r)
-				}
-			}
+		fios, ours, err := alternate(cfg,
+			func() (result, error) { return runFio(ctx, cfg, plain, ssize) },
+			func() (result, error) { return dataRandomReads(ctx, cfg, c, name, ssize, n) })
+		if err != nil {
+			return err
 		}
 		fr, or := spread(fios), spread(ours)
 		fio, o := median(fios), median(ours)

@@ -159,24 +159,11 @@ func runFFRecord(ctx context.Context, cfg config) error {
 		}
 		// The disk's speed drifts (a virtual disk shares its host), so the two
 		// sides alternate and the table shows each side's median.
-		var fios, ourss []result
-		for round := range cfg.rounds {
-			for k := range 2 {
-				dropCaches(cfg)
-				if (round+k)%2 == 0 {
-					r, err := runFio(ctx, cfg, path, size)
-					if err != nil {
-						return err
-					}
-					fios = append(fios, r)
-				} else {
-					r, err := runBatchReads(ctx, cfg, path)
-					if err != nil {
-						return err
-					}
-					ourss = append(ourss, r)
-				}
-			}
+		fios, ourss, err := alternate(cfg,
+			func() (result, error) { return runFio(ctx, cfg, path, size) },
+			func() (result, error) { return runBatchReads(ctx, cfg, path) })
+		if err != nil {
+			return err
 		}
 		fioRange, oursRange := spread(fios), spread(ourss)
 		fio, ours := median(fios), median(ourss)
@@ -403,6 +390,32 @@ func measureBatches(cfg config, newWorker func(g int) batchFunc) (result, error)
 		iops: float64(samples.Load()) / el, mibps: float64(bytes.Load()) / el / (1 << 20),
 		p50: pct(0.5), p99: pct(0.99),
 	}, nil
+}
+
+// alternate measures the reference and fff in turn for cfg.rounds rounds,
+// dropping the page cache before each measurement and swapping which side
+// goes first every round: the disk's speed drifts (a virtual disk shares its
+// host), so callers report each side's median.
+func alternate(cfg config, ref, fff func() (result, error)) (refs, ffs []result, err error) {
+	for round := range cfg.rounds {
+		for k := range 2 {
+			dropCaches(cfg)
+			if (round+k)%2 == 0 {
+				r, err := ref()
+				if err != nil {
+					return nil, nil, err
+				}
+				refs = append(refs, r)
+			} else {
+				r, err := fff()
+				if err != nil {
+					return nil, nil, err
+				}
+				ffs = append(ffs, r)
+			}
+		}
+	}
+	return refs, ffs, nil
 }
 
 // spread shows the lowest and highest IOPS of the rounds.
