@@ -168,6 +168,29 @@ func TestStatusAndAdmin(t *testing.T) {
 		t.Errorf("fff status --json: %+v", st)
 	}
 
+	// Both default targets live on the data directory's filesystem: its
+	// capacity counts once (after the first heartbeat with stats).
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		out := admin("status").stdout
+		if strings.Contains(out, "one replica per chain; 2 targets on 1 filesystem)") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("fff status does not count the shared filesystem once:\n%s", out)
+		}
+	}
+	var fs syscall.Statfs_t
+	if err := syscall.Statfs(lc.data, &fs); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(admin("status", "--json").stdout), &st); err != nil {
+		t.Fatal(err)
+	}
+	if want := fs.Blocks * uint64(fs.Bsize); st.StatFS == nil || st.StatFS.TotalBytes != want ||
+		st.Targets.Capacity != want || st.Targets.Filesystems != 1 || st.Targets.Reported != 2 {
+		t.Errorf("fff status --json capacity (want %d, once): statfs %+v targets %+v", want, st.StatFS, st.Targets)
+	}
+
 	if out := admin("admin", "nodes").stdout; !strings.Contains(out, "mgmtd,meta,storage") || !strings.Contains(out, " up ") {
 		t.Errorf("fff admin nodes:\n%s", out)
 	}

@@ -144,12 +144,15 @@ type targetCounts struct {
 	Serving int `json:"serving"`
 	Syncing int `json:"syncing"`
 	Offline int `json:"offline"`
-	// Reported is how many targets have reported usage; Capacity and Used
-	// sum theirs (every replica counts).
-	Reported   int      `json:"reported"`
-	Capacity   uint64   `json:"capacity_bytes"`
-	Used       uint64   `json:"used_bytes"`
-	NotServing []uint32 `json:"not_serving_ids,omitempty"`
+	// Reported is how many targets have reported usage, on Filesystems
+	// distinct filesystems (targets of one node with the same FSID share
+	// one; an unknown FSID counts as its own). Capacity and Used sum the
+	// filesystems', each once (every replica counts).
+	Reported    int      `json:"reported"`
+	Filesystems int      `json:"filesystems"`
+	Capacity    uint64   `json:"capacity_bytes"`
+	Used        uint64   `json:"used_bytes"`
+	NotServing  []uint32 `json:"not_serving_ids,omitempty"`
 }
 
 type whoAmIJSON struct {
@@ -191,6 +194,7 @@ type targetJSON struct {
 	ChainID  uint32 `json:"chain_id"`
 	Capacity uint64 `json:"capacity_bytes"`
 	Used     uint64 `json:"used_bytes"`
+	FSID     uint64 `json:"fsid,omitempty"`
 }
 
 type chainJSON struct {
@@ -217,7 +221,7 @@ func routingToJSON(ri *proto.RoutingInfo) routingJSON {
 	}
 	for _, t := range ri.Targets {
 		out.Targets = append(out.Targets, targetJSON{ID: t.ID, NodeID: t.NodeID, Path: t.Path, State: t.State.String(),
-			ChainID: t.ChainID, Capacity: t.Capacity, Used: t.Used})
+			ChainID: t.ChainID, Capacity: t.Capacity, Used: t.Used, FSID: t.FSID})
 	}
 	for _, c := range ri.Chains {
 		out.Chains = append(out.Chains, chainJSON{ID: c.ID, Version: c.Version, Targets: nonNil(c.Targets)})
@@ -255,25 +259,7 @@ func gatherStatus(ctx context.Context, c *adminConn) (*clusterStatus, error) {
 			st.Nodes.DownI = append(st.Nodes.DownI, n.ID)
 		}
 	}
-	for _, t := range ri.Targets {
-		st.Targets.Total++
-		switch t.State {
-		case proto.TargetServing:
-			st.Targets.Serving++
-		case proto.TargetSyncing:
-			st.Targets.Syncing++
-		default:
-			st.Targets.Offline++
-		}
-		if t.State != proto.TargetServing {
-			st.Targets.NotServing = append(st.Targets.NotServing, t.ID)
-		}
-		if t.Capacity > 0 {
-			st.Targets.Reported++
-			st.Targets.Capacity += t.Capacity
-			st.Targets.Used += t.Used
-		}
-	}
+	st.Targets = countTargets(ri)
 	if who, err := c.meta.whoAmI(ctx); err != nil {
 		st.UserError = err.Error()
 	} else {
@@ -285,6 +271,41 @@ func gatherStatus(ctx context.Context, c *adminConn) (*clusterStatus, error) {
 		st.StatFS = &statFSJSON{Inodes: fs.Inodes, TotalBytes: fs.TotalBytes, FreeBytes: fs.FreeBytes}
 	}
 	return st, nil
+}
+
+// countTargets counts ri's targets by state and sums their reported usage,
+// each filesystem (node and FSID) once.
+func countTargets(ri *proto.RoutingInfo) targetCounts {
+	var tc targetCounts
+	type fsKey struct {
+		node uint32
+		fsid uint64
+	}
+	seenFS := map[fsKey]bool{}
+	for _, t := range ri.Targets {
+		tc.Total++
+		switch t.State {
+		case proto.TargetServing:
+			tc.Serving++
+		case proto.TargetSyncing:
+			tc.Syncing++
+		default:
+			tc.Offline++
+		}
+		if t.State != proto.TargetServing {
+			tc.NotServing = append(tc.NotServing, t.ID)
+		}
+		if t.Capacity > 0 {
+			tc.Reported++
+			if k := (fsKey{t.NodeID, t.FSID}); t.FSID == 0 || !seenFS[k] {
+				seenFS[k] = true
+				tc.Filesystems++
+				tc.Capacity += t.Capacity
+				tc.Used += t.Used
+			}
+		}
+	}
+	return tc
 }
 
 func printStatus(w io.Writer, st *clusterStatus) error {
@@ -326,12 +347,16 @@ func printStatus(w io.Writer, st *clusterStatus) error {
 	switch {
 	case st.StatFS != nil && st.StatFS.TotalBytes > 0:
 		used := st.StatFS.TotalBytes - min(st.StatFS.FreeBytes, st.StatFS.TotalBytes)
-		line("capacity", "%s, %s used (%.1f%%), %s free (one replica per chain)",
+		note := "one replica per chain"
+		if t.Reported > 0 {
+			note += "; " + onFilesystems(t)
+		}
+		line("capacity", "%s, %s used (%.1f%%), %s free (%s)",
 			humanize.IBytes(st.StatFS.TotalBytes), humanize.IBytes(used),
-			100*float64(used)/float64(st.StatFS.TotalBytes), humanize.IBytes(st.StatFS.FreeBytes))
+			100*float64(used)/float64(st.StatFS.TotalBytes), humanize.IBytes(st.StatFS.FreeBytes), note)
 	case t.Reported > 0:
-		line("capacity", "%s, %s used over %d of %d targets (every replica counted)",
-			humanize.IBytes(t.Capacity), humanize.IBytes(t.Used), t.Reported, t.Total)
+		line("capacity", "%s, %s used (%s of %d targets, each filesystem counted once, every replica counted)",
+			humanize.IBytes(t.Capacity), humanize.IBytes(t.Used), onFilesystems(t), t.Total)
 	default:
 		line("capacity", "unknown (no target has reported its usage)")
 	}
@@ -352,6 +377,19 @@ func printStatus(w io.Writer, st *clusterStatus) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// onFilesystems says how the reported targets share filesystems, e.g.
+// "2 targets on 1 filesystem": capacity counts each filesystem once.
+func onFilesystems(t targetCounts) string {
+	return fmt.Sprintf("%s on %s", plural(t.Reported, "target"), plural(t.Filesystems, "filesystem"))
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return strconv.Itoa(n) + " " + what + "s"
 }
 
 func joinIDs(ids []uint32) string {

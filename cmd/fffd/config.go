@@ -36,6 +36,8 @@ import (
 //	[meta]
 //	chunk_size = 4194304
 //	session_timeout = "30m"   # end write sessions of writers silent this long
+//	address = ""              # where the storage role takes meta's GC queue from;
+//	                          # empty: straight from the shared KV (see runStorage)
 //
 //	[storage]
 //	targets = []          # target directories; `local` defaults to 2 under data_dir/targets
@@ -76,6 +78,10 @@ type MetaConfig struct {
 	// SessionTimeout ends write sessions whose writer has not reported for
 	// this long (a crashed client); live writers report far more often.
 	SessionTimeout Duration `toml:"session_timeout"`
+	// Address is a meta server that `fffd storage` drains the GC queue of
+	// (over RPC, with the admin token). Empty: storage reads the queue
+	// from the shared KV it opens anyway, through meta's code in process.
+	Address string `toml:"address"`
 }
 
 type StorageConfig struct {

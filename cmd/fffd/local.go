@@ -193,6 +193,15 @@ func runLocal(ctx context.Context, cfg Config) error {
 		return n.abort(err)
 	}
 	defer st.Close()
+	// GC: chunks of deleted files on storage nodes that joined this one are
+	// removed through them, with the admin token (see runStorage).
+	tok, err := os.ReadFile(filepath.Join(cfg.Node.DataDir, tokenFile))
+	if err != nil {
+		return n.abort(fmt.Errorf("admin token: %w", err))
+	}
+	peers := storage.NewRPCPeers(strings.TrimSpace(string(tok)))
+	defer peers.Close()
+	gcq := storage.WithPeers(storage.MetaGC(ms), peers)
 	return n.serve(ctx, ms.Authenticator(),
 		func(s *rpc.Server) {
 			mgmtd.RegisterHandlers(s, mg)
@@ -207,7 +216,7 @@ func runLocal(ctx context.Context, cfg Config) error {
 			})
 		},
 		n.pruneSessions(ms),
-		func(ctx context.Context) error { return st.RunGC(ctx, storage.MetaGC(ms), 0) },
+		func(ctx context.Context) error { return st.RunGC(ctx, gcq, 0) },
 	)
 }
 

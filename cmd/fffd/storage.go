@@ -71,8 +71,15 @@ func makeTargetDirs(paths []string) error {
 // runStorage runs a storage server: it registers its targets with mgmtd
 // (one chain each, added to the default chain table), serves the storage
 // methods and heartbeats with the targets' usage. Tokens are checked
-// against the users in the shared KV. Garbage collection runs where meta
-// runs in process (`fffd local`); a separate storage node does not collect.
+// against the users in the shared KV.
+//
+// It collects garbage: it drains meta's GC queue (storage.RunGC), from the
+// meta server at meta.address over RPC if set, else straight from the
+// shared KV. Every storage node runs this loop over the one queue; each
+// record is applied whole by one node, the one holding the head of the
+// file's first chain, which removes the chunks on other nodes' targets
+// through them (storage.GCOnce explains why). Both the RPC queue and the
+// calls to other nodes use the admin token from DATA/admin.token.
 func runStorage(ctx context.Context, cfg Config) error {
 	if cfg.Mgmtd.Address == "" {
 		return fmt.Errorf("%w: storage needs mgmtd.address", errUsage)
@@ -108,8 +115,19 @@ func runStorage(ctx context.Context, cfg Config) error {
 		return n.abort(err)
 	}
 	defer svc.Close()
+	admin := strings.TrimSpace(string(tok))
+	gcq := storage.MetaGC(users)
+	if cfg.Meta.Address != "" {
+		metaPool := rpc.NewPool(cfg.Meta.Address, admin, rpc.PoolOptions{Size: 1})
+		defer metaPool.Close()
+		gcq = storage.RPCGC(metaPool)
+	}
+	peers := storage.NewRPCPeers(admin)
+	defer peers.Close()
+	gcq = storage.WithPeers(gcq, peers)
 	return n.serve(ctx, users.Authenticator(), svc.RegisterHandlers,
 		routing.Run,
+		func(ctx context.Context) error { return svc.RunGC(ctx, gcq, 0) },
 		func(ctx context.Context) error {
 			return cluster.RunHeartbeats(ctx, client, cluster.HeartbeatOptions{
 				NodeID: cfg.Node.ID, Stats: svc.Stats, Cache: routing, Logger: n.log,

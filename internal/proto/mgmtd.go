@@ -156,6 +156,9 @@ type Target struct {
 	// last reported in a heartbeat: live information, not versioned.
 	Capacity uint64 `msgpack:"capacity"`
 	Used     uint64 `msgpack:"used"`
+	// FSID identifies the target's file system on its node (see
+	// TargetStats.FSID; 0: unknown). Live information, like Capacity.
+	FSID uint64 `msgpack:"fsid,omitempty"`
 }
 
 // Chain is an ordered list of targets on distinct nodes, head first. Its
@@ -252,6 +255,11 @@ type TargetStats struct {
 	ID       uint32 `msgpack:"id"`
 	Capacity uint64 `msgpack:"capacity"`
 	Used     uint64 `msgpack:"used"`
+	// FSID identifies the file system holding the target on its node (the
+	// st_dev of the target directory): targets of one node with equal
+	// non-zero FSIDs share their Capacity and Used, which must be counted
+	// once. 0 means unknown (older nodes), counted per target.
+	FSID uint64 `msgpack:"fsid,omitempty"`
 }
 
 // GetRoutingReq asks for the routing info. Since is the version the caller

@@ -1,6 +1,8 @@
 package mgmtd
 
 import (
+	"context"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -67,5 +69,34 @@ routing version 12: 2 nodes (1 up), 3 targets (1 serving, 1 syncing, 1 offline),
 	var b strings.Builder
 	if err := RenderNodes(&b, &proto.RoutingInfo{}, now); err != nil || strings.Count(b.String(), "\n") != 1 {
 		t.Fatalf("empty: %q, %v", b.String(), err)
+	}
+}
+
+// Targets on one filesystem (same node and FSID) count its space once in
+// Capacity (meta's StatFS); FSID 0 (unknown) counts per target.
+func TestCapacitySharedFilesystem(t *testing.T) {
+	ctx := context.Background()
+	s := newService(t, openBolt(t, filepath.Join(t.TempDir(), "kv.db")), newFakeClock())
+	ts := registerCluster(t, s, 2, "/a", "/b") // node 1: ts[0], ts[1]; node 2: ts[2], ts[3]
+	for _, tg := range ts {
+		must[proto.Chain](t)(s.CreateChain(ctx, []uint32{tg.ID}))
+	}
+	must[proto.HeartbeatResp](t)(s.Heartbeat(ctx, proto.HeartbeatReq{NodeID: 1, Targets: []proto.TargetStats{
+		{ID: ts[0].ID, Capacity: 100, Used: 40, FSID: 7},
+		{ID: ts[1].ID, Capacity: 100, Used: 40, FSID: 7},
+	}}))
+	must[proto.HeartbeatResp](t)(s.Heartbeat(ctx, proto.HeartbeatReq{NodeID: 2, Targets: []proto.TargetStats{
+		{ID: ts[2].ID, Capacity: 50, Used: 10, FSID: 7}, // same FSID on another node: another filesystem
+		{ID: ts[3].ID, Capacity: 30},                    // unknown filesystem
+	}}))
+	total, free, err := s.Capacity(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if total != 180 || free != 130 {
+		t.Fatalf("capacity %d free %d, want 180 and 130", total, free)
+	}
+	if ri := routing(t, s); ri.Target(ts[1].ID).FSID != 7 || ri.Target(ts[3].ID).FSID != 0 {
+		t.Fatalf("routing targets: %+v", ri.Targets)
 	}
 }

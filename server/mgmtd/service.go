@@ -282,7 +282,7 @@ func (s *Service) withLive(ri *proto.RoutingInfo) *proto.RoutingInfo {
 	}
 	for i := range c.Targets {
 		if st, ok := s.stats[c.Targets[i].ID]; ok {
-			c.Targets[i].Capacity, c.Targets[i].Used = st.Capacity, st.Used
+			c.Targets[i].Capacity, c.Targets[i].Used, c.Targets[i].FSID = st.Capacity, st.Used, st.FSID
 		}
 	}
 	return c
@@ -717,16 +717,31 @@ func (s *Service) Run(ctx context.Context) error {
 // Capacity reports the cluster's storage capacity and free bytes from the
 // targets' last heartbeat stats (the meta service's StatFS). Each chain
 // counts once, as its smallest member (its data is on every member);
-// targets in no chain, and chains without stats, are not counted.
+// targets in no chain, and chains without stats, are not counted. Targets
+// that share a filesystem (same node and FSID) share its space: a chain
+// whose members' filesystems were all counted with earlier chains adds
+// nothing.
 func (s *Service) Capacity(ctx context.Context) (total, free uint64, err error) {
 	ri := s.withLive(s.cur.Load())
+	type fsKey struct {
+		node uint32
+		fsid uint64
+	}
+	counted := map[fsKey]bool{}
 	for _, c := range ri.Chains {
 		var ctotal, cfree uint64
+		var fss []fsKey
+		fresh := false
 		for i, id := range c.Targets {
 			t := ri.Target(id)
 			if t == nil || t.Capacity == 0 {
-				ctotal, cfree = 0, 0
+				ctotal, cfree, fresh = 0, 0, false
 				break
+			}
+			k := fsKey{t.NodeID, t.FSID}
+			fresh = fresh || t.FSID == 0 || !counted[k]
+			if t.FSID != 0 {
+				fss = append(fss, k)
 			}
 			f := t.Capacity - min(t.Used, t.Capacity)
 			if i == 0 || t.Capacity < ctotal {
@@ -735,6 +750,12 @@ func (s *Service) Capacity(ctx context.Context) (total, free uint64, err error) 
 			if i == 0 || f < cfree {
 				cfree = f
 			}
+		}
+		if !fresh {
+			continue
+		}
+		for _, k := range fss {
+			counted[k] = true
 		}
 		total += ctotal
 		free += cfree

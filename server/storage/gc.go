@@ -30,6 +30,29 @@ func (m metaGC) GCDone(ctx context.Context, ids []proto.GCID) error {
 	return m.ms.GCDone(ctx, meta.Root, ids)
 }
 
+// GCPeers reaches the targets of other storage nodes, for the GC records
+// this node applies (see GCOnce). NewRPCPeers (gc_rpc.go) implements it.
+type GCPeers interface {
+	// RemoveInode removes the chunks of ino with index >= from on target
+	// of the node at addr (proto.MethodStorageRemoveInode, admin only).
+	RemoveInode(ctx context.Context, addr string, target uint32, ino uint64, from uint32) error
+	// CutChunk shortens chunk ref, on the node at addr (the head of the
+	// chunk's chain), to length if it is longer; a missing chunk is no
+	// error.
+	CutChunk(ctx context.Context, addr string, ref proto.ChunkRef, length uint32) error
+}
+
+// WithPeers returns q with peers to reach other nodes' targets: GCOnce
+// uses them when its queue implements GCPeers.
+func WithPeers(q GCQueue, p GCPeers) GCQueue {
+	return withPeers{q, p}
+}
+
+type withPeers struct {
+	GCQueue
+	GCPeers
+}
+
 // gcBatch is how many records one GC pass takes at most.
 const gcBatch = 1000
 
@@ -37,23 +60,24 @@ const gcBatch = 1000
 const DefaultGCInterval = 5 * time.Second
 
 // RunGC drains q until ctx ends: a pass (GCOnce) whenever the previous one
-// found work, otherwise every interval (default DefaultGCInterval).
-// Failures are logged and retried.
+// made progress on a full batch, otherwise every interval (default
+// DefaultGCInterval). Failures are logged and retried.
 func (s *Service) RunGC(ctx context.Context, q GCQueue, interval time.Duration) error {
 	if interval <= 0 {
 		interval = DefaultGCInterval
 	}
 	for {
-		n, err := s.GCOnce(ctx, q)
+		n, listed, err := s.gcPass(ctx, q)
 		if ctx.Err() != nil {
 			return nil
 		}
 		if err != nil {
 			s.log.Warn().Err(err).Msg("storage: garbage collection")
-		} else if n > 0 {
+		}
+		if n > 0 {
 			s.log.Debug().Int("records", n).Msg("storage: garbage collected")
 		}
-		if err == nil && n == gcBatch {
+		if n > 0 && listed == gcBatch {
 			continue
 		}
 		select {
@@ -64,35 +88,101 @@ func (s *Service) RunGC(ctx context.Context, q GCQueue, interval time.Duration) 
 	}
 }
 
-// GCOnce applies up to one batch of GC records to the node's targets, in
-// order, and acknowledges those applied. It stops at the first record it
-// cannot apply (later records may depend on it) and returns the number
-// acknowledged. A record whose chains include a target of another node is
-// not applied here: this loop serves nodes that hold every target of the
-// chains (`fffd local`).
+// GCOnce applies up to one batch of GC records and acknowledges those
+// applied; it returns the number acknowledged and the first failure.
+//
+// Records are per file, and a file's chunks are spread over the chains of
+// its layout, whose targets may be on several storage nodes; a record may
+// be acknowledged (GCDone) only once every one of those targets is
+// cleaned. So one node applies each record whole: its owner, the node
+// holding the first target (the head) of the first chain of the layout
+// that the routing info still has. Every storage node runs the GC loop
+// over the same queue and skips the records it does not own, leaving them
+// queued for their owner. The owner removes the chunks on its own targets
+// directly and on other nodes' targets through q's GCPeers
+// (proto.MethodStorageRemoveInode); without peers (a queue that does not
+// implement GCPeers) such a record fails. A record whose chains are all
+// gone is acknowledged by any node (there is nothing to remove).
+//
+// Records of one inode share its layout, hence their owner, and are
+// applied in queue order; when one fails, the later records of that inode
+// wait for the next pass (they may depend on it), while other inodes'
+// records go on. A node that is down holds back the records it owns, and
+// those with chunks on it, until it returns.
+//
+// Removing is idempotent, so a record applied twice (two nodes briefly
+// disagreeing about a chain's head) does no harm; a truncate record cuts
+// a remote chunk by Stat then Truncate, so it could recreate a chunk that
+// a concurrent second collector's delete record just removed, a leak of
+// one chunk that only such a disagreement can cause.
 func (s *Service) GCOnce(ctx context.Context, q GCQueue) (int, error) {
+	n, _, err := s.gcPass(ctx, q)
+	return n, err
+}
+
+// gcPass is GCOnce, also returning how many records were listed.
+func (s *Service) gcPass(ctx context.Context, q GCQueue) (acked, listed int, err error) {
 	recs, err := q.GCList(ctx, gcBatch)
 	if err != nil {
-		return 0, fmt.Errorf("gc list: %w", err)
+		return 0, 0, fmt.Errorf("gc list: %w", err)
 	}
+	if len(recs) == 0 {
+		return 0, 0, nil
+	}
+	ri := s.routing.Get()
+	if ri == nil {
+		return 0, len(recs), fmt.Errorf("gc: no routing info yet")
+	}
+	peers, _ := q.(GCPeers)
 	var done []proto.GCID
-	var applyErr error
+	var firstErr error
+	failed := map[uint64]bool{} // inodes with a record that failed this pass
 	for i := range recs {
-		if applyErr = s.applyGC(ctx, &recs[i]); applyErr != nil {
-			break
+		rec := &recs[i]
+		if failed[rec.ID.Ino] {
+			continue
 		}
-		done = append(done, recs[i].ID)
+		if owner := gcOwner(ri, rec); owner != 0 && owner != s.nodeID {
+			continue
+		}
+		if err := s.applyGC(ctx, ri, peers, rec); err != nil {
+			failed[rec.ID.Ino] = true
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		done = append(done, rec.ID)
 	}
 	if len(done) > 0 {
 		if err := q.GCDone(ctx, done); err != nil {
-			return 0, fmt.Errorf("gc done: %w", err)
+			return 0, len(recs), fmt.Errorf("gc done: %w", err)
 		}
 	}
-	return len(done), applyErr
+	return len(done), len(recs), firstErr
 }
 
-// applyGC removes what rec names from the local targets of its chains.
-func (s *Service) applyGC(ctx context.Context, rec *proto.GCRecord) error {
+// gcOwner is the node that applies rec (see GCOnce): the node of the head
+// of the first chain of its layout that ri has, 0 if none.
+func gcOwner(ri *proto.RoutingInfo, rec *proto.GCRecord) uint32 {
+	if rec.Obsolete {
+		return 0 // nothing to do: anyone acknowledges it
+	}
+	for _, cid := range rec.Layout.Chains {
+		c := ri.Chain(cid)
+		if c == nil || len(c.Targets) == 0 {
+			continue
+		}
+		if t := ri.Target(c.Targets[0]); t != nil {
+			return t.NodeID
+		}
+	}
+	return 0
+}
+
+// applyGC removes what rec names from the targets of its chains: this
+// node's directly, other nodes' through peers (nil: none reachable).
+func (s *Service) applyGC(ctx context.Context, ri *proto.RoutingInfo, peers GCPeers, rec *proto.GCRecord) error {
 	if rec.Obsolete {
 		return nil
 	}
@@ -115,10 +205,6 @@ func (s *Service) applyGC(ctx context.Context, rec *proto.GCRecord) error {
 	default:
 		return fmt.Errorf("gc record %d/%d: unknown kind %d", ino, rec.ID.Seq, rec.Kind)
 	}
-	ri := s.routing.Get()
-	if ri == nil {
-		return fmt.Errorf("gc: no routing info yet")
-	}
 	seen := map[uint32]bool{}
 	for _, cid := range rec.Layout.Chains {
 		if seen[cid] {
@@ -129,24 +215,53 @@ func (s *Service) applyGC(ctx context.Context, rec *proto.GCRecord) error {
 		if chain == nil {
 			continue // the chain is gone, and its chunks with it
 		}
-		for _, tid := range chain.Targets {
-			t := s.targets[tid]
-			if t == nil {
-				return fmt.Errorf("gc record %d/%d: target %d of chain %d is on another node", ino, rec.ID.Seq, tid, cid)
+		cutHere := cutLen > 0 && cut <= math.MaxUint32 && rec.Layout.ChainOf(cut) == cid
+		for i, tid := range chain.Targets {
+			if t := s.targets[tid]; t != nil {
+				if cutHere {
+					if err := s.cutChunk(ctx, t, ino, uint32(cut), int64(cutLen)); err != nil {
+						return fmt.Errorf("gc record %d/%d: target %d: %w", ino, rec.ID.Seq, tid, err)
+					}
+				}
+				if from <= math.MaxUint32 {
+					if _, err := s.RemoveInode(ctx, tid, ino, uint32(from)); err != nil {
+						return fmt.Errorf("gc record %d/%d: target %d: %w", ino, rec.ID.Seq, tid, err)
+					}
+				}
+				continue
 			}
-			if cutLen > 0 && cut <= math.MaxUint32 && rec.Layout.ChainOf(cut) == cid {
-				if err := s.cutChunk(ctx, t, ino, uint32(cut), int64(cutLen)); err != nil {
-					return err
+			addr := targetAddr(ri, tid)
+			if peers == nil || addr == "" {
+				return fmt.Errorf("gc record %d/%d: target %d of chain %d is on another node, which this GC loop cannot reach", ino, rec.ID.Seq, tid, cid)
+			}
+			// A remote chunk is cut through its chain's head, the only
+			// member that takes truncates (replicas follow the chain).
+			if cutHere && i == 0 {
+				ref := proto.ChunkRef{Ino: ino, Index: uint32(cut), ChainID: cid, ChainVersion: chain.Version, TargetID: tid}
+				if err := peers.CutChunk(ctx, addr, ref, uint32(cutLen)); err != nil {
+					return fmt.Errorf("gc record %d/%d: target %d at %s: %w", ino, rec.ID.Seq, tid, addr, err)
 				}
 			}
 			if from <= math.MaxUint32 {
-				if _, err := s.RemoveInode(ctx, tid, ino, uint32(from)); err != nil {
-					return fmt.Errorf("gc record %d/%d: target %d: %w", ino, rec.ID.Seq, tid, err)
+				if err := peers.RemoveInode(ctx, addr, tid, ino, uint32(from)); err != nil {
+					return fmt.Errorf("gc record %d/%d: target %d at %s: %w", ino, rec.ID.Seq, tid, addr, err)
 				}
 			}
 		}
 	}
 	return nil
+}
+
+// targetAddr is the address of the node holding target tid, "" if unknown.
+func targetAddr(ri *proto.RoutingInfo, tid uint32) string {
+	t := ri.Target(tid)
+	if t == nil {
+		return ""
+	}
+	if n := ri.Node(t.NodeID); n != nil {
+		return n.Addr
+	}
+	return ""
 }
 
 // cutChunk shortens chunk (ino, idx) on t to length, if it is longer.

@@ -142,8 +142,9 @@ func (s *Service) Engine(id uint32) *chunkengine.Engine {
 	return nil
 }
 
-// Stats reports the targets' usage, for heartbeats. Targets whose statfs
-// fails are left out (and logged).
+// Stats reports the targets' usage, for heartbeats, with the identity of
+// each target's filesystem (targets on one filesystem share its space).
+// Targets whose statfs fails are left out (and logged).
 func (s *Service) Stats() []proto.TargetStats {
 	out := make([]proto.TargetStats, 0, len(s.ids))
 	for _, id := range s.ids {
@@ -152,7 +153,7 @@ func (s *Service) Stats() []proto.TargetStats {
 			s.log.Warn().Err(err).Uint32("target", id).Msg("target usage")
 			continue
 		}
-		out = append(out, proto.TargetStats{ID: id, Capacity: u.Capacity, Used: u.Used})
+		out = append(out, proto.TargetStats{ID: id, Capacity: u.Capacity, Used: u.Used, FSID: u.FSID})
 	}
 	return out
 }

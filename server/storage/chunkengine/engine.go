@@ -479,19 +479,30 @@ type Usage struct {
 	Capacity  uint64 // total bytes
 	Used      uint64 // bytes in use (by anything on the filesystem)
 	Available uint64 // bytes an unprivileged writer can still use
+	// FSID identifies the filesystem on this machine: the st_dev of the
+	// target directory. Every mounted filesystem has its own (tmpfs
+	// included, where statfs's f_fsid is 0); bind mounts of one share it.
+	// It is not stable across reboots or remounts, only within a running
+	// system, which is all that comparing the targets of one node needs.
+	FSID uint64
 }
 
-// Usage reports the target filesystem's space (statfs).
+// Usage reports the target filesystem's space (statfs) and identity.
 func (e *Engine) Usage() (Usage, error) {
 	var st unix.Statfs_t
 	if err := unix.Statfs(e.dir, &st); err != nil {
 		return Usage{}, fmt.Errorf("chunkengine: statfs %s: %w", e.dir, err)
+	}
+	var ds unix.Stat_t
+	if err := unix.Stat(e.dir, &ds); err != nil {
+		return Usage{}, fmt.Errorf("chunkengine: stat %s: %w", e.dir, err)
 	}
 	bs := uint64(st.Bsize)
 	return Usage{
 		Capacity:  st.Blocks * bs,
 		Used:      (st.Blocks - st.Bfree) * bs,
 		Available: st.Bavail * bs,
+		FSID:      uint64(ds.Dev),
 	}, nil
 }
 

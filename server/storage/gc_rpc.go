@@ -1,0 +1,103 @@
+package storage
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"fff/internal/proto"
+	"fff/internal/rpc"
+)
+
+// gcCallTimeout bounds each GC round trip to meta or a peer, so a hung
+// server delays a GC pass instead of stopping the loop.
+const gcCallTimeout = time.Minute
+
+// RPCGC is meta's GC queue over RPC (proto.MethodMetaGCList and
+// MethodMetaGCDone): what a storage node uses when meta runs in another
+// process. Meta serves the queue to admin tokens only, so the pool must
+// authenticate with the admin token.
+func RPCGC(meta *rpc.Pool) GCQueue { return rpcGC{meta} }
+
+type rpcGC struct{ p *rpc.Pool }
+
+func (q rpcGC) GCList(ctx context.Context, limit int) ([]proto.GCRecord, error) {
+	ctx, cancel := context.WithTimeout(ctx, gcCallTimeout)
+	defer cancel()
+	var resp proto.MetaGCListResp
+	if _, err := q.p.Call(ctx, proto.MethodMetaGCList, &proto.MetaGCListReq{Limit: limit}, &resp); err != nil {
+		return nil, err
+	}
+	return resp.Records, nil
+}
+
+func (q rpcGC) GCDone(ctx context.Context, ids []proto.GCID) error {
+	ctx, cancel := context.WithTimeout(ctx, gcCallTimeout)
+	defer cancel()
+	_, err := q.p.Call(ctx, proto.MethodMetaGCDone, &proto.MetaGCDoneReq{IDs: ids}, nil)
+	return err
+}
+
+// RPCPeers reaches other storage nodes for GC (GCPeers) with the admin
+// token, one small pool per node address, dialed on first use.
+type RPCPeers struct {
+	token string
+	mu    sync.Mutex
+	pools map[string]*rpc.Pool
+}
+
+// NewRPCPeers returns peers that authenticate with token (the admin token:
+// MethodStorageRemoveInode is admin only). Close them when done.
+func NewRPCPeers(token string) *RPCPeers {
+	return &RPCPeers{token: token, pools: map[string]*rpc.Pool{}}
+}
+
+func (p *RPCPeers) pool(addr string) *rpc.Pool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pl := p.pools[addr]
+	if pl == nil {
+		pl = rpc.NewPool(addr, p.token, rpc.PoolOptions{Size: 1})
+		p.pools[addr] = pl
+	}
+	return pl
+}
+
+// RemoveInode implements GCPeers.
+func (p *RPCPeers) RemoveInode(ctx context.Context, addr string, target uint32, ino uint64, from uint32) error {
+	ctx, cancel := context.WithTimeout(ctx, gcCallTimeout)
+	defer cancel()
+	_, err := p.pool(addr).Call(ctx, proto.MethodStorageRemoveInode,
+		&proto.StorageRemoveInodeReq{TargetID: target, Ino: ino, From: from}, nil)
+	return err
+}
+
+// CutChunk implements GCPeers: a Stat, then a Truncate if the chunk exists
+// and is longer than length (a Truncate of a missing chunk would create
+// it). GC hands out a truncate record only while nobody writes the file,
+// so nothing changes the chunk in between.
+func (p *RPCPeers) CutChunk(ctx context.Context, addr string, ref proto.ChunkRef, length uint32) error {
+	ctx, cancel := context.WithTimeout(ctx, gcCallTimeout)
+	defer cancel()
+	pl := p.pool(addr)
+	var st proto.StorageStatResp
+	if _, err := pl.Call(ctx, proto.MethodStorageStat, &proto.StorageStatReq{Chunk: ref}, &st); err != nil {
+		return err
+	}
+	if !st.Exists || st.Length <= length {
+		return nil
+	}
+	_, err := pl.Call(ctx, proto.MethodStorageTruncate, &proto.StorageTruncateReq{Chunk: ref, Length: length}, nil)
+	return err
+}
+
+// Close closes the pools.
+func (p *RPCPeers) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for addr, pl := range p.pools {
+		pl.Close()
+		delete(p.pools, addr)
+	}
+	return nil
+}
