@@ -8,14 +8,18 @@ package main
 //     (libfff.File.Write, write-behind; the time includes Close), against fio
 //     --rw=write --direct=1 --ioengine=io_uring with --end_fsync=1;
 //   - sequential read of it, cache dropped, -data-readers goroutines each
-//     issuing ReadAt of -data-read-size pieces, against fio --rw=read
-//     --bs=4M --iodepth=16 --direct=1 --ioengine=io_uring, and the raw
-//     loopback TCP stream of rpcbench (1 MiB messages on one connection);
-//   - random sample reads at each -sizes: a -file-size file of fixed-size
-//     samples, -qd reads in flight as qd/batch goroutines each calling
-//     Client.ReadBatch with batch random aligned ranges into uring.Arena
-//     buffers, against the ffrecord suite's fio randread (--iomem=shmhuge)
-//     on a plain file of the same size on the same disk.
+//     issuing ReadAt of -data-read-size pieces (by default 16 x 4 MiB, the
+//     same 64 MiB in flight as fio's), against fio --rw=read --bs=4M
+//     --iodepth=16 --direct=1 --ioengine=io_uring, and the raw loopback TCP
+//     stream of rpcbench (1 MiB messages on one connection);
+//   - random sample reads at each -sizes and each -data-depths D/B: a
+//     -file-size file of fixed-size samples, D reads in flight as D/B
+//     goroutines each calling Client.ReadBatch with B random aligned ranges
+//     into uring.Arena buffers, against the ffrecord suite's fio randread
+//     (--iodepth=D --iomem=shmhuge) on a plain file of the same size on the
+//     same disk. The targets compare each side's best depth: fio's is the
+//     disk's limit for the pattern; fff's deeper setting is what a data
+//     loader with a few batches prefetched keeps in flight.
 //
 // Reads are cold (page cache dropped before each); fff and fio alternate
 // over -rounds rounds and the table shows each side's median.
@@ -37,6 +41,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,6 +56,9 @@ type dataConfig struct {
 	writeSize string
 	readSize  string
 	readers   int
+	seq       bool
+	depths    string
+	pool      int
 }
 
 var dataCfg dataConfig
@@ -59,7 +67,10 @@ func init() {
 	flag.StringVar(&dataCfg.size, "data-size", "4GiB", "data suite: size of the sequentially written and read file")
 	flag.StringVar(&dataCfg.writeSize, "data-write-size", "4MiB", "data suite: size of each sequential Write")
 	flag.StringVar(&dataCfg.readSize, "data-read-size", "4MiB", "data suite: size of each sequential ReadAt")
-	flag.IntVar(&dataCfg.readers, "data-readers", 4, "data suite: goroutines reading the sequential file in parallel")
+	flag.IntVar(&dataCfg.readers, "data-readers", 16, "data suite: goroutines reading the sequential file in parallel")
+	flag.StringVar(&dataCfg.depths, "data-depths", "64/8,256/16,256/32", "data suite: random-read depths as IN_FLIGHT/BATCH pairs (fio runs --iodepth=IN_FLIGHT)")
+	flag.IntVar(&dataCfg.pool, "data-pool", 0, "data suite: libfff connections per server (0: libfff's default)")
+	flag.BoolVar(&dataCfg.seq, "data-seq", true, "data suite: measure sequential write and read (false: random sample reads only)")
 }
 
 const (
@@ -92,7 +103,7 @@ func runDataSuite(ctx context.Context, cfg config) error {
 		return err
 	}
 	defer cleanup()
-	c, err := libfff.Connect(ctx, libfff.Options{Address: p.addr, Token: p.token})
+	c, err := libfff.Connect(ctx, libfff.Options{Address: p.addr, Token: p.token, PoolSize: dataCfg.pool})
 	if err != nil {
 		return err
 	}
@@ -105,9 +116,111 @@ func runDataSuite(ctx context.Context, cfg config) error {
 	fmt.Printf("machine: %s; %d CPUs; data dir %s; fffd %s; clients and server on the same machine; cold cache before every read; fff and fio alternate over %d rounds (medians)\n\n",
 		hostInfo(), runtime.NumCPU(), p.dir, p.cmd.Path, cfg.rounds)
 
+	if dataCfg.seq {
+		if err := dataSequential(ctx, cfg, c, p.dir, size, wsize, rsize); err != nil {
+			return err
+		}
+	}
+
+	// Random sample reads, at each depth: the same number of reads in flight
+	// for fio (at the disk) and fff (in ReadBatch calls).
+	depths, err := parseDepths(dataCfg.depths)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("\nRandom sample reads, %s file per sample size; at each depth D with batch B, fff runs D/B goroutines each calling ReadBatch of B random samples into uring.Arena buffers, fio runs --iodepth=D --iomem=shmhuge on a plain file of the same size\n\n",
+		formatSize(cfg.fileSize))
+	fmt.Println("| sample size | in flight (batch) | fff samples/s | fio IOPS | IOPS ratio | fff MiB/s | fio MiB/s | BW ratio | fff batch p50 | fff batch p99 | fff range | fio range |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|")
+	type best struct {
+		size     int64
+		fff, fio result
+		fffAt    string
+		fioAt    string
+	}
+	var bests []best
+	for _, ssize := range cfg.sizes {
+		name := fmt.Sprintf("/bench/samples-%d", ssize)
+		plain := filepath.Join(p.dir, fmt.Sprintf("fio-samples-%d", ssize))
+		n := cfg.fileSize / ssize
+		if n == 0 {
+			return fmt.Errorf("data: -file-size %d is smaller than a sample of %d", cfg.fileSize, ssize)
+		}
+		total := n * ssize
+		if _, err := dataSeqWrite(ctx, c, name, total, max(wsize/ssize, 1)*ssize); err != nil {
+			return err
+		}
+		if err := writePlain(plain, total); err != nil {
+			return err
+		}
+		b := best{size: ssize}
+		for _, d := range depths {
+			dc := cfg
+			dc.qd, dc.batch = d.inFlight, d.batch
+			fios, ours, err := alternate(dc,
+				func() (result, error) { return runFio(ctx, dc, plain, ssize) },
+				func() (result, error) { return dataRandomReads(ctx, dc, c, name, ssize, n) })
+			if err != nil {
+				return err
+			}
+			fr, or := spread(fios), spread(ours)
+			fio, o := median(fios), median(ours)
+			at := fmt.Sprintf("%d (%d)", d.inFlight, d.batch)
+			fmt.Printf("| %s | %s | %.0f | %.0f | %.2f | %.1f | %.1f | %.2f | %s | %s | %s | %s |\n", formatSize(ssize), at,
+				o.iops, fio.iops, o.iops/fio.iops, o.mibps, fio.mibps, o.mibps/fio.mibps,
+				fmtLatency(o.p50), fmtLatency(o.p99), or, fr)
+			if o.iops > b.fff.iops {
+				b.fff, b.fffAt = o, at
+			}
+			if fio.iops > b.fio.iops {
+				b.fio, b.fioAt = fio, fmt.Sprintf("%d", d.inFlight)
+			}
+		}
+		bests = append(bests, b)
+		os.Remove(plain)
+		c.Remove(ctx, name)
+	}
+	// The targets compare each side at its best depth: fio's best is the
+	// disk's limit for the pattern, fff's best is what a data loader keeping
+	// that many samples in flight gets.
+	fmt.Printf("\nBest of each side over the depths above (fio's best is the disk's limit for the pattern)\n\n")
+	fmt.Println("| sample size | fff samples/s (in flight) | fio IOPS (iodepth) | IOPS ratio | BW ratio | target |")
+	fmt.Println("|---|---|---|---|---|---|")
+	for _, b := range bests {
+		ratio := b.fff.iops / b.fio.iops
+		target := fmt.Sprintf("IOPS ≥ %.2f %s", dataIOPSTarget, verdict(ratio >= dataIOPSTarget))
+		if b.size > 4096 {
+			target = fmt.Sprintf("BW ≥ %.2f %s", dataBWTarget, verdict(b.fff.mibps/b.fio.mibps >= dataBWTarget))
+		}
+		fmt.Printf("| %s | %.0f (%s) | %.0f (%s) | %.2f | %.2f | %s |\n", formatSize(b.size), b.fff.iops, b.fffAt,
+			b.fio.iops, b.fioAt, ratio, b.fff.mibps/b.fio.mibps, target)
+	}
+	return nil
+}
+
+// depth is one random-read configuration: reads in flight, and samples per
+// ReadBatch call on fff's side.
+type depth struct{ inFlight, batch int }
+
+// parseDepths parses "64/8,256/32" (in flight / batch).
+func parseDepths(s string) ([]depth, error) {
+	var out []depth
+	for f := range strings.SplitSeq(s, ",") {
+		var d depth
+		if _, err := fmt.Sscanf(strings.TrimSpace(f), "%d/%d", &d.inFlight, &d.batch); err != nil || d.batch <= 0 || d.inFlight < d.batch || d.inFlight%d.batch != 0 {
+			return nil, fmt.Errorf("data: -data-depths %q: want IN_FLIGHT/BATCH pairs with BATCH dividing IN_FLIGHT, e.g. 64/8,256/32", s)
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// dataSequential writes, then reads, one big file, alternating with fio on a plain file of the
+// same size, and prints the sequential table.
+func dataSequential(ctx context.Context, cfg config, c *libfff.Client, dir string, size, wsize, rsize int64) error {
 	// Sequential write, then read, of one big file; fio on a plain file.
 	seq := "/bench/seq"
-	plainSeq := filepath.Join(p.dir, "fio-seq")
+	plainSeq := filepath.Join(dir, "fio-seq")
 	var fffW, fioW, fffR, fioR []float64
 	for round := range cfg.rounds {
 		for k := range 2 {
@@ -160,44 +273,6 @@ func runDataSuite(ctx context.Context, cfg config) error {
 	fmt.Printf("| sequential write | %.0f | %.0f | | fio | %.2f | | %s | %s |\n", mw, mfw, mw/mfw, spreadF(fffW), spreadF(fioW))
 	fmt.Printf("| sequential read | %.0f | %.0f | %.0f | min(fio, TCP) = %.0f | %.2f | ≥ %.2f %s | %s | %s |\n",
 		mr, mfr, tcp, ref, mr/ref, dataSeqReadTarget, verdict(mr/ref >= dataSeqReadTarget), spreadF(fffR), spreadF(fioR))
-
-	// Random sample reads.
-	fmt.Printf("\nRandom sample reads, %s file per sample size, %d reads in flight (fff: %d goroutines x ReadBatch of %d into uring.Arena buffers; fio: --iodepth=%d --iomem=shmhuge on a plain file of the same size)\n\n",
-		formatSize(cfg.fileSize), cfg.qd, cfg.qd/cfg.batch, cfg.batch, cfg.qd)
-	fmt.Println("| sample size | fff samples/s | fio IOPS | IOPS ratio | fff MiB/s | fio MiB/s | BW ratio | target | fff batch p50 | fff batch p99 | fff range | fio range |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|")
-	for _, ssize := range cfg.sizes {
-		name := fmt.Sprintf("/bench/samples-%d", ssize)
-		plain := filepath.Join(p.dir, fmt.Sprintf("fio-samples-%d", ssize))
-		n := cfg.fileSize / ssize
-		if n == 0 {
-			return fmt.Errorf("data: -file-size %d is smaller than a sample of %d", cfg.fileSize, ssize)
-		}
-		total := n * ssize
-		if _, err := dataSeqWrite(ctx, c, name, total, max(wsize/ssize, 1)*ssize); err != nil {
-			return err
-		}
-		if err := writePlain(plain, total); err != nil {
-			return err
-		}
-		fios, ours, err := alternate(cfg,
-			func() (result, error) { return runFio(ctx, cfg, plain, ssize) },
-			func() (result, error) { return dataRandomReads(ctx, cfg, c, name, ssize, n) })
-		if err != nil {
-			return err
-		}
-		fr, or := spread(fios), spread(ours)
-		fio, o := median(fios), median(ours)
-		target := fmt.Sprintf("IOPS ≥ %.2f %s", dataIOPSTarget, verdict(o.iops/fio.iops >= dataIOPSTarget))
-		if ssize > 4096 {
-			target = fmt.Sprintf("BW ≥ %.2f %s", dataBWTarget, verdict(o.mibps/fio.mibps >= dataBWTarget))
-		}
-		fmt.Printf("| %s | %.0f | %.0f | %.2f | %.1f | %.1f | %.2f | %s | %s | %s | %s | %s |\n", formatSize(ssize),
-			o.iops, fio.iops, o.iops/fio.iops, o.mibps, fio.mibps, o.mibps/fio.mibps, target,
-			fmtLatency(o.p50), fmtLatency(o.p99), or, fr)
-		os.Remove(plain)
-		c.Remove(ctx, name)
-	}
 	return nil
 }
 
