@@ -11,7 +11,7 @@ FUZZTIME ?= 10s
 # Packages whose concurrency matters run under the race detector.
 RACE_PKGS := ./ffrecord/... ./internal/... ./server/...
 
-.PHONY: all build test test-go test-race test-fdb vet-fdb fuzz demo bench lint deps clean
+.PHONY: all build lib test test-go test-race test-fdb vet-fdb fuzz demo bench lint deps clean
 
 all: build
 
@@ -21,6 +21,12 @@ deps:
 build: deps
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/ ./cmd/...
+
+# The C API (docs/capi.md): build/libfff.so and the cgo-generated
+# build/libfff.h (C programs include libfff/capi/fff.h).
+lib: deps
+	@mkdir -p $(CURDIR)/build
+	$(GO) build -buildmode=c-shared -o $(CURDIR)/build/libfff.so ./libfff/capi
 
 lint: deps
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
