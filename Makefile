@@ -11,7 +11,7 @@ FUZZTIME ?= 10s
 # Packages whose concurrency matters run under the race detector.
 RACE_PKGS := ./ffrecord/... ./internal/... ./server/...
 
-.PHONY: all build lib test test-go test-race test-fdb vet-fdb fuzz demo bench lint deps clean
+.PHONY: all build lib test test-python test-go test-race test-fdb vet-fdb fuzz demo bench lint deps clean
 
 all: build
 
@@ -33,7 +33,12 @@ lint: deps
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-test: lint vet-fdb test-go test-race fuzz
+test: lint vet-fdb test-go test-race fuzz test-python
+
+# The Python package against a real local cluster (tests/python; docs/python.md).
+test-python: deps
+	@scripts/bootstrap.sh python
+	.venv/bin/python -m pytest -q tests/python
 
 test-go: deps
 	$(GO) test -count=1 ./...

@@ -3,17 +3,19 @@
 # missing: Debian packages (apt-get), Python packages (pip), Go modules.
 # Idempotent and quiet when everything is already there.
 #
-#   scripts/bootstrap.sh [go] [bench] [python]
+#   scripts/bootstrap.sh [go] [bench] [python] [demo]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 want_go=0 want_bench=0 want_python=0
+want_demo=0
 [ $# -eq 0 ] && set -- go
 for a in "$@"; do
   case "$a" in
     go) want_go=1 ;;
     bench) want_go=1 want_bench=1 ;;
     python) want_python=1 ;;
+    demo) want_demo=1 ;;
     *) echo "bootstrap: unknown component '$a'" >&2; exit 2 ;;
   esac
 done
@@ -46,6 +48,44 @@ if [ $want_bench -eq 1 ]; then
   apt_install fio
 fi
 if [ $want_python -eq 1 ]; then
-  python3 -c 'import numpy' 2>/dev/null || python3 -m pip install -q numpy
+  # The Python package (pybind/fff) in a venv at .venv on Debian's python3,
+  # which sees Debian's numpy, pytest and python3-torch (1.13; tests/python
+  # runs fff.torch against it).
+  # `pip install .` builds libfff.so with Go; it reruns only when the sources
+  # it is built from changed. Tests: .venv/bin/python -m pytest tests/python
+  apt_install python3-venv python3-numpy python3-pytest python3-pytest-timeout python3-torch
+  if ! command -v go >/dev/null; then
+    echo "bootstrap: building the Python package needs Go; install Go >= 1.26 (https://go.dev/dl) and re-run" >&2; exit 1
+  fi
+  command -v gcc >/dev/null || apt_install gcc libc6-dev
+  if [ ! -x .venv/bin/python ]; then
+    /usr/bin/python3 -m venv --system-site-packages .venv
+  fi
+  py_src_hash() { # the Go packages of libfff.so, the Python sources, the build files
+    local dirs
+    dirs=$(GOFLAGS="-buildvcs=false" go list -deps -f '{{if not .Standard}}{{if not .Module}}{{.Dir}}{{else if .Module.Main}}{{.Dir}}{{end}}{{end}}' ./libfff/capi) || return 1
+    {
+      for d in $dirs; do find "$d" -maxdepth 1 -type f \( -name '*.go' -o -name '*.c' -o -name '*.h' \) ! -name '*_test.go'; done
+      find pybind -type f \( -name '*.py' -o -name py.typed \)
+      echo go.mod go.sum pyproject.toml setup.py MANIFEST.in
+    } | tr ' ' '\n' | sort | xargs sha256sum | sha256sum | cut -d' ' -f1
+  }
+  want_hash=$(py_src_hash)
+  if [ ! -f .venv/.fff-src-hash ] || [ "$(cat .venv/.fff-src-hash)" != "$want_hash" ]; then
+    echo "bootstrap: installing the fff Python package into .venv (pip install .)" >&2
+    log=$(mktemp)
+    if ! .venv/bin/python -m pip install -q --disable-pip-version-check . >"$log" 2>&1; then
+      cat "$log" >&2; rm -f "$log"
+      echo "bootstrap: pip install . failed (output above)" >&2; exit 1
+    fi
+    rm -f "$log"
+    echo "$want_hash" >.venv/.fff-src-hash
+  fi
+fi
+if [ $want_demo -eq 1 ]; then
+  # What torch_examples/ needs (make demo): PyTorch 1.13, torchvision,
+  # scikit-learn (its bundled digits dataset), Pillow and tqdm, from Debian;
+  # the .venv of `python` sees them (--system-site-packages).
+  apt_install python3-torch python3-torchvision python3-sklearn python3-pil python3-tqdm
 fi
 exit 0

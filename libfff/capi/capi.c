@@ -19,10 +19,23 @@
 
 #define FFF_ERRMSG_MAX 4096
 
-static __thread char fff_errbuf[FFF_ERRMSG_MAX];
+// Only a pointer is thread-local: a library loaded with dlopen (Python's
+// ctypes) gets its initial-exec TLS from glibc's small static TLS surplus,
+// and a 4 KiB array there makes dlopen fail ("cannot allocate memory in
+// static TLS block"). The buffer itself is allocated on a thread's first
+// failure and freed when the thread exits.
+static __thread char *fff_errbuf;
+static pthread_key_t fff_errkey;
 static volatile int fff_forked;
 
 void fffSetErr(const char *msg, size_t n) {
+	if (fff_errbuf == NULL) {
+		fff_errbuf = calloc(1, FFF_ERRMSG_MAX);
+		if (fff_errbuf == NULL) {
+			return;
+		}
+		pthread_setspecific(fff_errkey, fff_errbuf);
+	}
 	if (n >= FFF_ERRMSG_MAX) {
 		n = FFF_ERRMSG_MAX - 1;
 	}
@@ -33,6 +46,7 @@ void fffSetErr(const char *msg, size_t n) {
 static void fff_atfork_child(void) { fff_forked = 1; }
 
 __attribute__((constructor)) static void fff_init(void) {
+	pthread_key_create(&fff_errkey, free);
 	pthread_atfork(NULL, NULL, fff_atfork_child);
 }
 
@@ -61,7 +75,7 @@ static int fff_check_fork(void) {
 
 const char *fff_version(void) { return "libfff " FFF_VERSION; }
 
-const char *fff_errmsg(void) { return fff_errbuf; }
+const char *fff_errmsg(void) { return fff_errbuf != NULL ? fff_errbuf : ""; }
 
 void fff_free(void *p) { free(p); }
 
