@@ -15,7 +15,6 @@ import (
 
 	"io"
 	"io/fs"
-	"runtime"
 	"sync"
 	"time"
 	"unsafe"
@@ -453,10 +452,12 @@ type datasetObj struct {
 	sem chan struct{}
 }
 
-// maxBatches bounds a dataset's concurrent asynchronous batches: each
-// batch is itself spread over many parallel requests (libfff.ReadBatch,
-// io_uring), so a few batches saturate a node; the rest queue.
-func maxBatches() int { return max(4, runtime.GOMAXPROCS(0)) }
+// maxBatches bounds a dataset's concurrent asynchronous batches; the rest
+// queue. The caller's prefetch depth decides how much is in flight: the
+// data-path benchmark (docs/performance.md) shows the disk needs hundreds of
+// samples in flight, i.e. several batches of a loader's size, so the bound
+// only stops a runaway submitter, it does not pace a normal one.
+const maxBatches = 64
 
 //export goFffDatasetOpen
 func goFffDatasetOpen(cid C.int64_t, cpath *C.char, check C.int, out *C.int64_t) (rc C.int) {
@@ -488,7 +489,7 @@ func goFffDatasetOpen(cid C.int64_t, cpath *C.char, check C.int, out *C.int64_t)
 	if err != nil {
 		return fail(err)
 	}
-	o := &datasetObj{ds: ds, sem: make(chan struct{}, maxBatches())}
+	o := &datasetObj{ds: ds, sem: make(chan struct{}, maxBatches)}
 	*out = C.int64_t(register(kindDataset, parent, o).id)
 	return 0
 }

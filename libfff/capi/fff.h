@@ -142,8 +142,7 @@ int fff_dataset_read(int64_t dataset, const int64_t *idx, int64_t n, void *buf, 
 /* The same, asynchronously: offsets are filled before it returns (so the
  * caller can slice buf at once), the bytes when the ticket finishes. idx, buf
  * and offsets must stay valid until then (idx is in fact copied; buf must).
- * Each dataset reads a bounded number of batches at once (max(4, CPUs));
- * further tickets queue. */
+ * Each dataset reads at most 64 batches at once; further tickets queue. */
 int fff_dataset_submit(int64_t dataset, const int64_t *idx, int64_t n, void *buf, int64_t buflen, int64_t *offsets, int64_t *ticket);
 /* Wait up to timeout_ms (< 0: forever, 0: poll) for a ticket: 0 when it
  * finished successfully, FFF_EAGAIN when it has not finished yet, else the
