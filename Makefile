@@ -63,7 +63,7 @@ demo: build
 	@scripts/demo.sh
 
 bench: build
-	@scripts/bootstrap.sh bench
+	@scripts/bootstrap.sh bench python
 	$(GO) run ./bench $(BENCHFLAGS)
 
 clean:

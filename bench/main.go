@@ -73,7 +73,7 @@ func main() {
 	flag.BoolVar(&cfg.noDrop, "no-drop-cache", false, "do not drop the page cache before measurements")
 	flag.StringVar(&cfg.fioBinary, "fio", "fio", "fio binary")
 	flag.IntVar(&cfg.rounds, "rounds", 3, "alternating fio/fff rounds per size; the table shows medians")
-	suites := flag.String("suites", "ffrecord,rpc,meta,data", "benchmarks to run: ffrecord (batch reads vs fio), rpc (RPC vs raw TCP), meta (metadata rates of fffd local), data (libfff data path of fffd local vs fio and loopback TCP)")
+	suites := flag.String("suites", "ffrecord,rpc,meta,data,python", "benchmarks to run: ffrecord (batch reads vs fio), rpc (RPC vs raw TCP), meta (metadata rates of fffd local), data (libfff data path of fffd local vs fio and loopback TCP), python (the Python package's batched reads vs Go and fio)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the fff measurements to this file")
 	flag.Parse()
 	if *cpuprofile != "" {
@@ -121,6 +121,11 @@ func main() {
 	}
 	if cfg.suites["data"] {
 		if err := runDataSuite(ctx, cfg); err != nil {
+			fatal(err)
+		}
+	}
+	if cfg.suites["python"] {
+		if err := runPythonSuite(ctx, cfg); err != nil {
 			fatal(err)
 		}
 	}
