@@ -2,14 +2,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"fff/ffrecord"
-	"fff/ffrecord/ffrfile"
 	"fff/libfff"
+	fffdataset "fff/libfff/dataset"
 )
 
 func newFFRCmd() *cobra.Command {
@@ -50,20 +51,32 @@ func openDataset(ctx context.Context, arg string) (*dataset, error) {
 
 // openAnyDataset is openDataset returning the library's errors unchanged:
 // local paths are read with io_uring (ffrfile), fff:// paths through libfff's
-// batched reads.
+// batched reads (package dataset resolves both).
 func openAnyDataset(ctx context.Context, arg string) (*dataset, error) {
 	ref, err := libfff.ParsePath(arg)
 	if err != nil {
 		return nil, err
 	}
+	var c *libfff.Client
 	if ref.Remote {
-		return openClusterDataset(ctx, ref)
+		if c, err = connectCluster(ctx, ref); err != nil { // explains a failed connect
+			return nil, err
+		}
 	}
-	ds, err := ffrfile.Open(ctx, ref.Path, ffrfile.Options{})
+	ds, err := fffdataset.Open(ctx, c, arg, fffdataset.Options{Verify: true})
 	if err != nil {
+		if c != nil {
+			c.Close()
+		}
 		return nil, err
 	}
-	return &dataset{Reader: ds.Reader, close: ds.Close}, nil
+	return &dataset{Reader: ds.Reader(), close: func() error {
+		err := ds.Close()
+		if c != nil {
+			err = errors.Join(err, c.Close())
+		}
+		return err
+	}}, nil
 }
 
 // errText is an error message on one line without the library prefixes

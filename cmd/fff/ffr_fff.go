@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -11,7 +10,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"fff/ffrecord"
 	"fff/libfff"
 )
 
@@ -26,72 +24,6 @@ func connectCluster(ctx context.Context, ref libfff.Path) (*libfff.Client, error
 		return nil, explainConnect(ref.Cluster, err)
 	}
 	return c, nil
-}
-
-// openClusterDataset opens the dataset at ref: a file, or the *.ffr files
-// directly inside a directory, in name order.
-func openClusterDataset(ctx context.Context, ref libfff.Path) (ds *dataset, err error) {
-	c, err := connectCluster(ctx, ref)
-	if err != nil {
-		return nil, err
-	}
-	var files []*libfff.File
-	closeAll := func() error {
-		var first error
-		for _, f := range files {
-			if err := f.Close(); err != nil && first == nil {
-				first = err
-			}
-		}
-		if err := c.Close(); err != nil && first == nil {
-			first = err
-		}
-		return first
-	}
-	defer func() {
-		if err != nil {
-			closeAll()
-		}
-	}()
-	st, err := c.Stat(ctx, ref.Path)
-	if err != nil {
-		return nil, err
-	}
-	names := []string{ref.Path}
-	if st.IsDir() {
-		ents, err := c.ReadDir(ctx, ref.Path)
-		if err != nil {
-			return nil, err
-		}
-		var base []string
-		for _, e := range ents {
-			if !e.IsDir() {
-				base = append(base, e.Name())
-			}
-		}
-		base = ffrecord.ShardNames(base)
-		if len(base) == 0 {
-			return nil, fmt.Errorf("%s: no *.ffr files in directory: %w", ref, fs.ErrNotExist)
-		}
-		names = names[:0]
-		for _, b := range base {
-			names = append(names, path.Join(ref.Path, b))
-		}
-	}
-	srcs := make([]ffrecord.Source, len(names))
-	for i, n := range names {
-		f, err := c.OpenFile(ctx, n)
-		if err != nil {
-			return nil, err
-		}
-		files = append(files, f)
-		srcs[i] = ffrecord.Source{Name: libfff.Path{Remote: true, Cluster: ref.Cluster, Path: n}.String(), R: f, Size: f.Size()}
-	}
-	r, err := ffrecord.Open(ctx, srcs, ffrecord.ReaderOptions{Batcher: c.Batcher()})
-	if err != nil {
-		return nil, err
-	}
-	return &dataset{Reader: r, close: closeAll}, nil
 }
 
 // packFile is a shard being written.
