@@ -1,68 +1,100 @@
 #!/usr/bin/env bash
-# The main job on one machine. At this stage: the FFRecord tooling on a
-# generated image-like dataset (pack v1 and v2, inspect, verify, read back,
-# unpack, and catch a corrupted byte). Later issues grow this into a training
-# run that reads through a local fff cluster.
+# The main job on one machine (make demo):
+#   1. set up what is missing: bin/fff and bin/fffd, the fff Python package in
+#      .venv, PyTorch/torchvision/scikit-learn/Pillow/tqdm from Debian
+#      (scripts/bootstrap.sh python demo);
+#   2. start a single-node cluster (fff up --daemon) with its data and its
+#      cluster record in a temporary directory, so a cluster of your own
+#      (~/.local/share/fff, ~/.config/fff) is left alone;
+#   3. torch_examples/digits.py: pack scikit-learn's digits into FFRecord files
+#      in fff and train a small CNN through fff.torch.DataLoader (> 90% test
+#      accuracy, or the demo fails);
+#   4. torch_examples/imagenet_style.py --quick: 2,000 JPEGs of ~100 KiB packed
+#      into fff, fff.torch.DataLoader next to torchvision's ImageFolder on the
+#      same files on local disk, raw and with decode + augmentation;
+#   5. the CLI on what the examples wrote: fff ls, fff ffr inspect/verify/cat,
+#      and a flipped byte that fff ffr verify catches;
+#   6. stop the cluster (always, also on failure or Ctrl-C).
+# DEMO_IMAGES (default 2000) and DEMO_ARGS (extra imagenet_style.py options)
+# change step 4; DEMO_KEEP=1 keeps the temporary directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-FFF=${FFF:-$PWD/bin/fff}
-work=$(mktemp -d "${TMPDIR:-/tmp}/fff-demo.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+root=$PWD
+FFF=${FFF:-$root/bin/fff}
+PY=$root/.venv/bin/python
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+t_start=$(date +%s)
 
-step "generating a dataset: 2,000 files in 10 class directories under $work/src"
-python3 - "$work/src" <<'PY'
-import os, random, sys
-root = sys.argv[1]
-rng = random.Random(42)
-for i in range(2000):
-    d = os.path.join(root, f"class{i % 10:02d}")
-    os.makedirs(d, exist_ok=True)
-    n = rng.choice([rng.randint(0, 4096), rng.randint(4096, 64 << 10), rng.randint(64 << 10, 200 << 10)])
-    with open(os.path.join(d, f"img_{i:05d}.bin"), "wb") as f:
-        f.write(rng.randbytes(n))
+step "setting up: bin/fff, the fff Python package in .venv, torch and friends (scripts/bootstrap.sh python demo)"
+if [ ! -x "$FFF" ] || [ ! -x "$(dirname "$FFF")/fffd" ]; then
+  make -s build
+fi
+scripts/bootstrap.sh python demo
+"$PY" - <<'PY'
+import sys
+import fff, numpy, torch
+try:
+    import torchvision; tv = torchvision.__version__
+except ImportError:
+    tv = "missing"
+print(f"python {sys.version.split()[0]}, fff {fff.__version__}, numpy {numpy.__version__}, "
+      f"torch {torch.__version__}, torchvision {tv}")
 PY
-du -sh "$work/src" | cut -f1 | sed 's/^/size: /'
 
-step "fff ffr pack (v2, the default) into shards of 64 MiB"
-"$FFF" ffr pack "$work/src" -o "$work/ds-v2/" --shard-size 64MiB
-step "fff ffr pack --format v1 (HFAiLab-compatible)"
-"$FFF" ffr pack "$work/src" -o "$work/ds-v1.ffr" --format v1
+work=$(mktemp -d "${TMPDIR:-/tmp}/fff-demo.XXXXXX")
+export XDG_CONFIG_HOME="$work/config"   # keep the demo's cluster record out of ~/.config
+unset FFF_CLUSTER FFF_TOKEN
+up=0
+cleanup() {
+  local rc=$?
+  if [ $up -eq 1 ]; then
+    step "stopping the cluster (fff down)"
+    "$FFF" down --data "$work/cluster" || true
+  fi
+  if [ "${DEMO_KEEP:-0}" = 1 ]; then echo "kept $work"; else rm -rf "$work"; fi
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
-step "fff ffr inspect"
-"$FFF" ffr inspect "$work/ds-v2"
-step "fff ffr verify (every checksum)"
-"$FFF" ffr verify "$work/ds-v2" "$work/ds-v1.ffr"
+step "starting a single-node cluster: fff up --daemon --data $work/cluster"
+up=1
+"$FFF" up --daemon --data "$work/cluster"
+"$FFF" mkdir -p /demo
 
-step "fff ffr cat: sample 1234 equals its source file"
-key=$("$FFF" ffr cat --key "$work/ds-v2" 1234)
-"$FFF" ffr cat "$work/ds-v2" 1234 | cmp - "$work/src/$key" && echo "sample 1234 = $key: identical"
+step "(a) digits: scikit-learn's 8x8 digits packed into fff, a small CNN trained through fff.torch.DataLoader"
+"$PY" torch_examples/digits.py --path-prefix fff:///demo/digits
 
-step "fff ffr unpack restores the tree byte for byte"
-"$FFF" ffr unpack "$work/ds-v2" -o "$work/out"
-diff -r "$work/src" "$work/out" && echo "unpacked tree identical to the source"
+step "(b) ImageNet-style pipeline: JPEGs packed into fff, fff.torch.DataLoader next to torchvision's ImageFolder"
+n=${DEMO_IMAGES:-2000}
+jpegs="${XDG_CACHE_HOME:-$HOME/.cache}/fff-examples/imagenet-style-$n"   # kept: the next demo reuses them
+# shellcheck disable=SC2086 # DEMO_ARGS is a list of options
+"$PY" torch_examples/imagenet_style.py --quick --num-images "$n" --jpeg-dir "$jpegs" \
+  --dest fff:///demo/imagenet-style ${DEMO_ARGS:-}
+
+step "the namespace the examples wrote: fff ls -l"
+"$FFF" ls -l /demo /demo/digits /demo/imagenet-style
+
+step "fff ffr inspect and verify (every checksum) through the cluster"
+"$FFF" ffr inspect fff:///demo/imagenet-style
+"$FFF" ffr verify fff:///demo/digits/train.ffr fff:///demo/digits/test.ffr fff:///demo/imagenet-style
+
+step "fff ffr cat: sample 1234 is its class index (2 bytes) + the JPEG file that ImageFolder reads"
+key=$("$FFF" ffr cat --key fff:///demo/imagenet-style 1234)
+"$FFF" ffr cat fff:///demo/imagenet-style 1234 | tail -c +3 | cmp - "$jpegs/$key" &&
+  echo "sample 1234 = $key: identical"
 
 step "a flipped byte inside a sample is caught and named"
-cp "$work/ds-v1.ffr" "$work/bad.ffr"
-python3 - "$work/bad.ffr" <<'PY'
+"$FFF" ffr pack "$jpegs/class_00" -o "$work/class0.ffr" --format v1 >/dev/null
+"$PY" - "$work/class0.ffr" <<'PY'
 import sys
-p = sys.argv[1]
-with open(p, "r+b") as f:
+with open(sys.argv[1], "r+b") as f:
     f.seek(-1000, 2); b = f.read(1); f.seek(-1000, 2); f.write(bytes([b[0] ^ 0xFF]))
 PY
-if "$FFF" ffr verify "$work/bad.ffr"; then echo "verify missed the damage" >&2; exit 1; fi
+if "$FFF" ffr verify "$work/class0.ffr"; then echo "verify missed the damage" >&2; exit 1; fi
 echo "verify exited non-zero, as it must"
-step "a local cluster: fff up, the namespace, fff status, fff down"
-export XDG_CONFIG_HOME="$work/config"   # keep the demo's cluster record out of ~/.config
-"$FFF" up --daemon --data "$work/cluster"
-trap '"$FFF" down --data "$work/cluster" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
-"$FFF" mkdir -p /datasets/demo/train /datasets/demo/val
-"$FFF" touch /datasets/demo/train/README
-"$FFF" ln -s /datasets/demo/train /datasets/latest
-"$FFF" mv /datasets/demo/val /datasets/demo/validation
-"$FFF" ls -l /datasets /datasets/demo
-"$FFF" stat /datasets/demo/train/README
-"$FFF" status
-"$FFF" down --data "$work/cluster"
 
-step "demo complete"
+step "fff status"
+"$FFF" status
+
+step "demo complete in $(($(date +%s) - t_start))s"

@@ -1,0 +1,716 @@
+"""fff.torch: FFRecord datasets for PyTorch.
+
+Two pieces::
+
+    from fff.torch import FFRecordDataset, DataLoader
+
+    ds = FFRecordDataset("fff:///data/train", transform=decode)
+    loader = DataLoader(ds, batch_size=256, shuffle=True, seed=1, num_workers=4,
+                        rank=rank, world_size=world_size)
+    for epoch in range(epochs):
+        for batch in loader:      # the epoch advances by itself after a full pass
+            step(batch)
+            if time_to_checkpoint:
+                save({"model": ..., "loader": loader.state_dict()})
+    # later, in a new process: loader.load_state_dict(ckpt["loader"]) and the
+    # loop yields exactly the batches the interrupted run had not yet yielded.
+
+:class:`FFRecordDataset` is a map-style ``torch.utils.data.Dataset``:
+``ds[i]`` is one sample, ``ds[[i, j, k]]`` (and ``ds.__getitems__``, which
+torch >= 2.1 calls for a batch) reads the samples of a batch with ONE native
+batched read. Without a transform a sample is a numpy ``uint8`` array that is
+a view into the batch's read buffer (no copy); the transform, if any, gets
+that array and returns anything.
+
+:class:`DataLoader` yields the batches of one rank: shuffled per
+``(seed, epoch)``, sharded by ``rank``/``world_size`` with the same number of
+batches on every rank, ``prefetch_batches`` batches read ahead, resumable in
+the middle of an epoch through ``state_dict()``/``load_state_dict()``.
+
+Fork safety (the library's Go runtime does not survive ``fork``): the dataset
+pickles as its path and settings and opens the file again, lazily, in the
+process that uses it; :class:`DataLoader` starts its workers with
+``forkserver`` (``spawn`` where that is missing), never ``fork``; a plain
+``torch.utils.data.DataLoader`` with the default ``fork`` workers gets an
+immediate :class:`fff.ForkError` in the worker (re-raised in the parent by
+torch) when the parent had loaded the library, never a hang. The error says
+what to do: use this DataLoader, or ``multiprocessing_context="forkserver"``.
+
+Works with torch 1.13 (Debian's python3-torch) and torch 2.x. torch 1.13 has
+no ``__getitems__`` batching in its fetcher, so the worker path does not rely
+on it: the torch DataLoader underneath runs with ``batch_size=None`` and a
+sampler that yields one index array per batch, so each worker makes one
+``dataset[indices]`` call, i.e. one native batched read, per batch.
+
+``import fff`` never imports torch; ``import fff.torch`` does.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import threading
+from collections import deque
+from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Sequence, Union
+
+import numpy as np
+
+try:
+    import torch
+    import torch.utils.data as _tud
+except ImportError as _e:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "fff.torch needs PyTorch, which is not installed: `pip install torch` "
+        "(or `pip install fff[torch]`; on Debian `apt-get install python3-torch`). "
+        "The rest of the fff package works without it."
+    ) from _e
+
+try:  # torch >= 1.11 exports it; the private path is the fallback
+    from torch.utils.data import default_collate as _default_collate
+except ImportError:  # pragma: no cover
+    from torch.utils.data._utils.collate import default_collate as _default_collate
+
+from . import ffrecord
+from ._native import PathLike
+
+__all__ = ["FFRecordDataset", "DataLoader", "stack_samples", "default_collate"]
+
+default_collate = _default_collate
+
+ENV_CLUSTER = "FFF_CLUSTER"
+ENV_TOKEN = "FFF_TOKEN"
+
+Transform = Callable[[np.ndarray], Any]
+Collate = Callable[[List[Any]], Any]
+
+
+def _as_indices(indices: Any) -> Union[np.ndarray, slice]:
+    if isinstance(indices, slice):
+        return indices
+    if isinstance(indices, torch.Tensor):
+        indices = indices.numpy()
+    return np.asarray(indices, dtype=np.int64).reshape(-1)
+
+
+def _is_int(i: Any) -> bool:
+    if isinstance(i, (bool, np.bool_)):
+        return False
+    if isinstance(i, (int, np.integer)):
+        return True
+    return isinstance(i, torch.Tensor) and i.ndim == 0 and not i.is_floating_point()
+
+
+class FFRecordDataset(_tud.Dataset):
+    """A map-style dataset over an FFRecord file or directory of files.
+
+    path: local path, ``fff:///a/b`` (default cluster) or ``fff://HOST:PORT/a/b``.
+    transform: applied to every sample (a numpy ``uint8`` array, a view into
+    the batch's buffer: copy it if you keep it beyond the batch's life, or
+    return a new object) in the process that reads it. check: verify every
+    sample's checksum (:class:`fff.ChecksumError` on damage). client: an
+    :class:`fff.Client` for fff paths (default: the default client).
+
+    - ``ds[i]`` (int, negative from the end): one sample.
+    - ``ds[[i, j, ...]]`` / ``ds[np_array]`` / ``ds[a:b]`` /
+      ``ds.__getitems__(indices)``: a list of samples read with one native
+      batched read; without a transform the arrays are views into one buffer.
+    - ``len(ds)``: number of samples.
+
+    The file is opened on first use (``len``, a read), not when the dataset is
+    made. Pickling keeps only the path and settings (and the client's address
+    and token, or the ``FFF_CLUSTER``/``FFF_TOKEN`` of the pickling process):
+    an unpickled copy opens the file again, lazily, in its own process. Used in
+    a child forked after this process loaded the library, it raises
+    :class:`fff.ForkError` at once. The transform must be picklable (a
+    module-level function or callable object) when workers are used.
+    """
+
+    def __init__(
+        self,
+        path: PathLike,
+        transform: Optional[Transform] = None,
+        check: bool = True,
+        client: Optional[Any] = None,
+    ) -> None:
+        self.path: str = os.fsdecode(os.fspath(path))
+        self.transform = transform
+        self.check = bool(check)
+        self.client = client
+        self._reader: Optional[ffrecord.Reader] = None
+        self._lock = threading.Lock()
+
+    # --- pickling: path + settings, never a handle --------------------------
+
+    def __getstate__(self) -> Dict[str, Any]:
+        client = self.client
+        if client is None and self.path.startswith("fff:///"):
+            # The default cluster as this process sees it: a forkserver or
+            # spawn child may have another environment.
+            addr, tok = os.environ.get(ENV_CLUSTER), os.environ.get(ENV_TOKEN)
+            if addr or tok:
+                from .client import Client
+
+                client = Client(addr or None, tok or None, _lazy=True)
+        return {"path": self.path, "transform": self.transform, "check": self.check, "client": client}
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        self.path = state["path"]
+        self.transform = state["transform"]
+        self.check = state["check"]
+        self.client = state["client"]
+        self._reader = None
+        self._lock = threading.Lock()
+
+    # --- the reader -----------------------------------------------------------
+
+    @property
+    def reader(self) -> ffrecord.Reader:
+        """The :class:`fff.ffrecord.Reader` (opened on first use)."""
+        r = self._reader
+        if r is None:
+            with self._lock:
+                r = self._reader
+                if r is None:
+                    r = self._reader = ffrecord.Reader(self.path, check=self.check, client=self.client)
+        return r
+
+    def close(self) -> None:
+        """Close the file; the next use opens it again."""
+        r, self._reader = self._reader, None
+        if r is not None:
+            r.close()
+
+    def __len__(self) -> int:
+        return len(self.reader)
+
+    @property
+    def sizes(self) -> np.ndarray:
+        """Every sample's size in bytes (int64)."""
+        return self.reader.sizes
+
+    def __repr__(self) -> str:
+        t = f" transform={self.transform!r}" if self.transform is not None else ""
+        return f"<fff.torch.FFRecordDataset {self.path!r} check={self.check}{t}>"
+
+    # --- reads ----------------------------------------------------------------
+
+    def __getitem__(self, index: Any) -> Any:
+        if _is_int(index):
+            s = self.reader.read_one(int(index))
+            return s if self.transform is None else self.transform(s)
+        return self.__getitems__(index)
+
+    def __getitems__(self, indices: Any) -> List[Any]:
+        """The samples at indices (a list), read with one native batched read."""
+        samples = self.reader.read(_as_indices(indices))
+        t = self.transform
+        return samples if t is None else [t(s) for s in samples]
+
+    # --- whole batches (DataLoader) -------------------------------------------
+
+    def _batch_from_buffer(
+        self, buf: torch.Tensor, offsets: np.ndarray, collate_fn: Optional[Collate]
+    ) -> Any:
+        """Transform and collate the samples of one batch buffer."""
+        o = offsets.tolist()
+        n = len(o) - 1
+        t = self.transform
+        if t is not None:
+            arr = buf.numpy()
+            samples = [t(arr[o[i] : o[i + 1]]) for i in range(n)]
+            return (collate_fn or _default_collate)(samples)
+        views = [buf[o[i] : o[i + 1]] for i in range(n)]
+        return views if collate_fn is None else collate_fn(views)
+
+    def _read_shared_batch(self, indices: np.ndarray, collate_fn: Optional[Collate]) -> Any:
+        """One batch read in a worker into shared memory (crosses to the parent
+        without a copy), transformed and collated there."""
+        r = self.reader
+        total = int(r.size_of(indices).sum()) if len(indices) else 0
+        buf = _shared_u8(total)
+        offsets = r.read_into(indices, buf.numpy())
+        return self._batch_from_buffer(buf, offsets, collate_fn)
+
+
+def _shared_u8(n: int) -> torch.Tensor:
+    """An uninitialized uint8 tensor of n bytes in shared memory (page aligned)."""
+    if n <= 0:
+        return torch.empty(0, dtype=torch.uint8)
+    try:
+        st = torch.UntypedStorage._new_shared(n)  # type: ignore[attr-defined]
+        return torch.empty(0, dtype=torch.uint8).set_(st)  # type: ignore[arg-type]
+    except (AttributeError, TypeError, RuntimeError):  # pragma: no cover - other torch versions
+        return torch.empty(n, dtype=torch.uint8).share_memory_()
+
+
+def stack_samples(samples: Sequence[Any]) -> torch.Tensor:
+    """A collate_fn for fixed-size records: the batch as one 2-D tensor.
+
+    Samples that lie back to back in one buffer (the uint8 tensors a batch
+    has without a transform) become a ``[batch, size]`` view of that buffer:
+    no copy. Anything else is stacked with ``torch.stack`` (numpy arrays are
+    converted first). Raises ValueError when the samples differ in size.
+    """
+    ts = [s if isinstance(s, torch.Tensor) else torch.as_tensor(s) for s in samples]
+    if not ts:
+        return torch.empty((0, 0), dtype=torch.uint8)
+    first = ts[0]
+    if any(t.shape != first.shape for t in ts):
+        raise ValueError(
+            "stack_samples needs samples of one size (fixed-size records); "
+            f"got shapes {sorted({tuple(t.shape) for t in ts})[:4]}: use the default collate (a list)"
+        )
+    if first.ndim == 1 and first.is_contiguous():
+        size = first.numel()
+        base = first.data_ptr()
+        es = first.element_size()
+        try:
+            same = all(
+                t.is_contiguous() and t.data_ptr() == base + i * size * es and _same_storage(t, first)
+                for i, t in enumerate(ts)
+            )
+        except RuntimeError:
+            same = False
+        if same:
+            return first.as_strided((len(ts), size), (size, 1))
+    return torch.stack(ts)
+
+
+def _same_storage(a: torch.Tensor, b: torch.Tensor) -> bool:
+    try:
+        return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+    except AttributeError:  # torch 1.13
+        return a.storage().data_ptr() == b.storage().data_ptr()
+
+
+def _identity(x: Any) -> Any:
+    return x
+
+
+class _BatchDataset(_tud.Dataset):
+    """What fff.torch.DataLoader's workers see: item = one batch's index array.
+
+    ``self[indices]`` reads the whole batch with one native read into shared
+    memory and returns it transformed and collated.
+    """
+
+    def __init__(self, dataset: FFRecordDataset, collate_fn: Optional[Collate]) -> None:
+        self.dataset = dataset
+        self.collate_fn = collate_fn
+
+    def __getitem__(self, indices: Any) -> Any:
+        return self.dataset._read_shared_batch(np.asarray(indices, dtype=np.int64), self.collate_fn)
+
+    def __len__(self) -> int:  # pragma: no cover - torch does not ask with a sampler
+        raise TypeError("an fff batch dataset has no length")
+
+
+class _PlanSampler(_tud.Sampler):
+    """Yields the index arrays of the batches still to read, one per batch."""
+
+    def __init__(self) -> None:  # Sampler.__init__ wants a data_source in torch 1.13
+        self.plan: List[np.ndarray] = []
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return iter(self.plan)
+
+    def __len__(self) -> int:
+        return len(self.plan)
+
+
+def _start_method(name: Any) -> Any:
+    """The multiprocessing context for workers: forkserver, else spawn."""
+    if name is None:
+        name = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    ctx = multiprocessing.get_context(name) if isinstance(name, str) else name
+    if ctx.get_start_method() == "forkserver":
+        _preload_in_forkserver(ctx)
+    return ctx
+
+
+def _preload_in_forkserver(ctx: Any) -> None:
+    # Workers fork from the fork server: with fff.torch (torch, numpy, fff —
+    # never the native library) imported there once, each worker starts in
+    # milliseconds instead of importing torch anew. Only before the server
+    # starts; the list keeps what was asked for before ('__main__' by default).
+    try:
+        from multiprocessing import forkserver
+
+        fs = forkserver._forkserver  # type: ignore[attr-defined]
+        if getattr(fs, "_forkserver_pid", None) is not None:
+            return
+        mods = list(getattr(fs, "_preload_modules", ["__main__"]))
+        if __name__ not in mods:
+            ctx.set_forkserver_preload(mods + [__name__])
+    except Exception:  # pragma: no cover - a private detail changed: workers just start slower
+        pass
+
+
+def _default_rank() -> tuple:
+    try:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank(), dist.get_world_size()
+    except Exception:  # pragma: no cover
+        pass
+    return 0, 1
+
+
+class DataLoader:
+    """Batches of an :class:`FFRecordDataset` for one rank, read ahead.
+
+    Arguments:
+
+    - batch_size: samples per batch.
+    - shuffle, seed: the epoch's order is a permutation drawn from
+      ``numpy.random.Generator(PCG64(SeedSequence([seed, epoch])))``: the same
+      in every process, rank and run for a (seed, epoch), different between
+      epochs. Without shuffle the order is 0..n-1.
+    - rank, world_size (default: torch.distributed's, else 0 and 1): rank r
+      takes positions r, r+world_size, ... of the epoch's order
+      (DistributedSampler's rule). Every rank gets the same number of batches,
+      and the k-th batch has the same size on every rank:
+
+      - drop_last=False: when n is not a multiple of world_size the order is
+        padded by wrapping around to the next multiple (as DistributedSampler
+        does), so up to world_size-1 samples appear twice in the epoch; each
+        rank's last batch may be short.
+      - drop_last=True: each rank keeps ``n // world_size`` samples and only
+        full batches; the rest of the epoch's order is left out.
+
+      With n a multiple of world_size (and of world_size*batch_size with
+      drop_last) every sample is read exactly once per epoch across ranks.
+    - num_workers: 0 reads in the main process: ``prefetch_batches`` batches
+      are submitted ahead with :meth:`fff.ffrecord.Reader.submit` (the reads
+      overlap the training step) and the transform runs in the main thread.
+      N > 0 runs a ``torch.utils.data.DataLoader`` with N worker processes
+      started with ``forkserver`` (or ``spawn``; ``multiprocessing_context``
+      overrides it): each worker reads whole batches (one native read per
+      batch into shared memory, handed to this process without a copy),
+      applies the transform and collates; ``prefetch_batches`` batches are in
+      flight (torch's ``prefetch_factor`` = ceil(prefetch_batches /
+      num_workers)). Batches come back in order. Workers stay alive across
+      epochs (``persistent_workers=True``) until :meth:`close`.
+    - collate_fn: turns the list of a batch's samples into the batch. The
+      default: without a transform, the list itself, whose samples are 1-D
+      ``torch.uint8`` tensors that are views into the batch's one buffer (no
+      copy; ``.numpy()`` is a view too); with a transform,
+      ``torch.utils.data.default_collate`` of the transformed samples. Pass
+      :func:`stack_samples` for fixed-size records (one ``[batch, size]``
+      tensor, a view of the buffer). It must be picklable with workers.
+    - pin_memory, timeout, worker_init_fn, persistent_workers: as for torch's
+      DataLoader (timeout: seconds to wait for a batch, 0 = forever).
+
+    Position and resume: the loader is a cursor over ``(epoch, batches
+    yielded in that epoch)``. Iterating starts at the cursor and moves it by
+    one per batch yielded; running an epoch to its end moves the cursor to
+    the start of the next epoch (so ``set_epoch`` is optional; calling it
+    every epoch as with DistributedSampler gives the same result). Breaking
+    out of a loop keeps the cursor: the next loop continues that epoch (call
+    ``set_epoch`` to start an epoch afresh). ``state_dict()`` is the cursor
+    (plus the seed and what the order depends on); ``load_state_dict()`` on a
+    new loader makes it yield exactly the batches the saved one had not yet
+    yielded, then the following epochs. A new iterator makes older iterators
+    of the same loader stale (advancing one raises RuntimeError).
+    """
+
+    def __init__(
+        self,
+        dataset: FFRecordDataset,
+        batch_size: int = 1,
+        shuffle: bool = False,
+        seed: int = 0,
+        drop_last: bool = False,
+        num_workers: int = 0,
+        rank: Optional[int] = None,
+        world_size: Optional[int] = None,
+        prefetch_batches: int = 4,
+        collate_fn: Optional[Collate] = None,
+        pin_memory: bool = False,
+        timeout: float = 0,
+        worker_init_fn: Optional[Callable[[int], None]] = None,
+        persistent_workers: bool = True,
+        multiprocessing_context: Any = None,
+    ) -> None:
+        if not isinstance(dataset, FFRecordDataset):
+            raise TypeError(
+                f"fff.torch.DataLoader reads an fff.torch.FFRecordDataset, not {type(dataset).__name__}: "
+                "use torch.utils.data.DataLoader for other datasets"
+            )
+        if int(batch_size) != batch_size or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
+        if int(seed) != seed or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, not {seed!r}")
+        if int(num_workers) != num_workers or num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, not {num_workers!r}")
+        if int(prefetch_batches) != prefetch_batches or prefetch_batches < 1:
+            raise ValueError(f"prefetch_batches must be >= 1, not {prefetch_batches!r}")
+        if timeout < 0:
+            raise ValueError(f"timeout must be >= 0, not {timeout!r}")
+        if rank is None or world_size is None:
+            r, w = _default_rank()
+            rank = r if rank is None else rank
+            world_size = w if world_size is None else world_size
+        if int(world_size) != world_size or world_size < 1:
+            raise ValueError(f"world_size must be >= 1, not {world_size!r}")
+        if int(rank) != rank or not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, {world_size}), not {rank!r}")
+        self.dataset = dataset
+        self.batch_size = int(batch_size)
+        self.shuffle = bool(shuffle)
+        self.seed = int(seed)
+        self.drop_last = bool(drop_last)
+        self.num_workers = int(num_workers)
+        self.rank = int(rank)
+        self.world_size = int(world_size)
+        self.prefetch_batches = int(prefetch_batches)
+        self.collate_fn = collate_fn
+        self.pin_memory = bool(pin_memory)
+        self.timeout = float(timeout)
+        self.worker_init_fn = worker_init_fn
+        self.persistent_workers = bool(persistent_workers)
+        self.multiprocessing_context = multiprocessing_context
+        self._epoch = 0
+        self._yielded = 0
+        self._gen = 0  # which iterator is current
+        self._n: Optional[int] = None
+        self._torch_loader: Optional[_tud.DataLoader] = None
+        self._sampler = _PlanSampler()
+
+    # --- the order of an epoch ------------------------------------------------
+
+    def _num_samples(self) -> int:
+        if self._n is None:
+            self._n = len(self.dataset)
+        return self._n
+
+    def __len__(self) -> int:
+        """Batches per epoch on this rank."""
+        n, ws, b = self._num_samples(), self.world_size, self.batch_size
+        if self.drop_last:
+            return (n // ws) // b
+        return math.ceil(math.ceil(n / ws) / b)
+
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        """The epoch's order of all sample indices (before sharding)."""
+        n = self._num_samples()
+        if not self.shuffle:
+            return np.arange(n, dtype=np.int64)
+        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([self.seed, int(epoch)])))
+        return rng.permutation(n).astype(np.int64, copy=False)
+
+    def batches(self, epoch: int) -> List[np.ndarray]:
+        """This rank's batches of an epoch: index arrays, in the order yielded."""
+        order = self.epoch_order(epoch)
+        n, ws, b, r = len(order), self.world_size, self.batch_size, self.rank
+        if self.drop_last:
+            per = n // ws
+            mine = order[r : per * ws : ws][: (per // b) * b]
+        else:
+            per = -(-n // ws)
+            total = per * ws
+            if total > n:
+                order = np.resize(order, total)  # pad by wrapping around
+            mine = order[r:total:ws]
+        return [mine[i : i + b] for i in range(0, len(mine), b)]
+
+    # --- cursor ---------------------------------------------------------------
+
+    @property
+    def epoch(self) -> int:
+        """The epoch the next batch comes from."""
+        return self._epoch
+
+    @property
+    def batches_yielded(self) -> int:
+        """Batches of the current epoch yielded so far."""
+        return self._yielded
+
+    def set_epoch(self, epoch: int) -> None:
+        """Start epoch ``epoch`` from its first batch on the next iteration."""
+        if int(epoch) != epoch or epoch < 0:
+            raise ValueError(f"epoch must be a non-negative integer, not {epoch!r}")
+        self._epoch = int(epoch)
+        self._yielded = 0
+        self._gen += 1
+
+    def state_dict(self) -> Dict[str, Any]:
+        """The position: ``epoch`` and ``batches_yielded`` (in that epoch), and
+        what the order depends on (seed, shuffle, batch_size, drop_last,
+        world_size, rank, num_samples). Plain ints and bools: save it with the
+        model's checkpoint (torch.save, json, ...)."""
+        return {
+            "version": 1,
+            "epoch": self._epoch,
+            "batches_yielded": self._yielded,
+            "seed": self.seed,
+            "shuffle": self.shuffle,
+            "batch_size": self.batch_size,
+            "drop_last": self.drop_last,
+            "world_size": self.world_size,
+            "rank": self.rank,
+            "num_samples": self._num_samples(),
+        }
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Continue where the loader that made ``state`` stopped.
+
+        Takes its epoch, batches_yielded and seed. The batch order must not
+        depend on anything else that changed: a different shuffle, batch_size,
+        drop_last, world_size or dataset length raises ValueError (the
+        remaining batches would not be the ones the saved run had left). The
+        rank may differ (ranks are at the same position).
+        """
+        missing = [k for k in ("epoch", "batches_yielded") if k not in state]
+        if missing:
+            raise ValueError(f"not an fff.torch.DataLoader state: missing {missing}")
+        for key, mine in (
+            ("shuffle", self.shuffle),
+            ("batch_size", self.batch_size),
+            ("drop_last", self.drop_last),
+            ("world_size", self.world_size),
+            ("num_samples", None),
+        ):
+            if key not in state:
+                continue
+            if key == "num_samples":
+                mine = self._num_samples()
+            if state[key] != mine:
+                raise ValueError(
+                    f"cannot resume: the saved loader had {key}={state[key]!r}, this one has {mine!r}; "
+                    "the batch order would differ (make the loader with the saved settings)"
+                )
+        epoch, done = int(state["epoch"]), int(state["batches_yielded"])
+        if "seed" in state:
+            self.seed = int(state["seed"])
+        if epoch < 0 or done < 0 or done > len(self):
+            raise ValueError(f"invalid position: epoch {epoch}, {done} of {len(self)} batches yielded")
+        self._epoch, self._yielded = epoch, done
+        self._gen += 1
+
+    # --- iteration ------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[Any]:
+        self._gen += 1
+        gen = self._gen
+        epoch = self._epoch
+        plan = self.batches(epoch)[self._yielded :]
+        source = self._read_in_workers(plan) if self.num_workers > 0 else self._read_here(plan)
+        try:
+            while True:
+                if self._gen != gen:
+                    raise RuntimeError(
+                        "this iterator of an fff.torch.DataLoader is stale: the loader was iterated "
+                        "again, or set_epoch/load_state_dict was called"
+                    )
+                try:
+                    batch = next(source)
+                except StopIteration:
+                    break
+                self._yielded += 1
+                yield batch
+            self._epoch = epoch + 1
+            self._yielded = 0
+        finally:
+            source.close()
+
+    def _read_here(self, plan: List[np.ndarray]) -> Iterator[Any]:
+        """num_workers=0: keep prefetch_batches batches in flight via submit."""
+        if not plan:
+            return
+        reader = self.dataset.reader
+        todo = iter(plan)
+        pending: Deque[ffrecord.PendingBatch] = deque()
+
+        def submit() -> None:
+            idx = next(todo, None)
+            if idx is not None:
+                pending.append(reader.submit(idx))
+
+        pin = None
+        if self.pin_memory and torch.cuda.is_available():
+            from torch.utils.data._utils.pin_memory import pin_memory as pin
+
+        wait_timeout = self.timeout or None
+        try:
+            for _ in range(self.prefetch_batches):
+                submit()
+            while pending:
+                pb = pending[0]
+                pb.wait(wait_timeout)
+                pending.popleft()
+                submit()  # the next read runs while this batch is processed and used
+                batch = self.dataset._batch_from_buffer(torch.from_numpy(pb.buffer), pb.offsets, self.collate_fn)
+                del pb
+                if pin is not None:
+                    batch = pin(batch)
+                yield batch
+        finally:
+            for pb in pending:
+                pb.cancel()
+            pending.clear()
+
+    def _loader(self) -> _tud.DataLoader:
+        tl = self._torch_loader
+        if tl is None:
+            kw: Dict[str, Any] = {}
+            kw["prefetch_factor"] = max(1, math.ceil(self.prefetch_batches / self.num_workers))
+            tl = _tud.DataLoader(
+                _BatchDataset(self.dataset, self.collate_fn),
+                batch_size=None,
+                sampler=self._sampler,
+                num_workers=self.num_workers,
+                collate_fn=_identity,
+                pin_memory=self.pin_memory,
+                timeout=self.timeout,
+                worker_init_fn=self.worker_init_fn,
+                multiprocessing_context=_start_method(self.multiprocessing_context),
+                persistent_workers=self.persistent_workers,
+                **kw,
+            )
+            self._torch_loader = tl
+        return tl
+
+    def _read_in_workers(self, plan: List[np.ndarray]) -> Iterator[Any]:
+        if not plan:
+            return
+        tl = self._loader()
+        self._sampler.plan = plan
+        # iter() resets persistent workers (dropping what an unfinished earlier
+        # pass had read ahead) and takes the plan; batches come back in order.
+        yield from iter(tl)
+
+    # --- workers --------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop the worker processes (a later iteration starts new ones)."""
+        tl, self._torch_loader = self._torch_loader, None
+        self._gen += 1
+        if tl is None:
+            return
+        it = getattr(tl, "_iterator", None)
+        tl._iterator = None  # type: ignore[attr-defined]
+        shutdown = getattr(it, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
+
+    def __enter__(self) -> "DataLoader":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __repr__(self) -> str:
+        return (
+            f"<fff.torch.DataLoader {self.dataset.path!r} batch_size={self.batch_size} shuffle={self.shuffle} "
+            f"seed={self.seed} rank={self.rank}/{self.world_size} num_workers={self.num_workers} "
+            f"epoch={self._epoch} batches_yielded={self._yielded}>"
+        )

@@ -1,0 +1,413 @@
+"""fff.torch against real datasets: local files and a real cluster (conftest).
+
+Every test has a hard limit (TORCH_TEST_TIMEOUT, SIGALRM: a hang fails the
+test instead of blocking the run; conftest's limit is the backstop). Worker
+tests use fff.torch.DataLoader's forkserver workers; the fork test checks that
+a plain torch DataLoader with fork workers works or fails fast with
+fff.ForkError, never hangs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from typing import Any, Iterator, List
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import fff  # noqa: E402
+from fff import ffrecord  # noqa: E402
+from fff.torch import DataLoader, FFRecordDataset, stack_samples  # noqa: E402
+
+TORCH_TEST_TIMEOUT = int(os.environ.get("FFF_TORCH_TEST_TIMEOUT", "60"))
+
+N = 60  # samples: divisible by world_size*batch_size = 3*4 (and 3*5)
+
+
+class _Timeout(Exception):
+    pass
+
+
+@pytest.fixture(autouse=True)
+def _alarm() -> Iterator[None]:
+    def on_alarm(signum: int, frame: Any) -> None:
+        raise _Timeout(f"test did not finish within {TORCH_TEST_TIMEOUT}s (hang?)")
+
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(TORCH_TEST_TIMEOUT)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+# --- datasets ----------------------------------------------------------------
+
+
+def sample(i: int) -> bytes:
+    """Sample i: its index as int64, then i % 5 bytes of filler."""
+    return np.int64(i).tobytes() + bytes([i % 256]) * (i % 5)
+
+
+def index_of(s: Any) -> int:
+    a = s.numpy() if isinstance(s, torch.Tensor) else np.asarray(s)
+    return int(np.frombuffer(a[:8].tobytes(), dtype=np.int64)[0])
+
+
+def decode(s: np.ndarray) -> int:
+    """A transform (module level: workers unpickle it)."""
+    assert isinstance(s, np.ndarray) and s.dtype == np.uint8
+    return index_of(s)
+
+
+def write_dataset(path: str, n: int = N) -> str:
+    with ffrecord.Writer(path) as w:
+        for i in range(n):
+            w.write(sample(i))
+    return path
+
+
+@pytest.fixture(scope="module")
+def local_ds(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return write_dataset(str(tmp_path_factory.mktemp("torch") / "ds.ffr"))
+
+
+@pytest.fixture(scope="module")
+def fff_ds(cluster: Any) -> str:
+    d = f"/t/torch-{os.getpid()}"
+    fff.makedirs(d, exist_ok=True)
+    return write_dataset(f"fff://{d}/ds.ffr")
+
+
+@pytest.fixture(params=["local", "fff"])
+def ds_path(request: pytest.FixtureRequest) -> str:
+    return request.getfixturevalue(f"{request.param}_ds")
+
+
+def batch_ids(batch: Any) -> List[int]:
+    if isinstance(batch, torch.Tensor):  # collated ints (transform=decode)
+        return batch.tolist()
+    return [index_of(s) for s in batch]
+
+
+def run(loader: DataLoader, limit: int = -1) -> List[List[int]]:
+    out = []
+    for b in loader:
+        out.append(batch_ids(b))
+        if len(out) == limit:
+            break
+    return out
+
+
+# --- the dataset -------------------------------------------------------------
+
+
+def test_getitem_int_and_list(ds_path: str) -> None:
+    ds = FFRecordDataset(ds_path)
+    assert len(ds) == N
+    s = ds[7]
+    assert isinstance(s, np.ndarray) and s.dtype == np.uint8 and s.tobytes() == sample(7)
+    assert ds[-1].tobytes() == sample(N - 1)
+    assert ds[np.int64(3)].tobytes() == sample(3)
+    assert ds[torch.tensor(4)].tobytes() == sample(4)
+    idx = [9, 0, 33, 9, -2]
+    got = ds[idx]
+    assert [g.tobytes() for g in got] == [sample(i % N) for i in idx]
+    # One batched read: the samples are views into one buffer.
+    assert len({id(g.base) for g in got}) == 1 and got[0].base is not None
+    assert [g.tobytes() for g in ds.__getitems__(np.array([1, 2]))] == [sample(1), sample(2)]
+    assert [g.tobytes() for g in ds[2:5]] == [sample(i) for i in range(2, 5)]
+    assert [g.tobytes() for g in ds[torch.tensor([5, 6])]] == [sample(5), sample(6)]
+    with pytest.raises(IndexError):
+        ds[N]
+    with pytest.raises(IndexError):
+        ds[[0, N]]
+    ds.close()
+    assert ds[1].tobytes() == sample(1)  # reopens
+
+
+def test_transform(ds_path: str) -> None:
+    ds = FFRecordDataset(ds_path, transform=decode)
+    assert ds[11] == 11
+    assert ds[[3, 1, 2]] == [3, 1, 2]
+    assert ds.__getitems__([5]) == [5]
+
+
+def test_dataset_pickles_as_path_and_settings(ds_path: str) -> None:
+    ds = FFRecordDataset(ds_path, transform=decode, check=False)
+    assert len(ds) == N  # opened here
+    data = pickle.dumps(ds)
+    assert len(data) < 1000
+    ds2 = pickle.loads(data)
+    assert ds2._reader is None  # lazily reopened
+    assert (ds2.path, ds2.check, ds2.transform) == (ds_path, False, decode)
+    assert ds2[[4, 5]] == [4, 5]
+
+
+def test_import_fff_does_not_import_torch() -> None:
+    code = "import sys, fff; assert 'torch' not in sys.modules and 'fff.torch' not in sys.modules; print('ok')"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and "ok" in r.stdout, r.stderr
+
+
+# --- the three DataLoader modes ----------------------------------------------
+
+
+def _as_list(batch: List[Any]) -> List[Any]:
+    return batch
+
+
+def test_three_modes_never_hang_and_agree(fff_ds: str) -> None:
+    ds = FFRecordDataset(fff_ds)
+    assert len(ds) == N  # the parent loads the library and opens the dataset
+
+    # 1. torch's own DataLoader with its default (fork) workers: works, or
+    #    fails fast with fff.ForkError naming the fix. Never hangs.
+    plain = torch.utils.data.DataLoader(ds, batch_size=8, num_workers=2, collate_fn=_as_list, timeout=30)
+    t0 = time.monotonic()
+    it = iter(plain)
+    try:
+        got_plain = sorted(i for b in it for i in batch_ids(b))
+    except fff.ForkError as e:
+        assert time.monotonic() - t0 < 20
+        msg = str(e)
+        assert "fff.torch.DataLoader" in msg and "forkserver" in msg
+        # torch 2.x's re-raise leaves the iterator in a reference cycle through
+        # the traceback; collected later by gc its workers take 5 s each to
+        # stop. Free it now instead.
+        traceback.clear_frames(e.__traceback__)
+    else:
+        assert got_plain == list(range(N))
+    del it, plain
+
+    # 2. fff.torch.DataLoader with (forkserver) workers, and 3. without.
+    with DataLoader(ds, batch_size=8, shuffle=True, seed=5, num_workers=2) as dl:
+        with_workers = run(dl)
+    no_workers = run(DataLoader(ds, batch_size=8, shuffle=True, seed=5, num_workers=0))
+    assert with_workers == no_workers
+    assert [len(b) for b in no_workers] == [8] * 7 + [4]
+    assert sorted(i for b in no_workers for i in b) == list(range(N))
+
+
+def test_batches_are_views_of_one_buffer(local_ds: str) -> None:
+    ds = FFRecordDataset(local_ds)
+    for nw in (0, 2):
+        with DataLoader(ds, batch_size=6, num_workers=nw) as dl:
+            b = next(iter(dl))
+        assert all(isinstance(s, torch.Tensor) and s.dtype == torch.uint8 for s in b)
+        assert [s.numpy().tobytes() for s in b] == [sample(i) for i in range(6)]
+        ptrs = [s.data_ptr() for s in b]
+        sizes = [len(sample(i)) for i in range(6)]
+        assert ptrs == [ptrs[0] + sum(sizes[:k]) for k in range(6)], nw  # back to back, no copies
+
+
+def test_workers_transform_and_collate(ds_path: str) -> None:
+    ds = FFRecordDataset(ds_path, transform=decode)
+    with DataLoader(ds, batch_size=5, num_workers=2) as dl:
+        batches = list(dl)
+    assert all(isinstance(b, torch.Tensor) for b in batches)  # default_collate of ints
+    assert torch.cat(batches).tolist() == list(range(N))
+    batches0 = list(DataLoader(ds, batch_size=5, num_workers=0, collate_fn=sorted))
+    assert batches0[0] == [0, 1, 2, 3, 4]
+
+
+def where_read(s: np.ndarray) -> List[int]:
+    """A transform that reports the process it ran in."""
+    info = torch.utils.data.get_worker_info()
+    return [index_of(s), os.getpid(), os.getppid(), -1 if info is None else info.id]
+
+
+def test_workers_are_forkserver_children(local_ds: str) -> None:
+    ds = FFRecordDataset(local_ds, transform=where_read)
+    assert len(ds) == N  # the library is loaded here: forked workers could not read
+    with DataLoader(ds, batch_size=10, num_workers=2, collate_fn=list) as dl:
+        rows = [r for b in dl for r in b]
+    assert [r[0] for r in rows] == list(range(N))
+    me = os.getpid()
+    assert {r[3] for r in rows} == {0, 1}  # both workers read whole batches
+    assert all(r[1] != me and r[2] != me for r in rows)  # children of the fork server, not of us
+    rows0 = [r for b in DataLoader(ds, batch_size=10, collate_fn=list) for r in b]
+    assert {(r[1], r[3]) for r in rows0} == {(me, -1)}  # num_workers=0: here
+
+
+def test_stack_samples_fixed_size(tmp_path: Any) -> None:
+    p = str(tmp_path / "fixed.ffr")
+    with ffrecord.Writer(p) as w:
+        for i in range(12):
+            w.write(np.full(16, i, dtype=np.uint8))
+    ds = FFRecordDataset(p)
+    for nw in (0, 2):
+        with DataLoader(ds, batch_size=4, num_workers=nw, collate_fn=stack_samples) as dl:
+            batches = list(dl)
+        assert [tuple(b.shape) for b in batches] == [(4, 16)] * 3
+        assert batches[1][:, 0].tolist() == [4, 5, 6, 7]
+    with pytest.raises(ValueError):
+        stack_samples([torch.zeros(3), torch.zeros(4)])
+
+
+# --- order, sharding, resume -------------------------------------------------
+
+
+def test_shuffle_deterministic_per_seed_and_epoch(local_ds: str) -> None:
+    ds = FFRecordDataset(local_ds)
+    a = DataLoader(ds, batch_size=4, shuffle=True, seed=7)
+    e0, e1 = run(a), run(a)  # the epoch advances after a full pass
+    assert a.epoch == 2
+    assert sorted(sum(e0, [])) == sorted(sum(e1, [])) == list(range(N))
+    assert e0 != e1
+    b = DataLoader(ds, batch_size=4, shuffle=True, seed=7)
+    assert run(b) == e0
+    b.set_epoch(1)
+    assert run(b) == e1
+    b.set_epoch(0)
+    assert run(b) == e0
+    assert run(DataLoader(ds, batch_size=4, shuffle=True, seed=8)) != e0
+    assert sum(run(DataLoader(ds, batch_size=4)), []) == list(range(N))
+    assert a.epoch_order(3).tolist() == b.epoch_order(3).tolist()
+
+
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_rank_sharding_covers_every_sample_once(local_ds: str, drop_last: bool) -> None:
+    ds = FFRecordDataset(local_ds)
+    ws = 3
+    for epoch in (0, 1):
+        seen: List[int] = []
+        counts = []
+        for rank in range(ws):
+            dl = DataLoader(ds, batch_size=4, shuffle=True, seed=1, rank=rank, world_size=ws, drop_last=drop_last)
+            dl.set_epoch(epoch)
+            bs = run(dl)
+            assert len(bs) == len(dl) == N // ws // 4
+            counts.append(len(bs))
+            seen += sum(bs, [])
+        assert len(set(counts)) == 1
+        assert sorted(seen) == list(range(N))  # exactly once across ranks
+
+
+def test_rank_sharding_uneven_pads_or_drops(tmp_path: Any) -> None:
+    n, ws, bsz = 31, 3, 4
+    ds = FFRecordDataset(write_dataset(str(tmp_path / "odd.ffr"), n))
+    # Without drop_last: wrapped padding to 33 samples (2 repeated), 11 each,
+    # 3 batches of 4, 4, 3 on every rank.
+    seen: List[int] = []
+    for rank in range(ws):
+        bs = run(DataLoader(ds, batch_size=bsz, shuffle=True, seed=2, rank=rank, world_size=ws))
+        assert [len(b) for b in bs] == [4, 4, 3]
+        seen += sum(bs, [])
+    assert len(seen) == 33 and set(seen) == set(range(n))
+    assert sum(c - 1 for c in np.bincount(seen) if c > 1) == 33 - n
+    # drop_last: 10 samples a rank, only full batches (2 of 4), no repeats.
+    seen = []
+    for rank in range(ws):
+        bs = run(DataLoader(ds, batch_size=bsz, shuffle=True, seed=2, rank=rank, world_size=ws, drop_last=True))
+        assert [len(b) for b in bs] == [4, 4]
+        seen += sum(bs, [])
+    assert len(seen) == len(set(seen)) == 24
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_resume_mid_epoch_is_exact(ds_path: str, num_workers: int) -> None:
+    ds = FFRecordDataset(ds_path, transform=decode)
+    kw = dict(batch_size=7, shuffle=True, seed=11, num_workers=num_workers, prefetch_batches=3)
+    ref = DataLoader(ds, **kw)  # uninterrupted: epochs 0 and 1 (reads in the main process)
+    ref.num_workers = 0
+    full = run(ref) + run(ref)
+    nb = len(ref)
+    k = 3
+
+    first = DataLoader(ds, **kw)
+    head = run(first, limit=k)  # interrupted after k batches (more were read ahead)
+    state = first.state_dict()
+    assert (state["epoch"], state["batches_yielded"]) == (0, k)
+    state = json.loads(json.dumps(state))  # plain data
+    first.close()
+
+    resumed = DataLoader(ds, **{**kw, "seed": 0})  # the seed comes from the state
+    resumed.load_state_dict(state)
+    rest = run(resumed) + run(resumed)
+    resumed.close()
+    assert head + rest == full
+    assert len(rest) == 2 * nb - k
+
+    # Breaking out keeps the position; the same loader continues.
+    again = DataLoader(ds, **kw)
+    part = run(again, limit=k) + run(again, limit=2)
+    assert part == full[: k + 2]
+    again.close()
+
+    # Saved after the last batch of an epoch: that epoch has nothing left,
+    # then the next one follows.
+    end = DataLoader(ds, **kw)
+    end.load_state_dict({**state, "batches_yielded": nb})
+    assert run(end) == [] and end.epoch == 1
+    assert run(end) == full[nb:]
+    end.close()
+
+
+def test_load_state_dict_refuses_other_order(local_ds: str) -> None:
+    ds = FFRecordDataset(local_ds)
+    state = DataLoader(ds, batch_size=4, shuffle=True).state_dict()
+    with pytest.raises(ValueError, match="batch_size"):
+        DataLoader(ds, batch_size=5, shuffle=True).load_state_dict(state)
+    with pytest.raises(ValueError, match="world_size"):
+        DataLoader(ds, batch_size=4, shuffle=True, rank=0, world_size=2).load_state_dict(state)
+    with pytest.raises(ValueError, match="position"):
+        DataLoader(ds, batch_size=4, shuffle=True).load_state_dict({**state, "batches_yielded": 99})
+
+
+def test_stale_iterator_raises(local_ds: str) -> None:
+    dl = DataLoader(FFRecordDataset(local_ds), batch_size=4)
+    it1 = iter(dl)
+    next(it1)
+    it2 = iter(dl)
+    assert batch_ids(next(it2)) == [4, 5, 6, 7]
+    with pytest.raises(RuntimeError, match="stale"):
+        next(it1)
+
+
+def test_prefetch_keeps_batches_in_flight(local_ds: str) -> None:
+    ds = FFRecordDataset(local_ds)
+    submitted = []
+    real = ds.reader.submit
+
+    def counting_submit(idx: Any, buf: Any = None) -> Any:
+        submitted.append(len(idx))
+        return real(idx, buf)
+
+    ds.reader.submit = counting_submit  # type: ignore[method-assign]
+    dl = DataLoader(ds, batch_size=4, prefetch_batches=3)
+    it = iter(dl)
+    next(it)
+    assert len(submitted) == 4  # 3 ahead, and the next one submitted when the first was taken
+    assert len(list(it)) == len(dl) - 1
+    assert len(submitted) == len(dl)
+
+
+def test_empty_and_tiny_datasets(tmp_path: Any) -> None:
+    ds = FFRecordDataset(write_dataset(str(tmp_path / "empty.ffr"), 0))
+    dl = DataLoader(ds, batch_size=4, shuffle=True)
+    assert len(dl) == 0 and list(dl) == []
+    ds1 = FFRecordDataset(write_dataset(str(tmp_path / "one.ffr"), 1))
+    # One sample, three ranks: padding repeats it so every rank has one batch.
+    for rank in range(3):
+        assert run(DataLoader(ds1, batch_size=4, rank=rank, world_size=3)) == [[0]]
+    assert list(DataLoader(ds1, batch_size=4, drop_last=True)) == []
+
+
+def test_argument_errors(local_ds: str) -> None:
+    ds = FFRecordDataset(local_ds)
+    with pytest.raises(TypeError):
+        DataLoader([1, 2, 3])  # type: ignore[arg-type]
+    for bad in (dict(batch_size=0), dict(rank=3, world_size=3), dict(seed=-1), dict(prefetch_batches=0)):
+        with pytest.raises(ValueError):
+            DataLoader(ds, **bad)

@@ -1,0 +1,510 @@
+#!/usr/bin/env python3
+"""An ImageNet-style input pipeline: fff.torch.DataLoader next to torchvision's ImageFolder.
+
+1. Generates N JPEGs (default 20,000, ~100 KiB each: 360-440 x 300-370 RGB
+   with structured noise at quality 95) in 10 class directories, the layout
+   torchvision.datasets.ImageFolder expects, with a pool of worker processes.
+   They are cached (default ~/.cache/fff-examples/imagenet-style-N) and not
+   generated again when present.
+2. Packs them into FFRecord shards in fff (default
+   fff:///demo/imagenet-style/N/, shards of 256 MiB), in ImageFolder's order.
+   Sample format: bytes 0-1 are the class index (uint16, little endian), the
+   rest is the JPEG file as is; each sample's key is its path under the JPEG
+   directory (`fff ffr cat --key DATASET I`).
+3. Measures in one run, with the same batch size, worker count and shuffling:
+   fff.torch.DataLoader over the fff dataset and torch.utils.data.DataLoader
+   over ImageFolder on the local JPEGs, each (i) without decoding (the raw
+   bytes reach the training loop) and (ii) with PIL decode + augmentation
+   (RandomResizedCrop(160), RandomHorizontalFlip, ToTensor). The page cache is
+   dropped before every measurement when the script runs as root (else the
+   table says the local files were warm). Prints a markdown table of samples/s
+   and the fff / ImageFolder ratio.
+
+    python3 torch_examples/imagenet_style.py                 # 20,000 images, one epoch each
+    python3 torch_examples/imagenet_style.py --quick         # 2,000 images (make demo)
+    python3 torch_examples/imagenet_style.py --num-images 5000 --max-batches 50 --workers 4
+
+Needs a running cluster for fff:// paths (`bin/fff up --daemon`), the fff
+Python package (`scripts/bootstrap.sh python`), torch, torchvision and Pillow
+(`scripts/bootstrap.sh demo`: Debian python3-torch python3-torchvision python3-pil).
+Without torchvision the ImageFolder rows are skipped (and the decode rows use
+a plain-PIL augmentation).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import multiprocessing as mp
+import os
+import struct
+import sys
+import time
+
+import numpy as np
+
+NUM_CLASSES = 10
+JPEG_QUALITY = 95
+CROP = 160
+GEN_VERSION = 1  # bump when the generated images change
+LABEL = struct.Struct("<H")
+WHAT = {"raw": "raw bytes (no decode)", "decode": f"decode + RandomResizedCrop({CROP}) + flip + ToTensor"}
+
+
+def progress(iterable, total=None, desc="", unit="it", enabled=True):
+    """tqdm when it is installed (Debian python3-tqdm), else the iterable as is."""
+    if enabled:
+        try:
+            from tqdm import tqdm
+
+            return tqdm(iterable, total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True, file=sys.stdout)
+        except ImportError:
+            pass
+    return iterable
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+# --- 1. generating the JPEGs -------------------------------------------------
+
+
+def class_name(c: int) -> str:
+    return f"class_{c:02d}"
+
+
+def image_path(root: str, i: int) -> str:
+    return os.path.join(root, class_name(i % NUM_CLASSES), f"img_{i:06d}.jpg")
+
+
+def _upsampled(rng, n: int, w: int, h: int, amp: float, Image) -> np.ndarray:
+    a = rng.integers(0, 256, (n, n, 3), dtype=np.uint8)
+    return (np.asarray(Image.fromarray(a).resize((w, h), Image.BICUBIC), dtype=np.float32) - 128.0) * amp
+
+
+def make_jpeg(i: int) -> bytes:
+    """Image i: a class-dependent colour field plus noise at three scales, as a JPEG of ~100 KiB."""
+    from PIL import Image
+
+    c = i % NUM_CLASSES
+    crng = np.random.default_rng(1000 + c)  # the same large-scale colours for a whole class
+    rng = np.random.default_rng(i)
+    w, h = int(rng.integers(360, 441)), int(rng.integers(300, 371))
+    img = (
+        128.0
+        + _upsampled(crng, 4, w, h, 0.6, Image)
+        + _upsampled(rng, 4, w, h, 0.3, Image)
+        + _upsampled(rng, 24, w, h, 0.4, Image)
+        + _upsampled(rng, 96, w, h, 0.3, Image)
+        + rng.normal(0.0, 16.0, (h, w, 3)).astype(np.float32)
+    )
+    buf = io.BytesIO()
+    Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(buf, "JPEG", quality=JPEG_QUALITY)
+    return buf.getvalue()
+
+
+def _gen_one(job) -> int:
+    root, i = job
+    p = image_path(root, i)
+    data = make_jpeg(i)
+    tmp = p + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, p)
+    return len(data)
+
+
+def generate(root: str, n: int, workers: int, show: bool) -> None:
+    """Generates the JPEGs into root unless a complete set is there already."""
+    marker = os.path.join(root, ".complete")
+    want = {"num_images": n, "version": GEN_VERSION, "classes": NUM_CLASSES}
+    try:
+        with open(marker) as f:
+            if json.load(f) == want:
+                log(f"JPEGs: {n} already in {root} (cached)")
+                return
+    except (OSError, ValueError):
+        pass
+    for c in range(NUM_CLASSES):
+        os.makedirs(os.path.join(root, class_name(c)), exist_ok=True)
+    todo = [(root, i) for i in range(n) if not os.path.exists(image_path(root, i))]
+    t0 = time.monotonic()
+    total = 0
+    # fork is safe here: neither torch nor fff's native library is loaded yet.
+    ctx = mp.get_context("fork")
+    with ctx.Pool(workers) as pool:
+        for size in progress(pool.imap_unordered(_gen_one, todo, chunksize=16), total=len(todo),
+                             desc="generating JPEGs", unit="img", enabled=show):
+            total += size
+    with open(marker, "w") as f:
+        json.dump(want, f)
+    dt = time.monotonic() - t0
+    if todo:
+        log(f"JPEGs: generated {len(todo)} in {root} in {dt:.1f}s "
+            f"({total / len(todo) / 1024:.0f} KiB average, {workers} processes)")
+
+
+def list_images(root: str):
+    """(path, class index) in ImageFolder's order: classes sorted, files sorted within a class."""
+    classes = sorted(d.name for d in os.scandir(root) if d.is_dir())
+    out = []
+    for ci, c in enumerate(classes):
+        d = os.path.join(root, c)
+        for name in sorted(os.listdir(d)):
+            if name.lower().endswith((".jpg", ".jpeg")):
+                out.append((os.path.join(d, name), ci))
+    return out
+
+
+# --- 2. packing into fff -----------------------------------------------------
+
+
+def pack(items, root: str, dest: str, shard_bytes: int, repack: bool, show: bool) -> None:
+    """Packs (path, label) items into FFRecord shards under dest (a directory); keys are paths under root."""
+    import fff
+    from fff import ffrecord
+
+    dest = dest.rstrip("/")
+    in_fff = dest.startswith("fff://")
+    exists = fff.exists(dest) if in_fff else os.path.exists(dest)
+    if exists and not repack:
+        try:
+            if len(ffrecord.Reader(dest, check=False)) == len(items):
+                log(f"FFRecord: {dest} already holds {len(items)} samples (--repack packs again)")
+                return
+        except Exception:
+            pass
+    if exists:
+        if in_fff:
+            fff.remove(dest, recursive=True)
+        else:
+            import shutil
+
+            shutil.rmtree(dest)
+    if in_fff:
+        fff.makedirs(dest, exist_ok=True)
+    else:
+        os.makedirs(dest, exist_ok=True)
+
+    t0 = time.monotonic()
+    shard = 0
+    w = None
+    size = 0
+    nbytes = 0
+    try:
+        for path, label in progress(items, total=len(items), desc="packing into fff", unit="img", enabled=show):
+            if w is None or size >= shard_bytes:
+                if w is not None:
+                    w.close()
+                w = ffrecord.Writer(f"{dest}/shard-{shard:05d}.ffr", version=2)
+                shard += 1
+                size = 0
+            with open(path, "rb") as f:
+                data = f.read()
+            w.write_keyed(os.path.relpath(path, root), LABEL.pack(label) + data)
+            size += len(data) + LABEL.size
+            nbytes += len(data) + LABEL.size
+        if w is not None:
+            w.close()
+    except BaseException:
+        if w is not None:
+            w.abort()
+        raise
+    dt = time.monotonic() - t0
+    log(f"FFRecord: packed {len(items)} samples ({nbytes / 2**20:.0f} MiB) into {shard} shard(s) under {dest} "
+        f"in {dt:.1f}s ({nbytes / 2**20 / max(dt, 1e-9):.0f} MiB/s)")
+
+
+# --- 3. the loaders ----------------------------------------------------------
+# Module-level functions, so that worker processes (forkserver/spawn) can unpickle them.
+
+
+def _augmentation():
+    try:
+        import torchvision.transforms as T
+
+        return T.Compose([T.RandomResizedCrop(CROP), T.RandomHorizontalFlip(), T.ToTensor()])
+    except ImportError:
+        return _pil_augment
+
+
+def _pil_augment(img):
+    """RandomResizedCrop(160) + horizontal flip + to tensor without torchvision (scale 0.08-1, ratio 3/4-4/3)."""
+    import math
+    import random
+
+    import torch
+    from PIL import Image
+
+    w, h = img.size
+    for _ in range(10):
+        area = w * h * random.uniform(0.08, 1.0)
+        ar = math.exp(random.uniform(math.log(3 / 4), math.log(4 / 3)))
+        cw, ch = int(round(math.sqrt(area * ar))), int(round(math.sqrt(area / ar)))
+        if 0 < cw <= w and 0 < ch <= h:
+            x, y = random.randint(0, w - cw), random.randint(0, h - ch)
+            break
+    else:
+        cw, ch = min(w, h), min(w, h)
+        x, y = (w - cw) // 2, (h - ch) // 2
+    img = img.resize((CROP, CROP), Image.BILINEAR, box=(x, y, x + cw, y + ch))
+    if random.random() < 0.5:
+        img = img.transpose(Image.FLIP_LEFT_RIGHT)
+    return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).float().div_(255)
+
+
+_AUG = None
+
+
+def _aug(img):
+    global _AUG
+    if _AUG is None:
+        _AUG = _augmentation()
+    return _AUG(img)
+
+
+def fff_collate_raw(views):
+    """fff batch without a transform (uint8 tensors, views into the batch's one
+    buffer) -> (list of JPEG byte tensors, labels): no decoding, no copy."""
+    import torch
+
+    labels = torch.tensor([int(v[0]) | int(v[1]) << 8 for v in views])
+    return [v[LABEL.size:] for v in views], labels
+
+
+def fff_decode(sample):
+    """fff sample -> (augmented 3x160x160 float tensor, label)."""
+    from PIL import Image
+
+    (label,) = LABEL.unpack_from(sample, 0)
+    img = Image.open(io.BytesIO(memoryview(sample)[LABEL.size:])).convert("RGB")
+    return _aug(img), label
+
+
+def file_bytes(path):
+    """ImageFolder loader for the raw rows: the file's bytes as a uint8 tensor."""
+    import torch
+
+    with open(path, "rb") as f:
+        return torch.frombuffer(bytearray(f.read()), dtype=torch.uint8)
+
+
+def pil_decode(path):
+    """ImageFolder's default loader (PIL, RGB)."""
+    from PIL import Image
+
+    with open(path, "rb") as f:
+        img = Image.open(f)
+        return img.convert("RGB")
+
+
+def collate_raw(batch):
+    """Variable-size samples: a list of uint8 tensors and a tensor of labels."""
+    import torch
+
+    return [x for x, _ in batch], torch.tensor([y for _, y in batch])
+
+
+def drop_caches() -> bool:
+    """Drops the page cache (root only); whether it did."""
+    try:
+        os.sync()
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+        return True
+    except OSError:
+        return False
+
+
+def measure(name: str, make_loader, max_batches: int, epochs: int, cold: bool, show: bool) -> dict:
+    """Iterates a loader; samples/s over everything after the first batch (start-up reported apart)."""
+    dropped = drop_caches() if cold else False
+    t0 = time.monotonic()
+    loader = make_loader()
+    n = nbytes = 0
+    first = None
+    t_first = t0
+    steady = 0
+    batches = 0
+    for epoch in range(epochs):
+        if hasattr(loader, "set_epoch"):
+            loader.set_epoch(epoch)
+        total = len(loader) if not max_batches else min(len(loader), max_batches - batches)
+        it = iter(loader)
+        for x, y in progress(it, total=total, desc=name, unit="batch", enabled=show):
+            k = len(y)
+            n += k
+            if isinstance(x, list):
+                nbytes += sum(int(t.numel()) for t in x)
+            else:
+                nbytes += int(x.numel()) * x.element_size()
+            if first is None:
+                first = time.monotonic() - t0
+                t_first = time.monotonic()
+            else:
+                steady += k
+            batches += 1
+            if max_batches and batches >= max_batches:
+                break
+        del it
+        if max_batches and batches >= max_batches:
+            break
+    end = time.monotonic()
+    if hasattr(loader, "close"):
+        loader.close()  # fff.torch.DataLoader keeps its workers until closed
+    del loader
+    rate = steady / (end - t_first) if end > t_first and steady else n / max(end - t0, 1e-9)
+    return {"name": name, "samples": n, "batches": batches, "seconds": end - t0, "first": first or 0.0,
+            "rate": rate, "mib_s": nbytes / 2**20 / max(end - t0, 1e-9), "cold": dropped}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--num-images", type=int, default=None, help="JPEGs to generate (default 20000; 2000 with --quick)")
+    ap.add_argument("--jpeg-dir", default=None, help="where the JPEGs are cached (default ~/.cache/fff-examples/imagenet-style-N)")
+    ap.add_argument("--dest", default=None, help="FFRecord dataset directory (default fff:///demo/imagenet-style/N)")
+    ap.add_argument("--shard-mib", type=int, default=256, help="shard size in MiB")
+    ap.add_argument("--repack", action="store_true", help="pack again even if the dataset is there")
+    ap.add_argument("--epochs", type=int, default=1, help="epochs per measurement")
+    ap.add_argument("--max-batches", type=int, default=0, help="stop each measurement after this many batches (0: no limit)")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--workers", type=int, default=None, help="DataLoader workers for both loaders (default: CPUs)")
+    ap.add_argument("--gen-workers", type=int, default=None, help="processes generating JPEGs (default: CPUs)")
+    ap.add_argument("--modes", default="raw,decode", help="which rows: raw, decode or both")
+    ap.add_argument("--no-imagefolder", action="store_true", help="only the fff rows")
+    ap.add_argument("--warm", action="store_true", help="do not drop the page cache before each measurement")
+    ap.add_argument("--quick", action="store_true", help="2,000 images, each row measured 3 times (what make demo runs)")
+    ap.add_argument("--repeat", type=int, default=None,
+                    help="measure each row this many times (alternating) and report the median (default 1; 3 with --quick)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args(argv)
+
+    n = args.num_images or (2000 if args.quick else 20000)
+    if args.repeat is None:
+        args.repeat = 3 if args.quick else 1
+    cpus = os.cpu_count() or 1
+    workers = args.workers if args.workers is not None else cpus
+    show = not args.no_progress
+    root = args.jpeg_dir or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "fff-examples", f"imagenet-style-{n}")
+    dest = args.dest or f"fff:///demo/imagenet-style/{n}"
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    for m in modes:
+        if m not in ("raw", "decode"):
+            ap.error(f"--modes: unknown mode {m!r} (raw, decode)")
+
+    # 1. JPEGs, in a process pool started before torch or fff's library is loaded.
+    generate(root, n, args.gen_workers or cpus, show)
+    items = list_images(root)
+    if len(items) != n:
+        log(f"error: {root} holds {len(items)} JPEGs, expected {n}: remove it and run again")
+        return 1
+
+    # 2. Pack into fff.
+    pack(items, root, dest, args.shard_mib << 20, args.repack, show)
+
+    # 3. Measure.
+    import torch
+
+    import fff.torch as ft
+
+    try:
+        import torchvision  # noqa: F401
+        from torchvision.datasets import ImageFolder
+    except ImportError:
+        ImageFolder = None
+        log("torchvision is not installed: the ImageFolder rows are skipped and the decode rows augment with plain PIL. "
+            "Install it with `apt-get install python3-torchvision` (Debian) or `scripts/bootstrap.sh demo`.")
+    if args.no_imagefolder:
+        ImageFolder = None
+
+    cold = not args.warm
+    if cold and not drop_caches():
+        log("note: cannot drop the page cache (needs root): the local JPEGs are read warm, from memory")
+        cold = False
+
+    def fff_loader(raw):
+        ds = ft.FFRecordDataset(dest, transform=None if raw else fff_decode, check=True)
+        return ft.DataLoader(ds, batch_size=args.batch_size, shuffle=True, seed=args.seed, drop_last=False,
+                             num_workers=workers, collate_fn=fff_collate_raw if raw else None)
+
+    def folder_loader(raw):
+        ds = ImageFolder(root, loader=file_bytes if raw else pil_decode, transform=None if raw else _aug)
+        g = torch.Generator()
+        g.manual_seed(args.seed)
+        return torch.utils.data.DataLoader(ds, batch_size=args.batch_size, shuffle=True, generator=g,
+                                           num_workers=workers, collate_fn=collate_raw if raw else None,
+                                           multiprocessing_context="forkserver" if workers else None)
+
+    log(f"measuring: batch size {args.batch_size}, {workers} workers each, "
+        f"{'cold page cache before each run' if cold else 'warm page cache'}, "
+        f"{args.epochs} epoch(s){f', at most {args.max_batches} batches' if args.max_batches else ''}")
+    if workers:
+        # Both loaders start workers from the same fork server: start it (with
+        # fff.torch preloaded) before measuring, so neither pays for it.
+        warm = fff_loader(True)
+        next(iter(warm))
+        warm.close()
+        del warm
+    def median(results):
+        if not results:
+            return None
+        rs = sorted(results, key=lambda r: r["rate"])
+        m = dict(rs[len(rs) // 2])
+        m["range"] = (rs[0]["rate"], rs[-1]["rate"])
+        return m
+
+    results = {(mode, side): [] for mode in modes for side in ("fff", "if")}
+    for rep in range(args.repeat):
+        tag = f" #{rep + 1}" if args.repeat > 1 else ""
+        for mode in modes:  # fff and ImageFolder alternate, so drift hits both
+            raw = mode == "raw"
+            what = WHAT[mode]
+            r = measure(f"fff {mode}{tag}", lambda: fff_loader(raw), args.max_batches, args.epochs, cold, show)
+            results[(mode, "fff")].append(r)
+            log(f"  fff.torch.DataLoader, {what}{tag}: {r['rate']:.0f} samples/s ({r['samples']} samples)")
+            if ImageFolder is not None:
+                r = measure(f"ImageFolder {mode}{tag}", lambda: folder_loader(raw), args.max_batches, args.epochs,
+                            cold, show)
+                results[(mode, "if")].append(r)
+                log(f"  ImageFolder + torch DataLoader, {what}{tag}: {r['rate']:.0f} samples/s ({r['samples']} samples)")
+    rows = [(WHAT[mode], median(results[(mode, "fff")]), median(results[(mode, "if")])) for mode in modes]
+
+    mean_kib = sum(os.path.getsize(p) for p, _ in items[:: max(1, n // 500)]) / len(items[:: max(1, n // 500)]) / 1024
+    print()
+    print(f"Loader throughput: {n} JPEGs of ~{mean_kib:.0f} KiB, batch {args.batch_size}, {workers} workers, "
+          f"{cpus} CPUs, page cache {'dropped before each run' if cold else 'warm'}; samples/s after the first batch"
+          f"{f', median of {args.repeat} runs' if args.repeat > 1 else ''}")
+    print()
+    print("| pipeline | fff.torch.DataLoader (fff) samples/s | ImageFolder (local disk) samples/s | fff / ImageFolder | first batch fff / ImageFolder |")
+    print("|---|---:|---:|---:|---:|")
+    def rate(r):
+        lo, hi = r["range"]
+        return f"{r['rate']:.0f}" + (f" ({lo:.0f}-{hi:.0f})" if args.repeat > 1 else "")
+
+    for what, a, b in rows:
+        if b is None:
+            print(f"| {what} | {rate(a)} | skipped | | {a['first']:.2f}s / - |")
+        else:
+            print(f"| {what} | {rate(a)} | {rate(b)} | {a['rate'] / b['rate']:.2f} | "
+                  f"{a['first']:.2f}s / {b['first']:.2f}s |")
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as e:
+        import fff
+
+        if not isinstance(e, fff.ClusterUnavailableError):
+            raise
+        # No cluster: say what to do instead of a traceback.
+        print(f"imagenet_style: {e}\n(start one with `bin/fff up --daemon`, or pass a local path)", file=sys.stderr)
+        sys.exit(2)
