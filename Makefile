@@ -41,6 +41,7 @@ test-python: deps
 	.venv/bin/python -m pytest -q tests/python
 
 test-go: deps
+	@scripts/bootstrap.sh test
 	$(GO) test -count=1 ./...
 
 test-race: deps

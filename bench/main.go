@@ -16,6 +16,9 @@
 //     reads through libfff against a real `fffd local`, next to fio on the
 //     same disk and raw loopback TCP (data.go).
 //
+//   - fuse: the FUSE mount against the native client and fio on the local
+//     disk: sequential write/read, random 4 KiB / 128 KiB reads (fuse.go).
+//
 //     go run ./bench -dir /var/tmp/fff-bench -file-size 2GiB -duration 10s
 package main
 
@@ -73,7 +76,7 @@ func main() {
 	flag.BoolVar(&cfg.noDrop, "no-drop-cache", false, "do not drop the page cache before measurements")
 	flag.StringVar(&cfg.fioBinary, "fio", "fio", "fio binary")
 	flag.IntVar(&cfg.rounds, "rounds", 3, "alternating fio/fff rounds per size; the table shows medians")
-	suites := flag.String("suites", "ffrecord,rpc,meta,data,python", "benchmarks to run: ffrecord (batch reads vs fio), rpc (RPC vs raw TCP), meta (metadata rates of fffd local), data (libfff data path of fffd local vs fio and loopback TCP), python (the Python package's batched reads vs Go and fio)")
+	suites := flag.String("suites", "ffrecord,rpc,meta,data,fuse,python", "benchmarks to run: ffrecord (batch reads vs fio), rpc (RPC vs raw TCP), meta (metadata rates of fffd local), data (libfff data path of fffd local vs fio and loopback TCP), fuse (the FUSE mount vs the native client and fio), python (the Python package's batched reads vs Go and fio)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the fff measurements to this file")
 	flag.Parse()
 	if *cpuprofile != "" {
@@ -121,6 +124,11 @@ func main() {
 	}
 	if cfg.suites["data"] {
 		if err := runDataSuite(ctx, cfg); err != nil {
+			fatal(err)
+		}
+	}
+	if cfg.suites["fuse"] {
+		if err := runFuseSuite(ctx, cfg); err != nil {
 			fatal(err)
 		}
 	}

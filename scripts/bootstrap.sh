@@ -3,16 +3,17 @@
 # missing: Debian packages (apt-get), Python packages (pip), Go modules.
 # Idempotent and quiet when everything is already there.
 #
-#   scripts/bootstrap.sh [go] [bench] [python] [demo]
+#   scripts/bootstrap.sh [go] [test] [bench] [python] [demo]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-want_go=0 want_bench=0 want_python=0
+want_go=0 want_test=0 want_bench=0 want_python=0
 want_demo=0
 [ $# -eq 0 ] && set -- go
 for a in "$@"; do
   case "$a" in
     go) want_go=1 ;;
+    test) want_go=1 want_test=1 ;;
     bench) want_go=1 want_bench=1 ;;
     python) want_python=1 ;;
     demo) want_demo=1 ;;
@@ -43,6 +44,10 @@ if [ $want_go -eq 1 ]; then
   fi
   command -v gcc >/dev/null || apt_install gcc libc6-dev
   go mod download
+fi
+if [ $want_test -eq 1 ]; then
+  # The FUSE tests run standard tools against a mount (tests/fuse_test.go).
+  apt_install fio rsync
 fi
 if [ $want_bench -eq 1 ]; then
   apt_install fio

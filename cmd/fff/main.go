@@ -74,7 +74,7 @@ func newRootCmd() *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
-	root.AddCommand(newVersionCmd(), newFFRCmd(), newUpCmd(), newDownCmd(), newStatusCmd(), newAdminCmd(), newLsCmd(), newStatCmd(), newMkdirCmd(), newRmCmd(), newMvCmd(), newLnCmd(), newTouchCmd(), newChmodCmd(), newChownCmd(), newPutCmd(), newGetCmd(), newCpCmd(), newFileCatCmd(), newBenchCmd())
+	root.AddCommand(newVersionCmd(), newFFRCmd(), newUpCmd(), newDownCmd(), newStatusCmd(), newAdminCmd(), newLsCmd(), newStatCmd(), newMkdirCmd(), newRmCmd(), newMvCmd(), newLnCmd(), newTouchCmd(), newChmodCmd(), newChownCmd(), newPutCmd(), newGetCmd(), newCpCmd(), newFileCatCmd(), newBenchCmd(), newMountCmd(), newUmountCmd())
 	return root
 }
 

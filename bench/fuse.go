@@ -1,0 +1,274 @@
+package main
+
+// The fuse suite: the FUSE mount (libfff/fusefs, mounted in this process
+// on a real `fffd local`) next to the native client on the same cluster and
+// fio on the local disk, in one run, cold cache before every measurement,
+// the two fff sides alternating over -rounds rounds (medians):
+//
+//   - sequential write of a -data-size file: fio --rw=write --bs=1M
+//     --ioengine=psync --end_fsync=1 on the mount (one stream, as cp
+//     writes), against libfff File.Write of 1 MiB pieces (Close included)
+//     and fio --direct=1 on the local disk (the data suite's reference);
+//   - sequential read of it: fio --rw=read --bs=1M --ioengine=psync through
+//     the page cache of the mount (one stream: the mount's readahead keeps
+//     the window full), against the native client's best (the data suite's
+//     -data-readers goroutines of -data-read-size ReadAt) and fio on the
+//     local disk;
+//   - random reads at 4 KiB and 128 KiB: fio --rw=randread --direct=1
+//     --ioengine=io_uring --iodepth=D on the mount, against ReadBatch with D
+//     reads in flight (D/B goroutines of batches of B) on the same file.
+//
+// Targets (the issue): sequential read through FUSE ≥ 70% of the native
+// client; 128 KiB random reads ≥ 50% of the native client's ReadBatch rate.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"fff/libfff"
+	"fff/libfff/fusefs"
+)
+
+var fuseCfg struct {
+	depth string
+	sizes string
+}
+
+func init() {
+	flag.StringVar(&fuseCfg.depth, "fuse-depth", "64/8", "fuse suite: random reads in flight as IN_FLIGHT/BATCH (fio --iodepth=IN_FLIGHT on the mount; ReadBatch of BATCH natively)")
+	flag.StringVar(&fuseCfg.sizes, "fuse-sizes", "4KiB,128KiB", "fuse suite: random read sizes")
+}
+
+const (
+	fuseSeqReadTarget = 0.70 // of the native client's sequential read
+	fuseRandTarget    = 0.50 // of ReadBatch at 128 KiB
+	fuseBS            = 1 << 20
+)
+
+func runFuseSuite(ctx context.Context, cfg config) error {
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		return fmt.Errorf("fuse: /dev/fuse is missing: %w", err)
+	}
+	size, err := parseSize(dataCfg.size)
+	if err != nil {
+		return err
+	}
+	rsize, err := parseSize(dataCfg.readSize)
+	if err != nil {
+		return err
+	}
+	size = size / fuseBS * fuseBS
+	depths, err := parseDepths(fuseCfg.depth)
+	if err != nil {
+		return err
+	}
+	d := depths[0]
+	var sizes []int64
+	for _, s := range splitList(fuseCfg.sizes) {
+		v, err := parseSize(s)
+		if err != nil {
+			return err
+		}
+		sizes = append(sizes, v)
+	}
+
+	p, cleanup, err := startCluster(ctx, cfg, "fuse")
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	c, err := libfff.Connect(ctx, libfff.Options{Address: p.addr, Token: p.token, PoolSize: dataCfg.pool})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.MkdirAll(ctx, "/bench", 0o755); err != nil {
+		return err
+	}
+	mnt := filepath.Join(p.dir, "mnt")
+	if err := os.MkdirAll(mnt, 0o755); err != nil {
+		return err
+	}
+	// The mount has its own client, as `fff mount` would.
+	mc, err := libfff.Connect(ctx, libfff.Options{Address: p.addr, Token: p.token, PoolSize: dataCfg.pool})
+	if err != nil {
+		return err
+	}
+	defer mc.Close()
+	srv, err := fusefs.Mount(ctx, mc, mnt, fusefs.Options{})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		srv.Unmount()
+		srv.Wait()
+	}()
+
+	fmt.Printf("\n## FUSE mount on a single-node cluster (fffd local)\n\n")
+	fmt.Printf("machine: %s; %d CPUs; data dir %s; mount %s (in the bench process: go-fuse, 1 MiB max read/write, readahead up to 32 MiB); cold cache before every measurement; FUSE and native alternate over %d rounds (medians)\n\n",
+		hostInfo(), runtime.NumCPU(), p.dir, mnt, cfg.rounds)
+
+	// Sequential write, then read.
+	seqName := "/bench/seq"
+	seqMnt := filepath.Join(mnt, "bench", "fuse-seq")
+	plain := filepath.Join(p.dir, "fio-seq")
+	var fuseW, natW, fuseR, natR []float64
+	for round := range cfg.rounds {
+		for k := range 2 {
+			dropCaches(cfg)
+			if (round+k)%2 == 0 {
+				os.Remove(seqMnt)
+				r, err := fuseFio(ctx, cfg, "--name=seqwrite", "--filename="+seqMnt, "--rw=write", fmt.Sprintf("--bs=%d", fuseBS),
+					"--ioengine=psync", fmt.Sprintf("--size=%d", size), "--end_fsync=1")
+				if err != nil {
+					return err
+				}
+				fuseW = append(fuseW, r.writeMiBps)
+			} else {
+				c.Remove(ctx, seqName)
+				r, err := dataSeqWrite(ctx, c, seqName, size, fuseBS)
+				if err != nil {
+					return err
+				}
+				natW = append(natW, r)
+			}
+		}
+	}
+	for round := range cfg.rounds {
+		for k := range 2 {
+			dropCaches(cfg)
+			if (round+k)%2 == 0 {
+				r, err := fuseFio(ctx, cfg, "--name=seqread", "--filename="+seqMnt, "--rw=read", fmt.Sprintf("--bs=%d", fuseBS),
+					"--ioengine=psync", "--readonly")
+				if err != nil {
+					return err
+				}
+				fuseR = append(fuseR, r.readMiBps)
+			} else {
+				r, err := dataSeqRead(ctx, c, seqName, size, rsize, dataCfg.readers)
+				if err != nil {
+					return err
+				}
+				natR = append(natR, r)
+			}
+		}
+	}
+	dropCaches(cfg)
+	fioW, err := dataFioSeq(ctx, cfg, plain, size, "write")
+	if err != nil {
+		return err
+	}
+	dropCaches(cfg)
+	fioR, err := dataFioSeq(ctx, cfg, plain, size, "read")
+	if err != nil {
+		return err
+	}
+	os.Remove(plain)
+	os.Remove(seqMnt)
+	c.Remove(ctx, seqName)
+	mfw, mnw, mfr, mnr := medianF(fuseW), medianF(natW), medianF(fuseR), medianF(natR)
+	fmt.Printf("Sequential, %s file: FUSE = fio --bs=1M --ioengine=psync (one stream, page cache; write with --end_fsync=1); native = libfff File.Write of 1 MiB (Close included) / %d readers x %s ReadAt; local disk = fio --bs=4M --iodepth=16 --direct=1 --ioengine=io_uring\n\n",
+		formatSize(size), dataCfg.readers, formatSize(rsize))
+	fmt.Println("| workload | FUSE MiB/s | native MiB/s | local disk (fio) MiB/s | FUSE / native | target | FUSE range | native range |")
+	fmt.Println("|---|---|---|---|---|---|---|---|")
+	fmt.Printf("| sequential write | %.0f | %.0f | %.0f | %.2f | | %s | %s |\n", mfw, mnw, fioW, mfw/mnw, spreadF(fuseW), spreadF(natW))
+	fmt.Printf("| sequential read | %.0f | %.0f | %.0f | %.2f | ≥ %.2f %s | %s | %s |\n", mfr, mnr, fioR, mfr/mnr,
+		fuseSeqReadTarget, verdict(mfr/mnr >= fuseSeqReadTarget), spreadF(fuseR), spreadF(natR))
+
+	// Random reads.
+	fmt.Printf("\nRandom reads, %s file per size, %d in flight: FUSE = fio --rw=randread --direct=1 --ioengine=io_uring --iodepth=%d on the mount; native = %d goroutines each calling ReadBatch of %d\n\n",
+		formatSize(cfg.fileSize), d.inFlight, d.inFlight, d.inFlight/d.batch, d.batch)
+	fmt.Println("| read size | FUSE IOPS | native samples/s | FUSE / native | FUSE MiB/s | native MiB/s | target | FUSE range | native range |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|")
+	for _, ssize := range sizes {
+		name := fmt.Sprintf("/bench/rand-%d", ssize)
+		n := cfg.fileSize / ssize
+		if n == 0 {
+			return fmt.Errorf("fuse: -file-size %d is smaller than a read of %d", cfg.fileSize, ssize)
+		}
+		if _, err := dataSeqWrite(ctx, c, name, n*ssize, max(4<<20/ssize, 1)*ssize); err != nil {
+			return err
+		}
+		dc := cfg
+		dc.qd, dc.batch = d.inFlight, d.batch
+		fuses, nats, err := alternate(dc,
+			func() (result, error) {
+				r, err := fuseFio(ctx, dc, "--name=randread", "--filename="+filepath.Join(mnt, name), "--rw=randread",
+					fmt.Sprintf("--bs=%d", ssize), "--direct=1", "--ioengine=io_uring", fmt.Sprintf("--iodepth=%d", d.inFlight),
+					"--readonly", "--time_based", fmt.Sprintf("--runtime=%ds", max(1, int(dc.duration.Seconds()))),
+					"--randrepeat=0", "--norandommap")
+				return result{iops: r.readIOPS, mibps: r.readMiBps}, err
+			},
+			func() (result, error) { return dataRandomReads(ctx, dc, c, name, ssize, n) })
+		if err != nil {
+			return err
+		}
+		f, o := median(fuses), median(nats)
+		target := ""
+		if ssize == 128<<10 {
+			target = fmt.Sprintf("≥ %.2f %s", fuseRandTarget, verdict(f.iops/o.iops >= fuseRandTarget))
+		}
+		fmt.Printf("| %s | %.0f | %.0f | %.2f | %.1f | %.1f | %s | %s | %s |\n", formatSize(ssize), f.iops, o.iops, f.iops/o.iops,
+			f.mibps, o.mibps, target, spread(fuses), spread(nats))
+		c.Remove(ctx, name)
+	}
+	return nil
+}
+
+// fioResult is what fuseFio reads from fio's JSON report.
+type fioResult struct {
+	readMiBps, readIOPS, writeMiBps float64
+}
+
+// fuseFio runs fio with args and returns its rates; a write's rate counts
+// the job's whole runtime (the final fsync included).
+func fuseFio(ctx context.Context, cfg config, args ...string) (fioResult, error) {
+	out, err := exec.CommandContext(ctx, cfg.fioBinary, append(args, "--output-format=json")...).Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return fioResult{}, fmt.Errorf("fio: %v: %s", err, ee.Stderr)
+		}
+		return fioResult{}, fmt.Errorf("fio (install it with scripts/bootstrap.sh bench): %w", err)
+	}
+	var rep struct {
+		Jobs []struct {
+			Read struct {
+				IOPS    float64 `json:"iops"`
+				BWBytes float64 `json:"bw_bytes"`
+			} `json:"read"`
+			Write struct {
+				IOBytes float64 `json:"io_bytes"`
+				BWBytes float64 `json:"bw_bytes"`
+			} `json:"write"`
+			JobRuntime float64 `json:"job_runtime"` // ms
+		} `json:"jobs"`
+	}
+	if err := json.Unmarshal(out, &rep); err != nil || len(rep.Jobs) == 0 {
+		return fioResult{}, fmt.Errorf("fio: cannot parse its JSON output: %v", err)
+	}
+	j := rep.Jobs[0]
+	r := fioResult{readMiBps: j.Read.BWBytes / (1 << 20), readIOPS: j.Read.IOPS, writeMiBps: j.Write.BWBytes / (1 << 20)}
+	if j.Write.IOBytes > 0 && j.JobRuntime > 0 {
+		r.writeMiBps = j.Write.IOBytes / (1 << 20) / (j.JobRuntime / 1000)
+	}
+	return r, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for f := range strings.SplitSeq(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
