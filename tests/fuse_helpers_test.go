@@ -10,7 +10,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 )
 
 // Helpers of the FUSE tests (fuse_test.go): a `fffd local` on a fixed
@@ -59,64 +58,6 @@ func startClusterAt(t *testing.T) *cluster {
 	c := &cluster{data: t.TempDir()}
 	c.startListen(t, freePort(t))
 	return c
-}
-
-// startListen is cluster.start with a given listen address.
-func (c *cluster) startListen(t *testing.T, listen string) {
-	t.Helper()
-	logf, err := os.OpenFile(filepath.Join(c.data, "fffd.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	os.Remove(filepath.Join(c.data, "fffd.json"))
-	cmd := exec.Command(filepath.Join(binDir, "fffd"), "local", "--data", c.data, "--listen", listen)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	pid := cmd.Process.Pid
-	done := make(chan struct{})
-	go func() {
-		cmd.Wait()
-		c.state = cmd.ProcessState
-		close(done)
-	}()
-	t.Cleanup(func() {
-		syscall.Kill(-pid, syscall.SIGKILL)
-		<-done
-		if t.Failed() {
-			if b, err := os.ReadFile(filepath.Join(c.data, "fffd.log")); err == nil {
-				t.Logf("fffd log (%s):\n%s", c.data, lastLines(b, 20))
-			}
-		}
-	})
-	c.pid, c.done = pid, done
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		var ri struct {
-			PID     int    `json:"pid"`
-			Address string `json:"address"`
-		}
-		if b, err := os.ReadFile(filepath.Join(c.data, "fffd.json")); err == nil && json.Unmarshal(b, &ri) == nil && ri.PID == pid {
-			c.addr = ri.Address
-			break
-		}
-		select {
-		case <-done:
-			t.Fatalf("fffd exited before serving: %v", c.state)
-		case <-time.After(10 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("fffd did not come up within 20s")
-		}
-	}
-	tok, err := os.ReadFile(filepath.Join(c.data, "admin.token"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.token = strings.TrimSpace(string(tok))
 }
 
 // mount is a `fff mount --daemon` of a cluster.

@@ -95,12 +95,20 @@ func startCluster(t *testing.T) *cluster {
 // happened.
 func (c *cluster) start(t *testing.T) {
 	t.Helper()
+	c.startListen(t, "127.0.0.1:0")
+}
+
+// startListen is start with a given listen address (a restart on the same
+// port: tests of clients that outlive a restart).
+func (c *cluster) startListen(t *testing.T, listen string) {
+	t.Helper()
 	logf, err := os.OpenFile(filepath.Join(c.data, "fffd.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer logf.Close()
-	cmd := exec.Command(filepath.Join(binDir, "fffd"), "local", "--data", c.data, "--listen", "127.0.0.1:0")
+	os.Remove(filepath.Join(c.data, "fffd.json"))
+	cmd := exec.Command(filepath.Join(binDir, "fffd"), "local", "--data", c.data, "--listen", listen)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -123,7 +131,6 @@ func (c *cluster) start(t *testing.T) {
 		}
 	})
 	c.pid, c.done = pid, done
-
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		var ri struct {
