@@ -64,7 +64,7 @@ demo: build
 	@scripts/demo.sh
 
 bench: build
-	@scripts/bootstrap.sh bench python
+	@scripts/bootstrap.sh bench python demo
 	$(GO) run ./bench $(BENCHFLAGS)
 
 clean:

@@ -19,6 +19,9 @@
 //   - fuse: the FUSE mount against the native client and fio on the local
 //     disk: sequential write/read, random 4 KiB / 128 KiB reads (fuse.go).
 //
+//   - loader: an epoch through fff.torch.DataLoader next to torchvision's
+//     ImageFolder on local JPEGs, without and with decode (loader.go).
+//
 //     go run ./bench -dir /var/tmp/fff-bench -file-size 2GiB -duration 10s
 package main
 
@@ -76,7 +79,7 @@ func main() {
 	flag.BoolVar(&cfg.noDrop, "no-drop-cache", false, "do not drop the page cache before measurements")
 	flag.StringVar(&cfg.fioBinary, "fio", "fio", "fio binary")
 	flag.IntVar(&cfg.rounds, "rounds", 3, "alternating fio/fff rounds per size; the table shows medians")
-	suites := flag.String("suites", "ffrecord,rpc,meta,data,fuse,python", "benchmarks to run: ffrecord (batch reads vs fio), rpc (RPC vs raw TCP), meta (metadata rates of fffd local), data (libfff data path of fffd local vs fio and loopback TCP), fuse (the FUSE mount vs the native client and fio), python (the Python package's batched reads vs Go and fio)")
+	suites := flag.String("suites", "ffrecord,rpc,meta,data,fuse,python,loader", "benchmarks to run: ffrecord (batch reads vs fio), rpc (RPC vs raw TCP), meta (metadata rates of fffd local), data (libfff data path of fffd local vs fio and loopback TCP), fuse (the FUSE mount vs the native client and fio), python (the Python package's batched reads vs Go and fio), loader (fff.torch.DataLoader vs ImageFolder, an epoch with and without decode)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the fff measurements to this file")
 	flag.Parse()
 	if *cpuprofile != "" {
@@ -134,6 +137,11 @@ func main() {
 	}
 	if cfg.suites["python"] {
 		if err := runPythonSuite(ctx, cfg); err != nil {
+			fatal(err)
+		}
+	}
+	if cfg.suites["loader"] {
+		if err := runLoaderSuite(ctx, cfg); err != nil {
 			fatal(err)
 		}
 	}

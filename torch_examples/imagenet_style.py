@@ -11,18 +11,25 @@
    Sample format: bytes 0-1 are the class index (uint16, little endian), the
    rest is the JPEG file as is; each sample's key is its path under the JPEG
    directory (`fff ffr cat --key DATASET I`).
-3. Measures in one run, with the same batch size, worker count and shuffling:
+3. Measures in one run, with the same batch size and shuffling:
    fff.torch.DataLoader over the fff dataset and torch.utils.data.DataLoader
    over ImageFolder on the local JPEGs, each (i) without decoding (the raw
    bytes reach the training loop) and (ii) with PIL decode + augmentation
-   (RandomResizedCrop(160), RandomHorizontalFlip, ToTensor). The page cache is
-   dropped before every measurement when the script runs as root (else the
-   table says the local files were warm). Prints a markdown table of samples/s
-   and the fff / ImageFolder ratio.
+   (RandomResizedCrop(160), RandomHorizontalFlip, ToTensor). Without decode
+   each side runs at several worker counts (fff: --fff-workers 0,2,4;
+   ImageFolder: --if-workers 2,4,8, its workers handing the files over either
+   as pickled bytes or as one shared-memory tensor per batch, --if-transports)
+   and the table shows each side at its best; with decode both use
+   --decode-workers (default: the CPU count). The sides alternate, every
+   configuration --repeat times (medians). The page cache is dropped before
+   every measurement when the script runs as root (else the table says the
+   local files were warm). Prints a markdown table of samples/s and the
+   fff / ImageFolder ratio (--json FILE: the results as JSON, for
+   `go run ./bench -suites loader`).
 
     python3 torch_examples/imagenet_style.py                 # 20,000 images, one epoch each
     python3 torch_examples/imagenet_style.py --quick         # 2,000 images (make demo)
-    python3 torch_examples/imagenet_style.py --num-images 5000 --max-batches 50 --workers 4
+    python3 torch_examples/imagenet_style.py --num-images 5000 --max-batches 50 --workers 4   # one worker count
 
 Needs a running cluster for fff:// paths (`bin/fff up --daemon`), the fff
 Python package (`scripts/bootstrap.sh python`), torch, torchvision and Pillow
@@ -270,7 +277,10 @@ def fff_collate_raw(views):
     buffer) -> (list of JPEG byte tensors, labels): no decoding, no copy."""
     import torch
 
-    labels = torch.tensor([int(v[0]) | int(v[1]) << 8 for v in views])
+    if not views:
+        return [], torch.zeros(0, dtype=torch.long)
+    head = torch.stack([v[: LABEL.size] for v in views]).long()
+    labels = head[:, 0] | (head[:, 1] << 8)
     return [v[LABEL.size:] for v in views], labels
 
 
@@ -284,11 +294,9 @@ def fff_decode(sample):
 
 
 def file_bytes(path):
-    """ImageFolder loader for the raw rows: the file's bytes as a uint8 tensor."""
-    import torch
-
+    """ImageFolder loader for the raw rows: the file's bytes."""
     with open(path, "rb") as f:
-        return torch.frombuffer(bytearray(f.read()), dtype=torch.uint8)
+        return f.read()
 
 
 def pil_decode(path):
@@ -300,11 +308,39 @@ def pil_decode(path):
         return img.convert("RGB")
 
 
-def collate_raw(batch):
-    """Variable-size samples: a list of uint8 tensors and a tensor of labels."""
+def _shared_u8(n):
     import torch
 
-    return [x for x, _ in batch], torch.tensor([y for _, y in batch])
+    try:
+        return torch.empty(0, dtype=torch.uint8).set_(torch.UntypedStorage._new_shared(max(n, 1)))[:n]
+    except (AttributeError, TypeError, RuntimeError):
+        return torch.empty(n, dtype=torch.uint8).share_memory_()
+
+
+def collate_raw(batch):
+    """ImageFolder raw rows, in the worker: the batch's files back to back in ONE
+    shared-memory uint8 tensor, their offsets and the labels. One tensor per
+    batch crosses to the training process (a tensor per file would cost a file
+    descriptor each: ~5,000 samples/s at most with 2 workers); split_batch
+    makes the per-file views there, the same batch format fff's loader yields."""
+    import torch
+
+    sizes = [len(x) for x, _ in batch]
+    offsets = np.zeros(len(sizes) + 1, dtype=np.int64)
+    np.cumsum(sizes, out=offsets[1:])
+    buf = _shared_u8(int(offsets[-1]))
+    a = buf.numpy()
+    for (x, _), o in zip(batch, offsets.tolist()):
+        a[o : o + len(x)] = np.frombuffer(x, dtype=np.uint8)
+    return buf, torch.from_numpy(offsets), torch.tensor([y for _, y in batch])
+
+
+def split_batch(b):
+    """collate_raw's (buffer, offsets, labels) -> (list of uint8 views, labels), in the training process."""
+    import torch
+
+    buf, offsets, labels = b
+    return list(torch.split(buf, torch.diff(offsets).tolist())), labels
 
 
 def drop_caches() -> bool:
@@ -318,8 +354,10 @@ def drop_caches() -> bool:
         return False
 
 
-def measure(name: str, make_loader, max_batches: int, epochs: int, cold: bool, show: bool) -> dict:
-    """Iterates a loader; samples/s over everything after the first batch (start-up reported apart)."""
+def measure(name: str, make_loader, max_batches: int, epochs: int, cold: bool, show: bool, post=None) -> dict:
+    """Iterates a loader; samples/s over everything after the first batch (start-up reported apart).
+
+    post: applied to every batch the loader yields (in this process) before it is counted."""
     dropped = drop_caches() if cold else False
     t0 = time.monotonic()
     loader = make_loader()
@@ -333,11 +371,12 @@ def measure(name: str, make_loader, max_batches: int, epochs: int, cold: bool, s
             loader.set_epoch(epoch)
         total = len(loader) if not max_batches else min(len(loader), max_batches - batches)
         it = iter(loader)
-        for x, y in progress(it, total=total, desc=name, unit="batch", enabled=show):
+        for b in progress(it, total=total, desc=name, unit="batch", enabled=show):
+            x, y = post(b) if post is not None else b
             k = len(y)
             n += k
-            if isinstance(x, list):
-                nbytes += sum(int(t.numel()) for t in x)
+            if isinstance(x, (list, tuple)):
+                nbytes += sum(len(t) if isinstance(t, bytes) else int(t.numel()) for t in x)
             else:
                 nbytes += int(x.numel()) * x.element_size()
             if first is None:
@@ -360,6 +399,26 @@ def measure(name: str, make_loader, max_batches: int, epochs: int, cold: bool, s
             "rate": rate, "mib_s": nbytes / 2**20 / max(end - t0, 1e-9), "cold": dropped}
 
 
+def _counts(spec: str, flag: str):
+    try:
+        out = [int(x) for x in spec.split(",") if x.strip()]
+    except ValueError:
+        out = []
+    if not out or any(w < 0 for w in out):
+        raise SystemExit(f"imagenet_style: {flag} {spec!r}: want worker counts like 0,2,4")
+    return out
+
+
+def median(results):
+    if not results:
+        return None
+    rs = sorted(results, key=lambda r: r["rate"])
+    m = dict(rs[len(rs) // 2])
+    m["range"] = (rs[0]["rate"], rs[-1]["rate"])
+    m["runs"] = len(rs)
+    return m
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--num-images", type=int, default=None, help="JPEGs to generate (default 20000; 2000 with --quick)")
@@ -368,16 +427,33 @@ def main(argv=None) -> int:
     ap.add_argument("--shard-mib", type=int, default=256, help="shard size in MiB")
     ap.add_argument("--repack", action="store_true", help="pack again even if the dataset is there")
     ap.add_argument("--epochs", type=int, default=1, help="epochs per measurement")
-    ap.add_argument("--max-batches", type=int, default=0, help="stop each measurement after this many batches (0: no limit)")
+    ap.add_argument("--max-batches", type=int, default=0, help="stop each raw measurement after this many batches (0: no limit)")
+    ap.add_argument("--decode-max-batches", type=int, default=None,
+                    help="stop each decode measurement after this many batches (default: --max-batches)")
     ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--workers", type=int, default=None, help="DataLoader workers for both loaders (default: CPUs)")
+    ap.add_argument("--workers", type=int, default=None,
+                    help="one worker count for both loaders and both rows (overrides the three options below)")
+    ap.add_argument("--fff-workers", default=None,
+                    help="raw row: worker counts tried for fff.torch.DataLoader; the table shows the best "
+                         "(default 0,2,4; 0,2 with --quick)")
+    ap.add_argument("--if-workers", default=None,
+                    help="raw row: worker counts tried for ImageFolder; the table shows the best "
+                         "(default 2,4,8; 2,4 with --quick)")
+    ap.add_argument("--if-transports", default=None,
+                    help="raw row: how ImageFolder's workers hand the files over, tried as well (the best counts): "
+                         "bytes (the loader's bytes, pickled through the worker's pipe, default_collate) and/or shm "
+                         "(collate_raw: the batch joined in one shared-memory tensor); default both (bytes with --quick)")
+    ap.add_argument("--decode-workers", type=int, default=None,
+                    help="decode row: workers for both loaders (default: CPUs; decoding is CPU-bound)")
     ap.add_argument("--gen-workers", type=int, default=None, help="processes generating JPEGs (default: CPUs)")
     ap.add_argument("--modes", default="raw,decode", help="which rows: raw, decode or both")
     ap.add_argument("--no-imagefolder", action="store_true", help="only the fff rows")
     ap.add_argument("--warm", action="store_true", help="do not drop the page cache before each measurement")
     ap.add_argument("--quick", action="store_true", help="2,000 images, each row measured 3 times (what make demo runs)")
     ap.add_argument("--repeat", type=int, default=None,
-                    help="measure each row this many times (alternating) and report the median (default 1; 3 with --quick)")
+                    help="measure everything this many times (the sides alternating) and report medians "
+                         "(default 1; 3 with --quick)")
+    ap.add_argument("--json", default=None, help="also write the results as JSON to this file (bench -suites loader)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
@@ -386,7 +462,18 @@ def main(argv=None) -> int:
     if args.repeat is None:
         args.repeat = 3 if args.quick else 1
     cpus = os.cpu_count() or 1
-    workers = args.workers if args.workers is not None else cpus
+    if args.workers is not None:
+        fff_counts = if_counts = [args.workers]
+        decode_workers = args.workers
+    else:
+        fff_counts = _counts(args.fff_workers or ("0,2" if args.quick else "0,2,4"), "--fff-workers")
+        if_counts = _counts(args.if_workers or ("2,4" if args.quick else "2,4,8"), "--if-workers")
+        decode_workers = args.decode_workers if args.decode_workers is not None else cpus
+    args.if_transports = args.if_transports or ("bytes" if args.quick else "bytes,shm")
+    transports = [t.strip() for t in args.if_transports.split(",") if t.strip()]
+    if not transports or any(t not in ("bytes", "shm") for t in transports):
+        ap.error(f"--if-transports {args.if_transports!r}: bytes, shm or both")
+    decode_max = args.max_batches if args.decode_max_batches is None else args.decode_max_batches
     show = not args.no_progress
     root = args.jpeg_dir or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "fff-examples", f"imagenet-style-{n}")
@@ -407,9 +494,14 @@ def main(argv=None) -> int:
     pack(items, root, dest, args.shard_mib << 20, args.repack, show)
 
     # 3. Measure.
+    import warnings
+
     import torch
 
     import fff.torch as ft
+
+    # More workers than CPUs is what the raw row tries on purpose.
+    warnings.filterwarnings("ignore", message="This DataLoader will create")
 
     try:
         import torchvision  # noqa: F401
@@ -426,72 +518,127 @@ def main(argv=None) -> int:
         log("note: cannot drop the page cache (needs root): the local JPEGs are read warm, from memory")
         cold = False
 
-    def fff_loader(raw):
+    def fff_loader(raw, workers):
         ds = ft.FFRecordDataset(dest, transform=None if raw else fff_decode, check=True)
         return ft.DataLoader(ds, batch_size=args.batch_size, shuffle=True, seed=args.seed, drop_last=False,
                              num_workers=workers, collate_fn=fff_collate_raw if raw else None)
 
-    def folder_loader(raw):
+    def folder_loader(raw, workers, transport="bytes"):
         ds = ImageFolder(root, loader=file_bytes if raw else pil_decode, transform=None if raw else _aug)
         g = torch.Generator()
         g.manual_seed(args.seed)
         return torch.utils.data.DataLoader(ds, batch_size=args.batch_size, shuffle=True, generator=g,
-                                           num_workers=workers, collate_fn=collate_raw if raw else None,
+                                           num_workers=workers, collate_fn=collate_raw if raw and transport == "shm" else None,
                                            multiprocessing_context="forkserver" if workers else None)
 
-    log(f"measuring: batch size {args.batch_size}, {workers} workers each, "
-        f"{'cold page cache before each run' if cold else 'warm page cache'}, "
-        f"{args.epochs} epoch(s){f', at most {args.max_batches} batches' if args.max_batches else ''}")
-    if workers:
+    # What to measure, in order: fff and ImageFolder alternate (drift hits
+    # both), and which side goes first swaps every round.
+    # A configuration: (mode, side, workers, transport); its label is
+    # "workers" (fff, decode rows) or "workers/transport" (ImageFolder raw).
+    plan = []
+    for mode in modes:
+        if mode == "raw":
+            fc = [(w, "") for w in fff_counts]
+            ic = [(w, t) for w in if_counts for t in transports] if ImageFolder is not None else []
+        else:
+            fc, ic = [(decode_workers, "")], [(decode_workers, "")] if ImageFolder is not None else []
+        for i in range(max(len(fc), len(ic))):
+            pair = []
+            if i < len(fc):
+                pair.append((mode, "fff") + fc[i])
+            if i < len(ic):
+                pair.append((mode, "if") + ic[i])
+            plan.append(pair)
+
+    log(f"measuring: batch size {args.batch_size}; raw row: fff with {fff_counts} workers, ImageFolder with "
+        f"{if_counts if ImageFolder is not None else '-'} x transports {transports} (best of each shown); decode row: {decode_workers} workers "
+        f"each; {'cold page cache before each run' if cold else 'warm page cache'}; {args.epochs} epoch(s)"
+        f"{f', at most {args.max_batches} batches raw' if args.max_batches else ''}"
+        f"{f', at most {decode_max} batches decoded' if decode_max else ''}; {args.repeat} round(s)")
+    if any(c[2] for pair in plan for c in pair):
         # Both loaders start workers from the same fork server: start it (with
         # fff.torch preloaded) before measuring, so neither pays for it.
-        warm = fff_loader(True)
+        warm = fff_loader(True, 1)
         next(iter(warm))
         warm.close()
         del warm
-    def median(results):
-        if not results:
-            return None
-        rs = sorted(results, key=lambda r: r["rate"])
-        m = dict(rs[len(rs) // 2])
-        m["range"] = (rs[0]["rate"], rs[-1]["rate"])
-        return m
 
-    results = {(mode, side): [] for mode in modes for side in ("fff", "if")}
+    names = {"fff": "fff.torch.DataLoader", "if": "ImageFolder + torch DataLoader"}
+    results = {}
     for rep in range(args.repeat):
         tag = f" #{rep + 1}" if args.repeat > 1 else ""
-        for mode in modes:  # fff and ImageFolder alternate, so drift hits both
-            raw = mode == "raw"
-            what = WHAT[mode]
-            r = measure(f"fff {mode}{tag}", lambda: fff_loader(raw), args.max_batches, args.epochs, cold, show)
-            results[(mode, "fff")].append(r)
-            log(f"  fff.torch.DataLoader, {what}{tag}: {r['rate']:.0f} samples/s ({r['samples']} samples)")
-            if ImageFolder is not None:
-                r = measure(f"ImageFolder {mode}{tag}", lambda: folder_loader(raw), args.max_batches, args.epochs,
-                            cold, show)
-                results[(mode, "if")].append(r)
-                log(f"  ImageFolder + torch DataLoader, {what}{tag}: {r['rate']:.0f} samples/s ({r['samples']} samples)")
-    rows = [(WHAT[mode], median(results[(mode, "fff")]), median(results[(mode, "if")])) for mode in modes]
+        for pair in plan:
+            for mode, side, w, tr in (pair if rep % 2 == 0 else pair[::-1]):
+                raw = mode == "raw"
+                label = f"{w}/{tr}" if tr else str(w)
+                if side == "fff":
+                    mk = lambda: fff_loader(raw, w)  # noqa: E731
+                else:
+                    mk = lambda: folder_loader(raw, w, tr or "bytes")  # noqa: E731
+                r = measure(f"{side} {mode} {label}{tag}", mk, args.max_batches if raw else decode_max, args.epochs,
+                            cold, show, post=split_batch if tr == "shm" else None)
+                results.setdefault((mode, side, label), []).append(r)
+                log(f"  {names[side]}, {WHAT[mode]}, {w} workers{f' ({tr})' if tr else ''}{tag}: "
+                    f"{r['rate']:.0f} samples/s ({r['samples']} samples, first batch {r['first']:.2f}s)")
+
+    def best(mode, side):
+        ms = {w: median(rs) for (m, s_, w), rs in results.items() if m == mode and s_ == side}
+        if not ms:
+            return None, {}
+        w = max(ms, key=lambda k: ms[k]["rate"])
+        return dict(ms[w], workers=w), ms
 
     mean_kib = sum(os.path.getsize(p) for p, _ in items[:: max(1, n // 500)]) / len(items[:: max(1, n // 500)]) / 1024
+    rows = []
+    for mode in modes:
+        a, a_all = best(mode, "fff")
+        b, b_all = best(mode, "if")
+        rows.append({
+            "mode": mode, "what": WHAT[mode],
+            "fff": a, "imagefolder": b,
+            "fff_by_workers": {w: m["rate"] for w, m in a_all.items()},
+            "imagefolder_by_workers": {w: m["rate"] for w, m in b_all.items()},
+            "ratio": (a["rate"] / b["rate"]) if a and b else None,
+            "target": 3.0 if mode == "raw" else None,
+        })
+
     print()
-    print(f"Loader throughput: {n} JPEGs of ~{mean_kib:.0f} KiB, batch {args.batch_size}, {workers} workers, "
-          f"{cpus} CPUs, page cache {'dropped before each run' if cold else 'warm'}; samples/s after the first batch"
-          f"{f', median of {args.repeat} runs' if args.repeat > 1 else ''}")
+    print(f"Loader throughput: {n} JPEGs of ~{mean_kib:.0f} KiB, batch {args.batch_size}, {cpus} CPUs, "
+          f"page cache {'dropped before each run' if cold else 'warm'}; samples/s after the first batch"
+          f"{f', median of {args.repeat} runs' if args.repeat > 1 else ''}; each side at its best worker count "
+          f"(raw: fff of {fff_counts}, ImageFolder of {if_counts} x {transports}; decode: {decode_workers})")
     print()
-    print("| pipeline | fff.torch.DataLoader (fff) samples/s | ImageFolder (local disk) samples/s | fff / ImageFolder | first batch fff / ImageFolder |")
-    print("|---|---:|---:|---:|---:|")
+    print("| pipeline | fff.torch.DataLoader (fff) samples/s | ImageFolder (local disk) samples/s | fff / ImageFolder | "
+          "workers fff / ImageFolder | first batch fff / ImageFolder |")
+    print("|---|---:|---:|---:|---:|---:|")
+
     def rate(r):
         lo, hi = r["range"]
         return f"{r['rate']:.0f}" + (f" ({lo:.0f}-{hi:.0f})" if args.repeat > 1 else "")
 
-    for what, a, b in rows:
+    for row in rows:
+        a, b = row["fff"], row["imagefolder"]
+        if a is None:
+            continue
         if b is None:
-            print(f"| {what} | {rate(a)} | skipped | | {a['first']:.2f}s / - |")
+            print(f"| {row['what']} | {rate(a)} | skipped | | {a['workers']} / - | {a['first']:.2f}s / - |")
         else:
-            print(f"| {what} | {rate(a)} | {rate(b)} | {a['rate'] / b['rate']:.2f} | "
+            print(f"| {row['what']} | {rate(a)} | {rate(b)} | {row['ratio']:.2f} | {a['workers']} / {b['workers']} | "
                   f"{a['first']:.2f}s / {b['first']:.2f}s |")
+    for row in rows:
+        for side, key in (("fff", "fff_by_workers"), ("ImageFolder", "imagefolder_by_workers")):
+            if len(row[key]) > 1:
+                print(f"  {row['mode']} {side} by workers: " + ", ".join(f"{w}: {r:.0f}" for w, r in row[key].items()))
     print()
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({
+                "num_images": n, "mean_kib": mean_kib, "batch_size": args.batch_size, "cpus": cpus,
+                "cold": cold, "repeat": args.repeat, "epochs": args.epochs,
+                "max_batches": args.max_batches, "decode_max_batches": decode_max,
+                "fff_workers": fff_counts, "if_workers": if_counts, "if_transports": transports, "decode_workers": decode_workers,
+                "rows": rows,
+            }, f, indent=1, default=lambda o: list(o) if isinstance(o, tuple) else str(o))
     return 0
 
 

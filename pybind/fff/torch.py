@@ -24,7 +24,8 @@ that array and returns anything.
 
 :class:`DataLoader` yields the batches of one rank: shuffled per
 ``(seed, epoch)``, sharded by ``rank``/``world_size`` with the same number of
-batches on every rank, ``prefetch_batches`` batches read ahead, resumable in
+batches on every rank, ``prefetch_batches`` batches read ahead (with workers:
+each worker submits the batches it will get next), resumable in
 the middle of an epoch through ``state_dict()``/``load_state_dict()``.
 
 Fork safety (the library's Go runtime does not survive ``fork``): the dataset
@@ -80,6 +81,8 @@ default_collate = _default_collate
 
 ENV_CLUSTER = "FFF_CLUSTER"
 ENV_TOKEN = "FFF_TOKEN"
+PREFETCH_SAMPLES = 512  # the default prefetch_batches keeps at least this many samples in flight
+MAX_PREFETCH_BATCHES = 64  # the C API's limit of batches in flight per dataset and process
 
 Transform = Callable[[np.ndarray], Any]
 Collate = Callable[[List[Any]], Any]
@@ -213,24 +216,23 @@ class FFRecordDataset(_tud.Dataset):
         self, buf: torch.Tensor, offsets: np.ndarray, collate_fn: Optional[Collate]
     ) -> Any:
         """Transform and collate the samples of one batch buffer."""
-        o = offsets.tolist()
-        n = len(o) - 1
         t = self.transform
         if t is not None:
             arr = buf.numpy()
-            samples = [t(arr[o[i] : o[i + 1]]) for i in range(n)]
+            o = offsets.tolist()
+            samples = [t(arr[o[i] : o[i + 1]]) for i in range(len(o) - 1)]
             return (collate_fn or _default_collate)(samples)
-        views = [buf[o[i] : o[i + 1]] for i in range(n)]
+        views = _split(buf, offsets)
         return views if collate_fn is None else collate_fn(views)
 
-    def _read_shared_batch(self, indices: np.ndarray, collate_fn: Optional[Collate]) -> Any:
-        """One batch read in a worker into shared memory (crosses to the parent
-        without a copy), transformed and collated there."""
-        r = self.reader
-        total = int(r.size_of(indices).sum()) if len(indices) else 0
-        buf = _shared_u8(total)
-        offsets = r.read_into(indices, buf.numpy())
-        return self._batch_from_buffer(buf, offsets, collate_fn)
+
+def _split(buf: torch.Tensor, offsets: np.ndarray) -> List[torch.Tensor]:
+    """The samples of a batch buffer as 1-D views (one C++ call, not one per sample)."""
+    n = len(offsets) - 1
+    if n <= 0:
+        return []
+    start, end = int(offsets[0]), int(offsets[-1])
+    return list(torch.split(buf[start:end], np.diff(offsets).tolist()))
 
 
 def _shared_u8(n: int) -> torch.Tensor:
@@ -288,32 +290,264 @@ def _identity(x: Any) -> Any:
     return x
 
 
-class _BatchDataset(_tud.Dataset):
-    """What fff.torch.DataLoader's workers see: item = one batch's index array.
+class _RawBatch:
+    """A batch a worker read without a transform: its one buffer (a uint8
+    tensor in shared memory, from the worker's pool) and the samples' offsets.
 
-    ``self[indices]`` reads the whole batch with one native read into shared
-    memory and returns it transformed and collated.
+    Crosses to the training process as ONE shared-memory tensor (one file
+    descriptor) instead of one tensor per sample; the training process slices
+    the per-sample views (:func:`_split`) and runs collate_fn on them.
+    ``worker``/``pool``/``slot`` name the pool buffer, which the training
+    process hands back (with a later sampler item) once it no longer uses it.
     """
 
-    def __init__(self, dataset: FFRecordDataset, collate_fn: Optional[Collate]) -> None:
+    __slots__ = ("buf", "offsets", "worker", "pool", "slot")
+
+    def __init__(self, buf: torch.Tensor, offsets: np.ndarray, worker: int, pool: int, slot: int) -> None:
+        self.buf = buf
+        self.offsets = offsets
+        self.worker = worker
+        self.pool = pool
+        self.slot = slot
+
+    def pin_memory(self, *args: Any, **kwargs: Any) -> "_RawBatch":  # torch's pin thread calls this
+        buf = self.buf[: int(self.offsets[-1])] if len(self.offsets) else self.buf  # not the slot's spare room
+        return _RawBatch(buf.pin_memory(*args, **kwargs), self.offsets, self.worker, self.pool, self.slot)
+
+    def __reduce__(self) -> Any:
+        return (_RawBatch, (self.buf, self.offsets, self.worker, self.pool, self.slot))
+
+
+class _Item(tuple):
+    """One sampler item: (plan, k, indices, ahead, freed).
+
+    plan: which iteration (plan) of the loader; k: the batch's position in
+    the plan; indices: its sample indices; ahead: ``[(k2, indices2), ...]``,
+    later batches of the plan the same worker will get (torch hands items to
+    workers round-robin: position k goes to worker k % W), which the worker
+    submits now so that they are read while it waits for and processes batch
+    k; freed: ``[(pool, slot), ...]``, buffers of this worker's pool that the
+    training process no longer uses.
+    """
+
+    __slots__ = ()
+
+
+_SLOT_ROUND = 1 << 20
+
+
+class _ShmPool:
+    """A worker's shared-memory batch buffers, reused.
+
+    A new shared-memory buffer costs the kernel a fresh zeroed page per 4 KiB
+    (~4 ms for a 6 MiB batch, more than reading it); a buffer the training
+    process has let go of is reused instead. A buffer is handed out (slot in
+    use) until :meth:`release` names it; in-use slots beyond ``max_slots``
+    are forgotten (never reused, freed by the kernel when both sides drop
+    them), so a training loop that keeps batches costs memory, not errors.
+    """
+
+    def __init__(self, max_free: int, max_slots: int) -> None:
+        self.token = int.from_bytes(os.urandom(8), "little") >> 1
+        self.max_free = max_free
+        self.max_slots = max_slots
+        self.slots: Dict[int, torch.Tensor] = {}
+        self.free: List[int] = []
+        self._next = 0
+
+    def take(self, size: int) -> tuple:
+        best = None
+        for s in self.free:
+            cap = self.slots[s].numel()
+            if cap >= size and (best is None or cap < self.slots[best].numel()):
+                best = s
+        if best is not None:
+            self.free.remove(best)
+            return best, self.slots[best]
+        cap = max(_SLOT_ROUND, -(-(size + size // 8) // _SLOT_ROUND) * _SLOT_ROUND)
+        buf = _shared_u8(cap)
+        slot, self._next = self._next, self._next + 1
+        self.slots[slot] = buf
+        if len(self.slots) > self.max_slots:  # forget the oldest slots in use
+            busy = set(self.slots) - set(self.free) - {slot}
+            for s in sorted(busy)[: len(self.slots) - self.max_slots]:
+                del self.slots[s]
+        return slot, buf
+
+    def give_back(self, slot: int) -> None:
+        """A slot this worker used itself (a cancelled or failed read)."""
+        if slot in self.slots and slot not in self.free:
+            self.free.append(slot)
+        while len(self.free) > self.max_free:  # keep the big ones
+            s = min(self.free, key=lambda j: self.slots[j].numel())
+            self.free.remove(s)
+            del self.slots[s]
+
+    def release(self, freed: Sequence[tuple]) -> None:
+        for token, slot in freed:
+            if token == self.token:
+                self.give_back(slot)
+
+
+class _BatchDataset(_tud.Dataset):
+    """What fff.torch.DataLoader's workers see: item = one batch (an _Item).
+
+    ``self[item]`` reads batch k with one native read (already submitted when
+    an earlier item looked ahead to it), submits the look-ahead batches of
+    the item, waits for batch k and returns it: without a transform as a
+    :class:`_RawBatch` of the read buffer (shared memory from the worker's
+    pool); with one, transformed and collated here. At most ``depth``
+    batches per worker are in flight; submissions of an earlier plan (an
+    interrupted iteration) or of positions this worker has passed are
+    cancelled when the next item shows they are stale.
+    """
+
+    def __init__(self, dataset: FFRecordDataset, collate_fn: Optional[Collate], depth: int) -> None:
         self.dataset = dataset
         self.collate_fn = collate_fn
+        self.depth = max(1, int(depth))
+        self._init_state()
 
-    def __getitem__(self, indices: Any) -> Any:
-        return self.dataset._read_shared_batch(np.asarray(indices, dtype=np.int64), self.collate_fn)
+    def _init_state(self) -> None:
+        self._plan: Any = None
+        self._pending: Dict[int, Any] = {}  # k -> (PendingBatch, buffer tensor, pool slot or None)
+        self._pool: Optional[_ShmPool] = None
+
+    def __getstate__(self) -> Dict[str, Any]:
+        return {"dataset": self.dataset, "collate_fn": self.collate_fn, "depth": self.depth}
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._init_state()
+
+    @property
+    def pool(self) -> _ShmPool:
+        if self._pool is None:
+            self._pool = _ShmPool(max_free=self.depth + 4, max_slots=4 * self.depth + 16)
+        return self._pool
+
+    def _submit(self, indices: np.ndarray) -> Any:
+        r = self.dataset.reader
+        idx = np.asarray(indices, dtype=np.int64)
+        total = int(r.size_of(idx).sum()) if len(idx) else 0
+        slot = None
+        if self.dataset.transform is None:
+            slot, buf = self.pool.take(total)  # shared memory: crosses to the training process as is
+            arr = buf.numpy()
+        else:
+            arr = ffrecord.alloc_buffer(total)  # transformed here: private memory
+            buf = torch.from_numpy(arr)
+        try:
+            return r.submit(idx, arr), buf, slot
+        except BaseException:
+            if slot is not None:
+                self.pool.give_back(slot)
+            raise
+
+    def _drop(self, entry: Any) -> None:
+        pb, _, slot = entry
+        pb.cancel()  # returns once the library no longer writes to the buffer
+        if slot is not None:
+            self.pool.give_back(slot)
+
+    def cancel(self, keep: Optional[Callable[[int], bool]] = None) -> int:
+        """Cancel the pending submissions (those keep(k) rejects); how many."""
+        stale = [k for k in self._pending if keep is None or not keep(k)]
+        for k in stale:
+            self._drop(self._pending.pop(k))
+        return len(stale)
+
+    def __getitem__(self, item: Any) -> Any:
+        if not isinstance(item, _Item):  # a bare index array (not through the loader)
+            item = _Item((None, 0, item, (), ()))
+        plan, k, indices, ahead, freed = item
+        if freed:
+            self.pool.release(freed)
+        if plan != self._plan:
+            self.cancel()
+            self._plan = plan
+        elif self._pending:
+            self.cancel(lambda j: j >= k)  # positions this worker will not get again
+        entry = self._pending.pop(k, None)
+        if entry is None:
+            entry = self._submit(indices)
+        try:
+            for k2, idx2 in ahead:
+                if len(self._pending) + 1 >= self.depth:
+                    break
+                if k2 not in self._pending:
+                    self._pending[k2] = self._submit(idx2)
+            pb, buf, slot = entry
+            pb.wait()
+        except BaseException:
+            self._drop(entry)
+            raise
+        if slot is not None:
+            info = _tud.get_worker_info()
+            return _RawBatch(buf, pb.offsets, -1 if info is None else info.id, self.pool.token, slot)
+        return self.dataset._batch_from_buffer(buf, pb.offsets, self.collate_fn)
 
     def __len__(self) -> int:  # pragma: no cover - torch does not ask with a sampler
         raise TypeError("an fff batch dataset has no length")
 
+    def __del__(self) -> None:
+        try:
+            if self._pending and not _native_forked():
+                self.cancel()
+        except Exception:
+            pass
+
+
+def _native_forked() -> bool:
+    from . import _native
+
+    return _native.forked()
+
+
+def _storage_ref(t: torch.Tensor) -> Any:
+    """A weak reference to t's storage: expired() once nothing in this process uses it."""
+    from torch.multiprocessing.reductions import StorageWeakRef
+
+    st = t.untyped_storage() if hasattr(t, "untyped_storage") else t.storage()
+    return StorageWeakRef(st)
+
 
 class _PlanSampler(_tud.Sampler):
-    """Yields the index arrays of the batches still to read, one per batch."""
+    """Yields one _Item per batch still to read, with each worker's look-ahead
+    and the pool buffers of that worker this process has let go of."""
 
     def __init__(self) -> None:  # Sampler.__init__ wants a data_source in torch 1.13
         self.plan: List[np.ndarray] = []
+        self.plan_id: Any = None
+        self.workers = 1
+        self.depth = 1
+        self.held: Dict[int, List[tuple]] = {}  # worker -> [(pool, slot, StorageWeakRef)]
 
-    def __iter__(self) -> Iterator[np.ndarray]:
-        return iter(self.plan)
+    def hold(self, b: _RawBatch) -> None:
+        """Remember a received pool buffer until its storage is freed here."""
+        if b.worker >= 0:
+            self.held.setdefault(b.worker, []).append((b.pool, b.slot, _storage_ref(b.buf)))
+
+    def _freed(self, worker: int) -> List[tuple]:
+        held = self.held.get(worker)
+        if not held:
+            return []
+        freed, alive = [], []
+        for h in held:
+            (freed if h[2].expired() else alive).append(h)
+        self.held[worker] = alive
+        return [(p, s) for p, s, _ in freed]
+
+    def __iter__(self) -> Iterator[_Item]:
+        plan, pid, w, d = self.plan, self.plan_id, self.workers, self.depth
+        n = len(plan)
+        for k in range(n):
+            # A worker's first item submits its whole look-ahead window; each
+            # later item adds the one batch that entered the window (the rest
+            # is in flight already; a missing one is read on demand).
+            steps = range(1, d) if k < w else range(d - 1, d) if d > 1 else range(0)
+            ahead = [(k + m * w, plan[k + m * w]) for m in steps if k + m * w < n]
+            yield _Item((pid, k, plan[k], ahead, self._freed(k % w)))
 
     def __len__(self) -> int:
         return len(self.plan)
@@ -382,24 +616,37 @@ class DataLoader:
 
       With n a multiple of world_size (and of world_size*batch_size with
       drop_last) every sample is read exactly once per epoch across ranks.
+    - prefetch_batches: batches in flight at the storage (default None:
+      ``max(4, ceil(512 / batch_size))``, at most 64, so that at least 512
+      samples are queued, which a disk needs to stream). At most 64 are in
+      flight per process (the C API's limit).
     - num_workers: 0 reads in the main process: ``prefetch_batches`` batches
       are submitted ahead with :meth:`fff.ffrecord.Reader.submit` (the reads
       overlap the training step) and the transform runs in the main thread.
       N > 0 runs a ``torch.utils.data.DataLoader`` with N worker processes
       started with ``forkserver`` (or ``spawn``; ``multiprocessing_context``
       overrides it): each worker reads whole batches (one native read per
-      batch into shared memory, handed to this process without a copy),
-      applies the transform and collates; ``prefetch_batches`` batches are in
-      flight (torch's ``prefetch_factor`` = ceil(prefetch_batches /
-      num_workers)). Batches come back in order. Workers stay alive across
-      epochs (``persistent_workers=True``) until :meth:`close`.
+      batch) and keeps ``max(2, ceil(prefetch_batches / N))`` of its batches
+      in flight: torch hands batch k to worker k % N, and the sampler item of
+      batch k carries the batches k+N, k+2N, ... that the worker submits
+      before waiting for k (look-ahead; the reads of an abandoned iteration
+      are cancelled by the next one). Without a transform the worker hands
+      over the batch's ONE shared-memory buffer and the offsets (no copy, one
+      file descriptor per batch) and this process slices the samples and
+      runs collate_fn; the worker reuses the buffer once this process no
+      longer references it (clone a batch before passing it to another
+      process). With a transform the worker transforms and collates. Batches
+      come back in order. Workers stay alive across epochs
+      (``persistent_workers=True``) until :meth:`close`.
     - collate_fn: turns the list of a batch's samples into the batch. The
       default: without a transform, the list itself, whose samples are 1-D
       ``torch.uint8`` tensors that are views into the batch's one buffer (no
       copy; ``.numpy()`` is a view too); with a transform,
       ``torch.utils.data.default_collate`` of the transformed samples. Pass
       :func:`stack_samples` for fixed-size records (one ``[batch, size]``
-      tensor, a view of the buffer). It must be picklable with workers.
+      tensor, a view of the buffer). Without a transform it runs in this
+      process (keep it cheap); with one, in the workers, and then it must be
+      picklable.
     - pin_memory, timeout, worker_init_fn, persistent_workers: as for torch's
       DataLoader (timeout: seconds to wait for a batch, 0 = forever).
 
@@ -426,7 +673,7 @@ class DataLoader:
         num_workers: int = 0,
         rank: Optional[int] = None,
         world_size: Optional[int] = None,
-        prefetch_batches: int = 4,
+        prefetch_batches: Optional[int] = None,
         collate_fn: Optional[Collate] = None,
         pin_memory: bool = False,
         timeout: float = 0,
@@ -445,8 +692,12 @@ class DataLoader:
             raise ValueError(f"seed must be a non-negative integer, not {seed!r}")
         if int(num_workers) != num_workers or num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, not {num_workers!r}")
+        if prefetch_batches is None:
+            # Enough samples in flight for the storage to stream (the disk
+            # wants hundreds of reads queued): at least 512 samples, 4 batches.
+            prefetch_batches = min(MAX_PREFETCH_BATCHES, max(4, math.ceil(PREFETCH_SAMPLES / int(batch_size))))
         if int(prefetch_batches) != prefetch_batches or prefetch_batches < 1:
-            raise ValueError(f"prefetch_batches must be >= 1, not {prefetch_batches!r}")
+            raise ValueError(f"prefetch_batches must be >= 1 (or None), not {prefetch_batches!r}")
         if timeout < 0:
             raise ValueError(f"timeout must be >= 0, not {timeout!r}")
         if rank is None or world_size is None:
@@ -635,7 +886,7 @@ class DataLoader:
 
         wait_timeout = self.timeout or None
         try:
-            for _ in range(self.prefetch_batches):
+            for _ in range(min(self.prefetch_batches, MAX_PREFETCH_BATCHES)):
                 submit()
             while pending:
                 pb = pending[0]
@@ -655,10 +906,8 @@ class DataLoader:
     def _loader(self) -> _tud.DataLoader:
         tl = self._torch_loader
         if tl is None:
-            kw: Dict[str, Any] = {}
-            kw["prefetch_factor"] = max(1, math.ceil(self.prefetch_batches / self.num_workers))
             tl = _tud.DataLoader(
-                _BatchDataset(self.dataset, self.collate_fn),
+                _BatchDataset(self.dataset, self.collate_fn, self._worker_depth()),
                 batch_size=None,
                 sampler=self._sampler,
                 num_workers=self.num_workers,
@@ -668,19 +917,33 @@ class DataLoader:
                 worker_init_fn=self.worker_init_fn,
                 multiprocessing_context=_start_method(self.multiprocessing_context),
                 persistent_workers=self.persistent_workers,
-                **kw,
+                prefetch_factor=2,  # results queued per worker; the reads run ahead in the workers
             )
             self._torch_loader = tl
+            self._sampler.held.clear()  # new workers, new pools
         return tl
+
+    def _worker_depth(self) -> int:
+        """Batches each worker keeps in flight (its current one included)."""
+        return min(MAX_PREFETCH_BATCHES, max(2, math.ceil(self.prefetch_batches / self.num_workers)))
 
     def _read_in_workers(self, plan: List[np.ndarray]) -> Iterator[Any]:
         if not plan:
             return
         tl = self._loader()
-        self._sampler.plan = plan
-        # iter() resets persistent workers (dropping what an unfinished earlier
-        # pass had read ahead) and takes the plan; batches come back in order.
-        yield from iter(tl)
+        sp = self._sampler
+        sp.plan, sp.plan_id, sp.workers, sp.depth = plan, self._gen, self.num_workers, self._worker_depth()
+        # iter() resets persistent workers (torch drops what an unfinished
+        # earlier pass had queued; the workers cancel that pass's look-ahead
+        # reads on the first item of this one) and takes the plan; batches
+        # come back in order.
+        collate = self.collate_fn
+        for b in iter(tl):
+            if isinstance(b, _RawBatch):
+                sp.hold(b)
+                views = _split(b.buf, b.offsets)
+                b = views if collate is None else collate(views)
+            yield b
 
     # --- workers --------------------------------------------------------------
 

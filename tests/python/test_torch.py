@@ -411,3 +411,152 @@ def test_argument_errors(local_ds: str) -> None:
     for bad in (dict(batch_size=0), dict(rank=3, world_size=3), dict(seed=-1), dict(prefetch_batches=0)):
         with pytest.raises(ValueError):
             DataLoader(ds, **bad)
+
+
+# --- worker look-ahead and batch transport -----------------------------------
+
+
+def _pid_collate(views: List[Any]) -> Any:
+    """A collate_fn that reports where it ran."""
+    return [index_of(v) for v in views], os.getpid()
+
+
+@pytest.mark.parametrize("num_workers,prefetch", [(2, 2), (2, 8), (3, 9), (4, 64)])
+def test_lookahead_yields_the_plain_order(ds_path: str, num_workers: int, prefetch: int) -> None:
+    ds = FFRecordDataset(ds_path)
+    ref = DataLoader(ds, batch_size=4, shuffle=True, seed=3, num_workers=0, prefetch_batches=1)
+    want = run(ref) + run(ref)  # one batch at a time, no look-ahead, two epochs
+    with DataLoader(ds, batch_size=4, shuffle=True, seed=3, num_workers=num_workers, prefetch_batches=prefetch) as dl:
+        got = run(dl) + run(dl)
+        # Interrupted and restarted passes: the look-ahead of the abandoned
+        # pass is dropped, the new one is exact.
+        dl.set_epoch(0)
+        assert run(dl, limit=2) == want[:2]
+        assert run(dl, limit=1) == want[2:3]
+        dl.set_epoch(1)
+        assert run(dl) == want[len(want) // 2 :]
+    assert got == want
+
+
+def test_raw_batches_stay_valid_while_kept(local_ds: str) -> None:
+    """Without a transform the workers reuse their shared buffers once this
+    process has let a batch go: batches that are kept must never change."""
+    ds = FFRecordDataset(local_ds)
+    with DataLoader(ds, batch_size=4, shuffle=True, seed=9, num_workers=2, prefetch_batches=4) as dl:
+        kept = [list(b) for b in dl]  # one epoch, every batch kept
+        for _ in range(3):  # more epochs: buffers cycle, kept ones must not be touched
+            for b in dl:
+                assert len(b) > 0
+        order = dl.batches(0)
+    assert [[index_of(s) for s in b] for b in kept] == [o.tolist() for o in order]
+    assert all(s.numpy().tobytes() == sample(index_of(s)) for b in kept for s in b)
+
+
+def test_raw_batches_reuse_pool_buffers(local_ds: str) -> None:
+    """Batches dropped by the training loop hand their buffer back: a long run
+    needs a few buffers per worker, not one per batch."""
+    ds = FFRecordDataset(local_ds)
+    with DataLoader(ds, batch_size=4, num_workers=2, prefetch_batches=4) as dl:
+        inodes = set()
+        batches = 0
+        for _ in range(4):
+            for b in dl:
+                st = b[0].untyped_storage() if hasattr(b[0], "untyped_storage") else b[0].storage()
+                fd, _ = st._share_fd_cpu_()  # the worker's shared-memory file behind the batch
+                inodes.add(os.fstat(fd).st_ino)
+                batches += 1
+                del b, st
+        held = sum(len(v) for v in dl._sampler.held.values())
+    assert batches == 60
+    # depth 2 per worker + torch's queue + the batch in use: a handful each.
+    assert len(inodes) <= 16, len(inodes)
+    assert held <= 8, held
+
+
+def test_collate_without_transform_runs_here(local_ds: str) -> None:
+    ds = FFRecordDataset(local_ds)
+    with DataLoader(ds, batch_size=10, num_workers=2, collate_fn=_pid_collate) as dl:
+        out = list(dl)
+    assert [ids for ids, _ in out] == [list(range(i, i + 10)) for i in range(0, N, 10)]
+    assert {pid for _, pid in out} == {os.getpid()}  # the worker shipped one buffer; sliced and collated here
+
+
+def _items_for_worker(sampler: Any, w: int) -> List[Any]:
+    return [it for it in sampler if it[1] % sampler.workers == w]
+
+
+def test_worker_lookahead_mechanics(local_ds: str) -> None:
+    """_BatchDataset in this process, fed the items worker 1 of 3 would get."""
+    from fff.torch import _BatchDataset, _PlanSampler
+
+    ds = FFRecordDataset(local_ds)
+    plan = DataLoader(ds, batch_size=2).batches(0)  # 30 batches
+    sp = _PlanSampler()
+    sp.plan, sp.plan_id, sp.workers, sp.depth = plan, 1, 3, 4
+    items = _items_for_worker(sp, 1)
+    assert [it[1] for it in items] == list(range(1, 30, 3))
+    assert [k for k, _ in items[0][3]] == [4, 7, 10]  # the first item: the whole window
+    assert [k for k, _ in items[1][3]] == [13]  # later items: the one batch entering it
+
+    bd = _BatchDataset(ds, None, depth=4)
+    submitted: List[List[int]] = []
+    real = ds.reader.submit
+
+    def counting_submit(idx: Any, buf: Any = None) -> Any:
+        submitted.append(np.asarray(idx).tolist())
+        return real(idx, buf)
+
+    ds.reader.submit = counting_submit  # type: ignore[method-assign]
+    r = bd[items[0]]
+    assert [index_of(s) for s in _split_raw(r)] == plan[1].tolist()
+    assert submitted == [plan[k].tolist() for k in (1, 4, 7, 10)]  # batch 1, then 3 ahead
+    assert sorted(bd._pending) == [4, 7, 10]
+    r = bd[items[1]]  # batch 4 was in flight: only batch 13 is new
+    assert [index_of(s) for s in _split_raw(r)] == plan[4].tolist()
+    assert submitted[4:] == [plan[13].tolist()] and sorted(bd._pending) == [7, 10, 13]
+
+    # Resume: the worker's next item skips positions (a restarted plan would
+    # too): everything before it is cancelled, not leaked.
+    r = bd[items[3]]  # position 10: 7 is stale
+    assert [index_of(s) for s in _split_raw(r)] == plan[10].tolist()
+    assert 7 not in bd._pending and all(k > 10 for k in bd._pending)
+    # A new plan: every submission of the old one is cancelled.
+    pend = [e[0] for e in bd._pending.values()]
+    sp.plan_id = 2
+    first_new = _items_for_worker(sp, 1)[0]
+    bd[first_new]
+    assert all(pb._state == "cancelled" for pb in pend)
+    assert sorted(bd._pending) == [4, 7, 10]
+    assert bd.cancel() == 3 and not bd._pending
+    # Cancelled and returned buffers went back to the pool (nothing holds them here).
+    assert len(bd.pool.free) >= 3
+
+
+def _split_raw(r: Any) -> List[Any]:
+    from fff.torch import _RawBatch, _split
+
+    assert isinstance(r, _RawBatch)
+    return _split(r.buf, r.offsets)
+
+
+def test_default_prefetch_keeps_hundreds_of_samples_in_flight(local_ds: str) -> None:
+    ds = FFRecordDataset(local_ds)
+    assert DataLoader(ds, batch_size=64).prefetch_batches == 8
+    assert DataLoader(ds, batch_size=256).prefetch_batches == 4
+    assert DataLoader(ds, batch_size=4).prefetch_batches == 64  # the C API's limit per process
+    assert DataLoader(ds, batch_size=64, num_workers=2)._worker_depth() == 4
+    assert DataLoader(ds, batch_size=4, num_workers=2, prefetch_batches=500)._worker_depth() == 64
+    assert len(run(DataLoader(ds, batch_size=4, prefetch_batches=100))) == N // 4  # 64 in flight at most
+
+
+def test_close_after_break_does_not_hang(fff_ds: str) -> None:
+    ds = FFRecordDataset(fff_ds)
+    dl = DataLoader(ds, batch_size=2, num_workers=2, prefetch_batches=16)
+    it = iter(dl)
+    next(it)  # the workers have look-ahead reads in flight
+    t0 = time.monotonic()
+    del it
+    dl.close()
+    assert time.monotonic() - t0 < 15
+    assert run(dl) == [[i, i + 1] for i in range(2, N, 2)]  # new workers continue the epoch
+    dl.close()
