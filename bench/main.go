@@ -50,6 +50,7 @@ import (
 	"fff/ffrecord/ffrfile"
 	"fff/internal/rpc/rpcbench"
 	"fff/internal/uring"
+	"fff/libfff"
 )
 
 type config struct {
@@ -81,7 +82,16 @@ func main() {
 	flag.IntVar(&cfg.rounds, "rounds", 3, "alternating fio/fff rounds per size; the table shows medians")
 	suites := flag.String("suites", "ffrecord,rpc,meta,data,fuse,python,loader", "benchmarks to run: ffrecord (batch reads vs fio), rpc (RPC vs raw TCP), meta (metadata rates of fffd local), data (libfff data path of fffd local vs fio and loopback TCP), fuse (the FUSE mount vs the native client and fio), python (the Python package's batched reads vs Go and fio), loader (fff.torch.DataLoader vs ImageFolder, an epoch with and without decode)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the fff measurements to this file")
+	tcpOnly := flag.Bool("tcp-only", false, "clients reach fffd over loopback TCP instead of its same-host Unix socket (sets FFF_TCP_ONLY=1 for this process and the ones it starts)")
 	flag.Parse()
+	if *tcpOnly {
+		os.Setenv(libfff.EnvTCPOnly, "1")
+	}
+	transport := "fff clients on this host use fffd's Unix socket (docs/wire.md; -tcp-only for loopback TCP)"
+	if os.Getenv(libfff.EnvTCPOnly) == "1" {
+		transport = "fff clients use loopback TCP (" + libfff.EnvTCPOnly + "=1)"
+	}
+	fmt.Printf("transport: %s\n", transport)
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
 		if err != nil {

@@ -48,7 +48,17 @@ type Options struct {
 	// for long writes); it also keeps the write session from being pruned as
 	// a dead writer's.
 	LengthReportInterval time.Duration
+	// TCPOnly keeps connections to servers on this host on loopback TCP.
+	// By default a client that reaches a server over loopback TCP moves to
+	// the Unix socket the server announces, which moves bulk data for about
+	// half the CPU (docs/wire.md). The environment variable FFF_TCP_ONLY=1
+	// sets it too.
+	TCPOnly bool
 }
+
+// EnvTCPOnly, set to 1, makes every client keep same-host connections on
+// loopback TCP (Options.TCPOnly).
+const EnvTCPOnly = "FFF_TCP_ONLY"
 
 // Client is a connection to one fff cluster. It is safe for concurrent use;
 // Close it when done.
@@ -115,7 +125,8 @@ func Connect(ctx context.Context, opts Options) (*Client, error) {
 			token = info.Token
 		}
 	}
-	popts := rpc.PoolOptions{Size: opts.PoolSize, Client: rpc.ClientOptions{Logger: opts.Logger, DefaultTimeout: opts.CallTimeout}}
+	tcpOnly := opts.TCPOnly || os.Getenv(EnvTCPOnly) == "1"
+	popts := rpc.PoolOptions{Size: opts.PoolSize, Client: rpc.ClientOptions{Logger: opts.Logger, DefaultTimeout: opts.CallTimeout, TCPOnly: tcpOnly}}
 	if opts.LengthReportInterval <= 0 {
 		opts.LengthReportInterval = time.Minute
 	}

@@ -54,6 +54,9 @@ type NodeConfig struct {
 	ID      uint32 `toml:"id"`
 	Listen  string `toml:"listen"`
 	DataDir string `toml:"data_dir"`
+	// NoLocalSocket turns off the Unix socket DATA/fffd.sock that the node
+	// serves besides TCP for clients on the same host (docs/wire.md).
+	NoLocalSocket bool `toml:"no_local_socket"`
 }
 
 type LogConfig struct {

@@ -32,6 +32,7 @@ const (
 type readyInfo struct {
 	PID     int    `json:"pid"`
 	Address string `json:"address"`
+	Socket  string `json:"socket,omitempty"` // the same-host Unix socket, if served
 	Version string `json:"version"`
 }
 
@@ -41,6 +42,7 @@ type node struct {
 	log  zerolog.Logger
 	db   kv.DB
 	ln   net.Listener
+	uln  net.Listener // the same-host Unix socket, or nil
 	srv  *rpc.Server
 	addr string
 }
@@ -63,12 +65,38 @@ func newNode(cfg Config, role string) (*node, error) {
 		db.Close()
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Node.Listen, err)
 	}
-	return &node{cfg: cfg, log: log, db: db, ln: ln, addr: ln.Addr().String()}, nil
+	n := &node{cfg: cfg, log: log, db: db, ln: ln, addr: ln.Addr().String()}
+	if !cfg.Node.NoLocalSocket {
+		n.listenLocal()
+	}
+	return n, nil
 }
 
-// abort releases the node's KV and listener after a failed start.
+// socketFile is the node's same-host Unix socket in its data directory.
+const socketFile = "fffd.sock"
+
+// listenLocal opens the same-host Unix socket. Clients on this host that
+// reach the node over loopback TCP learn its path in the handshake and move
+// to it (it costs about half the CPU per byte). The KV, opened first, locks
+// the data directory, so a socket file already there is a dead node's.
+// Failing here only costs speed: the node serves TCP alone.
+func (n *node) listenLocal() {
+	path := filepath.Join(n.cfg.Node.DataDir, socketFile)
+	os.Remove(path)
+	uln, err := net.Listen("unix", path)
+	if err != nil {
+		n.log.Warn().Err(err).Str("socket", path).Msg("no same-host Unix socket; clients on this host use TCP")
+		return
+	}
+	n.uln = uln
+}
+
+// abort releases the node's KV and listeners after a failed start.
 func (n *node) abort(err error) error {
 	n.ln.Close()
+	if n.uln != nil {
+		n.uln.Close()
+	}
 	n.db.Close()
 	return err
 }
@@ -95,15 +123,24 @@ func (n *node) startMeta(ctx context.Context, opts meta.Options) (*meta.Service,
 // serve runs the RPC server and the given background loops until ctx ends,
 // then shuts down gracefully.
 func (n *node) serve(ctx context.Context, auth rpc.Authenticator, register func(*rpc.Server), loops ...func(context.Context) error) error {
-	n.srv = rpc.NewServer(rpc.ServerOptions{Auth: auth, Logger: n.log})
+	opts := rpc.ServerOptions{Auth: auth, Logger: n.log}
+	if n.uln != nil {
+		opts.LocalSocket = n.uln.Addr().String()
+	}
+	n.srv = rpc.NewServer(opts)
 	register(n.srv)
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		if err := n.srv.Serve(n.ln); err != nil && !errors.Is(err, rpc.ErrServerClosed) {
-			return fmt.Errorf("rpc server: %w", err)
+	for _, l := range []net.Listener{n.ln, n.uln} {
+		if l == nil {
+			continue
 		}
-		return nil
-	})
+		g.Go(func() error {
+			if err := n.srv.Serve(l); err != nil && !errors.Is(err, rpc.ErrServerClosed) {
+				return fmt.Errorf("rpc server: %w", err)
+			}
+			return nil
+		})
+	}
 	for _, loop := range loops {
 		g.Go(func() error { return loop(gctx) })
 	}
@@ -113,6 +150,9 @@ func (n *node) serve(ctx context.Context, auth rpc.Authenticator, register func(
 	n.log.Info().Str("address", n.addr).Str("data", n.cfg.Node.DataDir).Msg("serving")
 	<-gctx.Done()
 	os.Remove(filepath.Join(n.cfg.Node.DataDir, readyFile))
+	if n.uln != nil {
+		os.Remove(n.uln.Addr().String())
+	}
 	n.log.Info().Msg("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -127,7 +167,11 @@ func (n *node) serve(ctx context.Context, auth rpc.Authenticator, register func(
 }
 
 func (n *node) writeReady() error {
-	b, _ := json.Marshal(readyInfo{PID: os.Getpid(), Address: n.addr, Version: version})
+	ri := readyInfo{PID: os.Getpid(), Address: n.addr, Version: version}
+	if n.uln != nil {
+		ri.Socket = n.uln.Addr().String()
+	}
+	b, _ := json.Marshal(ri)
 	path := filepath.Join(n.cfg.Node.DataDir, readyFile)
 	if err := os.WriteFile(path+".tmp", b, 0o600); err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,6 +59,10 @@ type ClientOptions struct {
 	CancelGrace time.Duration
 	// Dialer dials the TCP connection; nil uses a default net.Dialer.
 	Dialer *net.Dialer
+	// TCPOnly keeps a connection to a server on this host on loopback TCP
+	// instead of switching to the Unix socket the server announces (see
+	// ServerOptions.LocalSocket).
+	TCPOnly bool
 }
 
 func (o *ClientOptions) normalize() {
@@ -136,6 +141,7 @@ type Conn struct {
 	bufs          bufPool
 	srvMaxBody    int
 	srvMaxPayload int
+	socket        string // the Unix socket a server on this host announced
 
 	mu      sync.Mutex
 	pending map[uint64]*call
@@ -165,8 +171,27 @@ func Dial(ctx context.Context, addr, token string, opts ClientOptions) (*Conn, e
 		nc.Close()
 		return nil, err
 	}
+	if c.socket != "" && !opts.TCPOnly {
+		// The server is on this host and serves a Unix socket too: move
+		// there. Any failure (no access to the socket, an older server
+		// behind it) keeps the TCP connection, which works.
+		uc, err := d.DialContext(ctx, "unix", c.socket)
+		if err == nil {
+			var lc *Conn
+			if lc, err = newConn(ctx, uc, addr, token, opts); err == nil {
+				c.Close()
+				return lc, nil
+			}
+			uc.Close()
+		}
+		c.log.Debug().Err(err).Str("socket", c.socket).Msg("rpc: staying on TCP")
+	}
 	return c, nil
 }
+
+// Transport returns "unix" when the connection runs over the server's Unix
+// socket (a server on this host), else "tcp".
+func (c *Conn) Transport() string { return c.nc.RemoteAddr().Network() }
 
 func newConn(ctx context.Context, nc net.Conn, addr, token string, opts ClientOptions) (*Conn, error) {
 	c := &Conn{
@@ -260,6 +285,9 @@ func (c *Conn) handshake(ctx context.Context, token string) (err error) {
 			proto.Errorf(proto.ProtocolVersion, "server speaks protocol version %d, client %d", wl.Version, ProtocolVersion))
 	}
 	c.srvMaxBody, c.srvMaxPayload = int(wl.MaxBody), int(wl.MaxPayload)
+	if _, tcp := c.nc.(*net.TCPConn); tcp && filepath.IsAbs(wl.Socket) {
+		c.socket = wl.Socket
+	}
 	_ = c.nc.SetDeadline(time.Time{})
 	return nil
 }
