@@ -98,19 +98,11 @@ func runDataSuite(ctx context.Context, cfg config) error {
 	if size == 0 || wsize <= 0 || rsize <= 0 || dataCfg.readers <= 0 {
 		return errors.New("data: -data-size must be at least 4 MiB, sizes and readers positive")
 	}
-	p, cleanup, err := startCluster(ctx, cfg, "data")
+	p, c, cleanup, err := startDataCluster(ctx, cfg, "data")
 	if err != nil {
 		return err
 	}
 	defer cleanup()
-	c, err := libfff.Connect(ctx, libfff.Options{Address: p.addr, Token: p.token, PoolSize: dataCfg.pool})
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	if err := c.MkdirAll(ctx, "/bench", 0o755); err != nil {
-		return err
-	}
 
 	fmt.Printf("\n## Data path on a single-node cluster (fffd local)\n\n")
 	fmt.Printf("machine: %s; %d CPUs; data dir %s; fffd %s; clients and server on the same machine; cold cache before every read; fff and fio alternate over %d rounds (medians)\n\n",
@@ -215,48 +207,50 @@ func parseDepths(s string) ([]depth, error) {
 	return out, nil
 }
 
+// startDataCluster starts a cluster for a data-path suite, connects a client
+// (-data-pool connections per server) and makes /bench; cleanup closes the
+// client and stops the cluster.
+func startDataCluster(ctx context.Context, cfg config, suite string) (*fffdProc, *libfff.Client, func(), error) {
+	p, stop, err := startCluster(ctx, cfg, suite)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	c, err := p.connect(ctx)
+	if err == nil {
+		if err = c.MkdirAll(ctx, "/bench", 0o755); err != nil {
+			c.Close()
+		}
+	}
+	if err != nil {
+		stop()
+		return nil, nil, nil, err
+	}
+	return p, c, func() { c.Close(); stop() }, nil
+}
+
+// connect returns a new client of the cluster p (-data-pool connections per
+// server).
+func (p *fffdProc) connect(ctx context.Context) (*libfff.Client, error) {
+	return libfff.Connect(ctx, libfff.Options{Address: p.addr, Token: p.token, PoolSize: dataCfg.pool})
+}
+
 // dataSequential writes, then reads, one big file, alternating with fio on a plain file of the
 // same size, and prints the sequential table.
 func dataSequential(ctx context.Context, cfg config, c *libfff.Client, dir string, size, wsize, rsize int64) error {
 	// Sequential write, then read, of one big file; fio on a plain file.
 	seq := "/bench/seq"
 	plainSeq := filepath.Join(dir, "fio-seq")
-	var fffW, fioW, fffR, fioR []float64
-	for round := range cfg.rounds {
-		for k := range 2 {
-			dropCaches(cfg)
-			if (round+k)%2 == 0 {
-				r, err := dataFioSeq(ctx, cfg, plainSeq, size, "write")
-				if err != nil {
-					return err
-				}
-				fioW = append(fioW, r)
-			} else {
-				r, err := dataSeqWrite(ctx, c, seq, size, wsize)
-				if err != nil {
-					return err
-				}
-				fffW = append(fffW, r)
-			}
-		}
+	fioW, fffW, err := alternate(cfg,
+		func() (float64, error) { return dataFioSeq(ctx, cfg, plainSeq, size, "write") },
+		func() (float64, error) { return dataSeqWrite(ctx, c, seq, size, wsize) })
+	if err != nil {
+		return err
 	}
-	for round := range cfg.rounds {
-		for k := range 2 {
-			dropCaches(cfg)
-			if (round+k)%2 == 0 {
-				r, err := dataFioSeq(ctx, cfg, plainSeq, size, "read")
-				if err != nil {
-					return err
-				}
-				fioR = append(fioR, r)
-			} else {
-				r, err := dataSeqRead(ctx, c, seq, size, rsize, dataCfg.readers)
-				if err != nil {
-					return err
-				}
-				fffR = append(fffR, r)
-			}
-		}
+	fioR, fffR, err := alternate(cfg,
+		func() (float64, error) { return dataFioSeq(ctx, cfg, plainSeq, size, "read") },
+		func() (float64, error) { return dataSeqRead(ctx, c, seq, size, rsize, dataCfg.readers) })
+	if err != nil {
+		return err
 	}
 	os.Remove(plainSeq)
 	c.Remove(ctx, seq)

@@ -33,7 +33,6 @@ import (
 	"runtime"
 	"strings"
 
-	"fff/libfff"
 	"fff/libfff/fusefs"
 )
 
@@ -80,25 +79,17 @@ func runFuseSuite(ctx context.Context, cfg config) error {
 		sizes = append(sizes, v)
 	}
 
-	p, cleanup, err := startCluster(ctx, cfg, "fuse")
+	p, c, cleanup, err := startDataCluster(ctx, cfg, "fuse")
 	if err != nil {
 		return err
 	}
 	defer cleanup()
-	c, err := libfff.Connect(ctx, libfff.Options{Address: p.addr, Token: p.token, PoolSize: dataCfg.pool})
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	if err := c.MkdirAll(ctx, "/bench", 0o755); err != nil {
-		return err
-	}
 	mnt := filepath.Join(p.dir, "mnt")
 	if err := os.MkdirAll(mnt, 0o755); err != nil {
 		return err
 	}
 	// The mount has its own client, as `fff mount` would.
-	mc, err := libfff.Connect(ctx, libfff.Options{Address: p.addr, Token: p.token, PoolSize: dataCfg.pool})
+	mc, err := p.connect(ctx)
 	if err != nil {
 		return err
 	}
@@ -120,46 +111,29 @@ func runFuseSuite(ctx context.Context, cfg config) error {
 	seqName := "/bench/seq"
 	seqMnt := filepath.Join(mnt, "bench", "fuse-seq")
 	plain := filepath.Join(p.dir, "fio-seq")
-	var fuseW, natW, fuseR, natR []float64
-	for round := range cfg.rounds {
-		for k := range 2 {
-			dropCaches(cfg)
-			if (round+k)%2 == 0 {
-				os.Remove(seqMnt)
-				r, err := fuseFio(ctx, cfg, "--name=seqwrite", "--filename="+seqMnt, "--rw=write", fmt.Sprintf("--bs=%d", fuseBS),
-					"--ioengine=psync", fmt.Sprintf("--size=%d", size), "--end_fsync=1")
-				if err != nil {
-					return err
-				}
-				fuseW = append(fuseW, r.writeMiBps)
-			} else {
-				c.Remove(ctx, seqName)
-				r, err := dataSeqWrite(ctx, c, seqName, size, fuseBS)
-				if err != nil {
-					return err
-				}
-				natW = append(natW, r)
-			}
-		}
+	fuseW, natW, err := alternate(cfg,
+		func() (float64, error) {
+			os.Remove(seqMnt)
+			r, err := fuseFio(ctx, cfg, "--name=seqwrite", "--filename="+seqMnt, "--rw=write", fmt.Sprintf("--bs=%d", fuseBS),
+				"--ioengine=psync", fmt.Sprintf("--size=%d", size), "--end_fsync=1")
+			return r.writeMiBps, err
+		},
+		func() (float64, error) {
+			c.Remove(ctx, seqName)
+			return dataSeqWrite(ctx, c, seqName, size, fuseBS)
+		})
+	if err != nil {
+		return err
 	}
-	for round := range cfg.rounds {
-		for k := range 2 {
-			dropCaches(cfg)
-			if (round+k)%2 == 0 {
-				r, err := fuseFio(ctx, cfg, "--name=seqread", "--filename="+seqMnt, "--rw=read", fmt.Sprintf("--bs=%d", fuseBS),
-					"--ioengine=psync", "--readonly")
-				if err != nil {
-					return err
-				}
-				fuseR = append(fuseR, r.readMiBps)
-			} else {
-				r, err := dataSeqRead(ctx, c, seqName, size, rsize, dataCfg.readers)
-				if err != nil {
-					return err
-				}
-				natR = append(natR, r)
-			}
-		}
+	fuseR, natR, err := alternate(cfg,
+		func() (float64, error) {
+			r, err := fuseFio(ctx, cfg, "--name=seqread", "--filename="+seqMnt, "--rw=read", fmt.Sprintf("--bs=%d", fuseBS),
+				"--ioengine=psync", "--readonly")
+			return r.readMiBps, err
+		},
+		func() (float64, error) { return dataSeqRead(ctx, c, seqName, size, rsize, dataCfg.readers) })
+	if err != nil {
+		return err
 	}
 	dropCaches(cfg)
 	fioW, err := dataFioSeq(ctx, cfg, plain, size, "write")

@@ -423,30 +423,33 @@ func measureBatches(cfg config, newWorker func(g int) batchFunc) (result, error)
 	}, nil
 }
 
-// alternate measures the reference and fff in turn for cfg.rounds rounds,
-// dropping the page cache before each measurement and swapping which side
-// goes first every round: the disk's speed drifts (a virtual disk shares its
-// host), so callers report each side's median.
-func alternate(cfg config, ref, fff func() (result, error)) (refs, ffs []result, err error) {
+// rotate measures each side in turn for cfg.rounds rounds, dropping the page
+// cache before each measurement and starting every round with the next side:
+// the disk's speed drifts (a virtual disk shares its host), so callers
+// report each side's median. out[i] holds side i's results.
+func rotate[T any](cfg config, sides ...func() (T, error)) ([][]T, error) {
+	out := make([][]T, len(sides))
 	for round := range cfg.rounds {
-		for k := range 2 {
+		for k := range sides {
+			i := (round + k) % len(sides)
 			dropCaches(cfg)
-			if (round+k)%2 == 0 {
-				r, err := ref()
-				if err != nil {
-					return nil, nil, err
-				}
-				refs = append(refs, r)
-			} else {
-				r, err := fff()
-				if err != nil {
-					return nil, nil, err
-				}
-				ffs = append(ffs, r)
+			r, err := sides[i]()
+			if err != nil {
+				return nil, err
 			}
+			out[i] = append(out[i], r)
 		}
 	}
-	return refs, ffs, nil
+	return out, nil
+}
+
+// alternate is rotate of a reference and fff.
+func alternate[T any](cfg config, ref, fff func() (T, error)) (refs, ffs []T, err error) {
+	rs, err := rotate(cfg, ref, fff)
+	if err != nil {
+		return nil, nil, err
+	}
+	return rs[0], rs[1], nil
 }
 
 // spread shows the lowest and highest IOPS of the rounds.

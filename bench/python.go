@@ -59,19 +59,11 @@ func runPythonSuite(ctx context.Context, cfg config) error {
 	if _, err := exec.LookPath(pyCfg.python); err != nil {
 		return fmt.Errorf("python: no interpreter %s (run scripts/bootstrap.sh python, or pass -python): %w", pyCfg.python, err)
 	}
-	p, cleanup, err := startCluster(ctx, cfg, "python")
+	p, c, cleanup, err := startDataCluster(ctx, cfg, "python")
 	if err != nil {
 		return err
 	}
 	defer cleanup()
-	c, err := libfff.Connect(ctx, libfff.Options{Address: p.addr, Token: p.token})
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	if err := c.MkdirAll(ctx, "/bench", 0o755); err != nil {
-		return err
-	}
 	dc := cfg
 	dc.qd, dc.batch = d.inFlight, d.batch
 
@@ -93,22 +85,12 @@ func runPythonSuite(ctx context.Context, cfg config) error {
 		if err := writePlain(plain, n*ssize); err != nil {
 			return err
 		}
-		sides := []func() (result, error){
+		rs, err := rotate(cfg,
 			func() (result, error) { return runFio(ctx, dc, plain, ssize) },
 			func() (result, error) { return goDatasetReads(ctx, dc, c, "fff://"+name) },
-			func() (result, error) { return pythonReads(ctx, dc, p, script, "fff://"+name) },
-		}
-		var rs [3][]result
-		for round := range cfg.rounds {
-			for k := range sides {
-				i := (round + k) % len(sides)
-				dropCaches(cfg)
-				r, err := sides[i]()
-				if err != nil {
-					return err
-				}
-				rs[i] = append(rs[i], r)
-			}
+			func() (result, error) { return pythonReads(ctx, dc, p, script, "fff://"+name) })
+		if err != nil {
+			return err
 		}
 		fio, g, py := median(rs[0]), median(rs[1]), median(rs[2])
 		target := ""
