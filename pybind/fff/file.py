@@ -118,32 +118,34 @@ class RawFile(io.RawIOBase):
         self._h()
         return False
 
-    def readinto(self, b: Any) -> int:
-        """Read up to len(b) bytes straight into b (any writable buffer)."""
+    def _buffer_call(self, b: Any, write: bool, fn: str, *offset: int) -> int:
+        """Call fff_<fn>(handle, address of b, len(b), *offset) on b's memory
+        (pinned for the call, no copy); 0 for an empty b."""
         h = self._h()
-        self._check_readable()
-        addr, n, pin = _native.buffer_address(b, writable=True)
+        if write:
+            self._check_writable()
+        else:
+            self._check_readable()
+        addr, n, pin = _native.buffer_address(b, writable=not write)
         try:
             if n == 0:
                 return 0
-            return _native.check64(_native.lib().fff_read(h, addr, n), self.name)
+            if write:
+                self._dirty = True
+            return _native.check64(getattr(_native.lib(), fn)(h, addr, n, *offset), self.name)
         finally:
             pin.release()
+
+    def readinto(self, b: Any) -> int:
+        """Read up to len(b) bytes straight into b (any writable buffer)."""
+        return self._buffer_call(b, False, "fff_read")
 
     def pread(self, b: Any, offset: int) -> int:
         """Read up to len(b) bytes at offset into b, leaving the file position alone.
 
         Short only at the end of the file.
         """
-        h = self._h()
-        self._check_readable()
-        addr, n, pin = _native.buffer_address(b, writable=True)
-        try:
-            if n == 0:
-                return 0
-            return _native.check64(_native.lib().fff_pread(h, addr, n, offset), self.name)
-        finally:
-            pin.release()
+        return self._buffer_call(b, False, "fff_pread", offset)
 
     def read(self, size: Optional[int] = -1) -> bytes:
         if size is None or size < 0:
@@ -179,29 +181,11 @@ class RawFile(io.RawIOBase):
 
     def write(self, b: Any) -> int:
         """Write all of b (any bytes-like object); returns len(b) in bytes."""
-        h = self._h()
-        self._check_writable()
-        addr, n, pin = _native.buffer_address(b, writable=False)
-        try:
-            if n == 0:
-                return 0
-            self._dirty = True
-            return _native.check64(_native.lib().fff_write(h, addr, n), self.name)
-        finally:
-            pin.release()
+        return self._buffer_call(b, True, "fff_write")
 
     def pwrite(self, b: Any, offset: int) -> int:
         """Write b at offset, leaving the file position alone."""
-        h = self._h()
-        self._check_writable()
-        addr, n, pin = _native.buffer_address(b, writable=False)
-        try:
-            if n == 0:
-                return 0
-            self._dirty = True
-            return _native.check64(_native.lib().fff_pwrite(h, addr, n, offset), self.name)
-        finally:
-            pin.release()
+        return self._buffer_call(b, True, "fff_pwrite", offset)
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
         h = self._h()
