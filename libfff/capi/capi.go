@@ -344,38 +344,39 @@ func file(id C.int64_t) (*handle, *libfff.File, error) {
 // goFffRead is fff_read (off < 0) and fff_pread.
 //
 //export goFffRead
-func goFffRead(id C.int64_t, buf unsafe.Pointer, n C.int64_t, off C.int64_t) (rc C.int64_t) {
-	defer guard64(&rc)
-	p, err := bytesOf("fff_read", buf, n)
-	if err != nil {
-		return ret64(0, err)
-	}
-	h, f, err := file(id)
-	if err != nil {
-		return ret64(0, err)
-	}
-	defer h.release()
-	if len(p) == 0 {
-		return 0
-	}
-	var got int
-	if off < 0 {
-		got, err = f.Read(p)
-	} else {
-		got, err = f.ReadAt(p, int64(off))
-	}
-	if errors.Is(err, io.EOF) {
-		err = nil
-	}
-	return ret64(int64(got), err)
+func goFffRead(id C.int64_t, buf unsafe.Pointer, n C.int64_t, off C.int64_t) C.int64_t {
+	return fileIO("fff_read", id, buf, n, func(f *libfff.File, p []byte) (int, error) {
+		var got int
+		var err error
+		if off < 0 {
+			got, err = f.Read(p)
+		} else {
+			got, err = f.ReadAt(p, int64(off))
+		}
+		if errors.Is(err, io.EOF) {
+			err = nil
+		}
+		return got, err
+	})
 }
 
 // goFffWrite is fff_write (off < 0) and fff_pwrite.
 //
 //export goFffWrite
-func goFffWrite(id C.int64_t, buf unsafe.Pointer, n C.int64_t, off C.int64_t) (rc C.int64_t) {
+func goFffWrite(id C.int64_t, buf unsafe.Pointer, n C.int64_t, off C.int64_t) C.int64_t {
+	return fileIO("fff_write", id, buf, n, func(f *libfff.File, p []byte) (int, error) {
+		if off < 0 {
+			return f.Write(p)
+		}
+		return f.WriteAt(p, int64(off))
+	})
+}
+
+// fileIO runs do on file id with the caller's n bytes at buf (nothing for
+// n == 0) and returns its count or negated error code.
+func fileIO(op string, id C.int64_t, buf unsafe.Pointer, n C.int64_t, do func(*libfff.File, []byte) (int, error)) (rc C.int64_t) {
 	defer guard64(&rc)
-	p, err := bytesOf("fff_write", buf, n)
+	p, err := bytesOf(op, buf, n)
 	if err != nil {
 		return ret64(0, err)
 	}
@@ -387,13 +388,8 @@ func goFffWrite(id C.int64_t, buf unsafe.Pointer, n C.int64_t, off C.int64_t) (r
 	if len(p) == 0 {
 		return 0
 	}
-	var put int
-	if off < 0 {
-		put, err = f.Write(p)
-	} else {
-		put, err = f.WriteAt(p, int64(off))
-	}
-	return ret64(int64(put), err)
+	got, err := do(f, p)
+	return ret64(int64(got), err)
 }
 
 //export goFffSeek
