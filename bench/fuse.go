@@ -11,7 +11,8 @@ package main
 //     and fio --direct=1 on the local disk (the data suite's reference);
 //   - sequential read of it: fio --rw=read --bs=1M --ioengine=psync through
 //     the page cache of the mount (one stream: the mount's readahead keeps
-//     the window full), against the native client's best (the data suite's
+//     the window full), and the same write and read through a second mount
+//     with --direct-io (no page cache), against the native client's best (the data suite's
 //     -data-readers goroutines of -data-read-size ReadAt) and fio on the
 //     local disk;
 //   - random reads at 4 KiB and 128 KiB: fio --rw=randread --direct=1
@@ -102,22 +103,46 @@ func runFuseSuite(ctx context.Context, cfg config) error {
 		srv.Unmount()
 		srv.Wait()
 	}()
+	// A second mount with --direct-io, for the sequential rows.
+	mntDIO := filepath.Join(p.dir, "mnt-dio")
+	if err := os.MkdirAll(mntDIO, 0o755); err != nil {
+		return err
+	}
+	srvDIO, err := fusefs.Mount(ctx, mc, mntDIO, fusefs.Options{DirectIO: true})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		srvDIO.Unmount()
+		srvDIO.Wait()
+	}()
 
 	fmt.Printf("\n## FUSE mount on a single-node cluster (fffd local)\n\n")
-	fmt.Printf("machine: %s; %d CPUs; data dir %s; mount %s (in the bench process: go-fuse, 1 MiB max read/write, readahead up to 32 MiB); cold cache before every measurement; FUSE and native alternate over %d rounds (medians)\n\n",
-		hostInfo(), runtime.NumCPU(), p.dir, mnt, cfg.rounds)
+	fmt.Printf("machine: %s; %d CPUs; data dir %s; mounts %s and, with --direct-io, %s (in the bench process: go-fuse, 1 MiB max read/write, readahead up to 32 MiB); cold cache before every measurement; FUSE and native alternate over %d rounds (medians)\n\n",
+		hostInfo(), runtime.NumCPU(), p.dir, mnt, mntDIO, cfg.rounds)
 
-	// Sequential write, then read.
+	// Sequential write, then read: through the mount with the page cache,
+	// through the --direct-io mount, and natively.
 	seqName := "/bench/seq"
 	seqMnt := filepath.Join(mnt, "bench", "fuse-seq")
+	seqDIO := filepath.Join(mntDIO, "bench", "fuse-seq-dio")
 	plain := filepath.Join(p.dir, "fio-seq")
-	fuseW, natW, err := alternate(cfg,
-		func() (float64, error) {
-			os.Remove(seqMnt)
-			r, err := fuseFio(ctx, cfg, "--name=seqwrite", "--filename="+seqMnt, "--rw=write", fmt.Sprintf("--bs=%d", fuseBS),
+	fioWrite := func(path string) func() (float64, error) {
+		return func() (float64, error) {
+			os.Remove(path)
+			r, err := fuseFio(ctx, cfg, "--name=seqwrite", "--filename="+path, "--rw=write", fmt.Sprintf("--bs=%d", fuseBS),
 				"--ioengine=psync", fmt.Sprintf("--size=%d", size), "--end_fsync=1")
 			return r.writeMiBps, err
-		},
+		}
+	}
+	fioRead := func(path string) func() (float64, error) {
+		return func() (float64, error) {
+			r, err := fuseFio(ctx, cfg, "--name=seqread", "--filename="+path, "--rw=read", fmt.Sprintf("--bs=%d", fuseBS),
+				"--ioengine=psync", "--readonly")
+			return r.readMiBps, err
+		}
+	}
+	ws, err := rotate(cfg, fioWrite(seqMnt), fioWrite(seqDIO),
 		func() (float64, error) {
 			c.Remove(ctx, seqName)
 			return dataSeqWrite(ctx, c, seqName, size, fuseBS)
@@ -125,12 +150,7 @@ func runFuseSuite(ctx context.Context, cfg config) error {
 	if err != nil {
 		return err
 	}
-	fuseR, natR, err := alternate(cfg,
-		func() (float64, error) {
-			r, err := fuseFio(ctx, cfg, "--name=seqread", "--filename="+seqMnt, "--rw=read", fmt.Sprintf("--bs=%d", fuseBS),
-				"--ioengine=psync", "--readonly")
-			return r.readMiBps, err
-		},
+	rs, err := rotate(cfg, fioRead(seqMnt), fioRead(seqDIO),
 		func() (float64, error) { return dataSeqRead(ctx, c, seqName, size, rsize, dataCfg.readers) })
 	if err != nil {
 		return err
@@ -147,15 +167,19 @@ func runFuseSuite(ctx context.Context, cfg config) error {
 	}
 	os.Remove(plain)
 	os.Remove(seqMnt)
+	os.Remove(seqDIO)
 	c.Remove(ctx, seqName)
-	mfw, mnw, mfr, mnr := medianF(fuseW), medianF(natW), medianF(fuseR), medianF(natR)
-	fmt.Printf("Sequential, %s file: FUSE = fio --bs=1M --ioengine=psync (one stream, page cache; write with --end_fsync=1); native = libfff File.Write of 1 MiB (Close included) / %d readers x %s ReadAt; local disk = fio --bs=4M --iodepth=16 --direct=1 --ioengine=io_uring\n\n",
+	mnw, mnr := medianF(ws[2]), medianF(rs[2])
+	fmt.Printf("Sequential, %s file: FUSE = fio --bs=1M --ioengine=psync (one stream; write with --end_fsync=1) through the default mount (page cache) and through a --direct-io mount; native = libfff File.Write of 1 MiB (Close included) / %d readers x %s ReadAt; local disk = fio --bs=4M --iodepth=16 --direct=1 --ioengine=io_uring\n\n",
 		formatSize(size), dataCfg.readers, formatSize(rsize))
-	fmt.Println("| workload | FUSE MiB/s | native MiB/s | local disk (fio) MiB/s | FUSE / native | target | FUSE range | native range |")
-	fmt.Println("|---|---|---|---|---|---|---|---|")
-	fmt.Printf("| sequential write | %.0f | %.0f | %.0f | %.2f | | %s | %s |\n", mfw, mnw, fioW, mfw/mnw, spreadF(fuseW), spreadF(natW))
-	fmt.Printf("| sequential read | %.0f | %.0f | %.0f | %.2f | ≥ %.2f %s | %s | %s |\n", mfr, mnr, fioR, mfr/mnr,
-		fuseSeqReadTarget, verdict(mfr/mnr >= fuseSeqReadTarget), spreadF(fuseR), spreadF(natR))
+	fmt.Println("| workload | mount | FUSE MiB/s | native MiB/s | local disk (fio) MiB/s | FUSE / native | target | FUSE range | native range |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|")
+	for k, mode := range []string{"page cache", "--direct-io"} {
+		mfw, mfr := medianF(ws[k]), medianF(rs[k])
+		fmt.Printf("| sequential write | %s | %.0f | %.0f | %.0f | %.2f | | %s | %s |\n", mode, mfw, mnw, fioW, mfw/mnw, spreadF(ws[k]), spreadF(ws[2]))
+		fmt.Printf("| sequential read | %s | %.0f | %.0f | %.0f | %.2f | ≥ %.2f %s | %s | %s |\n", mode, mfr, mnr, fioR, mfr/mnr,
+			fuseSeqReadTarget, verdict(mfr/mnr >= fuseSeqReadTarget), spreadF(rs[k]), spreadF(rs[2]))
+	}
 
 	// Random reads.
 	fmt.Printf("\nRandom reads, %s file per size, %d in flight: FUSE = fio --rw=randread --direct=1 --ioengine=io_uring --iodepth=%d on the mount; native = %d goroutines each calling ReadBatch of %d\n\n",

@@ -64,6 +64,14 @@ func (fs *FS) keepCache(n proto.Inode) bool {
 	return ok && old == k
 }
 
+// directIO is the open flag of Options.DirectIO.
+func (fs *FS) directIO() uint32 {
+	if fs.opts.DirectIO {
+		return fuse.FOPEN_DIRECT_IO
+	}
+	return 0
+}
+
 func (fs *FS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
 	flag := openFlag(in.Flags)
 	if fs.rofs() && (flag&syscall.O_ACCMODE != os.O_RDONLY || flag&os.O_TRUNC != 0) {
@@ -82,6 +90,7 @@ func (fs *FS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) f
 	if flag&os.O_TRUNC == 0 && fs.keepCache(f.Inode()) {
 		out.OpenFlags |= fuse.FOPEN_KEEP_CACHE
 	}
+	out.OpenFlags |= fs.directIO()
 	return fuse.OK
 }
 
@@ -105,6 +114,7 @@ func (fs *FS) Create(cancel <-chan struct{}, in *fuse.CreateIn, name string, out
 	out.Fh = fs.addHandle(h)
 	fs.keepCache(n)
 	fs.fillEntry(&n, &out.EntryOut)
+	out.OpenFlags |= fs.directIO()
 	return fuse.OK
 }
 
