@@ -383,6 +383,11 @@ type (
 	}
 	MetaGCListReq struct {
 		Limit int `msgpack:"limit"`
+		// After, if set, lists the records that come after this id in
+		// queue order, so a collector can page through a queue whose
+		// head it cannot act on. Servers that predate it list from the
+		// start.
+		After *GCID `msgpack:"after,omitempty"`
 	}
 	MetaGCListResp struct {
 		Records []GCRecord `msgpack:"records"`

@@ -56,9 +56,10 @@ func queueTruncate(tx kv.Txn, n *proto.Inode, from, old uint64, now int64) error
 }
 
 // GCList returns up to limit records of the GC queue that storage may act
-// on now (see the GC queue notes above). Records stay queued until GCDone.
+// on now (see the GC queue notes above), in queue order, starting after
+// the record after (nil: at the head). Records stay queued until GCDone.
 // Root only (EPERM).
-func (s *Service) GCList(ctx context.Context, id Identity, limit int) ([]proto.GCRecord, error) {
+func (s *Service) GCList(ctx context.Context, id Identity, after *proto.GCID, limit int) ([]proto.GCRecord, error) {
 	if !id.IsRoot() {
 		return nil, proto.Errorf(proto.EPERM, "gc list")
 	}
@@ -70,6 +71,9 @@ func (s *Service) GCList(ctx context.Context, id Identity, limit int) ([]proto.G
 	err := s.db.View(ctx, func(tx kv.ReadTxn) error {
 		out = nil
 		begin, end := prefixRange([]byte{pGC})
+		if after != nil {
+			begin = kv.KeyAfter(gcKey(after.Ino, after.Seq))
+		}
 		scanned := 0
 		for len(out) < limit && scanned < 8*limit+1000 {
 			kvs, err := tx.Range(begin, end, kv.RangeOptions{Limit: limit})

@@ -137,7 +137,7 @@ func names(t testing.TB, s *Service, ino uint64) []string {
 
 func gcRecords(t testing.TB, s *Service) []proto.GCRecord {
 	t.Helper()
-	return must(s.GCList(ctx, Root, 0))(t)
+	return must(s.GCList(ctx, Root, nil, 0))(t)
 }
 
 func isCode(err error, c proto.Code) bool { return errors.Is(err, c.Err()) }

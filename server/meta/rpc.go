@@ -109,7 +109,7 @@ func (s *Service) Register(srv *rpc.Server) {
 		return proto.MetaTokenResp{Token: tok}, err
 	})
 	handle(srv, proto.MethodMetaGCList, func(ctx context.Context, id Identity, r *proto.MetaGCListReq) (any, error) {
-		recs, err := s.GCList(ctx, id, r.Limit)
+		recs, err := s.GCList(ctx, id, r.After, r.Limit)
 		return proto.MetaGCListResp{Records: recs}, err
 	})
 	handle(srv, proto.MethodMetaGCDone, func(ctx context.Context, id Identity, r *proto.MetaGCDoneReq) (any, error) {

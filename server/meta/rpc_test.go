@@ -126,6 +126,11 @@ func TestRPC(t *testing.T) {
 	if err := call(admin, proto.MethodMetaGCList, proto.MetaGCListReq{Limit: 10}, &gl); err != nil || len(gl.Records) != 2 {
 		t.Fatalf("gc list = %+v %v", gl, err)
 	}
+	var rest proto.MetaGCListResp
+	if err := call(admin, proto.MethodMetaGCList, proto.MetaGCListReq{Limit: 10, After: &gl.Records[0].ID}, &rest); err != nil ||
+		len(rest.Records) != 1 || rest.Records[0].ID != gl.Records[1].ID {
+		t.Fatalf("gc list after the first record = %+v %v", rest, err)
+	}
 	ids := []proto.GCID{gl.Records[0].ID, gl.Records[1].ID}
 	if err := call(admin, proto.MethodMetaGCDone, proto.MetaGCDoneReq{IDs: ids}, nil); err != nil {
 		t.Fatal(err)

@@ -172,11 +172,17 @@ func TestGCQueue(t *testing.T) {
 	if len(recs) != 4 || !recs[1].Obsolete || !recs[2].Obsolete || recs[0].Obsolete || recs[3].Obsolete {
 		t.Fatalf("after writing b: %+v", recs)
 	}
-	// Limits and acknowledgement.
-	if recs := must(s.GCList(ctx, Root, 2))(t); len(recs) != 2 {
+	// Limits, paging and acknowledgement.
+	if recs := must(s.GCList(ctx, Root, nil, 2))(t); len(recs) != 2 {
 		t.Fatalf("limit 2 gave %d", len(recs))
 	}
-	_, err := s.GCList(ctx, alice, 10)
+	for k := range recs {
+		page := must(s.GCList(ctx, Root, &recs[k].ID, 10))(t)
+		if len(page) != len(recs)-k-1 || len(page) > 0 && page[0].ID != recs[k+1].ID {
+			t.Fatalf("after record %d (%+v): %d records, want the %d behind it", k, recs[k].ID, len(page), len(recs)-k-1)
+		}
+	}
+	_, err := s.GCList(ctx, alice, nil, 10)
 	wantCode(t, err, proto.EPERM)
 	wantCode(t, s.GCDone(ctx, alice, nil), proto.EPERM)
 	wantCode(t, s.GCDone(ctx, Root, make([]proto.GCID, gcBatchMax+1)), proto.EINVAL)

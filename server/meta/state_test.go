@@ -250,7 +250,7 @@ func TestRemoveAllLargerThanOneTxn(t *testing.T) {
 	if st := must(s.StatFS(ctx, Root))(t); st.Inodes != 1 {
 		t.Fatalf("inodes left: %d", st.Inodes)
 	}
-	if recs := must(s.GCList(ctx, Root, gcBatchMax))(t); len(recs) != subdirs*perDir {
+	if recs := must(s.GCList(ctx, Root, nil, gcBatchMax))(t); len(recs) != subdirs*perDir {
 		t.Fatalf("%d GC records, want %d", len(recs), subdirs*perDir)
 	}
 }

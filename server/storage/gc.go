@@ -13,7 +13,9 @@ import (
 // GCQueue is meta's GC queue (server/meta/gc.go): records of deleted and
 // truncated files whose chunks storage removes.
 type GCQueue interface {
-	GCList(ctx context.Context, limit int) ([]proto.GCRecord, error)
+	// GCList lists up to limit records in queue order, after the record
+	// after (nil: from the head).
+	GCList(ctx context.Context, after *proto.GCID, limit int) ([]proto.GCRecord, error)
 	GCDone(ctx context.Context, ids []proto.GCID) error
 }
 
@@ -22,8 +24,8 @@ func MetaGC(ms *meta.Service) GCQueue { return metaGC{ms} }
 
 type metaGC struct{ ms *meta.Service }
 
-func (m metaGC) GCList(ctx context.Context, limit int) ([]proto.GCRecord, error) {
-	return m.ms.GCList(ctx, meta.Root, limit)
+func (m metaGC) GCList(ctx context.Context, after *proto.GCID, limit int) ([]proto.GCRecord, error) {
+	return m.ms.GCList(ctx, meta.Root, after, limit)
 }
 
 func (m metaGC) GCDone(ctx context.Context, ids []proto.GCID) error {
@@ -59,15 +61,20 @@ const gcBatch = 1000
 // DefaultGCInterval is RunGC's pause when the queue is empty.
 const DefaultGCInterval = 5 * time.Second
 
-// RunGC drains q until ctx ends: a pass (GCOnce) whenever the previous one
-// made progress on a full batch, otherwise every interval (default
-// DefaultGCInterval). Failures are logged and retried.
+// RunGC drains q until ctx ends. It scans the queue a batch at a time from
+// the head to the end, one pass (as GCOnce) per batch, then pauses for
+// interval (default DefaultGCInterval) and scans again. Paging through the
+// whole queue keeps records that this node cannot apply now (other nodes'
+// records, records that keep failing) from hiding the ones behind them,
+// however many there are. Failures are logged and retried on the next
+// scan.
 func (s *Service) RunGC(ctx context.Context, q GCQueue, interval time.Duration) error {
 	if interval <= 0 {
 		interval = DefaultGCInterval
 	}
+	var sc gcScan
 	for {
-		n, listed, err := s.gcPass(ctx, q)
+		n, listed, err := s.gcPass(ctx, q, &sc)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -77,8 +84,8 @@ func (s *Service) RunGC(ctx context.Context, q GCQueue, interval time.Duration) 
 		if n > 0 {
 			s.log.Debug().Int("records", n).Msg("storage: garbage collected")
 		}
-		if n > 0 && listed == gcBatch {
-			continue
+		if listed == gcBatch {
+			continue // more of the queue after this batch
 		}
 		select {
 		case <-ctx.Done():
@@ -116,15 +123,32 @@ func (s *Service) RunGC(ctx context.Context, q GCQueue, interval time.Duration) 
 // a concurrent second collector's delete record just removed, a leak of
 // one chunk that only such a disagreement can cause.
 func (s *Service) GCOnce(ctx context.Context, q GCQueue) (int, error) {
-	n, _, err := s.gcPass(ctx, q)
+	n, _, err := s.gcPass(ctx, q, &gcScan{})
 	return n, err
 }
 
-// gcPass is GCOnce, also returning how many records were listed.
-func (s *Service) gcPass(ctx context.Context, q GCQueue) (acked, listed int, err error) {
-	recs, err := q.GCList(ctx, gcBatch)
+// gcScan is where a scan of the queue is: the last record listed (nil: at
+// the head) and the inodes with a record that failed since the scan began,
+// whose later records wait for the next scan even when they come in a
+// later batch.
+type gcScan struct {
+	after  *proto.GCID
+	failed map[uint64]bool
+}
+
+// gcPass applies the batch of records after sc's position, moves sc past
+// it (back to the head after the last batch), and returns how many records
+// it acknowledged and how many it listed.
+func (s *Service) gcPass(ctx context.Context, q GCQueue, sc *gcScan) (acked, listed int, err error) {
+	recs, err := q.GCList(ctx, sc.after, gcBatch)
 	if err != nil {
 		return 0, 0, fmt.Errorf("gc list: %w", err)
+	}
+	if len(recs) < gcBatch {
+		defer func() { *sc = gcScan{} }() // the end: the next pass starts over
+	} else {
+		last := recs[len(recs)-1].ID
+		defer func() { sc.after = &last }()
 	}
 	if len(recs) == 0 {
 		return 0, 0, nil
@@ -136,7 +160,10 @@ func (s *Service) gcPass(ctx context.Context, q GCQueue) (acked, listed int, err
 	peers, _ := q.(GCPeers)
 	var done []proto.GCID
 	var firstErr error
-	failed := map[uint64]bool{} // inodes with a record that failed this pass
+	if sc.failed == nil {
+		sc.failed = map[uint64]bool{}
+	}
+	failed := sc.failed
 	for i := range recs {
 		rec := &recs[i]
 		if failed[rec.ID.Ino] {

@@ -21,11 +21,11 @@ func RPCGC(meta *rpc.Pool) GCQueue { return rpcGC{meta} }
 
 type rpcGC struct{ p *rpc.Pool }
 
-func (q rpcGC) GCList(ctx context.Context, limit int) ([]proto.GCRecord, error) {
+func (q rpcGC) GCList(ctx context.Context, after *proto.GCID, limit int) ([]proto.GCRecord, error) {
 	ctx, cancel := context.WithTimeout(ctx, gcCallTimeout)
 	defer cancel()
 	var resp proto.MetaGCListResp
-	if _, err := q.p.Call(ctx, proto.MethodMetaGCList, &proto.MetaGCListReq{Limit: limit}, &resp); err != nil {
+	if _, err := q.p.Call(ctx, proto.MethodMetaGCList, &proto.MetaGCListReq{Limit: limit, After: after}, &resp); err != nil {
 		return nil, err
 	}
 	return resp.Records, nil

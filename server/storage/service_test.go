@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -587,14 +588,93 @@ func TestGC(t *testing.T) {
 	}
 }
 
+// fakeQueue is a GC queue in memory, as meta keeps it: records in id
+// order, listed after a position, removed when done.
 type fakeQueue struct {
-	recs []proto.GCRecord
-	done []proto.GCID
+	mu    sync.Mutex
+	recs  []proto.GCRecord // in id order
+	done  []proto.GCID
+	lists int
 }
 
-func (q *fakeQueue) GCList(context.Context, int) ([]proto.GCRecord, error) { return q.recs, nil }
+func gcLess(a, b proto.GCID) bool { return a.Ino < b.Ino || a.Ino == b.Ino && a.Seq < b.Seq }
+
+func (q *fakeQueue) GCList(_ context.Context, after *proto.GCID, limit int) ([]proto.GCRecord, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.lists++
+	var out []proto.GCRecord
+	for _, r := range q.recs {
+		if len(out) == limit {
+			break
+		}
+		if after == nil || gcLess(*after, r.ID) {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
 
 func (q *fakeQueue) GCDone(_ context.Context, ids []proto.GCID) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
 	q.done = append(q.done, ids...)
+	gone := map[proto.GCID]bool{}
+	for _, id := range ids {
+		gone[id] = true
+	}
+	kept := q.recs[:0]
+	for _, r := range q.recs {
+		if !gone[r.ID] {
+			kept = append(kept, r)
+		}
+	}
+	q.recs = kept
 	return nil
+}
+
+// TestGCScansPastOthersRecords: more than a batch of records that another
+// node owns at the head of the queue (that node may be down) must not
+// hide this node's records behind them. RunGC pages through the queue.
+func TestGCScansPastOthersRecords(t *testing.T) {
+	e := newEnv(t)
+	others := proto.Layout{ChunkSize: chunkSize, Chains: []uint32{3}} // head target 20, on node 2
+	mine := proto.Layout{ChunkSize: chunkSize, Chains: []uint32{1}}   // target 10, on this node
+	q := &fakeQueue{}
+	for i := range 2500 {
+		q.recs = append(q.recs, proto.GCRecord{ID: proto.GCID{Ino: uint64(1000 + i), Seq: 1<<64 - 1}, Kind: proto.GCDelete, Layout: others})
+	}
+	var want []proto.GCID
+	for i := range 10 {
+		id := proto.GCID{Ino: uint64(9000 + i), Seq: 1<<64 - 1}
+		want = append(want, id)
+		q.recs = append(q.recs, proto.GCRecord{ID: id, Kind: proto.GCDelete, Layout: mine})
+	}
+	// One batch from the head sees only the other node's records.
+	if n, err := e.svc.GCOnce(e.ctx, q); err != nil || n != 0 {
+		t.Fatalf("GCOnce: %d records, %v; want 0 (the first batch is all node 2's)", n, err)
+	}
+	ctx, cancel := context.WithCancel(e.ctx)
+	ran := make(chan error, 1)
+	go func() { ran <- e.svc.RunGC(ctx, q, time.Hour) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		q.mu.Lock()
+		done := slices.Clone(q.done)
+		q.mu.Unlock()
+		if len(done) >= len(want) || time.Now().After(deadline) {
+			cancel()
+			if err := <-ran; err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(done, want) {
+				t.Fatalf("RunGC acknowledged %d records (%v...), want this node's %d", len(done), done[:min(len(done), 3)], len(want))
+			}
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(q.recs) != 2500 {
+		t.Fatalf("%d records left, want node 2's 2500", len(q.recs))
+	}
 }
