@@ -41,10 +41,22 @@ var posixSkipped = map[string]string{
 	"FcntlFlockLocksFile": "record locks are the kernel's, per process (the mount implements no lock owners): the test expects a lock file system",
 }
 
-func TestFUSEPosix(t *testing.T) {
+// TestFUSEPosix: go-fuse's posixtest suite (the parts that apply) on a
+// real mount, in both mount modes.
+func TestFUSEPosix(t *testing.T) { forMountModes(t, posixSuite) }
+
+// forMountModes runs fn as a subtest for each way of mounting whose
+// semantics must hold: the default (page cache) and --direct-io.
+func forMountModes(t *testing.T, fn func(t *testing.T, mountFlags ...string)) {
+	t.Run("PageCache", func(t *testing.T) { fn(t) })
+	t.Run("DirectIO", func(t *testing.T) { fn(t, "--direct-io") })
+}
+
+// posixSuite runs go-fuse's posixtest suite on a new mount.
+func posixSuite(t *testing.T, mountFlags ...string) {
 	needFUSE(t)
 	c := startClusterAt(t)
-	m := mountCluster(t, c)
+	m := mountCluster(t, c, mountFlags...)
 	names := make([]string, 0, len(posixtest.All))
 	for name := range posixtest.All {
 		names = append(names, name)
@@ -66,10 +78,12 @@ func TestFUSEPosix(t *testing.T) {
 
 // TestFUSETools: the mount under the standard tools, checked against the
 // same operations on the local disk.
-func TestFUSETools(t *testing.T) {
+func TestFUSETools(t *testing.T) { forMountModes(t, toolsSuite) }
+
+func toolsSuite(t *testing.T, mountFlags ...string) {
 	needFUSE(t)
 	c := startClusterAt(t)
-	m := mountCluster(t, c)
+	m := mountCluster(t, c, mountFlags...)
 	local := t.TempDir()
 	// A source tree with files of several sizes (one spanning chunks), an
 	// empty file, a symlink, a hard link, modes and times.
@@ -302,11 +316,13 @@ func alignedBuf(n int) []byte {
 
 // TestFUSEFio: fio writes through the mount and verifies what it reads back
 // (crc32c in every block), sequentially and at random offsets.
-func TestFUSEFio(t *testing.T) {
+func TestFUSEFio(t *testing.T) { forMountModes(t, fioVerify) }
+
+func fioVerify(t *testing.T, mountFlags ...string) {
 	needFUSE(t)
 	needTool(t, "fio", "fio")
 	c := startClusterAt(t)
-	m := mountCluster(t, c)
+	m := mountCluster(t, c, mountFlags...)
 	for _, rw := range []string{"write", "randwrite"} {
 		cmd := exec.Command("fio", "--name=verify-"+rw, "--directory="+m.dir, "--filename=fio-"+rw,
 			"--rw="+rw, "--bs=64k", "--size=48m", "--ioengine=psync", "--numjobs=1",
