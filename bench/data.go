@@ -30,14 +30,12 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -356,7 +354,7 @@ func dataFioSeq(ctx context.Context, cfg config, path string, size int64, rw str
 	args := []string{
 		"--name=seq" + rw, "--filename=" + path, "--ioengine=io_uring", "--direct=1",
 		"--rw=" + rw, fmt.Sprintf("--bs=%d", dataFioSeqBS), fmt.Sprintf("--iodepth=%d", dataFioSeqDepth),
-		fmt.Sprintf("--size=%d", size), "--output-format=json",
+		fmt.Sprintf("--size=%d", size),
 	}
 	if rw == "write" {
 		args = append(args, "--end_fsync=1")
@@ -367,37 +365,11 @@ func dataFioSeq(ctx context.Context, cfg config, path string, size int64, rw str
 		defer release()
 		args = append(args, "--iomem=shmhuge")
 	}
-	out, err := exec.CommandContext(ctx, cfg.fioBinary, args...).Output()
-	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			return 0, fmt.Errorf("fio: %v: %s", err, ee.Stderr)
-		}
-		return 0, fmt.Errorf("fio (install it with scripts/bootstrap.sh bench): %w", err)
-	}
-	var rep struct {
-		Jobs []struct {
-			Read struct {
-				BWBytes float64 `json:"bw_bytes"`
-			} `json:"read"`
-			Write struct {
-				BWBytes float64 `json:"bw_bytes"`
-			} `json:"write"`
-			// job_runtime is in ms and includes the final fsync.
-			JobRuntime float64 `json:"job_runtime"`
-		} `json:"jobs"`
-	}
-	if err := json.Unmarshal(out, &rep); err != nil || len(rep.Jobs) == 0 {
-		return 0, fmt.Errorf("fio: cannot parse its JSON output: %v", err)
-	}
-	j := rep.Jobs[0]
+	r, err := fioJSON(ctx, cfg, args...)
 	if rw == "write" {
-		if j.JobRuntime > 0 {
-			return float64(size) / (1 << 20) / (j.JobRuntime / 1000), nil
-		}
-		return j.Write.BWBytes / (1 << 20), nil
+		return r.writeMiBps, err
 	}
-	return j.Read.BWBytes / (1 << 20), nil
+	return r.readMiBps, err
 }
 
 // writePlain writes size bytes of random data to a local file and syncs it.

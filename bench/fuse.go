@@ -24,12 +24,9 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -130,14 +127,14 @@ func runFuseSuite(ctx context.Context, cfg config) error {
 	fioWrite := func(path string) func() (float64, error) {
 		return func() (float64, error) {
 			os.Remove(path)
-			r, err := fuseFio(ctx, cfg, "--name=seqwrite", "--filename="+path, "--rw=write", fmt.Sprintf("--bs=%d", fuseBS),
+			r, err := fioJSON(ctx, cfg, "--name=seqwrite", "--filename="+path, "--rw=write", fmt.Sprintf("--bs=%d", fuseBS),
 				"--ioengine=psync", fmt.Sprintf("--size=%d", size), "--end_fsync=1")
 			return r.writeMiBps, err
 		}
 	}
 	fioRead := func(path string) func() (float64, error) {
 		return func() (float64, error) {
-			r, err := fuseFio(ctx, cfg, "--name=seqread", "--filename="+path, "--rw=read", fmt.Sprintf("--bs=%d", fuseBS),
+			r, err := fioJSON(ctx, cfg, "--name=seqread", "--filename="+path, "--rw=read", fmt.Sprintf("--bs=%d", fuseBS),
 				"--ioengine=psync", "--readonly")
 			return r.readMiBps, err
 		}
@@ -199,7 +196,7 @@ func runFuseSuite(ctx context.Context, cfg config) error {
 		dc.qd, dc.batch = d.inFlight, d.batch
 		fuses, nats, err := alternate(dc,
 			func() (result, error) {
-				r, err := fuseFio(ctx, dc, "--name=randread", "--filename="+filepath.Join(mnt, name), "--rw=randread",
+				r, err := fioJSON(ctx, dc, "--name=randread", "--filename="+filepath.Join(mnt, name), "--rw=randread",
 					fmt.Sprintf("--bs=%d", ssize), "--direct=1", "--ioengine=io_uring", fmt.Sprintf("--iodepth=%d", d.inFlight),
 					"--readonly", "--time_based", fmt.Sprintf("--runtime=%ds", max(1, int(dc.duration.Seconds()))),
 					"--randrepeat=0", "--norandommap")
@@ -219,46 +216,6 @@ func runFuseSuite(ctx context.Context, cfg config) error {
 		c.Remove(ctx, name)
 	}
 	return nil
-}
-
-// fioResult is what fuseFio reads from fio's JSON report.
-type fioResult struct {
-	readMiBps, readIOPS, writeMiBps float64
-}
-
-// fuseFio runs fio with args and returns its rates; a write's rate counts
-// the job's whole runtime (the final fsync included).
-func fuseFio(ctx context.Context, cfg config, args ...string) (fioResult, error) {
-	out, err := exec.CommandContext(ctx, cfg.fioBinary, append(args, "--output-format=json")...).Output()
-	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			return fioResult{}, fmt.Errorf("fio: %v: %s", err, ee.Stderr)
-		}
-		return fioResult{}, fmt.Errorf("fio (install it with scripts/bootstrap.sh bench): %w", err)
-	}
-	var rep struct {
-		Jobs []struct {
-			Read struct {
-				IOPS    float64 `json:"iops"`
-				BWBytes float64 `json:"bw_bytes"`
-			} `json:"read"`
-			Write struct {
-				IOBytes float64 `json:"io_bytes"`
-				BWBytes float64 `json:"bw_bytes"`
-			} `json:"write"`
-			JobRuntime float64 `json:"job_runtime"` // ms
-		} `json:"jobs"`
-	}
-	if err := json.Unmarshal(out, &rep); err != nil || len(rep.Jobs) == 0 {
-		return fioResult{}, fmt.Errorf("fio: cannot parse its JSON output: %v", err)
-	}
-	j := rep.Jobs[0]
-	r := fioResult{readMiBps: j.Read.BWBytes / (1 << 20), readIOPS: j.Read.IOPS, writeMiBps: j.Write.BWBytes / (1 << 20)}
-	if j.Write.IOBytes > 0 && j.JobRuntime > 0 {
-		r.writeMiBps = j.Write.IOBytes / (1 << 20) / (j.JobRuntime / 1000)
-	}
-	return r, nil
 }
 
 func splitList(s string) []string {

@@ -251,7 +251,7 @@ func runFio(ctx context.Context, cfg config, path string, size int64) (result, e
 	args := []string{
 		"--name=randread", "--filename=" + path, "--readonly", "--ioengine=io_uring", "--direct=1",
 		"--rw=randread", fmt.Sprintf("--bs=%d", size), fmt.Sprintf("--iodepth=%d", cfg.qd),
-		"--time_based", fmt.Sprintf("--runtime=%ds", int(cfg.duration.Seconds())), "--output-format=json",
+		"--time_based", fmt.Sprintf("--runtime=%ds", int(cfg.duration.Seconds())),
 		"--randrepeat=0", "--norandommap",
 	}
 	// fio's buffers come from malloc and are physically scattered to a
@@ -264,13 +264,25 @@ func runFio(ctx context.Context, cfg config, path string, size int64) (result, e
 		defer release()
 		args = append(args, "--iomem=shmhuge")
 	}
-	out, err := exec.CommandContext(ctx, cfg.fioBinary, args...).Output()
+	r, err := fioJSON(ctx, cfg, args...)
+	return result{iops: r.readIOPS, mibps: r.readMiBps}, err
+}
+
+// fioResult is what fioJSON reads from fio's JSON report.
+type fioResult struct {
+	readMiBps, readIOPS, writeMiBps float64
+}
+
+// fioJSON runs fio with args (one job) and returns its rates; a write's
+// rate counts the job's whole runtime (a final fsync included).
+func fioJSON(ctx context.Context, cfg config, args ...string) (fioResult, error) {
+	out, err := exec.CommandContext(ctx, cfg.fioBinary, append(args, "--output-format=json")...).Output()
 	if err != nil {
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
-			return result{}, fmt.Errorf("fio: %v: %s", err, ee.Stderr)
+			return fioResult{}, fmt.Errorf("fio: %v: %s", err, ee.Stderr)
 		}
-		return result{}, fmt.Errorf("fio (install it with scripts/bootstrap.sh bench): %w", err)
+		return fioResult{}, fmt.Errorf("fio (install it with scripts/bootstrap.sh bench): %w", err)
 	}
 	var rep struct {
 		Jobs []struct {
@@ -278,13 +290,22 @@ func runFio(ctx context.Context, cfg config, path string, size int64) (result, e
 				IOPS    float64 `json:"iops"`
 				BWBytes float64 `json:"bw_bytes"`
 			} `json:"read"`
+			Write struct {
+				IOBytes float64 `json:"io_bytes"`
+				BWBytes float64 `json:"bw_bytes"`
+			} `json:"write"`
+			JobRuntime float64 `json:"job_runtime"` // ms
 		} `json:"jobs"`
 	}
 	if err := json.Unmarshal(out, &rep); err != nil || len(rep.Jobs) == 0 {
-		return result{}, fmt.Errorf("fio: cannot parse its JSON output: %v", err)
+		return fioResult{}, fmt.Errorf("fio: cannot parse its JSON output: %v", err)
 	}
-	j := rep.Jobs[0].Read
-	return result{iops: j.IOPS, mibps: j.BWBytes / (1 << 20)}, nil
+	j := rep.Jobs[0]
+	r := fioResult{readMiBps: j.Read.BWBytes / (1 << 20), readIOPS: j.Read.IOPS, writeMiBps: j.Write.BWBytes / (1 << 20)}
+	if j.Write.IOBytes > 0 && j.JobRuntime > 0 {
+		r.writeMiBps = j.Write.IOBytes / (1 << 20) / (j.JobRuntime / 1000)
+	}
+	return r, nil
 }
 
 const (

@@ -455,6 +455,25 @@ type datasetObj struct {
 // only stops a runaway submitter, it does not pace a normal one.
 const maxBatches = 64
 
+// openVia resolves what a call named fn that opens dataset path p (local,
+// or fff://) goes through: for a cluster path with a client handle cid,
+// that client, its handle (held: release it) and its context; otherwise no
+// client and the background context (dataset.Open and dataset.Create
+// connect to fff://HOST:PORT themselves, and local paths need none).
+func openVia(fn string, cid C.int64_t, p string) (parent *handle, c *libfff.Client, ctx context.Context, err error) {
+	ref, err := libfff.ParsePath(p)
+	if err != nil {
+		return nil, nil, nil, errf(cEINVAL, "%s: %v", fn, err)
+	}
+	if !ref.Remote || cid == 0 {
+		return nil, nil, context.Background(), nil
+	}
+	if parent, c, err = client(cid); err != nil {
+		return nil, nil, nil, err
+	}
+	return parent, c, parent.ctx, nil
+}
+
 //export goFffDatasetOpen
 func goFffDatasetOpen(cid C.int64_t, cpath *C.char, check C.int, out *C.int64_t) (rc C.int) {
 	defer guard(&rc)
@@ -465,19 +484,12 @@ func goFffDatasetOpen(cid C.int64_t, cpath *C.char, check C.int, out *C.int64_t)
 	if err := outArg("fff_dataset_open", out); err != nil {
 		return fail(err)
 	}
-	ref, err := libfff.ParsePath(p)
+	parent, c, parentCtx, err := openVia("fff_dataset_open", cid, p)
 	if err != nil {
-		return fail(errf(cEINVAL, "fff_dataset_open: %v", err))
+		return fail(err)
 	}
-	parentCtx := context.Background()
-	var parent *handle
-	var c *libfff.Client
-	if ref.Remote && cid != 0 {
-		if parent, c, err = client(cid); err != nil {
-			return fail(err)
-		}
+	if parent != nil {
 		defer parent.release()
-		parentCtx = parent.ctx
 	}
 	ctx, cancel := context.WithTimeout(parentCtx, openTimeout)
 	defer cancel()
@@ -704,19 +716,12 @@ func goFffWriterOpen(cid C.int64_t, cpath *C.char, version C.int, out *C.int64_t
 	if version != 1 && version != 2 {
 		return fail(errf(cEINVAL, "fff_writer_open: version %d: FFRecord versions are 1 (HFAiLab-compatible) and 2", int(version)))
 	}
-	ref, err := libfff.ParsePath(p)
+	parent, c, parentCtx, err := openVia("fff_writer_open", cid, p)
 	if err != nil {
-		return fail(errf(cEINVAL, "fff_writer_open: %v", err))
+		return fail(err)
 	}
-	parentCtx := context.Background()
-	var parent *handle
-	var c *libfff.Client
-	if ref.Remote && cid != 0 {
-		if parent, c, err = client(cid); err != nil {
-			return fail(err)
-		}
+	if parent != nil {
 		defer parent.release()
-		parentCtx = parent.ctx
 	}
 	ctx, cancel := context.WithTimeout(parentCtx, connectTimeout)
 	defer cancel()

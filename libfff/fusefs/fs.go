@@ -491,18 +491,23 @@ func (fs *FS) SetAttr(cancel <-chan struct{}, in *fuse.SetAttrIn, out *fuse.Attr
 	return fuse.OK
 }
 
-// syncOpen sends the buffered writes of this mount's files open on ino
-// and reports their lengths.
-func (fs *FS) syncOpen(ino uint64) error {
+// writers returns this mount's files open for writing on ino.
+func (fs *FS) writers(ino uint64) []*handle {
 	fs.mu.Lock()
+	defer fs.mu.Unlock()
 	var ws []*handle
 	for h := range fs.byIno[ino] {
 		if h.f.Writable() {
 			ws = append(ws, h)
 		}
 	}
-	fs.mu.Unlock()
-	for _, h := range ws {
+	return ws
+}
+
+// syncOpen sends the buffered writes of this mount's files open on ino
+// and reports their lengths.
+func (fs *FS) syncOpen(ino uint64) error {
+	for _, h := range fs.writers(ino) {
 		if err := h.sync(); err != nil {
 			return err
 		}
@@ -514,14 +519,7 @@ func (fs *FS) syncOpen(ino uint64) error {
 // for writing on it (so that their write sessions stay valid and their
 // buffered writes land first), else directly.
 func (fs *FS) truncate(cancel <-chan struct{}, ino uint64, size uint64) error {
-	fs.mu.Lock()
-	var ws []*handle
-	for h := range fs.byIno[ino] {
-		if h.f.Writable() {
-			ws = append(ws, h)
-		}
-	}
-	fs.mu.Unlock()
+	ws := fs.writers(ino)
 	if len(ws) == 0 {
 		return fs.retry(cancel, func(ctx context.Context) error {
 			_, err := fs.c.SetAttrIno(ctx, ino, proto.SetAttr{Valid: proto.SetSize, Size: size})

@@ -17,13 +17,38 @@ import ctypes
 import os
 import threading
 from ctypes import POINTER, c_char_p, c_int, c_int64, c_uint32, c_uint64, c_void_p
-from typing import Any, Optional, Tuple, Union
+from typing import Any, Optional, Tuple, TypeVar, Union
 
 from . import errors
 
-__all__ = ["lib", "loaded", "forked", "check", "check64", "error", "StatT", "library_path", "fspath", "buffer_address"]
+__all__ = [
+    "lib", "loaded", "forked", "check", "check64", "error", "StatT", "library_path", "fspath", "buffer_address", "Closing",
+]
 
 PathLike = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
+
+_C = TypeVar("_C", bound="Closing")
+
+
+class Closing:
+    """``with`` support and a best-effort close when garbage-collected, for the
+    package's objects that hold native resources and define ``close()``."""
+
+    def close(self) -> None:  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
+
+    def __enter__(self: _C) -> _C:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
 
 LIBRARY_ENV = "FFF_LIBRARY"
 LIBRARY_NAME = "libfff.so"

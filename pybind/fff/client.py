@@ -79,7 +79,7 @@ class StatResult:
         )
 
 
-class Client:
+class Client(_native.Closing):
     """A connection to an fff cluster. Make one with :func:`fff.connect`.
 
     A client is thread-safe. It pickles as its address and token and connects
@@ -136,18 +136,6 @@ class Client:
         h, self._handle = self._handle, 0
         if h and self._pid == os.getpid() and not _native.forked():
             _native.check(_native.lib().fff_close(h))
-
-    def __enter__(self) -> "Client":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
 
     def __getstate__(self) -> dict:
         return {"address": self.address, "token": self.token}

@@ -104,7 +104,7 @@ def _slices(buf: np.ndarray, offsets: np.ndarray) -> List[np.ndarray]:
     return [buf[o[i] : o[i + 1]] for i in range(len(o) - 1)]
 
 
-class Reader:
+class Reader(_native.Closing):
     """Reads samples of an FFRecord dataset.
 
     ``check`` verifies every sample's checksum (a damaged sample raises
@@ -183,18 +183,6 @@ class Reader:
         h, self._h = self._h, 0
         if h and self._pid == os.getpid() and not _native.forked():
             _native.check(_native.lib().fff_close(h), self.path)
-
-    def __enter__(self) -> "Reader":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
 
     def __repr__(self) -> str:
         state = " closed" if self._closed else ""

@@ -73,7 +73,7 @@ except ImportError:  # pragma: no cover
     from torch.utils.data._utils.collate import default_collate as _default_collate
 
 from . import ffrecord
-from ._native import PathLike
+from ._native import Closing, PathLike
 
 __all__ = ["FFRecordDataset", "DataLoader", "stack_samples", "default_collate"]
 
@@ -592,7 +592,7 @@ def _default_rank() -> tuple:
     return 0, 1
 
 
-class DataLoader:
+class DataLoader(Closing):
     """Batches of an :class:`FFRecordDataset` for one rank, read ahead.
 
     Arguments:
@@ -958,18 +958,6 @@ class DataLoader:
         shutdown = getattr(it, "_shutdown_workers", None)
         if shutdown is not None:
             shutdown()
-
-    def __enter__(self) -> "DataLoader":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
 
     def __repr__(self) -> str:
         return (
