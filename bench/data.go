@@ -107,7 +107,7 @@ func runDataSuite(ctx context.Context, cfg config) error {
 		hostInfo(), runtime.NumCPU(), p.dir, p.cmd.Path, cfg.rounds)
 
 	if dataCfg.seq {
-		if err := dataSequential(ctx, cfg, c, p.dir, size, wsize, rsize); err != nil {
+		if err := dataSequential(ctx, cfg, p, c, size, wsize, rsize); err != nil {
 			return err
 		}
 	}
@@ -234,22 +234,32 @@ func (p *fffdProc) connect(ctx context.Context) (*libfff.Client, error) {
 
 // dataSequential writes, then reads, one big file, alternating with fio on a plain file of the
 // same size, and prints the sequential table.
-func dataSequential(ctx context.Context, cfg config, c *libfff.Client, dir string, size, wsize, rsize int64) error {
+func dataSequential(ctx context.Context, cfg config, p *fffdProc, c *libfff.Client, size, wsize, rsize int64) error {
 	// Sequential write, then read, of one big file; fio on a plain file.
 	seq := "/bench/seq"
-	plainSeq := filepath.Join(dir, "fio-seq")
+	plainSeq := filepath.Join(p.dir, "fio-seq")
+	// The read through fffd's socket too, by a client without local reads
+	// (libfff/localread.go): what a client on another host gets, less the
+	// network.
+	sock, err := libfff.Connect(ctx, libfff.Options{Address: p.addr, Token: p.token, PoolSize: dataCfg.pool, NoLocalRead: true})
+	if err != nil {
+		return err
+	}
+	defer sock.Close()
 	fioW, fffW, err := alternate(cfg,
 		func() (float64, error) { return dataFioSeq(ctx, cfg, plainSeq, size, "write") },
 		func() (float64, error) { return dataSeqWrite(ctx, c, seq, size, wsize) })
 	if err != nil {
 		return err
 	}
-	fioR, fffR, err := alternate(cfg,
+	reads, err := rotate(cfg,
 		func() (float64, error) { return dataFioSeq(ctx, cfg, plainSeq, size, "read") },
-		func() (float64, error) { return dataSeqRead(ctx, c, seq, size, rsize, dataCfg.readers) })
+		func() (float64, error) { return dataSeqRead(ctx, c, seq, size, rsize, dataCfg.readers) },
+		func() (float64, error) { return dataSeqRead(ctx, sock, seq, size, rsize, dataCfg.readers) })
 	if err != nil {
 		return err
 	}
+	fioR, fffR, sockR := reads[0], reads[1], reads[2]
 	os.Remove(plainSeq)
 	c.Remove(ctx, seq)
 	tcp, err := dataLoopbackTCP(ctx, 3*time.Second)
@@ -258,13 +268,16 @@ func dataSequential(ctx context.Context, cfg config, c *libfff.Client, dir strin
 	}
 	mw, mfw, mr, mfr := medianF(fffW), medianF(fioW), medianF(fffR), medianF(fioR)
 	ref := min(mfr, tcp)
-	fmt.Printf("Sequential, %s file: fff %s writes (time includes Close), %d readers x %s ReadAt; fio --bs=4M --iodepth=16 --direct=1 --ioengine=io_uring (write with --end_fsync=1)\n\n",
+	fmt.Printf("Sequential, %s file: fff %s writes (time includes Close), %d readers x %s ReadAt, reading fffd's data files directly (local reads, docs/wire.md) unless the row says otherwise; fio --bs=4M --iodepth=16 --direct=1 --ioengine=io_uring (write with --end_fsync=1)\n\n",
 		formatSize(size), formatSize(wsize), dataCfg.readers, formatSize(rsize))
 	fmt.Println("| workload | fff MiB/s | fio MiB/s | loopback TCP MiB/s | reference | fff / reference | target | fff range | fio range |")
 	fmt.Println("|---|---|---|---|---|---|---|---|---|")
 	fmt.Printf("| sequential write | %.0f | %.0f | | fio | %.2f | | %s | %s |\n", mw, mfw, mw/mfw, spreadF(fffW), spreadF(fioW))
 	fmt.Printf("| sequential read | %.0f | %.0f | %.0f | min(fio, TCP) = %.0f | %.2f | ≥ %.2f %s | %s | %s |\n",
 		mr, mfr, tcp, ref, mr/ref, dataSeqReadTarget, verdict(mr/ref >= dataSeqReadTarget), spreadF(fffR), spreadF(fioR))
+	ms := medianF(sockR)
+	fmt.Printf("| sequential read, no local reads (through fffd's socket) | %.0f | | | min(fio, TCP) = %.0f | %.2f | | %s | |\n",
+		ms, ref, ms/ref, spreadF(sockR))
 	return nil
 }
 

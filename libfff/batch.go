@@ -178,13 +178,19 @@ func requestBytes(ios []rio) int {
 
 // readRequest sends one storage read request and completes its segs.
 func (c *Client) readRequest(ctx context.Context, addr string, ios []rio) {
+	pool := c.storagePool(addr)
+	if c.local != nil {
+		if ios = c.readLocal(ctx, addr, pool, ios); len(ios) == 0 {
+			return
+		}
+	}
 	req := proto.StorageReadReq{IOs: make([]proto.ReadIO, len(ios))}
 	for k := range ios {
 		req.IOs[k] = ios[k].io
 	}
 	into, total := receive(ios)
 	var resp proto.StorageReadResp
-	n, err := c.storagePool(addr).Call(ctx, proto.MethodStorageRead, &req, &resp, into)
+	n, err := pool.Call(ctx, proto.MethodStorageRead, &req, &resp, into)
 	if err == nil && (len(resp.Results) != len(ios) || n != total) {
 		err = proto.Errorf(proto.EIO, "storage %s answered %d results and %d bytes for %d reads of %d bytes", addr, len(resp.Results), n, len(ios), total)
 	}

@@ -54,7 +54,17 @@ type Options struct {
 	// half the CPU (docs/wire.md). The environment variable FFF_TCP_ONLY=1
 	// sets it too.
 	TCPOnly bool
+	// NoLocalRead reads through the storage nodes' sockets even from a
+	// node on this host whose data files this process may open. By default
+	// such reads go to the files directly (localread.go, docs/wire.md). The
+	// environment variable FFF_NO_LOCAL_READ=1 sets it too, and so does
+	// TCPOnly.
+	NoLocalRead bool
 }
+
+// EnvNoLocalRead, set to 1, turns local reads off in every client
+// (Options.NoLocalRead).
+const EnvNoLocalRead = "FFF_NO_LOCAL_READ"
 
 // EnvTCPOnly, set to 1, makes every client keep same-host connections on
 // loopback TCP (Options.TCPOnly).
@@ -86,6 +96,7 @@ type Client struct {
 	// Storage pools, one per storage node address (storage.go).
 	spMu         sync.Mutex
 	storagePools map[string]*rpc.Pool
+	local        *localReads // nil: local reads off (localread.go)
 
 	// Files open for writing, whose lengths are reported periodically
 	// (file.go).
@@ -131,6 +142,9 @@ func Connect(ctx context.Context, opts Options) (*Client, error) {
 		opts.LengthReportInterval = time.Minute
 	}
 	c := &Client{addr: addr, log: opts.Logger, token: token, popts: popts, writeBuffer: opts.WriteBuffer, reportEvery: opts.LengthReportInterval}
+	if !tcpOnly && !opts.NoLocalRead && os.Getenv(EnvNoLocalRead) != "1" {
+		c.local = newLocalReads(opts.Logger)
+	}
 	c.mgmtdPool = rpc.NewPool(addr, token, popts)
 	// The meta service is reached at the cluster address for now; when meta
 	// runs apart from mgmtd its address comes from the routing info (nodes
@@ -167,6 +181,9 @@ func (c *Client) Close() error {
 		c.metaPool.Close()
 	}
 	c.closeStoragePools()
+	if c.local != nil {
+		c.local.close()
+	}
 	return nil
 }
 

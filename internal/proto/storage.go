@@ -27,6 +27,13 @@ const (
 	// MethodStorageRemoveInode removes an inode's chunks with index >= From
 	// on one target (garbage collection of deleted and truncated files).
 	MethodStorageRemoveInode uint16 = 205
+	// MethodStorageLocate is the first half of a local read: for each IO
+	// it answers the chunk's committed version and length, the checksums
+	// of the blocks the IO covers and the path of the data file holding
+	// them, and the client on the same host reads that file itself (O_DIRECT
+	// into its own buffers) and verifies the checksums. Served only on the
+	// same-host Unix socket (EPERM elsewhere). See docs/wire.md.
+	MethodStorageLocate uint16 = 206
 )
 
 // ChunkRef names a chunk on a target, with the chain version the caller's
@@ -63,6 +70,38 @@ type ReadResult struct {
 // StorageReadResp answers StorageReadReq, one result per IO.
 type StorageReadResp struct {
 	Results []ReadResult `msgpack:"r"`
+}
+
+// StorageLocateReq asks where the bytes of many chunk ranges are on this
+// host's disks (MethodStorageLocate).
+type StorageLocateReq struct {
+	IOs []ReadIO `msgpack:"ios"`
+}
+
+// ChunkLocation answers one ReadIO of a StorageLocateReq. Bytes [0, Length)
+// of the chunk are at the same offsets of the file at Path; bytes of the IO
+// at or past Length read as zeros (as StorageRead's), and so does the whole
+// IO when Path is empty (the chunk was never written). CRCs holds the
+// CRC32C of blocks FirstBlock, FirstBlock+1, ... of BlockSize bytes (the
+// last block's covering only the bytes below Length), every block the IO
+// touches below Length. A reader that finds the file missing, short, or
+// not matching a checksum must read the range through StorageRead instead:
+// the chunk changed meanwhile, or the disk is damaged, and the server
+// reports which.
+type ChunkLocation struct {
+	Code       Code     `msgpack:"c,omitempty"`
+	Msg        string   `msgpack:"m,omitempty"`
+	Version    uint64   `msgpack:"v,omitempty"`
+	Length     uint32   `msgpack:"n,omitempty"`
+	Path       string   `msgpack:"p,omitempty"`
+	BlockSize  uint32   `msgpack:"bs,omitempty"`
+	FirstBlock uint32   `msgpack:"fb,omitempty"`
+	CRCs       []uint32 `msgpack:"crc,omitempty"`
+}
+
+// StorageLocateResp answers StorageLocateReq, one location per IO.
+type StorageLocateResp struct {
+	Results []ChunkLocation `msgpack:"r"`
 }
 
 // StorageWriteReq writes the request payload into Chunk at Off. ChunkSize is

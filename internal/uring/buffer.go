@@ -142,3 +142,23 @@ func (p *bouncePool) put(x *bounce) {
 		p.classes[c].Put(x)
 	}
 }
+
+// Buffer is a pooled Align-aligned buffer (Ring.GetBuffer).
+type Buffer struct{ x *bounce }
+
+// Bytes returns the buffer's first n bytes; n must not exceed what was
+// asked of GetBuffer.
+func (b Buffer) Bytes(n int) []byte { return b.x.b[:n:n] }
+
+// GetBuffer returns an Align-aligned buffer of at least n bytes from the
+// ring's pool (the one its Files use for bounce reads), for reads through
+// Do that cannot land in the caller's memory. Give it back with PutBuffer
+// once no op uses it.
+func (r *Ring) GetBuffer(n int) Buffer { return Buffer{r.bufs.get(n)} }
+
+// PutBuffer returns b to the pool. The zero Buffer is ignored.
+func (r *Ring) PutBuffer(b Buffer) {
+	if b.x != nil {
+		r.bufs.put(b.x)
+	}
+}

@@ -12,6 +12,7 @@ import (
 // RegisterHandlers serves the storage methods (proto.MethodStorage*) on srv.
 func (s *Service) RegisterHandlers(srv *rpc.Server) {
 	srv.Handle(proto.MethodStorageRead, s.handleRead)
+	srv.Handle(proto.MethodStorageLocate, s.handleLocate)
 	srv.Handle(proto.MethodStorageWrite, func(ctx context.Context, req *rpc.Request) (*rpc.Response, error) {
 		var r proto.StorageWriteReq
 		if err := req.Decode(&r); err != nil {
@@ -92,6 +93,39 @@ func (s *Service) handleRead(ctx context.Context, req *rpc.Request) (*rpc.Respon
 	}, nil
 }
 
+// handleLocate answers where the chunk ranges of a local read are
+// (proto.MethodStorageLocate). Only callers on the node's Unix socket get
+// paths: they share this host's filesystem, and whether they may open the
+// files is then up to its permissions.
+func (s *Service) handleLocate(ctx context.Context, req *rpc.Request) (*rpc.Response, error) {
+	if req.Remote == nil || req.Remote.Network() != "unix" {
+		return nil, proto.Errorf(proto.EPERM, "storage: locate is served only on the same-host Unix socket")
+	}
+	var r proto.StorageLocateReq
+	if err := req.Decode(&r); err != nil {
+		return nil, err
+	}
+	resp := &proto.StorageLocateResp{Results: make([]proto.ChunkLocation, len(r.IOs))}
+	refreshed := false
+	for k, io := range r.IOs {
+		res := &resp.Results[k]
+		t, err := s.check(ctx, io.Chunk, opRead, &refreshed)
+		if err == nil {
+			var loc chunkengine.Location
+			loc, err = t.eng.Locate(ctx, chunkID(io.Chunk), int64(io.Off), int64(io.Len))
+			*res = proto.ChunkLocation{Version: loc.Version, Length: uint32(loc.Length), Path: loc.Path,
+				BlockSize: chunkengine.BlockSize, FirstBlock: uint32(loc.FirstBlock), CRCs: loc.CRCs}
+		}
+		switch {
+		case err == nil, isNotFound(err):
+			// Never written: a hole, no path, zeros.
+		default:
+			res.Code, res.Msg = codeMsg(err)
+		}
+	}
+	return &rpc.Response{Body: resp}, nil
+}
+
 // ReadInto performs the reads of ios into dst, which holds exactly sum(Len)
 // bytes: IO k's slot follows IO k-1's, and receives N data bytes then zeros.
 // It returns one result per IO.
@@ -160,11 +194,17 @@ func (s *Service) ReadInto(ctx context.Context, ios []proto.ReadIO, dst []byte) 
 
 func setErr(res *proto.ReadResult, err error) {
 	res.N, res.Version = 0, 0
-	res.Code = proto.CodeOf(err)
-	if res.Code == proto.OK {
-		res.Code = proto.Internal
+	res.Code, res.Msg = codeMsg(err)
+}
+
+// codeMsg is err as a per-IO result: its code (Internal when it has none)
+// and message.
+func codeMsg(err error) (proto.Code, string) {
+	code := proto.CodeOf(err)
+	if code == proto.OK {
+		code = proto.Internal
 	}
-	res.Msg = err.Error()
+	return code, err.Error()
 }
 
 // Write writes data into r.Chunk at r.Off on the chain's head and returns the

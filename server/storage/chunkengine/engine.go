@@ -108,6 +108,10 @@ var ErrClosed = fmt.Errorf("chunkengine: engine closed: %w", fs.ErrClosed)
 // the filesystem refuses it, IO is buffered, Direct reports false and a
 // warning is logged.
 func Open(ctx context.Context, dir string, opts Options) (_ *Engine, err error) {
+	// Absolute, because Locate hands data file paths to other processes.
+	if abs, err := filepath.Abs(dir); err == nil {
+		dir = abs
+	}
 	e := &Engine{
 		dir:      dir,
 		dataDir:  filepath.Join(dir, dataDirName),

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"hash/crc32"
 	"io/fs"
+	"slices"
 	"unsafe"
 
 	"fff/internal/proto"
@@ -37,6 +38,51 @@ func (e *Engine) Read(ctx context.Context, id ChunkID, off int64, dst []byte) (n
 		return 0, 0, err
 	}
 	return req[0].N, req[0].Version, req[0].Err
+}
+
+// Location is where committed bytes of a chunk are on disk (see Locate).
+type Location struct {
+	Version uint64
+	Length  int64
+	// Path is the absolute path of the data file, which holds the chunk's
+	// bytes at their chunk offsets.
+	Path string
+	// CRCs are the CRC32C of blocks FirstBlock, FirstBlock+1, ... of
+	// BlockSize bytes (the last block's covering only bytes below Length).
+	FirstBlock int64
+	CRCs       []uint32
+}
+
+// Locate returns where the committed bytes [off, off+n) of chunk id are,
+// for a reader in another process on this host: the chunk's version and
+// length, its data file, and the checksums of the blocks that cover the
+// range below the length. A missing chunk is ENOENT. The file keeps that
+// version's bytes until a later version replaces it (copy-on-write: the
+// path then no longer exists) or shrinks it (the file is then short);
+// appends never touch them. So a reader that gets a full read whose blocks
+// match CRCs has exactly the bytes of Version, and one that does not must
+// read through the engine (Read), which tells a change from damage.
+func (e *Engine) Locate(ctx context.Context, id ChunkID, off, n int64) (Location, error) {
+	if off < 0 || n < 0 {
+		return Location{}, proto.Errorf(proto.EINVAL, "chunkengine: locate chunk %v: negative range %d+%d", id, off, n)
+	}
+	if err := e.enter(); err != nil {
+		return Location{}, err
+	}
+	defer e.leave()
+	rec, err := e.current(ctx, id)
+	if err != nil {
+		return Location{}, err
+	}
+	if rec == nil {
+		return Location{}, notFound(id)
+	}
+	loc := Location{Version: rec.version, Length: rec.length, Path: e.filePath(id, rec.gen)}
+	if end := min(off+n, rec.length); off < end {
+		loc.FirstBlock = off / BlockSize
+		loc.CRCs = slices.Clone(rec.crcs[loc.FirstBlock : (end+BlockSize-1)/BlockSize])
+	}
+	return loc, nil
 }
 
 // maxReadAttempts bounds how often one request is re-planned because the

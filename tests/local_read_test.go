@@ -1,0 +1,203 @@
+package tests
+
+import (
+	"bytes"
+	"errors"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"testing"
+
+	"fff/internal/proto"
+	"fff/internal/rpc"
+	"fff/internal/uring"
+	"fff/libfff"
+)
+
+// TestLocalRead: a client on the node's host reads chunk data files
+// itself (libfff/localread.go) and gets exactly what a socket read gets,
+// for aligned and misaligned destinations, ranges across blocks and
+// chunks, the partial last block, holes, after truncation, overwrite and
+// append; reads that a client without local reads serves all come through
+// the socket.
+func TestLocalRead(t *testing.T) {
+	t.Parallel()
+	cl := startCluster(t)
+	ctx := ctxFor(t)
+	local := cl.admin(t)
+	sock, err := libfff.Connect(ctx, libfff.Options{Address: cl.addr, Token: cl.token, NoLocalRead: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sock.Close()
+
+	chunk := smallChunkDir(t, local, "/lr")
+	rng := rand.New(rand.NewPCG(3, 4))
+	want := randData(rng, 5*chunk+1234)
+	put(t, local, "/lr/f", want)
+
+	check := func(what string, want []byte) {
+		t.Helper()
+		for _, c := range []struct {
+			name string
+			cl   *libfff.Client
+		}{{"local", local}, {"socket", sock}} {
+			f, err := c.cl.OpenFile(ctx, "/lr/f")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range []struct{ off, n, shift int }{
+				{0, len(want), 0},           // everything, aligned destination
+				{0, len(want), 1},           // everything, misaligned destination
+				{chunk, chunk, 0},           // one whole chunk
+				{4096, 8192, 0},             // whole blocks
+				{1, 10, 0},                  // inside one block
+				{chunk - 100, 200, 3},       // across a chunk boundary
+				{len(want) - 5000, 5000, 0}, // the partial last block
+				{len(want) - 10, 100, 0},    // past the end
+				{2*chunk + 4096, 4096, 0},   // after "holes": the chunk's data ends inside it
+			} {
+				buf := uring.AlignedBuffer(r.n + r.shift)[r.shift:]
+				for i := range buf {
+					buf[i] = 0xEE // not zeros: a hole must be cleared, not skipped
+				}
+				n, err := f.ReadAt(buf, int64(r.off))
+				exp := want[min(r.off, len(want)):min(r.off+r.n, len(want))]
+				if n != len(exp) || (err != nil && n == r.n) || !bytes.Equal(buf[:n], exp) {
+					t.Fatalf("%s: %s ReadAt(%d, %d) = %d, %v; want %d bytes equal to the file's", what, c.name, r.off, r.n, n, err, len(exp))
+				}
+			}
+			// Many random ranges in one batch, coalesced where they touch.
+			ops := make([]libfff.ReadOp, 300)
+			for i := range ops {
+				off := rng.IntN(len(want))
+				ops[i] = libfff.ReadOp{File: f, Off: int64(off), Dst: make([]byte, min(rng.IntN(3*4096), len(want)-off))}
+			}
+			if err := c.cl.ReadBatch(ctx, ops); err != nil {
+				t.Fatal(err)
+			}
+			for _, op := range ops {
+				if op.Err != nil || !bytes.Equal(op.Dst, want[op.Off:op.Off+int64(len(op.Dst))]) {
+					t.Fatalf("%s: %s batch read at %d+%d: %v or wrong bytes", what, c.name, op.Off, len(op.Dst), op.Err)
+				}
+			}
+			f.Close()
+		}
+		if st := sock.ReadStats(); st.LocalBytes != 0 {
+			t.Fatalf("%s: a client with NoLocalRead read %d bytes locally", what, st.LocalBytes)
+		}
+	}
+	check("written", want)
+	before := local.ReadStats()
+	if before.LocalBytes < int64(len(want)) {
+		t.Fatalf("the local client read %d bytes locally, want at least the file's %d", before.LocalBytes, len(want))
+	}
+
+	w, err := local.Open(ctx, "/lr/f", os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustWriteAt := func(p []byte, off int) {
+		t.Helper()
+		if _, err := w.WriteAt(p, int64(off)); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		if end := off + len(p); end > len(want) {
+			want = append(want, make([]byte, end-len(want))...)
+		}
+		copy(want[off:], p)
+	}
+	truncate := func(size int) {
+		t.Helper()
+		if err := w.Truncate(int64(size)); err != nil {
+			t.Fatal(err)
+		}
+		if size < len(want) {
+			want = want[:size]
+		} else {
+			want = append(want, make([]byte, size-len(want))...)
+		}
+	}
+	// Overwrite in the middle (the chunk engine copies the chunk on write:
+	// a new data file), shrink (the same file, shorter), append after the
+	// shrink, and grow over a hole of whole chunks that were never written.
+	mustWriteAt(randData(rng, 3000), chunk+500)
+	check("overwritten", want)
+	truncate(2*chunk + 777)
+	check("shrunk", want)
+	mustWriteAt(randData(rng, 5000), len(want))
+	check("appended", want)
+	truncate(2*chunk + 4096 + 1000) // leaves bytes past the length in the data file, or a short file
+	truncate(7 * chunk)
+	mustWriteAt(randData(rng, 100), 9*chunk+1)
+	// Bytes past a chunk's committed length, as a crash during an append
+	// leaves them: no read may deliver them.
+	files := chunkFiles(t, cl, inoOf(t, local, "/lr/f"))
+	if len(files[2]) != 1 {
+		t.Fatalf("chunk 2 has data files %v, want 1", files[2])
+	}
+	df, err := os.OpenFile(files[2][0], os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := df.Write(bytes.Repeat([]byte{0x77}, 3000)); err != nil {
+		t.Fatal(err)
+	}
+	df.Close()
+	check("holes", want)
+	w.Close()
+	if st := local.ReadStats(); st.LocalFallbacks != 0 {
+		t.Errorf("%d local reads fell back to the socket with no change under them", st.LocalFallbacks)
+	}
+
+	// Locate is refused on TCP: the caller may be on another host.
+	conn, err := rpc.Dial(ctx, cl.addr, cl.token, rpc.ClientOptions{TCPOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var resp proto.StorageLocateResp
+	if _, err := conn.Call(ctx, proto.MethodStorageLocate, &proto.StorageLocateReq{}, &resp); !errors.Is(err, fs.ErrPermission) {
+		t.Fatalf("Locate over TCP: %v, want EPERM", err)
+	}
+}
+
+// TestLocalReadDamage: a flipped byte in a data file fails the local
+// read's checksum; the client falls back to the socket, whose read reports
+// ChecksumMismatch, and never delivers the damaged bytes.
+func TestLocalReadDamage(t *testing.T) {
+	t.Parallel()
+	cl := startCluster(t)
+	ctx := ctxFor(t)
+	c := cl.admin(t)
+	chunk := smallChunkDir(t, c, "/d")
+	data := randData(rand.New(rand.NewPCG(5, 6)), 2*chunk)
+	put(t, c, "/d/f", data)
+	files := chunkFiles(t, cl, inoOf(t, c, "/d/f"))
+	df, err := os.OpenFile(files[0][0], os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := df.WriteAt([]byte{data[9000] ^ 1}, 9000); err != nil {
+		t.Fatal(err)
+	}
+	df.Close()
+	f, err := c.OpenFile(ctx, "/d/f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := uring.AlignedBuffer(chunk)
+	if n, err := f.ReadAt(buf, 0); !errors.Is(err, proto.ErrChecksumMismatch) {
+		t.Fatalf("read of the damaged chunk: %d, %v; want ChecksumMismatch", n, err)
+	}
+	if st := c.ReadStats(); st.LocalFallbacks == 0 {
+		t.Fatalf("no local read fell back: %+v", st)
+	}
+	if n, err := f.ReadAt(buf, int64(chunk)); err != nil || !bytes.Equal(buf[:n], data[chunk:]) {
+		t.Fatalf("read of the intact chunk: %d, %v", n, err)
+	}
+}
