@@ -31,6 +31,7 @@ import (
 	"runtime"
 	"strings"
 
+	"fff/libfff"
 	"fff/libfff/fusefs"
 )
 
@@ -87,7 +88,7 @@ func runFuseSuite(ctx context.Context, cfg config) error {
 		return err
 	}
 	// The mount has its own client, as `fff mount` would.
-	mc, err := p.connect(ctx)
+	mc, err := libfff.Connect(ctx, fusefs.ClientOptions(libfff.Options{Address: p.addr, Token: p.token, PoolSize: dataCfg.pool}))
 	if err != nil {
 		return err
 	}

@@ -110,7 +110,7 @@ func runMount(ctx context.Context, out io.Writer, mountpoint string, o mountOpts
 		}
 		return err
 	}
-	c, err := libfff.Connect(ctx, libfff.Options{Logger: log.Logger})
+	c, err := libfff.Connect(ctx, fusefs.ClientOptions(libfff.Options{Logger: log.Logger}))
 	if err != nil {
 		return fail(explainConnect("", err))
 	}

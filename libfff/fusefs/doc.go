@@ -3,7 +3,7 @@
 // cp, rsync, tar, fio, Python's open(), other FFRecord readers) can use it.
 // `fff mount` is its command line; docs/fuse.md is the user's guide.
 //
-//	c, _ := libfff.Connect(ctx, libfff.Options{})
+//	c, _ := libfff.Connect(ctx, fusefs.ClientOptions(libfff.Options{}))
 //	srv, err := fusefs.Mount(c, "/mnt/fff", fusefs.Options{})
 //	…
 //	srv.Unmount() // or `fff umount /mnt/fff`
