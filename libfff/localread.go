@@ -54,6 +54,13 @@ const (
 	localRingSize = 128
 )
 
+// localReadMin is the smallest IO read locally. Below it the socket's copies
+// cost less than the per-IO work of a local read (the location's path and
+// checksums, a file lookup, a bounce buffer): 4 KiB samples read 2–5%
+// faster through the socket in side-by-side runs, 128 KiB ones faster
+// locally.
+const localReadMin = 16 << 10
+
 // castagnoli is the CRC32C table (hardware-accelerated by hash/crc32); it is
 // never written after initialization.
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -207,19 +214,31 @@ type localIO struct {
 	loc     *proto.ChunkLocation
 }
 
-// readLocal serves ios, the IOs of one read request to the storage node at
+// readLocal serves all, the IOs of one read request to the storage node at
 // addr, by local reads where it can, and returns the IOs left for the
 // socket: all of them when local reads are off for the node or the
-// connection is not its Unix socket, and each IO whose local read failed.
-func (c *Client) readLocal(ctx context.Context, addr string, pool *rpc.Pool, ios []rio) []rio {
+// connection is not its Unix socket, IOs under localReadMin, and each IO
+// whose local read failed.
+func (c *Client) readLocal(ctx context.Context, addr string, pool *rpc.Pool, all []rio) []rio {
+	var ios, rest []rio
+	for _, r := range all {
+		if r.io.Len >= localReadMin {
+			ios = append(ios, r)
+		} else {
+			rest = append(rest, r)
+		}
+	}
+	if len(ios) == 0 {
+		return all
+	}
 	l := c.local
 	ring := l.usable(addr)
 	if ring == nil {
-		return ios
+		return all
 	}
 	conn, err := pool.Get(ctx)
 	if err != nil || conn.Transport() != "unix" {
-		return ios
+		return all
 	}
 	req := proto.StorageLocateReq{IOs: make([]proto.ReadIO, len(ios))}
 	for k := range ios {
@@ -230,12 +249,11 @@ func (c *Client) readLocal(ctx context.Context, addr string, pool *rpc.Pool, ios
 		if code := proto.CodeOf(err); code == proto.UnknownMethod || code == proto.EPERM {
 			l.disable(addr, err)
 		}
-		return ios
+		return all
 	}
 	if len(resp.Results) != len(ios) {
-		return ios
+		return all
 	}
-	var rest []rio
 	jobs := make([]localIO, 0, len(ios))
 	ops := make([]uring.Op, 0, len(ios))
 	for k := range ios {

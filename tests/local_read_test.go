@@ -47,15 +47,16 @@ func TestLocalRead(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, r := range []struct{ off, n, shift int }{
-				{0, len(want), 0},           // everything, aligned destination
-				{0, len(want), 1},           // everything, misaligned destination
-				{chunk, chunk, 0},           // one whole chunk
-				{4096, 8192, 0},             // whole blocks
-				{1, 10, 0},                  // inside one block
-				{chunk - 100, 200, 3},       // across a chunk boundary
-				{len(want) - 5000, 5000, 0}, // the partial last block
-				{len(want) - 10, 100, 0},    // past the end
-				{2*chunk + 4096, 4096, 0},   // after "holes": the chunk's data ends inside it
+				{0, len(want), 0},             // everything, aligned destination
+				{0, len(want), 1},             // everything, misaligned destination
+				{chunk, chunk, 0},             // one whole chunk
+				{4096, 8192 * 3, 0},           // whole blocks
+				{1, 10, 0},                    // inside one block (through the socket: small)
+				{1, 20000, 5},                 // misaligned at both ends
+				{chunk - 20000, 40000, 3},     // across a chunk boundary
+				{len(want) - 20000, 20000, 0}, // the partial last block
+				{len(want) - 10, 100, 0},      // past the end
+				{2*chunk + 4096, 20480, 0},    // after "holes": the chunk's data ends inside it
 			} {
 				buf := uring.AlignedBuffer(r.n + r.shift)[r.shift:]
 				for i := range buf {
@@ -71,7 +72,7 @@ func TestLocalRead(t *testing.T) {
 			ops := make([]libfff.ReadOp, 300)
 			for i := range ops {
 				off := rng.IntN(len(want))
-				ops[i] = libfff.ReadOp{File: f, Off: int64(off), Dst: make([]byte, min(rng.IntN(3*4096), len(want)-off))}
+				ops[i] = libfff.ReadOp{File: f, Off: int64(off), Dst: make([]byte, min(rng.IntN(12<<10)+(16<<10), len(want)-off))}
 			}
 			if err := c.cl.ReadBatch(ctx, ops); err != nil {
 				t.Fatal(err)
@@ -128,9 +129,9 @@ func TestLocalRead(t *testing.T) {
 	check("overwritten", want)
 	truncate(2*chunk + 777)
 	check("shrunk", want)
-	mustWriteAt(randData(rng, 5000), len(want))
+	mustWriteAt(randData(rng, 25000), len(want))
 	check("appended", want)
-	truncate(2*chunk + 4096 + 1000) // leaves bytes past the length in the data file, or a short file
+	truncate(2*chunk + 4096 + 20480 - 2000) // the same data file, shorter
 	truncate(7 * chunk)
 	mustWriteAt(randData(rng, 100), 9*chunk+1)
 	// Bytes past a chunk's committed length, as a crash during an append
