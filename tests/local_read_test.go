@@ -3,10 +3,13 @@ package tests
 import (
 	"bytes"
 	"errors"
+	"io"
 	"io/fs"
 	"math/rand/v2"
 	"os"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"fff/internal/proto"
 	"fff/internal/rpc"
@@ -200,5 +203,89 @@ func TestLocalReadDamage(t *testing.T) {
 	}
 	if n, err := f.ReadAt(buf, int64(chunk)); err != nil || !bytes.Equal(buf[:n], data[chunk:]) {
 		t.Fatalf("read of the intact chunk: %d, %v", n, err)
+	}
+}
+
+// TestLocalReadConcurrentWrites: while a writer overwrites a chunk again
+// and again (each version one repeated byte; overwrites are copy-on-write
+// into new data files, shrinks cut the file in place), local reads of that
+// chunk return one whole version every time, never a mix.
+func TestLocalReadConcurrentWrites(t *testing.T) {
+	t.Parallel()
+	cl := startCluster(t)
+	ctx := ctxFor(t)
+	c := cl.admin(t)
+	chunk := smallChunkDir(t, c, "/cw")
+	put(t, c, "/cw/f", bytes.Repeat([]byte{1}, chunk))
+	w, err := c.Open(ctx, "/cw/f", os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	r, err := c.OpenFile(ctx, "/cw/f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	stop := make(chan struct{})
+	werr := make(chan error, 1)
+	var versions atomic.Int64
+	go func() {
+		defer close(werr)
+		for v := byte(2); ; v++ {
+			versions.Add(1)
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if v == 0 {
+				v = 1
+			}
+			var err error
+			if v%7 == 0 { // a shrink, then the rest written back
+				if err = w.Truncate(int64(chunk / 2)); err == nil {
+					_, err = w.WriteAt(bytes.Repeat([]byte{v}, chunk), 0)
+				}
+			} else {
+				_, err = w.WriteAt(bytes.Repeat([]byte{v}, chunk), 0)
+			}
+			if err == nil {
+				err = w.Sync()
+			}
+			if err != nil {
+				werr <- err
+				return
+			}
+		}
+	}()
+	before := c.ReadStats()
+	buf := uring.AlignedBuffer(chunk)
+	seen := map[byte]bool{}
+	deadline := time.Now().Add(5 * time.Second)
+	for i := 0; versions.Load() < 100 && time.Now().Before(deadline); i++ {
+		n, err := r.ReadAt(buf, 0)
+		if err != nil && err != io.EOF {
+			close(stop)
+			t.Fatalf("read %d: %d bytes, %v", i, n, err)
+		}
+		first := buf[0]
+		seen[first] = true
+		for k, b := range buf[:n] {
+			if b != first && !(b == 0 && first != 0) {
+				close(stop)
+				t.Fatalf("read %d: byte %d is %d, byte 0 is %d: a mix of versions", i, k, b, first)
+			}
+		}
+	}
+	close(stop)
+	if err := <-werr; err != nil {
+		t.Fatal(err)
+	}
+	if st := c.ReadStats(); st.LocalBytes == before.LocalBytes {
+		t.Fatal("no read went local")
+	}
+	if len(seen) < 3 {
+		t.Fatalf("the reads saw only versions %v: the test did not race reads with writes", seen)
 	}
 }
