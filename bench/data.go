@@ -229,7 +229,12 @@ func startDataCluster(ctx context.Context, cfg config, suite string) (*fffdProc,
 // connect returns a new client of the cluster p (-data-pool connections per
 // server).
 func (p *fffdProc) connect(ctx context.Context) (*libfff.Client, error) {
-	return libfff.Connect(ctx, libfff.Options{Address: p.addr, Token: p.token, PoolSize: dataCfg.pool})
+	return libfff.Connect(ctx, p.options())
+}
+
+// options are the client options of connect.
+func (p *fffdProc) options() libfff.Options {
+	return libfff.Options{Address: p.addr, Token: p.token, PoolSize: dataCfg.pool}
 }
 
 // dataSequential writes, then reads, one big file, alternating with fio on a plain file of the
@@ -241,7 +246,9 @@ func dataSequential(ctx context.Context, cfg config, p *fffdProc, c *libfff.Clie
 	// The read through fffd's socket too, by a client without local reads
 	// (libfff/localread.go): what a client on another host gets, less the
 	// network.
-	sock, err := libfff.Connect(ctx, libfff.Options{Address: p.addr, Token: p.token, PoolSize: dataCfg.pool, NoLocalRead: true})
+	so := p.options()
+	so.NoLocalRead = true
+	sock, err := libfff.Connect(ctx, so)
 	if err != nil {
 		return err
 	}

@@ -88,7 +88,7 @@ func runFuseSuite(ctx context.Context, cfg config) error {
 		return err
 	}
 	// The mount has its own client, as `fff mount` would.
-	mc, err := libfff.Connect(ctx, fusefs.ClientOptions(libfff.Options{Address: p.addr, Token: p.token, PoolSize: dataCfg.pool}))
+	mc, err := libfff.Connect(ctx, fusefs.ClientOptions(p.options()))
 	if err != nil {
 		return err
 	}

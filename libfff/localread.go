@@ -209,7 +209,8 @@ type localIO struct {
 	k       int // index in the request's IOs
 	lf      *localFile
 	buf     uring.Buffer // zero when reading straight into the destination
-	lo, end int64        // read [lo, ...) of the file; data ends at end
+	lo, end int64        // read [lo, lo+size) of the file; data ends at end
+	size    int          // whole blocks up to end
 	need    int          // bytes the checksums cover from lo
 	loc     *proto.ChunkLocation
 }
@@ -281,13 +282,12 @@ func (c *Client) readLocal(ctx context.Context, addr string, pool *rpc.Pool, all
 			continue
 		}
 		j.k, j.lf = k, lf
-		size := int(alignUp(end, int64(loc.BlockSize)) - j.lo)
 		var dst []byte
-		if segs := ios[k].segs; len(segs) == 1 && j.lo == int64(io.Off) && len(segs[0].dst) == size && aligned(segs[0].dst) {
+		if segs := ios[k].segs; len(segs) == 1 && j.lo == int64(io.Off) && len(segs[0].dst) == j.size && aligned(segs[0].dst) {
 			dst = segs[0].dst
 		} else {
-			j.buf = ring.GetBuffer(size)
-			dst = j.buf.Bytes(size)
+			j.buf = ring.GetBuffer(j.size)
+			dst = j.buf.Bytes(j.size)
 		}
 		jobs = append(jobs, j)
 		ops = append(ops, uring.Op{Kind: uring.OpRead, Fd: lf.f.Fd(), Off: j.lo, Buf: dst})
@@ -295,16 +295,15 @@ func (c *Client) readLocal(ctx context.Context, addr string, pool *rpc.Pool, all
 	err = ring.Do(ctx, ops)
 	for i := range jobs {
 		j, op := &jobs[i], &ops[i]
-		segs := ios[j.k].segs
+		segs, off := ios[j.k].segs, int64(ios[j.k].io.Off)
 		ok := err == nil && op.Err == nil && op.N >= j.need && verifyBlocks(j.loc, op.Buf[:j.need])
 		if ok {
 			if j.buf == (uring.Buffer{}) {
 				clear(op.Buf[j.end-j.lo:]) // past the committed length
-				c.local.bytes.Add(j.end - j.lo)
 			} else {
-				deliver(segs, int64(ios[j.k].io.Off), j.end, op.Buf, j.lo)
-				c.local.bytes.Add(j.end - int64(ios[j.k].io.Off))
+				deliver(segs, off, j.end, op.Buf, j.lo)
 			}
+			l.bytes.Add(j.end - off)
 			setSegErr(segs, nil)
 		} else {
 			l.fallbacks.Add(1)
@@ -327,8 +326,8 @@ func planLocal(io proto.ReadIO, loc *proto.ChunkLocation, end int64) (localIO, b
 	if int64(loc.FirstBlock) != first || int64(len(loc.CRCs)) != last-first {
 		return localIO{}, false
 	}
-	lo := first * bs
-	return localIO{lo: lo, end: end, need: int(min(last*bs, int64(loc.Length)) - lo), loc: loc}, true
+	lo, hi := first*bs, last*bs
+	return localIO{lo: lo, end: end, size: int(hi - lo), need: int(min(hi, int64(loc.Length)) - lo), loc: loc}, true
 }
 
 // verifyBlocks checks data, the file's bytes from block loc.FirstBlock up
@@ -367,8 +366,6 @@ func setSegErr(segs []*seg, err error) {
 func aligned(b []byte) bool {
 	return len(b) > 0 && uintptr(unsafe.Pointer(&b[0]))%uring.Align == 0
 }
-
-func alignUp(x, a int64) int64 { return (x + a - 1) / a * a }
 
 // ReadStats counts how a client's reads were served.
 type ReadStats struct {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"hash/crc32"
 	"io/fs"
-	"slices"
 	"unsafe"
 
 	"fff/internal/proto"
@@ -49,6 +48,8 @@ type Location struct {
 	Path string
 	// CRCs are the CRC32C of blocks FirstBlock, FirstBlock+1, ... of
 	// BlockSize bytes (the last block's covering only bytes below Length).
+	// CRCs is the committed record's own slice (records never change once
+	// committed): read it, do not write it.
 	FirstBlock int64
 	CRCs       []uint32
 }
@@ -79,8 +80,8 @@ func (e *Engine) Locate(ctx context.Context, id ChunkID, off, n int64) (Location
 	}
 	loc := Location{Version: rec.version, Length: rec.length, Path: e.filePath(id, rec.gen)}
 	if end := min(off+n, rec.length); off < end {
-		loc.FirstBlock = off / BlockSize
-		loc.CRCs = slices.Clone(rec.crcs[loc.FirstBlock : (end+BlockSize-1)/BlockSize])
+		first, last := off/BlockSize, (end+BlockSize-1)/BlockSize
+		loc.FirstBlock, loc.CRCs = first, rec.crcs[first:last:last]
 	}
 	return loc, nil
 }
