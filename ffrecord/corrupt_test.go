@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fff/internal/crc32c"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -299,8 +300,8 @@ func TestBadOffsets(t *testing.T) {
 	indexAt := int(le.Uint64(v2[len(v2)-v2FooterSize+8:]))
 	fixV2 := func(b []byte) []byte {
 		f := b[len(b)-v2FooterSize:]
-		le.PutUint32(f[32:], crc32c(b[indexAt:indexAt+int(n)*v2EntrySize]))
-		le.PutUint32(f[52:], crc32c(f[:52]))
+		le.PutUint32(f[32:], crc32c.Checksum(b[indexAt:indexAt+int(n)*v2EntrySize]))
+		le.PutUint32(f[52:], crc32c.Checksum(f[:52]))
 		return b
 	}
 	for _, tc := range []struct {

@@ -17,7 +17,7 @@ package ffrecord
 
 import (
 	"encoding/binary"
-	"hash/crc32"
+	"fff/internal/crc32c"
 )
 
 // Version is an FFRecord format version.
@@ -56,12 +56,7 @@ const (
 	MaxAlignment = 1 << 20
 )
 
-var (
-	le         = binary.LittleEndian
-	castagnoli = crc32.MakeTable(crc32.Castagnoli)
-)
-
-func crc32c(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
+var le = binary.LittleEndian
 
 // v2Header is the fixed 32-byte header at offset 0.
 type v2Header struct {
@@ -74,7 +69,7 @@ func (h v2Header) encode() []byte {
 	copy(b, v2Magic)
 	le.PutUint32(b[8:], h.version)
 	le.PutUint32(b[12:], h.alignment)
-	le.PutUint32(b[28:], crc32c(b[:28]))
+	le.PutUint32(b[28:], crc32c.Checksum(b[:28]))
 	return b
 }
 
@@ -83,7 +78,7 @@ func decodeV2Header(name string, b []byte) (v2Header, error) {
 	if string(b[:8]) != v2Magic {
 		return v2Header{}, fileErr(name, ErrBadMagic, "header magic %q", b[:8])
 	}
-	if got, want := crc32c(b[:28]), le.Uint32(b[28:]); got != want {
+	if got, want := crc32c.Checksum(b[:28]), le.Uint32(b[28:]); got != want {
 		return v2Header{}, fileErr(name, ErrMetaChecksum, "header crc32c %08x, stored %08x", got, want)
 	}
 	h := v2Header{version: le.Uint32(b[8:]), alignment: le.Uint32(b[12:])}
@@ -123,7 +118,7 @@ func (f v2Footer) encode() []byte {
 	le.PutUint32(b[36:], f.keysCRC)
 	le.PutUint32(b[40:], f.flags)
 	le.PutUint32(b[48:], f.version)
-	le.PutUint32(b[52:], crc32c(b[:52]))
+	le.PutUint32(b[52:], crc32c.Checksum(b[:52]))
 	copy(b[56:], v2FooterMagic)
 	return b
 }
@@ -132,7 +127,7 @@ func decodeV2Footer(name string, b []byte) (v2Footer, error) {
 	if string(b[56:64]) != v2FooterMagic {
 		return v2Footer{}, fileErr(name, ErrBadMagic, "footer magic %q", b[56:64])
 	}
-	if got, want := crc32c(b[:52]), le.Uint32(b[52:]); got != want {
+	if got, want := crc32c.Checksum(b[:52]), le.Uint32(b[52:]); got != want {
 		return v2Footer{}, fileErr(name, ErrMetaChecksum, "footer crc32c %08x, stored %08x", got, want)
 	}
 	f := v2Footer{

@@ -3,6 +3,7 @@ package ffrecord
 import (
 	"bytes"
 	"context"
+	"fff/internal/crc32c"
 	"math/rand/v2"
 	"testing"
 )
@@ -108,17 +109,17 @@ func fixChecksums(data []byte) []byte {
 			return nil
 		}
 		b := bytes.Clone(data)
-		le.PutUint32(b[28:], crc32c(b[:28]))
+		le.PutUint32(b[28:], crc32c.Checksum(b[:28]))
 		f := b[size-v2FooterSize:]
 		footerAt := size - v2FooterSize
 		n, indexAt := le.Uint64(f[0:]), le.Uint64(f[8:])
 		if n <= footerAt/v2EntrySize && indexAt <= footerAt && n*v2EntrySize <= footerAt-indexAt {
-			le.PutUint32(f[32:], crc32c(b[indexAt:indexAt+n*v2EntrySize]))
+			le.PutUint32(f[32:], crc32c.Checksum(b[indexAt:indexAt+n*v2EntrySize]))
 		}
 		if keysAt, keysLen := le.Uint64(f[16:]), le.Uint64(f[24:]); keysAt <= footerAt && keysLen <= footerAt-keysAt {
-			le.PutUint32(f[36:], crc32c(b[keysAt:keysAt+keysLen]))
+			le.PutUint32(f[36:], crc32c.Checksum(b[keysAt:keysAt+keysLen]))
 		}
-		le.PutUint32(f[52:], crc32c(f[:52]))
+		le.PutUint32(f[52:], crc32c.Checksum(f[:52]))
 		return b
 	}
 	if size < v1HeaderSize {

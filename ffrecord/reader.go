@@ -20,6 +20,13 @@ type BatchRead struct {
 	Off int64
 	Buf []byte
 	Err error
+	// CRC32C is the checksum of Buf when Summed: a Batcher that computed
+	// it over the bytes it delivered into Buf, while verifying them against
+	// its own checksums (libfff's local reads do, from the chunk's block
+	// checksums, at no extra pass), sets it; a v2 sample is then checked
+	// against it instead of hashing Buf again.
+	CRC32C uint32
+	Summed bool
 }
 
 // Batcher issues many reads at once, possibly across several sources. Local
@@ -241,7 +248,11 @@ func (r *Reader) ReadBatch(ctx context.Context, indices []int64, dsts [][]byte) 
 		if r.opts.NoVerify {
 			return
 		}
-		if got, want := it.s.sampleCRC(reads[k].Buf), it.s.crcs[it.j]; got != want {
+		got := reads[k].CRC32C
+		if !reads[k].Summed || it.s.version == V1 { // v1 samples have IEEE CRC32s
+			got = it.s.sampleCRC(reads[k].Buf)
+		}
+		if want := it.s.crcs[it.j]; got != want {
 			errs[k] = sampleErr(it.s.src.Name, it.j, it.i, ErrChecksum, "crc %08x, stored %08x", got, want)
 		}
 	}

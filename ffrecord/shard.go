@@ -2,6 +2,7 @@ package ffrecord
 
 import (
 	"errors"
+	"fff/internal/crc32c"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -207,7 +208,7 @@ func openV2(src Source) (*shard, error) {
 	if err := readFull(src, idx, int64(f.indexOffset)); err != nil {
 		return nil, err
 	}
-	if got := crc32c(idx); got != f.indexCRC {
+	if got := crc32c.Checksum(idx); got != f.indexCRC {
 		return nil, fileErr(name, ErrMetaChecksum, "index crc32c %08x, stored %08x", got, f.indexCRC)
 	}
 	s := &shard{
@@ -250,7 +251,7 @@ func (s *shard) loadKeys() error {
 			s.keysErr = err
 			return
 		}
-		if got := crc32c(b); got != f.keysCRC {
+		if got := crc32c.Checksum(b); got != f.keysCRC {
 			s.keysErr = fileErr(s.src.Name, ErrMetaChecksum, "keys crc32c %08x, stored %08x", got, f.keysCRC)
 			return
 		}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fff/internal/crc32c"
 	"hash/crc32"
 	"io"
 	"sync"
@@ -152,5 +153,5 @@ func updateCRC(v Version, crc uint32, b []byte) uint32 {
 	if v == V1 {
 		return crc32.Update(crc, crc32.IEEETable, b)
 	}
-	return crc32.Update(crc, castagnoli, b)
+	return crc32c.Update(crc, b)
 }

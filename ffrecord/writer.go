@@ -1,6 +1,7 @@
 package ffrecord
 
 import (
+	"fff/internal/crc32c"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -99,7 +100,7 @@ func (w *Writer) WriteKeyed(key string, sample []byte) error {
 		}
 		crc = crc32.ChecksumIEEE(sample)
 	} else {
-		crc = crc32c(sample)
+		crc = crc32c.Checksum(sample)
 		if len(sample) > 0 {
 			if pad := alignUp(w.pos, w.opts.Alignment) - w.pos; pad > 0 {
 				if err := w.writeZeros(pad); err != nil {
@@ -257,7 +258,7 @@ func (w *Writer) Close() error {
 		le.PutUint64(e[8:], uint64(w.lengths[i]))
 		le.PutUint32(e[16:], w.crcs[i])
 	}
-	f := v2Footer{n: uint64(n), indexOffset: uint64(indexOffset), indexCRC: crc32c(idx), version: 2}
+	f := v2Footer{n: uint64(n), indexOffset: uint64(indexOffset), indexCRC: crc32c.Checksum(idx), version: 2}
 	if err := w.append(idx); err != nil {
 		return err
 	}
@@ -268,7 +269,7 @@ func (w *Writer) Close() error {
 		}
 		keys = append(keys, w.keyBlob...)
 		f.flags |= flagKeys
-		f.keysOffset, f.keysLength, f.keysCRC = uint64(w.pos), uint64(len(keys)), crc32c(keys)
+		f.keysOffset, f.keysLength, f.keysCRC = uint64(w.pos), uint64(len(keys)), crc32c.Checksum(keys)
 		if err := w.append(keys); err != nil {
 			return err
 		}

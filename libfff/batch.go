@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"fff/ffrecord"
+	"fff/internal/crc32c"
 	"fff/internal/proto"
 	"fff/internal/rpc"
 )
@@ -33,6 +34,14 @@ type ReadOp struct {
 	// Err is set to nil, io.EOF when the file ends before Dst is full (N
 	// bytes were read), or the failure (an *fs.PathError).
 	Err error
+	// Sum is the CRC32C of Dst when Summed. A read sets it when it
+	// computed the checksum over the very bytes it delivered into Dst, as
+	// local reads do while verifying the chunk's blocks: a caller that
+	// checks its own checksums (an FFRecord reader) compares with Sum
+	// instead of hashing Dst again. Reads through a socket leave Summed
+	// false: the node's block checks ran on its side of the wire.
+	Sum    uint32
+	Summed bool
 }
 
 // readParallel bounds the storage read requests one batch has in flight.
@@ -91,6 +100,14 @@ func (c *Client) ReadBatch(ctx context.Context, ops []ReadOp) error {
 		if s.err != nil && (op.Err == nil || op.Err == io.EOF) {
 			op.N = 0
 			op.Err = &fs.PathError{Op: "read", Path: op.File.name, Err: s.err}
+		}
+	}
+	for k := range ops {
+		ops[k].Sum, ops[k].Summed = 0, ops[k].Err == nil
+	}
+	for _, s := range segs { // an op's segs are in order
+		if op := &ops[s.op]; op.Summed {
+			op.Sum, op.Summed = crc32c.Combine(op.Sum, s.sum, int64(len(s.dst))), s.summed
 		}
 	}
 	return ctx.Err()
@@ -187,6 +204,9 @@ func (c *Client) readRequest(ctx context.Context, addr string, ios []rio) {
 	req := proto.StorageReadReq{IOs: make([]proto.ReadIO, len(ios))}
 	for k := range ios {
 		req.IOs[k] = ios[k].io
+		for _, s := range ios[k].segs {
+			s.summed = false
+		}
 	}
 	into, total := receive(ios)
 	var resp proto.StorageReadResp
@@ -279,6 +299,7 @@ func (b batcher) ReadBatch(ctx context.Context, reads []ffrecord.BatchRead) erro
 			e = io.ErrUnexpectedEOF
 		}
 		reads[idx[j]].Err = e
+		reads[idx[j]].CRC32C, reads[idx[j]].Summed = op.Sum, op.Summed
 	}
 	for j, rd := range other {
 		reads[otherIdx[j]].Err = rd.Err

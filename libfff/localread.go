@@ -3,7 +3,6 @@ package libfff
 import (
 	"context"
 	"errors"
-	"hash/crc32"
 	"io/fs"
 	"sync"
 	"sync/atomic"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"fff/internal/crc32c"
 	"fff/internal/proto"
 	"fff/internal/rpc"
 	"fff/internal/uring"
@@ -61,10 +61,6 @@ const (
 // locally.
 const localReadMin = 16 << 10
 
-// castagnoli is the CRC32C table (hardware-accelerated by hash/crc32); it is
-// never written after initialization.
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
 // localReads is a client's local-read state.
 type localReads struct {
 	log zerolog.Logger
@@ -75,6 +71,7 @@ type localReads struct {
 	off     map[string]bool // node addresses local reads gave up on
 	allOff  bool            // no io_uring here, or closed
 	sweeper *time.Timer
+	blocks  *crc32c.Blocks // the checker for the last block size seen
 
 	bytes, fallbacks atomic.Int64
 }
@@ -107,6 +104,16 @@ func (l *localReads) usable(addr string) *uring.Ring {
 		l.ring = r
 	}
 	return l.ring
+}
+
+// checker returns the block checker for blocks of bs bytes.
+func (l *localReads) checker(bs int) *crc32c.Blocks {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.blocks == nil || l.blocks.Size() != bs {
+		l.blocks = crc32c.NewBlocks(bs)
+	}
+	return l.blocks
 }
 
 // disable stops local reads from the node at addr, for the reason err.
@@ -293,10 +300,17 @@ func (c *Client) readLocal(ctx context.Context, addr string, pool *rpc.Pool, all
 		ops = append(ops, uring.Op{Kind: uring.OpRead, Fd: lf.f.Fd(), Off: j.lo, Buf: dst})
 	}
 	err = ring.Do(ctx, ops)
+	var ranges []crc32c.Range
+	var sums []uint32
 	for i := range jobs {
 		j, op := &jobs[i], &ops[i]
 		segs, off := ios[j.k].segs, int64(ios[j.k].io.Off)
-		ok := err == nil && op.Err == nil && op.N >= j.need && verifyBlocks(j.loc, op.Buf[:j.need])
+		ranges = sumRanges(ranges[:0], segs, off-j.lo, j.end-j.lo)
+		if cap(sums) < len(ranges) {
+			sums = make([]uint32, len(ranges))
+		}
+		ok := err == nil && op.Err == nil && op.N >= j.need &&
+			l.checker(int(j.loc.BlockSize)).Verify(op.Buf[:j.need], j.loc.CRCs, ranges, sums[:len(ranges)])
 		if ok {
 			if j.buf == (uring.Buffer{}) {
 				clear(op.Buf[j.end-j.lo:]) // past the committed length
@@ -305,6 +319,9 @@ func (c *Client) readLocal(ctx context.Context, addr string, pool *rpc.Pool, all
 			}
 			l.bytes.Add(j.end - off)
 			setSegErr(segs, nil)
+			for k, s := range segs[:len(ranges)] {
+				s.sum, s.summed = sums[k], true
+			}
 		} else {
 			l.fallbacks.Add(1)
 			rest = append(rest, ios[j.k])
@@ -330,17 +347,20 @@ func planLocal(io proto.ReadIO, loc *proto.ChunkLocation, end int64) (localIO, b
 	return localIO{lo: lo, end: end, size: int(hi - lo), need: int(min(hi, int64(loc.Length)) - lo), loc: loc}, true
 }
 
-// verifyBlocks checks data, the file's bytes from block loc.FirstBlock up
-// to the committed length or the last wanted block, against loc's CRCs.
-func verifyBlocks(loc *proto.ChunkLocation, data []byte) bool {
-	bs := int(loc.BlockSize)
-	for i, want := range loc.CRCs {
-		lo := i * bs
-		if lo >= len(data) || crc32.Checksum(data[lo:min(lo+bs, len(data))], castagnoli) != want {
-			return false
+// sumRanges appends to ranges the byte range of each of segs — which hold,
+// in order, the bytes from off on of a read buffer — up to the first seg
+// that reaches past end (the committed length: the zeros after it are not
+// read, so that seg and the ones after it go without a sum).
+func sumRanges(ranges []crc32c.Range, segs []*seg, off, end int64) []crc32c.Range {
+	for _, s := range segs {
+		n := int64(len(s.dst))
+		if off+n > end {
+			break
 		}
+		ranges = append(ranges, crc32c.Range{Off: int(off), Len: int(n)})
+		off += n
 	}
-	return true
+	return ranges
 }
 
 // deliver fills segs, which hold the IO's bytes from chunk offset off in

@@ -2,9 +2,10 @@ package libfff
 
 import (
 	"bytes"
-	"hash/crc32"
+	"slices"
 	"testing"
 
+	"fff/internal/crc32c"
 	"fff/internal/proto"
 )
 
@@ -41,24 +42,31 @@ func TestPlanLocal(t *testing.T) {
 	}
 }
 
-// TestVerifyBlocks: every block up to the length must match, the last one
-// over the bytes below the length only.
-func TestVerifyBlocks(t *testing.T) {
-	data := bytes.Repeat([]byte("0123456789abcdef"), 600) // 9600 bytes: 2 full blocks + 1408
-	loc := &proto.ChunkLocation{Length: 9600, BlockSize: 4096}
-	for b := 0; b < 3; b++ {
-		loc.CRCs = append(loc.CRCs, crc32.Checksum(data[b*4096:min((b+1)*4096, len(data))], castagnoli))
-	}
-	if !verifyBlocks(loc, data) {
-		t.Fatal("intact data does not verify")
-	}
-	if verifyBlocks(loc, data[:9000]) {
-		t.Fatal("short data verifies")
-	}
-	bad := bytes.Clone(data)
-	bad[9599] ^= 1
-	if verifyBlocks(loc, bad) {
-		t.Fatal("a flipped byte in the partial last block verifies")
+// TestSumRanges: each seg is summed over its bytes in the read buffer,
+// up to the first that reaches past the committed length (its zeros are not
+// in the buffer).
+func TestSumRanges(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		off, end int64
+		sizes    []int
+		want     []crc32c.Range
+	}{
+		{"one seg", 904, 5000, []int{100}, []crc32c.Range{{Off: 904, Len: 100}}},
+		{"back to back", 10, 1 << 20, []int{5, 7, 0, 9}, []crc32c.Range{{Off: 10, Len: 5}, {Off: 15, Len: 7}, {Off: 22, Len: 0}, {Off: 22, Len: 9}}},
+		{"up to the length", 0, 12, []int{5, 7}, []crc32c.Range{{Off: 0, Len: 5}, {Off: 5, Len: 7}}},
+		{"past the length", 0, 11, []int{5, 7, 3}, []crc32c.Range{{Off: 0, Len: 5}}},
+		{"all past", 100, 50, []int{5}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var segs []*seg
+			for _, n := range tc.sizes {
+				segs = append(segs, &seg{dst: make([]byte, n)})
+			}
+			if got := sumRanges(nil, segs, tc.off, tc.end); !slices.Equal(got, tc.want) {
+				t.Fatalf("got %v, want %v", got, tc.want)
+			}
+		})
 	}
 }
 

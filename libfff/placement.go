@@ -133,6 +133,10 @@ type seg struct {
 	ino, index uint64
 	attempt    int
 	err        error
+	// sum is the CRC32C of dst when summed: set by a local read, which
+	// computes it over the delivered bytes while verifying their blocks.
+	sum    uint32
+	summed bool
 }
 
 // rio is one ReadIO of a request: a range of one chunk whose data is

@@ -299,6 +299,12 @@ func TestDataConcurrent(t *testing.T) {
 	}
 }
 
+// TestDataFFRecord: FFRecord v1 and v2 datasets in fff read back exactly
+// through the client's batched reads, and a sample whose bytes changed
+// after it was written fails its checksum and only it. The samples run up
+// to 60 KiB so that most are read locally (libfff/localread.go), where a
+// v2 sample's checksum comes from the chunk's block checksums instead of a
+// second pass (ReadOp.Sum): that path must catch the damage too.
 func TestDataFFRecord(t *testing.T) {
 	t.Parallel()
 	c := dataCluster(t)
@@ -307,7 +313,7 @@ func TestDataFFRecord(t *testing.T) {
 	for _, format := range []ffrecord.Version{ffrecord.V1, ffrecord.V2} {
 		var samples [][]byte
 		for range 500 {
-			samples = append(samples, randData(r, r.IntN(20<<10)))
+			samples = append(samples, randData(r, r.IntN(60<<10)))
 		}
 		name := fmt.Sprintf("/set-v%d.ffr", format)
 		f, err := c.Create(ctx, name)
@@ -329,15 +335,19 @@ func TestDataFFRecord(t *testing.T) {
 		if err := f.Close(); err != nil {
 			t.Fatal(err)
 		}
-		g, err := c.OpenFile(ctx, name)
-		if err != nil {
-			t.Fatal(err)
+		open := func() *ffrecord.Reader {
+			g, err := c.OpenFile(ctx, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { g.Close() })
+			rd, err := ffrecord.Open(ctx, []ffrecord.Source{{Name: name, R: g, Size: g.Size()}}, ffrecord.ReaderOptions{Batcher: c.Batcher()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return rd
 		}
-		defer g.Close()
-		rd, err := ffrecord.Open(ctx, []ffrecord.Source{{Name: name, R: g, Size: g.Size()}}, ffrecord.ReaderOptions{Batcher: c.Batcher()})
-		if err != nil {
-			t.Fatal(err)
-		}
+		rd := open()
 		if rd.Len() != int64(len(samples)) {
 			t.Fatalf("%s: %d samples, want %d", name, rd.Len(), len(samples))
 		}
@@ -348,6 +358,7 @@ func TestDataFFRecord(t *testing.T) {
 			indices[k] = int64(i)
 			dsts[k] = make([]byte, len(samples[i]))
 		}
+		local := c.ReadStats().LocalBytes
 		if err := rd.ReadBatch(ctx, indices, dsts); err != nil {
 			t.Fatal(err)
 		}
@@ -355,6 +366,53 @@ func TestDataFFRecord(t *testing.T) {
 			if !bytes.Equal(dsts[k], samples[i]) {
 				t.Fatalf("%s: sample %d differs", name, i)
 			}
+		}
+		if c.ReadStats().LocalBytes == local {
+			t.Fatalf("%s: no sample was read locally; the test needs local reads", name)
+		}
+
+		// Damage the largest sample in place, through the file system (its
+		// blocks' checksums are written anew, so only the sample's own
+		// checksum can tell).
+		bad := int64(0)
+		for i := range samples {
+			if len(samples[i]) > len(samples[bad]) {
+				bad = int64(i)
+			}
+		}
+		loc, err := rd.Locate(bad)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wf, err := c.Open(ctx, name, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		at := loc.Offset + loc.Length/2
+		if _, err := wf.WriteAt([]byte{samples[bad][loc.Length/2] ^ 0x08}, at); err != nil {
+			t.Fatal(err)
+		}
+		if err := wf.Close(); err != nil {
+			t.Fatal(err)
+		}
+		rd = open()
+		local = c.ReadStats().LocalBytes
+		err = rd.ReadBatch(ctx, indices, dsts)
+		if !errors.Is(err, ffrecord.ErrChecksum) {
+			t.Fatalf("%s: reading a damaged sample: %v, want ErrChecksum", name, err)
+		}
+		var se *ffrecord.Error
+		joined, _ := err.(interface{ Unwrap() []error })
+		if !errors.As(err, &se) || se.Index != bad || joined == nil || len(joined.Unwrap()) != 1 {
+			t.Fatalf("%s: error %v, want one for sample %d only", name, err, bad)
+		}
+		for k, i := range idx {
+			if int64(i) != bad && !bytes.Equal(dsts[k], samples[i]) {
+				t.Fatalf("%s: intact sample %d differs after sample %d was damaged", name, i, bad)
+			}
+		}
+		if c.ReadStats().LocalBytes == local {
+			t.Fatalf("%s: no sample was read locally", name)
 		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"fff/internal/crc32c"
 	"fff/internal/proto"
 	"fff/internal/rpc"
 	"fff/internal/uring"
@@ -80,10 +81,27 @@ func TestLocalRead(t *testing.T) {
 			if err := c.cl.ReadBatch(ctx, ops); err != nil {
 				t.Fatal(err)
 			}
+			summed := 0
 			for _, op := range ops {
 				if op.Err != nil || !bytes.Equal(op.Dst, want[op.Off:op.Off+int64(len(op.Dst))]) {
 					t.Fatalf("%s: %s batch read at %d+%d: %v or wrong bytes", what, c.name, op.Off, len(op.Dst), op.Err)
 				}
+				if op.Summed {
+					summed++
+					if op.Sum != crc32c.Checksum(op.Dst) {
+						t.Fatalf("%s: %s batch read at %d+%d: Sum %08x, the bytes' CRC32C %08x", what, c.name, op.Off, len(op.Dst), op.Sum, crc32c.Checksum(op.Dst))
+					}
+				}
+			}
+			// Local reads sum what they deliver (all but the ranges past a
+			// chunk's length, or with a piece under localReadMin: most of
+			// the file after "holes"); socket reads never do.
+			least := len(ops) / 2
+			if what == "holes" {
+				least = 1
+			}
+			if c.cl == sock && summed != 0 || c.cl == local && summed < least {
+				t.Fatalf("%s: %s client: %d of %d batch reads came with a checksum", what, c.name, summed, len(ops))
 			}
 			f.Close()
 		}

@@ -438,11 +438,13 @@ def test_lookahead_yields_the_plain_order(ds_path: str, num_workers: int, prefet
     assert got == want
 
 
-def test_raw_batches_stay_valid_while_kept(local_ds: str) -> None:
-    """Without a transform the workers reuse their shared buffers once this
-    process has let a batch go: batches that are kept must never change."""
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_raw_batches_stay_valid_while_kept(local_ds: str, num_workers: int) -> None:
+    """Without a transform batch buffers are reused once this process has let
+    a batch go (the workers' shared memory; the main process's own buffers
+    with 0 workers): batches that are kept must never change."""
     ds = FFRecordDataset(local_ds)
-    with DataLoader(ds, batch_size=4, shuffle=True, seed=9, num_workers=2, prefetch_batches=4) as dl:
+    with DataLoader(ds, batch_size=4, shuffle=True, seed=9, num_workers=num_workers, prefetch_batches=4) as dl:
         kept = [list(b) for b in dl]  # one epoch, every batch kept
         for _ in range(3):  # more epochs: buffers cycle, kept ones must not be touched
             for b in dl:
@@ -452,25 +454,69 @@ def test_raw_batches_stay_valid_while_kept(local_ds: str) -> None:
     assert all(s.numpy().tobytes() == sample(index_of(s)) for b in kept for s in b)
 
 
-def test_raw_batches_reuse_pool_buffers(local_ds: str) -> None:
+def storage_of(t: Any) -> Any:
+    return t.untyped_storage() if hasattr(t, "untyped_storage") else t.storage()  # torch 1.13: storage()
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_raw_batches_reuse_pool_buffers(local_ds: str, num_workers: int) -> None:
     """Batches dropped by the training loop hand their buffer back: a long run
-    needs a few buffers per worker, not one per batch."""
+    needs a few buffers (per worker), not one per batch."""
     ds = FFRecordDataset(local_ds)
-    with DataLoader(ds, batch_size=4, num_workers=2, prefetch_batches=4) as dl:
-        inodes = set()
+    with DataLoader(ds, batch_size=4, num_workers=num_workers, prefetch_batches=4) as dl:
+        buffers = set()
         batches = 0
         for _ in range(4):
             for b in dl:
-                st = b[0].untyped_storage() if hasattr(b[0], "untyped_storage") else b[0].storage()
-                fd, _ = st._share_fd_cpu_()  # the worker's shared-memory file behind the batch
-                inodes.add(os.fstat(fd).st_ino)
+                st = storage_of(b[0])
+                if num_workers:
+                    fd, _ = st._share_fd_cpu_()  # the worker's shared-memory file behind the batch
+                    buffers.add(os.fstat(fd).st_ino)
+                else:
+                    buffers.add(st.data_ptr())
                 batches += 1
                 del b, st
         held = sum(len(v) for v in dl._sampler.held.values())
     assert batches == 60
-    # depth 2 per worker + torch's queue + the batch in use: a handful each.
-    assert len(inodes) <= 16, len(inodes)
+    # Workers: depth 2 per worker + torch's queue + the batch in use, a
+    # handful each. Main process: 4 in flight + 4 spare + the batch in use.
+    assert len(buffers) <= (16 if num_workers else 9), len(buffers)
     assert held <= 8, held
+
+
+def test_local_buffers_lend_only_free_memory() -> None:
+    """A pooled buffer is lent again only when nothing made from the last loan
+    is alive: tensors, tensor views, numpy slices."""
+    from fff.torch import _LocalBuffers
+
+    pool = _LocalBuffers(max_buffers=2)
+    addr = lambda a: a.__array_interface__["data"][0]  # noqa: E731
+    a = pool.take(1000)
+    first = addr(a)
+    assert len(a) >= 1000
+    assert addr(pool.take(1000)) != first  # a is lent out
+    for keep in (
+        lambda a: torch.from_numpy(a),
+        lambda a: torch.from_numpy(a)[10:20],
+        lambda a: a[5:10],
+        lambda a: torch.from_numpy(a).numpy()[3:],
+        lambda a: memoryview(a)[1:],
+    ):
+        a = pool.take(1000)
+        kept = keep(a)
+        was = addr(a)
+        del a
+        b = pool.take(1000)
+        assert addr(b) != was, "memory still referenced was lent again"
+        del kept, b
+    b = pool.take(1000)
+    assert addr(b) in {addr(x) for x in pool.bufs}  # free memory is lent again...
+    held = [b, pool.take(1000)]
+    extra = pool.take(1000)  # ...and past max_buffers lent memory is not pooled
+    assert addr(extra) not in {addr(h) for h in held}
+    del held, extra
+    big = pool.take(8 << 20)  # too big for the free ones: replaces one
+    assert len(big) >= 8 << 20 and len(pool.bufs) == 2
 
 
 def test_collate_without_transform_runs_here(local_ds: str) -> None:

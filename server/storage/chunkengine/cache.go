@@ -2,7 +2,7 @@ package chunkengine
 
 import (
 	"container/list"
-	"hash/crc32"
+	"fff/internal/crc32c"
 	"sync"
 )
 
@@ -21,7 +21,7 @@ func hashID(id ChunkID) uint32 {
 // dirHash picks a chunk's data directory: the CRC32C of its KV key. It is
 // part of the on-disk layout and must never change.
 func dirHash(id ChunkID) uint32 {
-	return crc32.Checksum(chunkKey(id), castagnoli)
+	return crc32c.Checksum(chunkKey(id))
 }
 
 const cacheShards = 16

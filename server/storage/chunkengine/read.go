@@ -3,10 +3,10 @@ package chunkengine
 import (
 	"context"
 	"errors"
-	"hash/crc32"
 	"io/fs"
 	"unsafe"
 
+	"fff/internal/crc32c"
 	"fff/internal/proto"
 	"fff/internal/uring"
 )
@@ -362,7 +362,7 @@ func verify(id ChunkID, rec *record, foff int64, data []byte) error {
 	for i := 0; i < len(data); i += BlockSize {
 		blk := data[i:min(i+BlockSize, len(data))]
 		b := (foff + int64(i)) / BlockSize
-		if got := crc32.Checksum(blk, castagnoli); got != rec.crcs[b] {
+		if got := crc32c.Checksum(blk); got != rec.crcs[b] {
 			return proto.Errorf(proto.ChecksumMismatch,
 				"chunkengine: chunk %v version %d block %d (bytes %d-%d): crc32c %08x, stored %08x",
 				id, rec.version, b, b*BlockSize, b*BlockSize+int64(len(blk)), got, rec.crcs[b])

@@ -3,8 +3,8 @@ package chunkengine
 import (
 	"encoding/binary"
 	"errors"
+	"fff/internal/crc32c"
 	"fmt"
-	"hash/crc32"
 )
 
 // BlockSize is the checksum block: every 4 KiB of a chunk has its own
@@ -19,10 +19,6 @@ const MaxChunkSizeLimit = 64 << 20
 
 // DefaultMaxChunkSize is the chunk size limit when Options leaves it 0.
 const DefaultMaxChunkSize = 4 << 20
-
-// castagnoli is the CRC32C table (hardware-accelerated by hash/crc32). It is
-// computed once and never written afterwards.
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // ChunkID names a chunk: the inode it belongs to and its index in the file
 // (chunk index = file offset / chunk size, DESIGN §7).
@@ -129,7 +125,7 @@ func (r *record) encode() []byte {
 		binary.LittleEndian.PutUint32(b[recHeader+4*i:], c)
 	}
 	end := len(b) - 4
-	binary.LittleEndian.PutUint32(b[end:], crc32.Checksum(b[:end], castagnoli))
+	binary.LittleEndian.PutUint32(b[end:], crc32c.Checksum(b[:end]))
 	return b
 }
 
@@ -151,7 +147,7 @@ func decodeRecord(b []byte) (*record, error) {
 		return nil, fmt.Errorf("%w: %d blocks in %d bytes", errBadRecord, n, len(b))
 	}
 	end := len(b) - 4
-	if got, want := crc32.Checksum(b[:end], castagnoli), binary.LittleEndian.Uint32(b[end:]); got != want {
+	if got, want := crc32c.Checksum(b[:end]), binary.LittleEndian.Uint32(b[end:]); got != want {
 		return nil, fmt.Errorf("%w: record crc32c %08x, stored %08x", errBadRecord, got, want)
 	}
 	r := &record{
@@ -192,10 +188,10 @@ func (r *record) sizeBytes() int64 {
 func (r *record) fingerprint() uint32 {
 	var b [8]byte
 	binary.LittleEndian.PutUint64(b[:], uint64(r.length))
-	c := crc32.Update(0, castagnoli, b[:])
+	c := crc32c.Update(0, b[:])
 	for _, x := range r.crcs {
 		binary.LittleEndian.PutUint32(b[:4], x)
-		c = crc32.Update(c, castagnoli, b[:4])
+		c = crc32c.Update(c, b[:4])
 	}
 	return c
 }

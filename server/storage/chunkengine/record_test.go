@@ -5,7 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"hash/crc32"
+	"fff/internal/crc32c"
 	"os"
 	"strings"
 	"testing"
@@ -88,7 +88,7 @@ func FuzzDecodeMeta(f *testing.F) {
 		if len(b) >= 4 {
 			c := bytes.Clone(b)
 			end := len(c) - 4
-			binary.LittleEndian.PutUint32(c[end:], crc32.Checksum(c[:end], castagnoli))
+			binary.LittleEndian.PutUint32(c[end:], crc32c.Checksum(c[:end]))
 			check(c)
 		}
 	})

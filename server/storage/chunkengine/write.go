@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"syscall"
 
 	"golang.org/x/sys/unix"
 
+	"fff/internal/crc32c"
 	"fff/internal/proto"
 	"fff/internal/uring"
 )
@@ -22,7 +22,7 @@ var zeroBlock [BlockSize]byte
 func crcZeros(c uint32, n int64) uint32 {
 	for n > 0 {
 		k := min(n, BlockSize)
-		c = crc32.Update(c, castagnoli, zeroBlock[:k])
+		c = crc32c.Update(c, zeroBlock[:k])
 		n -= k
 	}
 	return c
@@ -101,7 +101,7 @@ func (e *Engine) Truncate(ctx context.Context, id ChunkID, length int64) (uint64
 		if err := e.readVerify(ctx, id, cur, h, b*BlockSize, x.b[:BlockSize], blockRange{b, b + 1}); err != nil {
 			return 0, err
 		}
-		crcs[b] = crc32.Checksum(x.b[:length-b*BlockSize], castagnoli)
+		crcs[b] = crc32c.Checksum(x.b[:length-b*BlockSize])
 	}
 	next := &record{version: cur.version + 1, gen: cur.gen, length: length, high: cur.high, crcs: crcs}
 	if length == 0 {
@@ -263,7 +263,7 @@ func extendCRCs(old []uint32, L, off int64, data []byte) []uint32 {
 			c = crcZeros(c, z)
 		}
 		if ds := max(from, off); be > ds {
-			c = crc32.Update(c, castagnoli, data[ds-off:be-off])
+			c = crc32c.Update(c, data[ds-off:be-off])
 		}
 		crcs[b] = c
 	}
@@ -313,7 +313,7 @@ func (e *Engine) writeCOW(ctx context.Context, id ChunkID, cur *record, off int6
 		cs, ce = min(cs, L), newLen
 	}
 	for b := cs / BlockSize; b*BlockSize < ce; b++ {
-		crcs[b] = crc32.Checksum(buf[b*BlockSize:min((b+1)*BlockSize, newLen)], castagnoli)
+		crcs[b] = crc32c.Checksum(buf[b*BlockSize : min((b+1)*BlockSize, newLen)])
 	}
 
 	gen, err := e.newGen(ctx)
