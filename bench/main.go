@@ -328,6 +328,13 @@ func reserveHugePages(n int) (release func(), ok bool) {
 	}
 	release = func() { os.WriteFile(nrHugePages, old, 0) }
 	if err == nil && freeHugePages() < n {
+		// A busy machine's free memory is fragmented: compact it and ask
+		// again (the kernel allocates huge pages only from free 2 MiB runs).
+		if os.WriteFile("/proc/sys/vm/compact_memory", []byte("1"), 0) == nil {
+			err = os.WriteFile(nrHugePages, []byte(fmt.Sprint(cur+n)), 0)
+		}
+	}
+	if err == nil && freeHugePages() < n {
 		err = fmt.Errorf("only %d of %d huge pages could be reserved", freeHugePages(), n)
 	}
 	if err != nil {
