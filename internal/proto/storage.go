@@ -1,5 +1,12 @@
 package proto
 
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
 // Messages of the storage service (server/storage): chunk reads, writes,
 // truncation and removal on storage targets. DESIGN §7 describes the data
 // path: the client computes chunk placement from the file's layout and talks
@@ -89,14 +96,53 @@ type StorageLocateReq struct {
 // the chunk changed meanwhile, or the disk is damaged, and the server
 // reports which.
 type ChunkLocation struct {
-	Code       Code     `msgpack:"c,omitempty"`
-	Msg        string   `msgpack:"m,omitempty"`
-	Version    uint64   `msgpack:"v,omitempty"`
-	Length     uint32   `msgpack:"n,omitempty"`
-	Path       string   `msgpack:"p,omitempty"`
-	BlockSize  uint32   `msgpack:"bs,omitempty"`
-	FirstBlock uint32   `msgpack:"fb,omitempty"`
-	CRCs       []uint32 `msgpack:"crc,omitempty"`
+	Code       Code      `msgpack:"c,omitempty"`
+	Msg        string    `msgpack:"m,omitempty"`
+	Version    uint64    `msgpack:"v,omitempty"`
+	Length     uint32    `msgpack:"n,omitempty"`
+	Path       string    `msgpack:"p,omitempty"`
+	BlockSize  uint32    `msgpack:"bs,omitempty"`
+	FirstBlock uint32    `msgpack:"fb,omitempty"`
+	CRCs       BlockCRCs `msgpack:"crc,omitempty"`
+}
+
+// BlockCRCs are CRC32C values, one per block. On the wire they are one
+// msgpack bin of 4 little-endian bytes per value: a Locate answer carries a
+// value per 4 KiB block read, and encoding them as an array of integers
+// cost the node more CPU than finding them.
+type BlockCRCs []uint32
+
+// EncodeMsgpack implements msgpack.CustomEncoder.
+func (c BlockCRCs) EncodeMsgpack(enc *msgpack.Encoder) error {
+	if c == nil {
+		return enc.EncodeNil()
+	}
+	b := make([]byte, 4*len(c))
+	for i, v := range c {
+		binary.LittleEndian.PutUint32(b[4*i:], v)
+	}
+	return enc.EncodeBytes(b)
+}
+
+// DecodeMsgpack implements msgpack.CustomDecoder.
+func (c *BlockCRCs) DecodeMsgpack(dec *msgpack.Decoder) error {
+	b, err := dec.DecodeBytes()
+	if err != nil {
+		return err
+	}
+	if len(b)%4 != 0 {
+		return fmt.Errorf("proto: block checksums of %d bytes, not a multiple of 4", len(b))
+	}
+	if b == nil {
+		*c = nil
+		return nil
+	}
+	out := make(BlockCRCs, len(b)/4)
+	for i := range out {
+		out[i] = binary.LittleEndian.Uint32(b[4*i:])
+	}
+	*c = out
+	return nil
 }
 
 // StorageLocateResp answers StorageLocateReq, one location per IO.
