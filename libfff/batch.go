@@ -204,9 +204,6 @@ func (c *Client) readRequest(ctx context.Context, addr string, ios []rio) {
 	req := proto.StorageReadReq{IOs: make([]proto.ReadIO, len(ios))}
 	for k := range ios {
 		req.IOs[k] = ios[k].io
-		for _, s := range ios[k].segs {
-			s.summed = false
-		}
 	}
 	into, total := receive(ios)
 	var resp proto.StorageReadResp

@@ -133,8 +133,9 @@ type seg struct {
 	ino, index uint64
 	attempt    int
 	err        error
-	// sum is the CRC32C of dst when summed: set by a local read, which
-	// computes it over the delivered bytes while verifying their blocks.
+	// sum is the CRC32C of dst when summed: set only by a local read that
+	// delivered dst (computed over those bytes while verifying their
+	// blocks), so a seg read again, or through the socket, never has it.
 	sum    uint32
 	summed bool
 }

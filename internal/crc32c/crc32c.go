@@ -77,17 +77,16 @@ func xPow8n(n uint64) uint32 {
 	return p
 }
 
-// Shifter combines with a fixed length at the cost of four table lookups:
+// shifter combines with a fixed length at the cost of four table lookups:
 // it multiplies by x^(8n) through a precomputed table per byte of the
 // register. Worth it where one length recurs (a block size).
-type Shifter struct {
-	n int64
+type shifter struct {
 	t [4][256]uint32
 }
 
-// NewShifter returns a Shifter for appending n bytes.
-func NewShifter(n int64) *Shifter {
-	s := &Shifter{n: n}
+// newShifter returns a shifter for appending n bytes.
+func newShifter(n int64) *shifter {
+	s := &shifter{}
 	op := xPow8n(uint64(n))
 	for byteIdx := range 4 {
 		for v := range 256 {
@@ -97,11 +96,8 @@ func NewShifter(n int64) *Shifter {
 	return s
 }
 
-// Len is the length the Shifter appends.
-func (s *Shifter) Len() int64 { return s.n }
-
-// Combine returns Combine(crcA, crcB, s.Len()).
-func (s *Shifter) Combine(crcA, crcB uint32) uint32 {
+// combine returns Combine(crcA, crcB, n) for the n the shifter was made for.
+func (s *shifter) combine(crcA, crcB uint32) uint32 {
 	return s.t[0][crcA&0xff] ^ s.t[1][crcA>>8&0xff] ^ s.t[2][crcA>>16&0xff] ^ s.t[3][crcA>>24] ^ crcB
 }
 
@@ -114,7 +110,7 @@ func (r Range) end() int { return r.Off + r.Len }
 // block.
 type Blocks struct {
 	size  int
-	shift *Shifter // appends a whole block
+	shift *shifter // appends a whole block
 	pow   []uint32 // pow[n] = x^(8n) mod poly, n < size: appends part of one
 }
 
@@ -125,7 +121,7 @@ const maxPowTable = 64 << 10
 // NewBlocks returns a checker for blocks of size bytes (> 0). Its tables
 // take 4 KiB plus, for blocks up to 64 KiB, 4·size bytes.
 func NewBlocks(size int) *Blocks {
-	b := &Blocks{size: size, shift: NewShifter(int64(size))}
+	b := &Blocks{size: size, shift: newShifter(int64(size))}
 	if size <= maxPowTable {
 		b.pow = make([]uint32, size)
 		x8 := xPow8n(1)
@@ -204,7 +200,7 @@ func (b *Blocks) Verify(data []byte, want []uint32, ranges []Range, sums []uint3
 				case pos == ranges[r].Off:
 					sums[r] = c
 				case n == bs:
-					sums[r] = b.shift.Combine(sums[r], c)
+					sums[r] = b.shift.combine(sums[r], c)
 				default:
 					sums[r] = b.combine(sums[r], c, n)
 				}

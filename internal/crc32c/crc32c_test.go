@@ -31,8 +31,8 @@ func TestCombine(t *testing.T) {
 		if got := Combine(Checksum(a), Checksum(b), int64(len(b))); got != want {
 			t.Errorf("Combine(len %d, len %d) = %08x, want %08x", tc.a, tc.b, got, want)
 		}
-		if got := NewShifter(int64(len(b))).Combine(Checksum(a), Checksum(b)); got != want {
-			t.Errorf("Shifter(%d).Combine(len %d) = %08x, want %08x", tc.b, tc.a, got, want)
+		if got := newShifter(int64(len(b))).combine(Checksum(a), Checksum(b)); got != want {
+			t.Errorf("shifter(%d).combine(len %d) = %08x, want %08x", tc.b, tc.a, got, want)
 		}
 	}
 }

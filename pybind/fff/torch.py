@@ -337,6 +337,12 @@ class _Item(tuple):
 _SLOT_ROUND = 1 << 20
 
 
+def _capacity(size: int) -> int:
+    """A pooled batch buffer's size for a batch of size bytes: 1/8 spare, so
+    later batches of a similar size fit, in whole MiB."""
+    return max(_SLOT_ROUND, -(-(size + size // 8) // _SLOT_ROUND) * _SLOT_ROUND)
+
+
 class _ShmPool:
     """A worker's shared-memory batch buffers, reused.
 
@@ -365,8 +371,7 @@ class _ShmPool:
         if best is not None:
             self.free.remove(best)
             return best, self.slots[best]
-        cap = max(_SLOT_ROUND, -(-(size + size // 8) // _SLOT_ROUND) * _SLOT_ROUND)
-        buf = _shared_u8(cap)
+        buf = _shared_u8(_capacity(size))
         slot, self._next = self._next, self._next + 1
         self.slots[slot] = buf
         if len(self.slots) > self.max_slots:  # forget the oldest slots in use
@@ -419,17 +424,17 @@ class _LocalBuffers:
             if len(b) >= size and self._free(i) and (best < 0 or len(b) < len(self.bufs[best])):
                 best = i
         if best < 0:
-            buf = ffrecord.alloc_buffer(max(_SLOT_ROUND, -(-(size + size // 8) // _SLOT_ROUND) * _SLOT_ROUND))
-            free = [i for i in range(len(self.bufs)) if self._free(i)]
+            buf = ffrecord.alloc_buffer(_capacity(size))
             if len(self.bufs) < self.max_buffers:
                 self.bufs.append(buf)
                 self.leases.append(None)
                 best = len(self.bufs) - 1
-            elif free:  # replace the smallest free one: too small for this batch
-                best = min(free, key=lambda i: len(self.bufs[i]))
-                self.bufs[best] = buf
             else:
-                return buf  # all lent out: not pooled
+                free = [i for i in range(len(self.bufs)) if self._free(i)]
+                if not free:
+                    return buf  # all lent out: not pooled
+                best = min(free, key=lambda i: len(self.bufs[i]))  # too small for this batch
+                self.bufs[best] = buf
         lent = np.frombuffer(memoryview(self.bufs[best]), dtype=np.uint8)
         self.leases[best] = weakref.ref(lent)
         return lent
