@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -84,5 +86,44 @@ func TestLsMode(t *testing.T) {
 	}
 	if got := lsTime(now.AddDate(-1, 0, 0), now); got != "Jun  1  2024" {
 		t.Errorf("old: %q", got)
+	}
+}
+
+// TestPrintLsEveryDay renders ls -l lines with the clock on every day of a
+// month (days 1-9 are space-padded, 10-31 are not) and of a year ago, and
+// checks the fields and the column alignment: the test that would have
+// caught an end-to-end check that only passed on days 10-31.
+func TestPrintLsEveryDay(t *testing.T) {
+	for day := 1; day <= 31; day++ {
+		now := time.Date(2026, 12, day, 12, 0, 0, 0, time.Local)
+		for _, tc := range []struct {
+			mtime time.Time
+			when  string // the fields after the size
+		}{
+			{now.Add(-time.Minute), fmt.Sprintf("Dec %d 11:59", day)},
+			{now.AddDate(-1, 0, 0), fmt.Sprintf("Dec %d 2025", day)},
+		} {
+			es := []lsEntry{
+				{"a", &proto.Inode{Type: proto.TypeDir, Mode: 0o755, Nlink: 1, Mtime: tc.mtime.UnixNano()}},
+				{"long-name", &proto.Inode{Type: proto.TypeFile, Mode: 0o644, Nlink: 12, UID: 1000, Size: 123456, Mtime: tc.mtime.UnixNano()}},
+			}
+			var b strings.Builder
+			printLs(&b, es, true, now)
+			lines := strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n")
+			if len(lines) != 2 {
+				t.Fatalf("day %d: %d lines:\n%s", day, len(lines), b.String())
+			}
+			for i, want := range []string{
+				"drwxr-xr-x 1 0 0 0 " + tc.when + " a",
+				"-rw-r--r-- 12 1000 0 123456 " + tc.when + " long-name",
+			} {
+				if got := strings.Join(strings.Fields(lines[i]), " "); got != want {
+					t.Errorf("day %d: line %d fields %q, want %q", day, i, got, want)
+				}
+			}
+			if len(lines[0])-len("a") != len(lines[1])-len("long-name") {
+				t.Errorf("day %d: columns not aligned:\n%s", day, b.String())
+			}
+		}
 	}
 }
