@@ -120,12 +120,13 @@ type Client struct {
 // proto.ErrUnavailable, no configured cluster with ErrNoCluster.
 func Connect(ctx context.Context, opts Options) (*Client, error) {
 	addr, token := strings.TrimSpace(opts.Address), opts.Token
+	var localData string // the data directory of a recorded local cluster
 	if addr == "" {
 		info, err := DefaultCluster()
 		if err != nil {
 			return nil, err
 		}
-		addr = info.Address
+		addr, localData = info.Address, info.DataDir
 		if token == "" {
 			token = info.Token
 		}
@@ -156,6 +157,9 @@ func Connect(ctx context.Context, opts Options) (*Client, error) {
 	// accepts the token.
 	if _, err := c.metaPool.Get(ctx); err != nil {
 		c.Close()
+		if localData != "" && proto.CodeOf(err) == proto.Unavailable {
+			return nil, fmt.Errorf("libfff: connect to %s: %w (the local cluster of %s is not running: start it with `fff up --data %s`)", addr, err, localData, localData)
+		}
 		return nil, fmt.Errorf("libfff: connect to %s: %w", addr, err)
 	}
 	return c, nil

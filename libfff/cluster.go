@@ -45,23 +45,34 @@ func DefaultCluster() (ClusterInfo, error) {
 	if addr := strings.TrimSpace(os.Getenv(EnvCluster)); addr != "" {
 		info.Address = addr
 	} else {
-		path, err := ClusterFile()
-		if err != nil {
+		var err error
+		if info, err = RecordedCluster(); err != nil {
 			return info, err
-		}
-		b, err := os.ReadFile(path)
-		if errors.Is(err, os.ErrNotExist) {
-			return info, ErrNoCluster
-		}
-		if err != nil {
-			return info, fmt.Errorf("libfff: reading %s: %w", path, err)
-		}
-		if err := json.Unmarshal(b, &info); err != nil || info.Address == "" {
-			return info, fmt.Errorf("libfff: %s is damaged (%v): run `fff up` again or set FFF_CLUSTER", path, err)
 		}
 	}
 	if tok := os.Getenv(EnvToken); tok != "" {
 		info.Token = tok
+	}
+	return info, nil
+}
+
+// RecordedCluster reads the cluster file alone (no environment): the
+// cluster `fff up` recorded as the default, ErrNoCluster if none.
+func RecordedCluster() (ClusterInfo, error) {
+	var info ClusterInfo
+	path, err := ClusterFile()
+	if err != nil {
+		return info, err
+	}
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return info, ErrNoCluster
+	}
+	if err != nil {
+		return info, fmt.Errorf("libfff: reading %s: %w", path, err)
+	}
+	if err := json.Unmarshal(b, &info); err != nil || info.Address == "" {
+		return info, fmt.Errorf("libfff: %s is damaged (%v): run `fff up` again or set FFF_CLUSTER", path, err)
 	}
 	return info, nil
 }
@@ -82,26 +93,6 @@ func SaveClusterFile(info ClusterInfo) error {
 		return fmt.Errorf("libfff: %w", err)
 	}
 	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("libfff: %w", err)
-	}
-	return nil
-}
-
-// RemoveClusterFile forgets the default cluster if it is the one at dataDir.
-func RemoveClusterFile(dataDir string) error {
-	path, err := ClusterFile()
-	if err != nil {
-		return err
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil
-	}
-	var info ClusterInfo
-	if json.Unmarshal(b, &info) == nil && info.DataDir != "" && info.DataDir != dataDir {
-		return nil
-	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("libfff: %w", err)
 	}
 	return nil

@@ -34,8 +34,41 @@ apt_install() { # apt_install PACKAGE... : installs the packages not yet install
     fi
   else SUDO=; fi
   echo "bootstrap: installing ${missing[*]}" >&2
-  if [ $apt_updated -eq 0 ]; then $SUDO apt-get update -qq >/dev/null; apt_updated=1; fi
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+  if [ $apt_updated -eq 0 ]; then apt_run update -qq; apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive apt_run install -y -qq "${missing[@]}"
+}
+
+# apt_run ARGS...: apt-get ARGS, waiting (up to FFF_APT_LOCK_WAIT seconds,
+# default 600) while another package manager holds apt's or dpkg's lock, as
+# unattended upgrades do on a freshly booted cloud machine. apt-get's own
+# DPkg::Lock::Timeout does not cover the lists lock of `update` on every apt
+# version, so the wait is ours: try without waiting, and on a lock error say
+# once who holds it and try again.
+apt_run() {
+  local wait=${FFF_APT_LOCK_WAIT:-600} waited=0 out rc said=0
+  while :; do
+    rc=0
+    out=$($SUDO apt-get -o DPkg::Lock::Timeout=0 "$@" 2>&1 >/dev/null) || rc=$?
+    [ $rc -eq 0 ] && return 0
+    if ! grep -qiE 'could not get lock|unable to acquire the dpkg frontend lock|unable to lock' <<<"$out"; then
+      echo "$out" >&2
+      echo "bootstrap: apt-get $* failed (exit $rc)" >&2
+      exit 1
+    fi
+    if [ $waited -ge "$wait" ]; then
+      echo "$out" >&2
+      echo "bootstrap: another package manager still holds the apt/dpkg lock after ${wait}s; wait for it to finish (or stop it) and re-run" >&2
+      exit 1
+    fi
+    if [ $said -eq 0 ]; then
+      local who
+      who=$(grep -oE 'held by process [0-9]+ \([^)]*\)' <<<"$out" | head -n1)
+      echo "bootstrap: waiting for another package manager to release the apt/dpkg lock${who:+ ($who)}, up to ${wait}s" >&2
+      said=1
+    fi
+    sleep 2
+    waited=$((waited + 2))
+  done
 }
 
 if [ $want_go -eq 1 ]; then

@@ -131,12 +131,7 @@ func TestUpLsDown(t *testing.T) {
 	t.Parallel()
 	config, data := t.TempDir(), t.TempDir()
 	env := append(cleanEnv(), "XDG_CONFIG_HOME="+config)
-	t.Cleanup(func() { // whatever happened, no fffd outlives the test
-		var ri struct{ PID int }
-		if b, err := os.ReadFile(filepath.Join(data, "fffd.json")); err == nil && json.Unmarshal(b, &ri) == nil && ri.PID > 0 {
-			syscall.Kill(ri.PID, syscall.SIGKILL)
-		}
-	})
+	t.Cleanup(func() { killCluster(data) }) // whatever happened, no fffd outlives the test
 	out := mustFFF(t, env, "up", "--daemon", "--data", data)
 	if !strings.Contains(out, "admin token:") || !strings.Contains(out, "running in the background") {
 		t.Fatalf("fff up printed:\n%s", out)
@@ -170,11 +165,57 @@ func TestUpLsDown(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if _, err := os.Stat(clusterFile); !os.IsNotExist(err) {
+	// The record stays: the cluster comes back at the same address.
+	before, err := os.ReadFile(clusterFile)
+	if err != nil {
 		t.Fatalf("cluster file after fff down: %v", err)
 	}
-	if r := fff(t, env, "ls", "/"); r.code != 1 {
-		t.Fatalf("ls after fff down: %+v", r)
+	if r := fff(t, env, "ls", "/"); r.code != 1 || !strings.Contains(r.stderr, "fff up") {
+		t.Fatalf("ls after fff down: %+v (want exit 1 and a hint to run fff up)", r)
+	}
+	addr := clusterAddr(t, before)
+	mustFFF(t, env, "up", "--daemon", "--data", data)
+	after, _ := os.ReadFile(clusterFile)
+	if got := clusterAddr(t, after); got != addr {
+		t.Fatalf("fff up after fff down serves at %s, before at %s", got, addr)
+	}
+	if got := mustFFF(t, env, "ls", "/"); got != "hello\n" {
+		t.Fatalf("ls / after restart = %q", got)
+	}
+
+	// A second cluster elsewhere does not take the default's place, and
+	// stopping it leaves the default's record alone.
+	other := t.TempDir()
+	t.Cleanup(func() { killCluster(other) })
+	out = mustFFF(t, env, "up", "--daemon", "--data", other)
+	if !strings.Contains(out, "export FFF_CLUSTER=") || !strings.Contains(out, "not the default cluster") {
+		t.Errorf("fff up --data OTHER printed:\n%s", out)
+	}
+	if b, _ := os.ReadFile(clusterFile); clusterAddr(t, b) != addr {
+		t.Errorf("fff up --data OTHER replaced the default cluster's record: %s", b)
+	}
+	mustFFF(t, env, "down", "--data", other)
+	if b, _ := os.ReadFile(clusterFile); clusterAddr(t, b) != addr {
+		t.Errorf("fff down --data OTHER changed the default cluster's record: %s", b)
+	}
+	mustFFF(t, env, "down", "--data", data)
+}
+
+// clusterAddr is the address a cluster file records.
+func clusterAddr(t *testing.T, b []byte) string {
+	t.Helper()
+	var info struct{ Address string }
+	if err := json.Unmarshal(b, &info); err != nil || info.Address == "" {
+		t.Fatalf("cluster file %q: %v", b, err)
+	}
+	return info.Address
+}
+
+// killCluster kills the fffd serving data, if any.
+func killCluster(data string) {
+	var ri struct{ PID int }
+	if b, err := os.ReadFile(filepath.Join(data, "fffd.json")); err == nil && json.Unmarshal(b, &ri) == nil && ri.PID > 0 {
+		syscall.Kill(ri.PID, syscall.SIGKILL)
 	}
 }
 

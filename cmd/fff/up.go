@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,9 +21,10 @@ import (
 
 // The files `fffd local` keeps in its data directory, shared with `fff up`.
 const (
-	readyFile = "fffd.json"   // written by fffd once it serves: pid and address
-	tokenFile = "admin.token" // the admin token, written when the cluster is created
-	logFile   = "fffd.log"    // fffd's output when started with --daemon
+	readyFile   = "fffd.json"   // written by fffd once it serves: pid and address
+	tokenFile   = "admin.token" // the admin token, written when the cluster is created
+	logFile     = "fffd.log"    // fffd's output when started with --daemon
+	addressFile = "address"     // the address the cluster serves on, kept across restarts
 )
 
 // readyInfo is the content of readyFile.
@@ -45,7 +47,8 @@ func defaultDataDir() string {
 
 type upOpts struct {
 	data, listen, fffd string
-	daemon             bool
+	listenSet          bool // --listen given: it replaces the recorded address
+	daemon, asDefault  bool
 	timeout            time.Duration
 }
 
@@ -60,13 +63,27 @@ loopback. Prints the address and the admin token and records them in
 ~/.config/fff/cluster.json, where the CLI and Python find them (FFF_CLUSTER and
 FFF_TOKEN override). Runs in the foreground until interrupted, or in the
 background with --daemon ('fff down' stops it). Running 'fff up' again for a
-data directory whose cluster is already up just prints its details.`,
+data directory whose cluster is already up just prints its details.
+
+The first start picks a free loopback port and records it in DATA/address;
+every later start of the same data directory listens there again, so mounts,
+loaders and clients that were connected ride through 'fff down; fff up'.
+--listen chooses another address (and records it).
+
+The cluster of the default data directory is the default cluster. A cluster
+started with another --data becomes the default only when none is recorded
+(or the recorded one's data directory is gone), or with --default; otherwise
+'fff up' prints the FFF_CLUSTER and FFF_TOKEN to reach it.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return runUp(cmd.Context(), cmd.OutOrStdout(), o) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.listenSet = cmd.Flags().Changed("listen")
+			return runUp(cmd.Context(), cmd.OutOrStdout(), o)
+		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.data, "data", defaultDataDir(), "data directory")
-	f.StringVar(&o.listen, "listen", "127.0.0.1:0", "listen address (port 0 picks a free port)")
+	f.StringVar(&o.listen, "listen", "127.0.0.1:0", "listen address (port 0 picks a free port; default: the address recorded in DATA/address, else a free loopback port)")
+	f.BoolVar(&o.asDefault, "default", false, "record this cluster as the default one even if another is recorded")
 	f.BoolVar(&o.daemon, "daemon", false, "run in the background (output goes to DATA/fffd.log)")
 	f.StringVar(&o.fffd, "fffd", "", "fffd binary (default: next to this fff, else on PATH)")
 	f.DurationVar(&o.timeout, "timeout", 60*time.Second, "how long to wait for the cluster to come up")
@@ -82,20 +99,24 @@ func runUp(ctx context.Context, out io.Writer, o upOpts) error {
 		return fmt.Errorf("cannot create the data directory: %w", err)
 	}
 	if ri, ok := runningCluster(data); ok {
-		info, err := recordCluster(data, ri)
+		info, def, err := recordCluster(data, ri, o.asDefault)
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(out, "fff is already up (pid %d)\n", ri.PID)
-		printCluster(out, info)
+		printCluster(out, info, def)
 		return nil
 	}
 	bin, err := findFFFD(o.fffd)
 	if err != nil {
 		return err
 	}
+	listen, err := upAddress(ctx, data, o)
+	if err != nil {
+		return err
+	}
 	os.Remove(filepath.Join(data, readyFile)) // stale: its process is gone
-	args := []string{"local", "--data", data, "--listen", o.listen}
+	args := []string{"local", "--data", data, "--listen", listen}
 	c := exec.Command(bin, args...)
 	c.Env = os.Environ()
 	if o.daemon {
@@ -124,12 +145,16 @@ func runUp(ctx context.Context, out io.Writer, o upOpts) error {
 		}
 		return err
 	}
-	info, err := recordCluster(data, ri)
+	if err := writeFileAtomic(filepath.Join(data, addressFile), []byte(ri.Address+"\n"), 0o600); err != nil {
+		c.Process.Signal(syscall.SIGTERM)
+		return fmt.Errorf("cannot record the cluster's address: %w", err)
+	}
+	info, def, err := recordCluster(data, ri, o.asDefault)
 	if err != nil {
 		c.Process.Signal(syscall.SIGTERM)
 		return err
 	}
-	printCluster(out, info)
+	printCluster(out, info, def)
 	if o.daemon {
 		fmt.Fprintf(out, "running in the background (pid %d); stop it with: fff down --data %s\n", ri.PID, data)
 		c.Process.Release()
@@ -138,7 +163,6 @@ func runUp(ctx context.Context, out io.Writer, o upOpts) error {
 	fmt.Fprintln(out, "running in the foreground; Ctrl-C stops it")
 	select {
 	case err := <-exited:
-		libfff.RemoveClusterFile(data)
 		if err != nil {
 			return fmt.Errorf("fffd exited: %w", err)
 		}
@@ -151,7 +175,6 @@ func runUp(ctx context.Context, out io.Writer, o upOpts) error {
 			c.Process.Kill()
 			<-exited
 		}
-		libfff.RemoveClusterFile(data)
 		return nil
 	}
 }
@@ -213,19 +236,103 @@ func alive(pid int) bool {
 	return true
 }
 
-// recordCluster writes the cluster file for the cluster at data.
-func recordCluster(data string, ri readyInfo) (libfff.ClusterInfo, error) {
-	tok, err := os.ReadFile(filepath.Join(data, tokenFile))
-	if err != nil {
-		return libfff.ClusterInfo{}, fmt.Errorf("cannot read the admin token: %w", err)
+// upAddress is where fffd listens: --listen when given, else the address
+// this data directory's cluster served on before (so that clients of the
+// previous run reconnect to it), else a free loopback port. A recorded
+// address still held by another process (a previous fffd that is still
+// exiting lets it go within moments) is waited for briefly, then refused
+// with the way out.
+func upAddress(ctx context.Context, data string, o upOpts) (string, error) {
+	if o.listenSet {
+		return o.listen, nil
 	}
-	info := libfff.ClusterInfo{Address: ri.Address, Token: strings.TrimSpace(string(tok)), DataDir: data, PID: ri.PID}
-	return info, libfff.SaveClusterFile(info)
+	b, err := os.ReadFile(filepath.Join(data, addressFile))
+	addr := strings.TrimSpace(string(b))
+	if err != nil || addr == "" {
+		return o.listen, nil
+	}
+	const wait = 10 * time.Second
+	deadline := time.Now().Add(wait)
+	for {
+		l, err := net.Listen("tcp", addr)
+		if err == nil {
+			l.Close()
+			return addr, nil
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) {
+			return "", fmt.Errorf("cannot listen on %s, this cluster's address (recorded in %s): %w; start it elsewhere with --listen 127.0.0.1:0", addr, filepath.Join(data, addressFile), err)
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("%s, this cluster's address (recorded in %s), is used by another process; stop that process, or start the cluster on a new address with --listen 127.0.0.1:0 (clients and mounts of the old address must then reconnect)", addr, filepath.Join(data, addressFile))
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
-func printCluster(out io.Writer, info libfff.ClusterInfo) {
-	cf, _ := libfff.ClusterFile()
-	fmt.Fprintf(out, "address:     %s\nadmin token: %s\ndata:        %s\nrecorded in: %s\n", info.Address, info.Token, info.DataDir, cf)
+// recordCluster records the cluster at data as the default cluster when it
+// is the default data directory's, when asked (asDefault), or when no other
+// cluster is recorded (or the recorded one's data directory is gone): a
+// second cluster started for a test or an experiment does not silently take
+// the place of the user's cluster. It reports whether the record now names
+// this cluster.
+func recordCluster(data string, ri readyInfo, asDefault bool) (libfff.ClusterInfo, bool, error) {
+	tok, err := os.ReadFile(filepath.Join(data, tokenFile))
+	if err != nil {
+		return libfff.ClusterInfo{}, false, fmt.Errorf("cannot read the admin token: %w", err)
+	}
+	info := libfff.ClusterInfo{Address: ri.Address, Token: strings.TrimSpace(string(tok)), DataDir: data, PID: ri.PID}
+	if !asDefault && data != absOrSelf(defaultDataDir()) {
+		if cur, err := libfff.RecordedCluster(); err == nil && cur.DataDir != "" && cur.DataDir != data {
+			if _, err := os.Stat(cur.DataDir); err == nil {
+				return info, false, nil
+			}
+		}
+	}
+	return info, true, libfff.SaveClusterFile(info)
+}
+
+func absOrSelf(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
+}
+
+func printCluster(out io.Writer, info libfff.ClusterInfo, recorded bool) {
+	fmt.Fprintf(out, "address:     %s\nadmin token: %s\ndata:        %s\n", info.Address, info.Token, info.DataDir)
+	if recorded {
+		cf, _ := libfff.ClusterFile()
+		fmt.Fprintf(out, "recorded in: %s (the default cluster)\n", cf)
+		return
+	}
+	fmt.Fprintf(out, "not the default cluster (another one is recorded; --default makes this one it); reach it with:\n  export %s=%s %s=%s\n", libfff.EnvCluster, info.Address, libfff.EnvToken, info.Token)
+}
+
+// writeFileAtomic replaces name with data (temporary file, fsync, rename).
+func writeFileAtomic(name string, data []byte, perm os.FileMode) error {
+	tmp := name + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, perm)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, name)
+	}
+	if err != nil {
+		os.Remove(tmp)
+	}
+	return err
 }
 
 // findFFFD locates the server binary: the flag, next to this executable, or PATH.
@@ -252,6 +359,10 @@ func newDownCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "down",
 		Short: "Stop the local cluster started by 'fff up'",
+		Long: `Stop the local cluster started by 'fff up' (SIGTERM, then SIGKILL after
+--timeout). Its data and its record as the default cluster stay: 'fff up'
+starts it again at the same address, and clients and mounts that wait for it
+carry on. Remove the data directory to delete the cluster.`,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			abs, err := filepath.Abs(data)
@@ -260,15 +371,15 @@ func newDownCmd() *cobra.Command {
 			}
 			ri, ok := runningCluster(abs)
 			if !ok {
-				libfff.RemoveClusterFile(abs)
 				fmt.Fprintf(cmd.OutOrStdout(), "no cluster is running from %s\n", abs)
 				return nil
 			}
 			if err := stopProcess(cmd.Context(), ri.PID, timeout); err != nil {
 				return err
 			}
-			libfff.RemoveClusterFile(abs)
-			fmt.Fprintf(cmd.OutOrStdout(), "stopped fffd (pid %d)\n", ri.PID)
+			// The cluster file stays: 'fff up' brings the cluster back at
+			// the same address, and clients waiting for it reconnect.
+			fmt.Fprintf(cmd.OutOrStdout(), "stopped fffd (pid %d); 'fff up --data %s' starts it again at %s\n", ri.PID, abs, ri.Address)
 			return nil
 		},
 	}
