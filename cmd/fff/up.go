@@ -363,7 +363,7 @@ func newDownCmd() *cobra.Command {
 --timeout). Its data and its record as the default cluster stay: 'fff up'
 starts it again at the same address, and clients and mounts that wait for it
 carry on. Remove the data directory to delete the cluster.`,
-		Args:  cobra.NoArgs,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			abs, err := filepath.Abs(data)
 			if err != nil {
