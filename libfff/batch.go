@@ -118,6 +118,7 @@ func (c *Client) ReadBatch(ctx context.Context, ops []ReadOp) error {
 // refresh, to the next replica) up to maxAttempts times.
 func (c *Client) readSegs(ctx context.Context, segs []*seg) {
 	pending := segs
+	var o outage
 	for attempt := 0; attempt < maxAttempts && len(pending) > 0; attempt++ {
 		if attempt > 0 {
 			cause := pending[0].err
@@ -126,6 +127,9 @@ func (c *Client) readSegs(ctx context.Context, segs []*seg) {
 					cause = s.err
 					break
 				}
+			}
+			if c.again(ctx, &o, proto.MethodStorageRead, cause) {
+				attempt-- // an outage waited out is no failed try
 			}
 			c.refreshRouting(ctx, cause)
 		}

@@ -43,6 +43,12 @@ type Options struct {
 	// file, at least one chunk); at most one more chunk is being filled.
 	// A single write of WriteBuffer bytes or more is sent at once.
 	WriteBuffer int
+	// RetryTimeout bounds how long a call waits for a cluster that cannot
+	// be reached (a restart, a reboot) before it fails with
+	// proto.ErrUnavailable: reads, lookups and chunk writes are tried again
+	// with backoff meanwhile (outage.go). Default DefaultRetryTimeout;
+	// negative: fail at once.
+	RetryTimeout time.Duration
 	// LengthReportInterval is how often the length of a file open for
 	// writing is reported to meta (default 1 minute; DESIGN §6: periodically
 	// for long writes); it also keeps the write session from being pruned as
@@ -92,6 +98,7 @@ type Client struct {
 	popts               rpc.PoolOptions
 	writeBuffer         int
 	reportEvery         time.Duration // Options.LengthReportInterval
+	retryTimeout        time.Duration // Options.RetryTimeout; 0: off
 
 	// Storage pools, one per storage node address (storage.go).
 	spMu         sync.Mutex
@@ -120,13 +127,12 @@ type Client struct {
 // proto.ErrUnavailable, no configured cluster with ErrNoCluster.
 func Connect(ctx context.Context, opts Options) (*Client, error) {
 	addr, token := strings.TrimSpace(opts.Address), opts.Token
-	var localData string // the data directory of a recorded local cluster
 	if addr == "" {
 		info, err := DefaultCluster()
 		if err != nil {
 			return nil, err
 		}
-		addr, localData = info.Address, info.DataDir
+		addr = info.Address
 		if token == "" {
 			token = info.Token
 		}
@@ -142,7 +148,13 @@ func Connect(ctx context.Context, opts Options) (*Client, error) {
 	if opts.LengthReportInterval <= 0 {
 		opts.LengthReportInterval = time.Minute
 	}
-	c := &Client{addr: addr, log: opts.Logger, token: token, popts: popts, writeBuffer: opts.WriteBuffer, reportEvery: opts.LengthReportInterval}
+	switch {
+	case opts.RetryTimeout == 0:
+		opts.RetryTimeout = DefaultRetryTimeout
+	case opts.RetryTimeout < 0:
+		opts.RetryTimeout = 0
+	}
+	c := &Client{addr: addr, log: opts.Logger, token: token, popts: popts, writeBuffer: opts.WriteBuffer, reportEvery: opts.LengthReportInterval, retryTimeout: opts.RetryTimeout}
 	if !tcpOnly && !opts.NoLocalRead && os.Getenv(EnvNoLocalRead) != "1" {
 		c.local = newLocalReads(opts.Logger)
 	}
@@ -157,9 +169,6 @@ func Connect(ctx context.Context, opts Options) (*Client, error) {
 	// accepts the token.
 	if _, err := c.metaPool.Get(ctx); err != nil {
 		c.Close()
-		if localData != "" && proto.CodeOf(err) == proto.Unavailable {
-			return nil, fmt.Errorf("libfff: connect to %s: %w (the local cluster of %s is not running: start it with `fff up --data %s`)", addr, err, localData, localData)
-		}
 		return nil, fmt.Errorf("libfff: connect to %s: %w", addr, err)
 	}
 	return c, nil
@@ -209,8 +218,15 @@ func (c *Client) Routing(ctx context.Context) (*proto.RoutingInfo, error) {
 	if ri := c.routing.Get(); ri != nil {
 		return ri, nil
 	}
-	if err := c.routing.Refresh(ctx); err != nil {
-		return nil, fmt.Errorf("libfff: %w", err)
+	var o outage
+	for {
+		err := c.routing.Refresh(ctx)
+		if err == nil {
+			break
+		}
+		if !c.again(ctx, &o, proto.MgmtdGetRouting, err) {
+			return nil, fmt.Errorf("libfff: %w", err)
+		}
 	}
 	if ri := c.routing.Get(); ri != nil {
 		return ri, nil
@@ -218,10 +234,16 @@ func (c *Client) Routing(ctx context.Context) (*proto.RoutingInfo, error) {
 	return nil, fmt.Errorf("libfff: routing info: %w", proto.ErrUnavailable)
 }
 
-// metaCall calls a meta method.
+// metaCall calls a meta method, waiting out an unreachable cluster where
+// the call may be repeated (outage.go).
 func (c *Client) metaCall(ctx context.Context, method uint16, req, resp any) error {
-	_, err := c.metaPool.Call(ctx, method, req, resp)
-	return err
+	var o outage
+	for {
+		_, err := c.metaPool.Call(ctx, method, req, resp)
+		if err == nil || !c.again(ctx, &o, method, err) {
+			return err
+		}
+	}
 }
 
 // clusterPath turns a path argument into a cleaned cluster path: "/a/b",

@@ -82,8 +82,12 @@ func (c *Client) refreshRouting(ctx context.Context, cause error) {
 // chain moved on. mk builds the request for the chunk reference.
 func (c *Client) headCall(ctx context.Context, l *proto.Layout, ino, index uint64, method uint16, mk func(proto.ChunkRef) any, resp any, opts ...rpc.CallOption) error {
 	var err error
+	var o outage
 	for attempt := 0; attempt < maxAttempts; attempt++ {
 		if attempt > 0 {
+			if c.again(ctx, &o, method, err) {
+				attempt-- // an outage waited out is no failed try
+			}
 			c.refreshRouting(ctx, err)
 		}
 		var ri *proto.RoutingInfo

@@ -2,6 +2,7 @@ package rpc
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 
@@ -89,17 +90,24 @@ func (p *Pool) errClosed() error {
 	return fmt.Errorf("rpc: pool %s: %w: pool closed", p.addr, proto.ErrUnavailable)
 }
 
+// ErrNotSent marks a Pool.Call error after which the server surely did not
+// see the request (the dial or the handshake failed, or the connection died
+// before any of it was written): such a call may be repeated whatever the
+// method does.
+var ErrNotSent = errors.New("rpc: request not sent")
+
 // Call is Conn.Call on a connection from the pool. A call that failed
 // because its connection had died before any of the request was sent is
 // retried once on another (possibly redialed) connection; nothing else is
-// retried.
+// retried. Errors of calls that never left satisfy errors.Is(err,
+// ErrNotSent).
 func (p *Pool) Call(ctx context.Context, method uint16, req, resp any, opts ...CallOption) (int, error) {
 	var err error
 	for attempt := 0; attempt < 2; attempt++ {
 		var c *Conn
 		c, err = p.Get(ctx)
 		if err != nil {
-			return 0, err
+			return 0, fmt.Errorf("%w (%w)", err, ErrNotSent)
 		}
 		var n int
 		var sent bool
@@ -108,7 +116,7 @@ func (p *Pool) Call(ctx context.Context, method uint16, req, resp any, opts ...C
 			return n, err
 		}
 	}
-	return 0, err
+	return 0, fmt.Errorf("%w (%w)", err, ErrNotSent)
 }
 
 // Close closes every connection; later calls fail with proto.Unavailable.

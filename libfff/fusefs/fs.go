@@ -825,5 +825,9 @@ func (fs *FS) readDir(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.DirEntr
 // where the bytes are) before the disk read to each batch's latency.
 func ClientOptions(o libfff.Options) libfff.Options {
 	o.NoLocalRead = true
+	// The mount waits out an unreachable cluster itself (FS.retry), where
+	// an interrupted request can stop waiting; the client must not wait
+	// underneath it.
+	o.RetryTimeout = -1
 	return o
 }
