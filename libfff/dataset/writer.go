@@ -159,6 +159,10 @@ func Create(ctx context.Context, c *libfff.Client, p string, opts WriterOptions)
 	w.tmp = w.final + "." + suffix + ".tmp"
 	out, err := w.fsys.createExcl(ctx, w.tmp)
 	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) { // name what is missing, not the temporary file
+			return nil, &fs.PathError{Op: "create", Path: p, Err: &proto.Error{Code: proto.ENOENT,
+				Msg: fmt.Sprintf("directory %s does not exist (create it first: fff mkdir -p, fff.makedirs, os.makedirs)", filepath.Dir(w.final))}}
+		}
 		return nil, err
 	}
 	w.out = out

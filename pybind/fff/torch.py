@@ -48,9 +48,11 @@ sampler that yields one index array per batch, so each worker makes one
 
 from __future__ import annotations
 
+import ast
 import math
 import multiprocessing
 import os
+import sys
 import threading
 import weakref
 from collections import deque
@@ -76,7 +78,7 @@ except ImportError:  # pragma: no cover
 from . import ffrecord
 from ._native import Closing, PathLike
 
-__all__ = ["FFRecordDataset", "DataLoader", "stack_samples", "default_collate"]
+__all__ = ["FFRecordDataset", "DataLoader", "WorkerStartError", "stack_samples", "default_collate"]
 
 default_collate = _default_collate
 
@@ -604,6 +606,55 @@ class _PlanSampler(_tud.Sampler):
         return len(self.plan)
 
 
+class WorkerStartError(RuntimeError):
+    """Worker processes cannot start: the main script would run again in each
+    of them (it has no ``if __name__ == "__main__":`` guard)."""
+
+
+def _check_main_guard() -> None:
+    """Refuse to start workers for a main script without a main guard.
+
+    forkserver and spawn workers import the main script again (as
+    ``__mp_main__``) to find the functions and classes they are handed. A
+    script that builds and iterates its loader at the top level, unguarded,
+    would do that again in every worker, which dies of it ("DataLoader
+    worker exited unexpectedly"). A script without the guard that got here
+    did exactly that, so say what to do before starting anything.
+    Interactive sessions, ``python -c`` and notebooks have no main file and
+    are not re-run.
+    """
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if not path or not path.endswith(".py"):
+        return
+    try:
+        with open(path, "rb") as f:
+            tree = ast.parse(f.read(), path)
+    except (OSError, SyntaxError, ValueError):
+        return
+    for node in tree.body:
+        if isinstance(node, ast.If) and _is_main_test(node.test):
+            return
+    raise WorkerStartError(
+        f"fff.torch.DataLoader cannot start worker processes: {path} has no "
+        '`if __name__ == "__main__":` guard. Workers start with forkserver/spawn '
+        "(a forked child cannot use fff), and each of them imports the main script "
+        "again, which would run your training loop in every worker. Put the code "
+        'that builds and iterates the DataLoader under `if __name__ == "__main__":` '
+        "(or use num_workers=0)."
+    )
+
+
+def _is_main_test(t: ast.expr) -> bool:
+    """Whether t is ``__name__ == "__main__"`` (either way round)."""
+    if not (isinstance(t, ast.Compare) and len(t.ops) == 1 and isinstance(t.ops[0], ast.Eq)):
+        return False
+    sides = [t.left, t.comparators[0]]
+    names = [x for x in sides if isinstance(x, ast.Name) and x.id == "__name__"]
+    consts = [x for x in sides if isinstance(x, ast.Constant) and x.value == "__main__"]
+    return len(names) == 1 and len(consts) == 1
+
+
 def _start_method(name: Any) -> Any:
     """The multiprocessing context for workers: forkserver, else spawn."""
     if name is None:
@@ -962,6 +1013,9 @@ class DataLoader(Closing):
     def _loader(self) -> _tud.DataLoader:
         tl = self._torch_loader
         if tl is None:
+            ctx = _start_method(self.multiprocessing_context)
+            if ctx.get_start_method() != "fork":
+                _check_main_guard()
             tl = _tud.DataLoader(
                 _BatchDataset(self.dataset, self.collate_fn, self._worker_depth()),
                 batch_size=None,
@@ -971,7 +1025,7 @@ class DataLoader(Closing):
                 pin_memory=self.pin_memory,
                 timeout=self.timeout,
                 worker_init_fn=self.worker_init_fn,
-                multiprocessing_context=_start_method(self.multiprocessing_context),
+                multiprocessing_context=ctx,
                 persistent_workers=self.persistent_workers,
                 prefetch_factor=2,  # results queued per worker; the reads run ahead in the workers
             )
