@@ -40,9 +40,11 @@ test-python: deps
 	@scripts/bootstrap.sh python
 	.venv/bin/python -m pytest -q tests/python
 
+# gotestsum (a go.mod tool) prints a dot per finished test, so the long
+# end-to-end packages show progress, and repeats every failure at the end.
 test-go: deps
 	@scripts/bootstrap.sh test
-	$(GO) test -count=1 ./...
+	$(GO) tool gotestsum --format dots -- -count=1 ./...
 
 test-race: deps
 	$(GO) test -count=1 -race $(RACE_PKGS)
