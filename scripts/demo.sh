@@ -98,3 +98,4 @@ step "fff status"
 "$FFF" status
 
 step "demo complete in $(($(date +%s) - t_start))s"
+echo "kept for the next run: the generated JPEGs, $(du -sh "$jpegs" 2>/dev/null | cut -f1) in $jpegs (rm -rf \"$jpegs\" frees them)"
