@@ -997,3 +997,28 @@ func TestLogs(t *testing.T) {
 		t.Fatalf("logs lack level or peer:\n%s", logs.String())
 	}
 }
+
+// TestPoolNotSent: a call to an address nobody listens on fails as
+// unavailable and says that nothing was sent, so that any method may be
+// repeated; a call the server answered with an error does not say so.
+func TestPoolNotSent(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	p := rpc.NewPool(addr, testToken, rpc.PoolOptions{Size: 1})
+	defer p.Close()
+	_, err = p.Call(ctxT(t), mEcho, echoMsg{}, nil)
+	if !errors.Is(err, proto.ErrUnavailable) || !errors.Is(err, rpc.ErrNotSent) {
+		t.Fatalf("call to a closed port: %v; want unavailable and not sent", err)
+	}
+
+	_, _, addr = startServer(t, rpc.ServerOptions{})
+	p2 := rpc.NewPool(addr, testToken, rpc.PoolOptions{Size: 1})
+	defer p2.Close()
+	if _, err := p2.Call(ctxT(t), 9999, echoMsg{}, nil); err == nil || errors.Is(err, rpc.ErrNotSent) {
+		t.Fatalf("call of an unknown method: %v; want an error that does not claim the request was never sent", err)
+	}
+}
