@@ -51,6 +51,22 @@
 // Write, Sync or Close. Sync and Close report the length to meta. Truncate
 // cuts the chunks on storage at once, so an extension reads zeros.
 //
+// # Writing a file atomically
+//
+// CreateTemp creates a file without a name (Linux's O_TMPFILE) and
+// File.Publish names it (linkat): the length and the name appear in one
+// meta transaction after every write has landed, replacing an existing
+// file as Rename does, so readers of the name see the old file or the
+// whole new one. Closing an unpublished file deletes it; one whose client
+// died is deleted when meta times its write session out. `fff put` and
+// `fff cp` write every file so:
+//
+//	f, err := c.CreateTemp(ctx, "/ckpt", 0o644)
+//	if err != nil { … }
+//	if _, err := f.Write(data); err != nil { f.Close(); … } // Close deletes it
+//	if err := f.Publish(ctx, "/ckpt/model.bin"); err != nil { f.Close(); … }
+//	err = f.Close()
+//
 // # Batched reads
 //
 // Client.ReadBatch takes many ReadOps (file, offset, destination) and

@@ -3,9 +3,11 @@ package libfff
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"sync"
 	"time"
 
@@ -50,8 +52,11 @@ type File struct {
 	cond     sync.Cond
 	inode    proto.Inode   // attributes as last known
 	sess     proto.Session // the write session (ID 0: read-only)
+	temp     bool          // from CreateTemp and not published yet
 	wend     int64         // end of this File's writes (since its last truncate)
 	wrote    bool          // data written since the last length report
+	reported int64         // the length meta has from this File: its last report, or the size at open
+	bumped   bool          // no truncate before the session can wait for news of its writes (KeepTimes)
 	closed   bool
 	pend     []byte // buffered sequential write, not yet sent
 	pendOff  int64  // file offset of pend[0]
@@ -163,7 +168,10 @@ func (c *Client) newFile(name string, flag int, n proto.Inode, sess proto.Sessio
 		limit = 2 * cs
 	}
 	limit = max(limit, cs, 1)
-	f := &File{c: c, name: name, ino: n.Ino, layout: l, flag: flag, limit: limit, inode: n, sess: sess}
+	// A file never truncated (TruncVer 0) has no truncate waiting in
+	// meta's garbage-collection queue (server/meta/gc.go).
+	f := &File{c: c, name: name, ino: n.Ino, layout: l, flag: flag, limit: limit, inode: n, sess: sess,
+		reported: int64(n.Size), bumped: n.TruncVer == 0}
 	f.cond.L = &f.mu
 	if sess.ID != 0 {
 		c.addWriter(f)
@@ -486,7 +494,8 @@ func (f *File) settle() (closed bool) {
 }
 
 // Sync sends the buffered writes, waits for them and reports the file's
-// length to meta.
+// length to meta, unless meta already has it: nothing was written since
+// the last report (a close(2) after an fsync(2) costs no second report).
 func (f *File) Sync() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -496,27 +505,76 @@ func (f *File) Sync() error {
 	if err := f.waitLocked(); err != nil {
 		return err
 	}
-	if f.sess.ID == 0 {
+	length := f.sizeLocked()
+	if f.sess.ID == 0 || (!f.wrote && length == f.reported) {
 		return nil
 	}
 	var resp proto.MetaInodeResp
-	if err := f.c.metaCall(f.ctx(), proto.MethodMetaReportLength, &proto.MetaCloseReq{Session: f.sess, Length: uint64(f.sizeLocked()), Wrote: f.wrote}, &resp); err != nil {
+	if err := f.c.metaCall(f.ctx(), proto.MethodMetaReportLength, &proto.MetaCloseReq{Session: f.sess, Length: uint64(length), Wrote: f.wrote}, &resp); err != nil {
 		return &fs.PathError{Op: "sync", Path: f.name, Err: err}
 	}
+	f.bumped = f.bumped || f.wrote
 	f.wrote = false
+	f.reported = length
 	f.inode = resp.Inode
 	return nil
 }
 
+// SendBuffered starts sending the buffered writes and returns without
+// waiting for them (Sync and Close do): a caller that expects no more
+// writes for now, such as the mount when a program sets attributes after
+// writing, lets the data travel while it does other work.
+func (f *File) SendBuffered() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.closed && f.werr == nil {
+		f.dispatchLocked()
+	}
+}
+
+// KeepTimes is for a caller about to set the file's times explicitly
+// while it is open (utimensat, as cp -a and tar do after writing): the
+// writes made so far will not set the modification time when their length
+// is reported, so the times being set stay, without a Sync first. It
+// returns a function that undoes this, for when setting the times fails.
+// It returns nil and changes nothing when the writes must be reported as
+// writes first (call Sync before setting the times then): the file was
+// truncated before this File's session opened and the session has not
+// reported a write yet, so meta's garbage collection of that truncate may
+// still be waiting for news of later writes (Inode.WriteVer).
+func (f *File) KeepTimes() (undo func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.wrote {
+		return func() {}
+	}
+	if !f.bumped {
+		return nil
+	}
+	f.wrote = false
+	return func() {
+		f.mu.Lock()
+		f.wrote = true
+		f.mu.Unlock()
+	}
+}
+
 // Close sends the buffered writes, waits for them and ends the write
 // session, reporting the file's length. It returns the first error of a
-// background write that was not reported yet.
+// background write that was not reported yet. Closing a file from
+// CreateTemp that was not published deletes it: its buffered writes are
+// dropped, and its chunks go to the garbage collection.
 func (f *File) Close() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.closed {
 		return f.errClosed("close")
 	}
+	if f.temp {
+		f.pend = nil // no use sending what is about to be deleted
+	}
+	// Writes under way land before the session ends: one landing after
+	// the file's chunks were collected would leave an orphan chunk.
 	err := f.waitLocked()
 	f.closed = true
 	if f.sess.ID == 0 {
@@ -524,8 +582,12 @@ func (f *File) Close() error {
 	}
 	f.c.removeWriter(f)
 	var resp proto.MetaInodeResp
-	if cerr := f.c.metaCall(f.ctx(), proto.MethodMetaClose, &proto.MetaCloseReq{Session: f.sess, Length: uint64(f.sizeLocked()), Wrote: f.wrote}, &resp); cerr != nil && err == nil {
+	cerr := f.c.metaCall(f.ctx(), proto.MethodMetaClose, &proto.MetaCloseReq{Session: f.sess, Length: uint64(f.sizeLocked()), Wrote: f.wrote}, &resp)
+	if cerr != nil && err == nil {
 		err = &fs.PathError{Op: "close", Path: f.name, Err: cerr}
+	}
+	if cerr == nil {
+		f.inode = resp.Inode // what Inode reports after Close (the mount's caching)
 	}
 	f.sess = proto.Session{}
 	return err
@@ -555,10 +617,15 @@ func (f *File) Truncate(size int64) error {
 		return &fs.PathError{Op: "truncate", Path: f.name, Err: errorf(proto.EINVAL)}
 	}
 	f.mu.Lock()
-	closed := f.closed
+	closed, temp := f.closed, f.temp
 	f.mu.Unlock()
 	if closed {
 		return f.errClosed("truncate")
+	}
+	if temp {
+		// truncate opens a new write session, and an anonymous file can
+		// get none (meta opens no file without a name).
+		return &fs.PathError{Op: "truncate", Path: f.name, Err: &proto.Error{Code: proto.ENOTSUP, Msg: "truncate of an unpublished temporary file"}}
 	}
 	if err := f.truncate(f.ctx(), size); err != nil {
 		return &fs.PathError{Op: "truncate", Path: f.name, Err: compact(err)}
@@ -605,5 +672,114 @@ func (f *File) truncate(ctx context.Context, size int64) error {
 	}
 	f.inode = r.Inode
 	f.wrote = false
+	f.reported, f.bumped = size, true
 	return nil
+}
+
+// CreateTemp creates an anonymous file for writing in directory dir (its
+// layout policy, its permission checks: write and search on dir) with
+// permissions perm (no umask is applied), like Linux's O_TMPFILE: the file
+// has no name until Publish gives it one, so no reader can see it while it
+// is written. Closing it unpublished deletes it; if the client dies, meta
+// deletes it once its write session times out (meta.session_timeout). Its
+// chunks are garbage-collected in both cases.
+//
+// The File is open for reading and writing; its Name is dir/#INO (INO its
+// inode id), also after Publish, as an os.File keeps its name after a
+// rename. Truncate fails with ENOTSUP until it is published.
+func (c *Client) CreateTemp(ctx context.Context, dir string, perm fs.FileMode) (*File, error) {
+	p, err := c.clusterPath(dir)
+	if err != nil {
+		return nil, pathErr("createtemp", dir, err)
+	}
+	n, err := c.statPath(ctx, p, true)
+	if err != nil {
+		return nil, pathErr("createtemp", dir, err)
+	}
+	if n.Type != proto.TypeDir {
+		return nil, pathErr("createtemp", dir, errorf(proto.ENOTDIR))
+	}
+	var resp proto.MetaOpenResp
+	err = c.metaCall(ctx, proto.MethodMetaCreateTemp, &proto.MetaCreateTempReq{Parent: n.Ino, Mode: unixMode(perm)}, &resp)
+	if err != nil {
+		return nil, pathErr("createtemp", dir, err)
+	}
+	f := c.newFile(path.Join(p, fmt.Sprintf("#%d", resp.Inode.Ino)), os.O_RDWR, resp.Inode, resp.Session)
+	f.temp = true
+	return f, nil
+}
+
+// Publish gives f, a file from CreateTemp, the name name, replacing an
+// existing file or symlink of that name as Rename does (EISDIR for a
+// directory): it sends the buffered writes, waits for them, and then in
+// one step at meta sets the file's length and links it. A reader of name
+// sees the old file or the whole new one, never part of it. The writer
+// still closes f. Publish works once per file (EINVAL after), needs write
+// and search permission on name's directory, and fails with EBADF once
+// meta has ended f's write session (the client was silent for longer than
+// meta.session_timeout). Errors are *os.LinkError.
+func (f *File) Publish(ctx context.Context, name string) error {
+	return f.publish(ctx, name, false)
+}
+
+// PublishExcl is Publish failing with EEXIST if name exists.
+func (f *File) PublishExcl(ctx context.Context, name string) error {
+	return f.publish(ctx, name, true)
+}
+
+func (f *File) publish(ctx context.Context, name string, excl bool) error {
+	p, err := f.c.clusterPath(name)
+	if err != nil {
+		return linkErr("publish", f.name, name, err)
+	}
+	if p == "/" {
+		return linkErr("publish", f.name, name, errorf(proto.EISDIR))
+	}
+	parent, base, err := f.c.parent(ctx, p)
+	if err != nil {
+		return linkErr("publish", f.name, name, err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch {
+	case f.closed:
+		return f.errClosed("publish")
+	case !f.temp:
+		return linkErr("publish", f.name, name, errorf(proto.EINVAL))
+	}
+	// Every byte lands before the name appears, and the length comes with
+	// the name in one transaction.
+	if err := f.waitLocked(); err != nil {
+		return err
+	}
+	req := proto.MetaPublishReq{Session: f.sess, Length: uint64(f.sizeLocked()), Wrote: f.wrote, Parent: parent, Name: base, NoReplace: excl}
+	var resp proto.MetaInodeResp
+	if err := f.c.metaCall(ctx, proto.MethodMetaPublish, &req, &resp); err != nil {
+		return linkErr("publish", f.name, name, err)
+	}
+	f.temp = false
+	f.wrote = false
+	f.inode = resp.Inode
+	return nil
+}
+
+// Chmod sets the file's mode as Client.Chmod does.
+func (f *File) Chmod(mode fs.FileMode) error {
+	return pathErr("chmod", f.name, f.c.setAttr(f.ctx(), f.ino, proto.SetAttr{Valid: proto.SetMode, Mode: unixMode(mode)}))
+}
+
+// Chtimes sets the file's access and modification times as Client.Chtimes
+// does. Writes reported later (by Sync, Close, Publish or the periodic
+// report) set the modification time to theirs: call Sync first.
+func (f *File) Chtimes(atime, mtime time.Time) error {
+	var a proto.SetAttr
+	if !atime.IsZero() {
+		a.Valid |= proto.SetAtime
+		a.Atime = atime.UnixNano()
+	}
+	if !mtime.IsZero() {
+		a.Valid |= proto.SetMtime
+		a.Mtime = mtime.UnixNano()
+	}
+	return pathErr("chtimes", f.name, f.c.setAttr(f.ctx(), f.ino, a))
 }

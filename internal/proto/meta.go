@@ -31,6 +31,8 @@ const (
 	MethodMetaStatFS       uint16 = 117
 	MethodMetaRemoveAll    uint16 = 118
 	MethodMetaWhoAmI       uint16 = 119
+	MethodMetaCreateTemp   uint16 = 120 // an anonymous file (O_TMPFILE)
+	MethodMetaPublish      uint16 = 121 // link an anonymous file (linkat)
 
 	MethodMetaUserAdd    uint16 = 130
 	MethodMetaUserList   uint16 = 131
@@ -281,7 +283,7 @@ type (
 		Follow bool   `msgpack:"follow"` // follow a symlink in the last component
 	}
 	// MetaInodeResp answers Lookup, Stat, StatPath, Mkdir, Symlink, Link,
-	// SetAttr, SetLayout, Close and ReportLength.
+	// SetAttr, SetLayout, Close, ReportLength and Publish.
 	MetaInodeResp struct {
 		Inode Inode `msgpack:"inode"`
 	}
@@ -306,11 +308,28 @@ type (
 		Mode   uint32    `msgpack:"mode"`
 		Flags  OpenFlags `msgpack:"flags"`
 	}
-	// MetaOpenResp answers Create and Open.
+	// MetaOpenResp answers Create, CreateTemp and Open.
 	MetaOpenResp struct {
 		Inode   Inode   `msgpack:"inode"`
 		Session Session `msgpack:"session"`
 		Created bool    `msgpack:"created,omitempty"`
+	}
+	// MetaCreateTempReq asks for an anonymous file in directory Parent
+	// (answered by MetaOpenResp).
+	MetaCreateTempReq struct {
+		Parent uint64 `msgpack:"parent"`
+		Mode   uint32 `msgpack:"mode"`
+	}
+	// MetaPublishReq links the anonymous file of Session as Name in
+	// Parent, applying Length and Wrote first as a length report does
+	// (answered by MetaInodeResp).
+	MetaPublishReq struct {
+		Session   Session `msgpack:"session"`
+		Length    uint64  `msgpack:"length"`
+		Wrote     bool    `msgpack:"wrote"`
+		Parent    uint64  `msgpack:"parent"`
+		Name      string  `msgpack:"name"`
+		NoReplace bool    `msgpack:"no_replace,omitempty"` // EEXIST instead of replacing
 	}
 	MetaOpenReq struct {
 		Ino   uint64    `msgpack:"ino"`

@@ -14,7 +14,7 @@ import (
 //
 //	I<ino>                  proto.Inode
 //	D<parent ino><name>     dentry{ino, type}
-//	S<ino><session id>      session{uid, truncver, created, updated}
+//	S<ino><session id>      session{uid, truncver, created, updated, anon}
 //	G<ino><seq>             proto.GCRecord (seq: the truncate version for
 //	                        truncates, MaxUint64 for the delete)
 //	C"ino"                  next unallocated inode id (8 bytes, big-endian)
@@ -105,6 +105,9 @@ type session struct {
 	TruncVer uint64 `msgpack:"tv"`      // the file's TruncVer when opened
 	Created  int64  `msgpack:"created"` // ns
 	Updated  int64  `msgpack:"updated"` // ns, last open/report
+	// Anon marks the session that created an anonymous file (CreateTemp):
+	// the one session that may Publish it, once.
+	Anon bool `msgpack:"anon,omitempty"`
 }
 
 // userRec is the value of a U record.

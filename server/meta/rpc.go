@@ -41,6 +41,14 @@ func (s *Service) Register(srv *rpc.Server) {
 		o, err := s.Create(ctx, id, r.Parent, r.Name, r.Mode, r.Flags)
 		return proto.MetaOpenResp{Inode: o.Inode, Session: o.Session, Created: o.Created}, err
 	})
+	handle(srv, proto.MethodMetaCreateTemp, func(ctx context.Context, id Identity, r *proto.MetaCreateTempReq) (any, error) {
+		o, err := s.CreateTemp(ctx, id, r.Parent, r.Mode)
+		return proto.MetaOpenResp{Inode: o.Inode, Session: o.Session, Created: o.Created}, err
+	})
+	handle(srv, proto.MethodMetaPublish, func(ctx context.Context, id Identity, r *proto.MetaPublishReq) (any, error) {
+		n, err := s.Publish(ctx, id, *r)
+		return proto.MetaInodeResp{Inode: n}, err
+	})
 	handle(srv, proto.MethodMetaOpen, func(ctx context.Context, id Identity, r *proto.MetaOpenReq) (any, error) {
 		o, err := s.Open(ctx, id, r.Ino, r.Flags)
 		return proto.MetaOpenResp{Inode: o.Inode, Session: o.Session}, err
