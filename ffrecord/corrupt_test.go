@@ -13,7 +13,7 @@ import (
 )
 
 // fileSentinels are the errors a damaged file may be reported with.
-var fileSentinels = []error{ErrTruncated, ErrBadMagic, ErrUnsupportedVersion, ErrMetaChecksum, ErrBadOffsets, ErrChecksum, ErrCorrupt}
+var fileSentinels = []error{ErrTruncated, ErrBadMagic, ErrUnsupportedVersion, ErrMetaChecksum, ErrBadOffsets, ErrChecksum, ErrCorrupt, ErrNotFFRecord}
 
 // errLeaves flattens errors.Join trees.
 func errLeaves(err error) []error {
@@ -276,11 +276,60 @@ func TestTruncatedErrors(t *testing.T) {
 		{"v2 header magic", append([]byte("XFRECORD"), v2[8:]...), ErrBadMagic},
 		{"v2 header crc", append(append(bytes.Clone(v2[:28]), 0, 0, 0, 0), v2[32:]...), ErrMetaChecksum},
 		{"v1 meta crc", append([]byte{1, 2, 3, 4}, v1[4:]...), ErrMetaChecksum},
-		{"v1 N too big", append(bytes.Clone(v1[:4]), append([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f}, v1[12:]...)...), ErrTruncated},
+		{"v1 N too big", append(bytes.Clone(v1[:4]), append([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f}, v1[12:]...)...), ErrNotFFRecord},
+		{"v1 N a little too big", append(bytes.Clone(v1[:4]), append([]byte{0xff, 0xff, 0, 0, 0, 0, 0, 0}, v1[12:]...)...), ErrTruncated},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Open(context.Background(), []Source{{Name: "f.ffr", R: bytes.NewReader(tc.data), Size: int64(len(tc.data))}}, ReaderOptions{})
 			sampleError(t, err, tc.want)
+		})
+	}
+}
+
+// TestNotFFRecord pins what counts as another kind of file (ErrNotFFRecord)
+// rather than a damaged FFRecord file: text, a count no file could hold,
+// no samples but more bytes, most offsets outside the file.
+func TestNotFFRecord(t *testing.T) {
+	samples := [][]byte{[]byte("aaaa"), []byte("bbbbbb"), []byte("cc")}
+	v1 := writeFile(t, "n1.ffr", WriterOptions{Format: V1}, samples, nil).file
+	// v1WithIndex is a v1 header for 4 samples with the given offsets and
+	// stored checksum (0: none), followed by 64 bytes of data.
+	v1WithIndex := func(crc uint32, offs ...uint64) []byte {
+		b := le.AppendUint32(nil, crc)
+		b = le.AppendUint64(b, uint64(len(offs)))
+		b = append(b, make([]byte, 4*len(offs))...)
+		for _, o := range offs {
+			b = le.AppendUint64(b, o)
+		}
+		return append(b, bytes.Repeat([]byte{'x'}, 64)...)
+	}
+	const end = 12 + 12*4
+	oneOffsetBad := bytes.Clone(v1)
+	le.PutUint64(oneOffsetBad[v1HeaderSize+4*3:], 1<<50) // sample 0's offset
+	for _, tc := range []struct {
+		name string
+		data []byte
+		want error
+	}{
+		{"text", []byte("#!/bin/sh\necho this is not an ffrecord file\n"), ErrNotFFRecord},
+		{"elf-like, checksum wrong, offsets garbage", v1WithIndex(0x464c457f, 1<<40, 3, end+8, 1<<62), ErrNotFFRecord},
+		{"no checksum, offsets garbage", v1WithIndex(0, 1, 2, 3, end), ErrNotFFRecord},
+		{"no samples, more bytes", append(make([]byte, 12), "more"...), ErrNotFFRecord},
+		// Damage, not another format: one offset of several out of range.
+		{"no checksum, one offset bad", v1WithIndex(0, end, 1<<50, end+16, end+32), ErrBadOffsets},
+		{"checksum wrong, one offset bad", oneOffsetBad, ErrMetaChecksum},
+		{"checksum wrong, offsets in range", v1WithIndex(1, end, end+8, end+16, end+32), ErrMetaChecksum},
+		{"too short to tell", []byte("hi\n"), ErrTruncated},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Open(context.Background(), []Source{{Name: "f.bin", R: bytes.NewReader(tc.data), Size: int64(len(tc.data))}}, ReaderOptions{})
+			sampleError(t, err, tc.want)
+			if tc.want != ErrNotFFRecord && errors.Is(err, ErrNotFFRecord) {
+				t.Fatalf("%v: damage reported as another kind of file", err)
+			}
+			if tc.want == ErrNotFFRecord && !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("%v: not an ErrCorrupt, as callers that sort by sentinel expect", err)
+			}
 		})
 	}
 }

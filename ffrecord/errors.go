@@ -29,7 +29,21 @@ var (
 	ErrCorrupt = errors.New("file is corrupt")
 	// ErrWriter: the writer was misused (wrong sample count for v1, write after close).
 	ErrWriter = errors.New("invalid writer use")
+	// ErrNotFFRecord: the file is not an FFRecord file at all (a text file,
+	// another format): it has no v2 magic, and read as v1 its header or
+	// index is implausible beyond what damage to an FFRecord file explains.
+	// It is an ErrCorrupt too, as such files were reported before.
+	ErrNotFFRecord error = notFFRecord{}
 )
+
+type notFFRecord struct{}
+
+func (notFFRecord) Error() string { return "not an FFRecord file" }
+
+// Is makes ErrNotFFRecord match ErrCorrupt: callers that sort errors by
+// sentinel (libfff/capi's codes, Python's exceptions) keep treating another
+// kind of file as a file that cannot be parsed.
+func (notFFRecord) Is(target error) bool { return target == ErrCorrupt }
 
 // Error describes a problem with one file, and with one sample where that applies.
 type Error struct {

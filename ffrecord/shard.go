@@ -103,7 +103,10 @@ func openV1(src Source) (*shard, error) {
 	}
 	storedCRC := le.Uint32(hdr[0:])
 	n := int64(le.Uint64(hdr[4:]))
-	if n < 0 || n > (src.Size-v1HeaderSize)/12 {
+	if n < 0 || n > v1MaxSamples {
+		return nil, fileErr(name, ErrNotFFRecord, "no v2 magic, and read as v1 its header claims %d samples in %d bytes", le.Uint64(hdr[4:]), src.Size)
+	}
+	if n > (src.Size-v1HeaderSize)/12 {
 		return nil, fileErr(name, ErrTruncated, "v1 header says %d samples, which do not fit in %d bytes", n, src.Size)
 	}
 	metaEnd := v1HeaderSize + 12*n
@@ -128,11 +131,20 @@ func openV1(src Source) (*shard, error) {
 	if err := readFull(src, meta, v1HeaderSize); err != nil {
 		return nil, err
 	}
+	crcOK := storedCRC == 0 // streamed above, or none stored
 	if storedCRC != 0 {
-		crc := crc32.Update(crc32.ChecksumIEEE(hdr[4:]), crc32.IEEETable, meta)
-		if crc != storedCRC {
-			return nil, fileErr(name, ErrMetaChecksum, "v1 meta crc32 %08x, stored %08x", crc, storedCRC)
+		crcOK = crc32.Update(crc32.ChecksumIEEE(hdr[4:]), crc32.IEEETable, meta) == storedCRC
+	}
+	if !crcOK || le.Uint32(hdr[0:]) == 0 {
+		// No checksum vouches for the header: tell another kind of file from
+		// a damaged FFRecord file before reporting damage.
+		if err := v1Implausible(name, meta, n, src.Size); err != nil {
+			return nil, err
 		}
+	}
+	if !crcOK {
+		crc := crc32.Update(crc32.ChecksumIEEE(hdr[4:]), crc32.IEEETable, meta)
+		return nil, fileErr(name, ErrMetaChecksum, "v1 meta crc32 %08x, stored %08x", crc, storedCRC)
 	}
 	s := &shard{
 		src:       src,
@@ -162,6 +174,35 @@ func openV1(src Source) (*shard, error) {
 		s.totalSize += end - off
 	}
 	return s, nil
+}
+
+// v1MaxSamples bounds a plausible v1 sample count: its index alone would
+// take 12 TiB. Eight bytes of text read as a count exceed 2^56.
+const v1MaxSamples = 1 << 40
+
+// v1Implausible returns ErrNotFFRecord when an unverified v1 header and
+// index look like no FFRecord file: samples the header does not count, or
+// most offsets outside the file. One damaged byte cannot do either (it
+// moves at most one of two or more offsets), so damage is still reported
+// as damage.
+func v1Implausible(name string, meta []byte, n, size int64) error {
+	metaEnd := v1HeaderSize + 12*n
+	if n == 0 && size > metaEnd {
+		return fileErr(name, ErrNotFFRecord, "no v2 magic, and read as v1 it holds no samples but %d more bytes", size-metaEnd)
+	}
+	if n < 2 {
+		return nil
+	}
+	out := int64(0)
+	for i := range n {
+		if off := int64(le.Uint64(meta[4*n+8*i:])); off < metaEnd || off > size {
+			out++
+		}
+	}
+	if 2*out > n {
+		return fileErr(name, ErrNotFFRecord, "no v2 magic, and read as v1 %d of its %d sample offsets are outside the file", out, n)
+	}
+	return nil
 }
 
 func openV2(src Source) (*shard, error) {

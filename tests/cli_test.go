@@ -10,8 +10,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"fff/internal/proto"
 )
 
 // TestCLINamespace runs the namespace commands through the fff binary with
@@ -59,12 +57,36 @@ func TestCLINamespace(t *testing.T) {
 			t.Errorf("stat output lacks %q:\n%s", want, st)
 		}
 	}
+	// stat --json: lower-case keys, words for enums, times as text.
 	var js struct {
-		Path  string
-		Inode proto.Inode
+		Path   string `json:"path"`
+		Type   string `json:"type"`
+		Mode   string `json:"mode"`
+		Perms  string `json:"perms"`
+		UID    uint32 `json:"uid"`
+		GID    uint32 `json:"gid"`
+		Mtime  string `json:"mtime"`
+		Target string `json:"target"`
+		Layout *struct {
+			ChunkSize uint32   `json:"chunk_size"`
+			Stripe    uint32   `json:"stripe"`
+			Chains    []uint32 `json:"chains"`
+		} `json:"layout"`
 	}
-	if err := json.Unmarshal([]byte(mustFFF(t, env, "stat", "--json", "/c/g")), &js); err != nil || js.Path != "/c/g" || js.Inode.UID != 5 || js.Inode.GID != 6 {
-		t.Errorf("stat --json: %+v, %v", js, err)
+	if err := json.Unmarshal([]byte(mustFFF(t, env, "stat", "--json", "/c/g")), &js); err != nil || js.Path != "/c/g" || js.Type != "file" ||
+		js.Mode != "0644" || js.Perms != "-rw-r--r--" || js.UID != 5 || js.GID != 6 || js.Layout == nil || js.Layout.ChunkSize != 4<<20 ||
+		js.Layout.Stripe != 2 || len(js.Layout.Chains) != 2 {
+		t.Errorf("stat --json /c/g: %+v, %v", js, err)
+	}
+	if mt, err := time.Parse(time.RFC3339Nano, js.Mtime); err != nil || time.Since(mt) > time.Hour || time.Since(mt) < -time.Hour {
+		t.Errorf("stat --json mtime %q: %v", js.Mtime, err)
+	}
+	js.Layout = nil
+	if err := json.Unmarshal([]byte(mustFFF(t, env, "stat", "--json", "/c/link")), &js); err != nil || js.Type != "symlink" || js.Target != "d/e" || js.Layout != nil {
+		t.Errorf("stat --json /c/link: %+v, %v", js, err)
+	}
+	if raw := mustFFF(t, env, "stat", "--json", "/c"); !strings.Contains(raw, `"type":"dir"`) || strings.Contains(raw, `"Type"`) {
+		t.Errorf("stat --json /c: %s", raw)
 	}
 
 	// mv: rename, into a directory, several into a directory.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -85,6 +86,9 @@ users needs an admin token (the one 'fff up' prints).`,
 			}
 			defer c.Close()
 			if err := fn(ctx, c, cmd.OutOrStdout()); err != nil {
+				if refusedAdmin(ctx, c, err) {
+					return &exitError{1, err} // meta's message says why
+				}
 				return c.explain(err)
 			}
 			return nil
@@ -113,6 +117,17 @@ users needs an admin token (the one 'fff up' prints).`,
 		}))
 	cmd.AddCommand(newAdminUserCmd(run))
 	return cmd
+}
+
+// refusedAdmin reports whether err refused an admin token, which then
+// needs no admin token: meta refuses an admin too (removing the last admin
+// user), and its message says why.
+func refusedAdmin(ctx context.Context, c *adminConn, err error) bool {
+	if !errors.Is(err, proto.ErrNotPermitted) && !errors.Is(err, proto.ErrPermissionDenied) {
+		return false
+	}
+	who, werr := c.meta.whoAmI(ctx)
+	return werr == nil && who.Admin
 }
 
 type adminRun func(fn func(ctx context.Context, c *adminConn, w io.Writer) error) func(*cobra.Command, []string) error

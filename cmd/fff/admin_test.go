@@ -213,7 +213,7 @@ func TestStatusAndAdmin(t *testing.T) {
 
 	// alice is no admin.
 	r := lc.run(t, alice, "admin", "user", "list")
-	if r.code != 1 || !strings.Contains(r.stderr, "permission denied") || r.stdout != "" {
+	if r.code != 1 || !strings.Contains(r.stderr, "permission denied") || !strings.Contains(r.stderr, "needs an admin token") || r.stdout != "" {
 		t.Errorf("user list as alice: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
 	if r := lc.run(t, alice, "admin", "user", "add", "mallory", "--uid", "0", "--admin"); r.code != 1 {
@@ -254,10 +254,12 @@ func TestStatusAndAdmin(t *testing.T) {
 	if r := lc.run(t, rot, "status"); r.code != 1 || !strings.Contains(r.stderr, "refused the token") {
 		t.Errorf("status with a removed user's token: exit %d, stderr %q", r.code, r.stderr)
 	}
-	if r := lc.run(t, lc.token, "admin", "user", "remove", "alice"); r.code != 1 || !strings.Contains(r.stderr, "ENOENT") {
+	if r := lc.run(t, lc.token, "admin", "user", "remove", "alice"); r.code != 1 || !strings.Contains(r.stderr, `no user "alice"`) || !strings.Contains(r.stderr, "ENOENT") {
 		t.Errorf("removing alice twice: exit %d, stderr %q", r.code, r.stderr)
 	}
-	if r := lc.run(t, lc.token, "admin", "user", "remove", "admin"); r.code != 1 {
+	// The admin is refused for what it is asking, not for its token.
+	if r := lc.run(t, lc.token, "admin", "user", "remove", "admin"); r.code != 1 ||
+		!strings.Contains(r.stderr, `cannot remove user "admin": it is the last admin user`) || strings.Contains(r.stderr, "needs an admin token") {
 		t.Errorf("removing the last admin: exit %d, stderr %q", r.code, r.stderr)
 	}
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math/rand/v2"
 	"os"
 	"path"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"fff/internal/proto"
 	"fff/internal/uring"
 	"fff/libfff"
 )
@@ -55,7 +57,8 @@ sequentially, read it back sequentially (MiB/s), then for each --sample-size
 issue ReadBatch calls of --batch random ranges (aligned to 4 KiB) with
 --inflight batches in flight for --duration (samples/s, MiB/s and the
 p50/p90/p99 latency of a batch). The file is written under --dir and removed
-at the end unless --keep is given. A progress bar is shown when stderr is a
+at the end, with the directories of --dir that bench created, also when
+interrupted, unless --keep is given. A progress bar is shown when stderr is a
 terminal.` + "\n" + nsPathHelp,
 		Example: `  fff bench
   fff bench --size 4GiB --sample-size 64KiB --batch 32 --inflight 16 --duration 30s
@@ -125,6 +128,17 @@ func runBench(s *nsSession, o benchOpts, size int64, sampleSizes []int64) (rows 
 		return nil, err
 	}
 	c := t.c
+	// What bench makes it removes at the end, after an interrupt too (the
+	// removal outlives ctx), unless --keep: the file, then the directories
+	// of --dir it created, deepest first. A directory that another bench
+	// has filled meanwhile stays (ENOTEMPTY).
+	var made []string
+	for p := t.path; p != "/"; p = path.Dir(p) {
+		if _, serr := c.Lstat(ctx, p); !errors.Is(serr, fs.ErrNotExist) {
+			break
+		}
+		made = append(made, p)
+	}
 	if err := c.MkdirAll(ctx, t.path, 0o755); err != nil {
 		return nil, fmt.Errorf("%s: %s", o.dir, nsErrText(err))
 	}
@@ -132,17 +146,19 @@ func runBench(s *nsSession, o benchOpts, size int64, sampleSizes []int64) (rows 
 	name := path.Join(t.path, fmt.Sprintf("bench-%s-%d", host, os.Getpid()))
 	created := false
 	defer func() {
-		if !created {
-			return
-		}
 		if o.keep {
-			fmt.Fprintf(s.cmd.ErrOrStderr(), "kept %s\n", name)
+			if created {
+				fmt.Fprintf(s.cmd.ErrOrStderr(), "kept %s\n", name)
+			}
 			return
 		}
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		if rerr := c.Remove(rctx, name); rerr != nil && err == nil {
-			err = fmt.Errorf("removing %s: %s", name, nsErrText(rerr))
+		for _, p := range append([]string{name}, made...) {
+			rerr := c.Remove(rctx, p)
+			if rerr != nil && !errors.Is(rerr, fs.ErrNotExist) && !errors.Is(rerr, proto.ErrNotEmpty) && err == nil {
+				err = fmt.Errorf("removing %s: %s", p, nsErrText(rerr))
+			}
 		}
 	}()
 

@@ -3,7 +3,7 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
+	"io/fs"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -40,13 +40,57 @@ type dataset struct {
 // Close closes the dataset's files (and its cluster connection).
 func (d *dataset) Close() error { return d.close() }
 
-// openDataset opens a dataset path argument (a .ffr file or a directory of shards).
+// openDataset opens a dataset path argument (a .ffr file or a directory of
+// shards); its error is the message for the user ("PATH: not an FFRecord
+// file (…)").
 func openDataset(ctx context.Context, arg string) (*dataset, error) {
 	ds, err := openAnyDataset(ctx, arg)
 	if err != nil {
-		return nil, fmt.Errorf("cannot open dataset: %s", errText(err))
+		return nil, errors.New(datasetErrText(arg, err))
 	}
 	return ds, nil
+}
+
+// datasetErrText describes a failure to open or read dataset arg on one
+// line that names the file once: ffrecord's errors name their file (arg or
+// one of its shards), an *fs.PathError its path (shown as arg when it is
+// arg's); other errors get arg in front.
+func datasetErrText(arg string, err error) string {
+	var fe *ffrecord.Error
+	var pe *fs.PathError
+	switch {
+	case errors.As(err, &fe):
+		return errText(err)
+	case errors.As(err, &pe):
+		name := pe.Path
+		if ref, perr := libfff.ParsePath(arg); perr == nil && ref.Path == pe.Path {
+			name = arg
+		}
+		return name + ": " + errText(pe.Err)
+	}
+	text := errText(err)
+	if strings.HasPrefix(text, arg+": ") {
+		return text
+	}
+	return arg + ": " + text
+}
+
+// damageErrs are the errors of a dataset whose bytes are damaged: restoring
+// or re-packing it helps, unlike a missing file, an unreachable cluster or
+// a file that is not an FFRecord file.
+var damageErrs = []error{ffrecord.ErrTruncated, ffrecord.ErrBadMagic, ffrecord.ErrMetaChecksum,
+	ffrecord.ErrBadOffsets, ffrecord.ErrChecksum, ffrecord.ErrCorrupt}
+
+func isDamage(err error) bool {
+	if errors.Is(err, ffrecord.ErrNotFFRecord) { // also an ErrCorrupt
+		return false
+	}
+	for _, d := range damageErrs {
+		if errors.Is(err, d) {
+			return true
+		}
+	}
+	return false
 }
 
 // openAnyDataset is openDataset returning the library's errors unchanged:
@@ -84,8 +128,11 @@ func openAnyDataset(ctx context.Context, arg string) (*dataset, error) {
 func errText(err error) string {
 	lines := strings.Split(err.Error(), "\n")
 	for i, l := range lines {
-		for _, p := range []string{"ffrecord: ", "ffrfile: "} {
-			l = strings.TrimPrefix(l, p)
+		for prev := ""; l != prev; { // "ffrfile: ffrecord: …" loses both
+			prev = l
+			for _, p := range []string{"ffrecord: ", "ffrfile: "} {
+				l = strings.TrimPrefix(l, p)
+			}
 		}
 		lines[i] = l
 	}

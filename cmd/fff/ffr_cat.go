@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 
@@ -13,28 +14,38 @@ func newCatCmd() *cobra.Command {
 		Use:   "cat PATH INDEX",
 		Short: "Write one sample's bytes to stdout",
 		Long: `Write sample INDEX (counted from 0 across all shards of the dataset) raw to
-stdout, after checking its checksum. With --key, print the sample's key
-instead, followed by a newline.`,
+stdout, after checking its checksum. A negative INDEX counts from the end, as
+in Python: -1 is the last sample. With --key, print the sample's key instead,
+followed by a newline.`,
 		Example: `  fff ffr cat images.ffr 0 > first.jpg
+  fff ffr cat images.ffr -1 > last.jpg
   fff ffr cat train/ 12345 --key`,
-		Args: exactArgs(2),
+		Args:        exactArgs(2),
+		Annotations: map[string]string{annNegativeArgs: "yes"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			idx, err := strconv.ParseInt(args[1], 10, 64)
-			if err != nil || idx < 0 {
-				return usageErrorf("INDEX %q: give a sample number, 0 or more", args[1])
+			if err != nil {
+				return usageErrorf("INDEX %q: give a sample number (0 is the first, -1 the last)", args[1])
 			}
 			ds, err := openDataset(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
 			defer ds.Close()
-			if idx >= ds.Len() {
-				return fmt.Errorf("sample %d does not exist: %s has %d samples (0 to %d)", idx, args[0], ds.Len(), ds.Len()-1)
+			n := ds.Len()
+			if idx < -n || idx >= n {
+				if n == 0 {
+					return fmt.Errorf("sample %d does not exist: %s has no samples", idx, args[0])
+				}
+				return fmt.Errorf("sample %d does not exist: %s has %d samples (0 to %d, or -%d to -1 from the end)", idx, args[0], n, n-1, n)
+			}
+			if idx < 0 {
+				idx += n
 			}
 			if showKey {
 				key, err := ds.Key(idx)
 				if err != nil {
-					return fmt.Errorf("cannot read key: %s", errText(err))
+					return fmt.Errorf("cannot read key: %s", datasetErrText(args[0], err))
 				}
 				if key == "" {
 					return fmt.Errorf("sample %d has no key (v1 files and files packed with --no-keys have none)", idx)
@@ -44,11 +55,11 @@ instead, followed by a newline.`,
 			}
 			size, err := ds.Size(idx)
 			if err != nil {
-				return fmt.Errorf("%s", errText(err))
+				return errors.New(datasetErrText(args[0], err))
 			}
 			buf := make([]byte, size)
 			if _, err := ds.ReadSample(cmd.Context(), idx, buf); err != nil {
-				return fmt.Errorf("%s: run 'fff ffr verify %s' to check the whole dataset", errText(err), args[0])
+				return fmt.Errorf("%s: run 'fff ffr verify %s' to check the whole dataset", datasetErrText(args[0], err), args[0])
 			}
 			_, err = cmd.OutOrStdout().Write(buf)
 			return err

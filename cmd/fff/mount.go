@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -87,10 +88,18 @@ func runMount(ctx context.Context, out io.Writer, mountpoint string, o mountOpts
 	if err != nil {
 		return err
 	}
+	// Before the stat: a mount whose process died fails it with ENOTCONN.
+	if src, ok := fffMountAt(mnt); ok {
+		return fmt.Errorf("%s is already an fff mount (of %s): unmount it first with 'fff umount %s'", mnt, src, mnt)
+	}
 	if st, err := os.Stat(mnt); err != nil {
-		return err
+		var pe *fs.PathError
+		if errors.As(err, &pe) { // "stat /x: …" would read as a failure of stat
+			err = pe.Err
+		}
+		return fmt.Errorf("%s: %w", mnt, err)
 	} else if !st.IsDir() {
-		return fmt.Errorf("%s is not a directory", mnt)
+		return fmt.Errorf("%s: %w", mnt, syscall.ENOTDIR)
 	}
 	if o.daemon {
 		return daemonizeMount(ctx, out, mnt, o)
@@ -103,6 +112,9 @@ func runMount(ctx context.Context, out io.Writer, mountpoint string, o mountOpts
 		ra = -1
 	}
 	notify := notifier()
+	if notify != nil {
+		stampLogLines() // stderr is the mount's log file
+	}
 	fail := func(err error) error {
 		if notify != nil {
 			fmt.Fprintln(notify, err)
@@ -202,6 +214,7 @@ func daemonizeMount(ctx context.Context, out io.Writer, mnt string, o mountOpts)
 	if lvl := log.Logger.GetLevel().String(); lvl != "" {
 		args = append(args, "--log-level="+lvl)
 	}
+	args = append(args, "--log-format="+logFormat())
 	cmd := exec.Command(self, args...)
 	cmd.Env = append(os.Environ(), envNotifyFD+"=3")
 	cmd.ExtraFiles = []*os.File{pw}
@@ -393,9 +406,69 @@ func unmount(mnt string, lazy bool) error {
 		}
 	}
 	if errors.Is(err, syscall.EINVAL) {
-		return fmt.Errorf("unmount %s: not mounted", mnt)
+		return fmt.Errorf("%s: not mounted", mnt)
+	}
+	if errors.Is(err, syscall.ENOENT) {
+		return fmt.Errorf("%s: %w", mnt, syscall.ENOENT)
 	}
 	return fmt.Errorf("unmount %s: %w", mnt, err)
+}
+
+// fffMountAt reports whether mnt is the mountpoint of an fff FUSE mount,
+// and its source ("fff:ADDRESS"), from /proc/self/mountinfo.
+func fffMountAt(mnt string) (source string, ok bool) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return "", false
+	}
+	defer f.Close()
+	return findFFFMount(f, mnt)
+}
+
+// findFFFMount scans a mountinfo table (proc_pid_mountinfo(5)) for an fff
+// mount on mnt: fstype fuse.fff (fusefs names its mounts "fff"), or a FUSE
+// mount whose source starts with "fff:". The last mount on mnt counts: it
+// is the one a path lookup sees.
+func findFFFMount(r io.Reader, mnt string) (source string, ok bool) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		// ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTIONS
+		fields := strings.Fields(sc.Text())
+		sep := -1
+		for i := 6; i < len(fields); i++ {
+			if fields[i] == "-" {
+				sep = i
+				break
+			}
+		}
+		if len(fields) < 5 || sep < 0 || sep+2 >= len(fields) || unescapeMountinfo(fields[4]) != mnt {
+			continue
+		}
+		fstype, src := fields[sep+1], unescapeMountinfo(fields[sep+2])
+		source, ok = src, fstype == "fuse.fff" || strings.HasPrefix(fstype, "fuse") && strings.HasPrefix(src, "fff:")
+	}
+	return source, ok
+}
+
+// unescapeMountinfo undoes the octal escapes (\040 for a space) of a
+// mountinfo field.
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }
 
 // parseSizeFlag reads a size flag ("32MiB", "0").

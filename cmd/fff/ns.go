@@ -15,7 +15,7 @@ import (
 	"fff/libfff"
 )
 
-// The namespace commands (ls, stat, mkdir, rm, mv, ln, touch, chmod, chown)
+// The namespace commands (ls, du, stat, mkdir, rm, mv, ln, touch, chmod, chown)
 // work on cluster paths only: /a/b and fff:///a/b name /a/b in the default
 // cluster (FFF_CLUSTER and FFF_TOKEN, else what `fff up` recorded);
 // fff://HOST:PORT/a/b names it in that cluster. There is no current

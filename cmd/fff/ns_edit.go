@@ -104,6 +104,54 @@ func intoDir(s *nsSession, src string, dst nsTarget) string {
 	return dst.path
 }
 
+// blame finds which path made a rename or link of src to to (dst's
+// argument, or a name in it) fail with ENOENT or ENOTDIR, which the error
+// does not say: src when it is missing, else the first missing or
+// non-directory component of to's directory. It reports the failure as
+// coreutils do ("cannot move A to B: …", what being "move" or "link"),
+// naming that path as the user wrote it, and returns false when it is
+// neither.
+func blame(s *nsSession, what string, src, dst nsTarget, to string, err error) bool {
+	if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, proto.ErrNotDir) {
+		return false
+	}
+	if _, serr := src.c.Lstat(s.ctx, src.path); serr != nil {
+		s.fail(src.arg, serr)
+		return true
+	}
+	var dirs []string
+	for p := path.Dir(to); p != "/"; p = path.Dir(p) {
+		dirs = append(dirs, p)
+	}
+	for i := len(dirs) - 1; i >= 0; i-- {
+		fi, serr := dst.c.Stat(s.ctx, dirs[i])
+		if serr == nil && !fi.IsDir() {
+			serr = nsErr(proto.ENOTDIR)
+		}
+		if serr != nil {
+			s.failf("cannot %s %s to %s: %s: %s", what, src.arg, dst.arg, argFor(dst, dirs[i]), nsErrText(serr))
+			return true
+		}
+	}
+	return false
+}
+
+// argFor writes the cluster path p as dst's argument was written: the
+// same prefix (fff:///, fff://HOST:PORT) when p is dst's path or above it.
+func argFor(dst nsTarget, p string) string {
+	if p == dst.path {
+		return dst.arg
+	}
+	if strings.HasPrefix(dst.arg, libfff.Scheme) {
+		ref, err := libfff.ParsePath(dst.arg)
+		if err == nil {
+			ref.Path = p
+			return ref.String()
+		}
+	}
+	return p
+}
+
 func newMvCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "mv SRC... DST",
@@ -129,12 +177,28 @@ directory by a directory). Both sides must be in the same cluster.` + nsPathHelp
 						return nil
 					}
 				}
-				return s.forEach(srcs, func(t nsTarget) error {
-					if t.c != dst.c {
-						return errors.New("cannot move between clusters")
+				for _, arg := range srcs {
+					t, err := s.resolve(arg)
+					if err != nil {
+						return err
 					}
-					return t.c.Rename(s.ctx, t.path, intoDir(s, t.path, dst))
-				})
+					if t.c != dst.c {
+						s.fail(arg, errors.New("cannot move between clusters"))
+						continue
+					}
+					to := intoDir(s, t.path, dst)
+					if to == t.path { // as coreutils' mv: a no-op rename is a mistake
+						s.failf("%s and %s are the same file", t.arg, dst.arg)
+						continue
+					}
+					if err := t.c.Rename(s.ctx, t.path, to); err != nil && !blame(s, "move", t, dst, to, err) {
+						s.fail(arg, err)
+					}
+					if err := s.ctx.Err(); err != nil {
+						return err
+					}
+				}
+				return nil
 			})
 		},
 	}
@@ -179,7 +243,8 @@ the link is made in it, named after TARGET.` + nsPathHelp,
 					s.failf("%s: cannot link between clusters", link.arg)
 					return nil
 				}
-				if err := link.c.Link(s.ctx, src.path, intoDir(s, src.path, link)); err != nil {
+				to := intoDir(s, src.path, link)
+				if err := link.c.Link(s.ctx, src.path, to); err != nil && !blame(s, "link", src, link, to, err) {
 					s.fail(link.arg, err)
 				}
 				return nil

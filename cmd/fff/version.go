@@ -8,18 +8,23 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// version is set at link time: go build -ldflags "-X main.version=v0.1.0".
+// version is set at link time: go build -ldflags "-X main.version=v0.1.0",
+// as for fffd; both binaries print it the same way (cmd/fffd/version.go).
 var version = ""
 
-func versionString() string {
-	v := version
-	if v == "" {
-		v = "devel"
-		if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-			v = bi.Main.Version
-		}
+// versionNumber is the link-time version, else the module's, else "devel".
+func versionNumber() string {
+	if version != "" {
+		return version
 	}
-	return fmt.Sprintf("fff %s (%s, %s/%s)", v, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "devel"
+}
+
+func versionString() string {
+	return fmt.Sprintf("fff %s (%s, %s/%s)", versionNumber(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }
 
 func newVersionCmd() *cobra.Command {

@@ -167,7 +167,7 @@ func (n *node) serve(ctx context.Context, auth rpc.Authenticator, register func(
 }
 
 func (n *node) writeReady() error {
-	ri := readyInfo{PID: os.Getpid(), Address: n.addr, Version: version}
+	ri := readyInfo{PID: os.Getpid(), Address: n.addr, Version: versionNumber()}
 	if n.uln != nil {
 		ri.Socket = n.uln.Addr().String()
 	}

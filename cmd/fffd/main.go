@@ -14,9 +14,6 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
-
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	err := newRootCmd().ExecuteContext(ctx)
@@ -45,7 +42,7 @@ func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "fffd",
 		Short:         "The fff server",
-		Version:       version,
+		Version:       versionNumber(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -55,7 +52,9 @@ func newRootCmd() *cobra.Command {
 	pf.StringVar(&f.listen, "listen", "", "listen address host:port (overrides node.listen; port 0 picks a free one)")
 	pf.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error (overrides log.level)")
 	pf.StringVar(&f.logFmt, "log-format", "", "auto, console or json (overrides log.format)")
+	root.SetVersionTemplate(versionString() + "\n")
 	root.AddCommand(
+		newVersionCmd(),
 		roleCmd("local", "Run every role in one process over the embedded KV (what `fff up` starts)", &f, runLocal),
 		roleCmd("mgmtd", "Run the cluster manager", &f, runMgmtd),
 		roleCmd("meta", "Run the metadata service", &f, runMeta),

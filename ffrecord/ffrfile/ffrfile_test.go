@@ -169,7 +169,7 @@ func TestOpenErrors(t *testing.T) {
 	}
 	junk := filepath.Join(dir, "junk.ffr")
 	os.WriteFile(junk, []byte("this is not an ffrecord file at all"), 0o644)
-	if _, err := Open(context.Background(), junk, Options{}); !errors.Is(err, ffrecord.ErrTruncated) && !errors.Is(err, ffrecord.ErrMetaChecksum) {
+	if _, err := Open(context.Background(), junk, Options{}); !errors.Is(err, ffrecord.ErrNotFFRecord) {
 		t.Fatalf("junk file: %v", err)
 	}
 }

@@ -128,7 +128,7 @@ func (s *Service) RotateToken(ctx context.Context, id Identity, name string) (st
 			return err
 		}
 		if u == nil {
-			return proto.Errorf(proto.ENOENT, "user %q", name)
+			return proto.Errorf(proto.ENOENT, "no user %q", name)
 		}
 		if err := tx.Clear(tokenKey(u.TokenHash)); err != nil {
 			return err
@@ -180,7 +180,7 @@ func (s *Service) RemoveUser(ctx context.Context, id Identity, name string) erro
 			return err
 		}
 		if u == nil {
-			return proto.Errorf(proto.ENOENT, "user %q", name)
+			return proto.Errorf(proto.ENOENT, "no user %q", name)
 		}
 		if u.Admin {
 			b, e := prefixRange([]byte{pUser})
@@ -199,7 +199,7 @@ func (s *Service) RemoveUser(ctx context.Context, id Identity, name string) erro
 				}
 			}
 			if admins <= 1 {
-				return proto.Errorf(proto.EPERM, "remove user %q: the last admin", name)
+				return proto.Errorf(proto.EPERM, "cannot remove user %q: it is the last admin user (add another admin first)", name)
 			}
 		}
 		if err := tx.Clear(tokenKey(u.TokenHash)); err != nil {
