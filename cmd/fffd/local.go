@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fff/internal/buildinfo"
 	"fmt"
 	"net"
 	"os"
@@ -167,7 +168,7 @@ func (n *node) serve(ctx context.Context, auth rpc.Authenticator, register func(
 }
 
 func (n *node) writeReady() error {
-	ri := readyInfo{PID: os.Getpid(), Address: n.addr, Version: versionNumber()}
+	ri := readyInfo{PID: os.Getpid(), Address: n.addr, Version: buildinfo.Version()}
 	if n.uln != nil {
 		ri.Socket = n.uln.Addr().String()
 	}

@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fff/internal/buildinfo"
 	"fmt"
 	"os"
 	"os/signal"
@@ -42,7 +43,7 @@ func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "fffd",
 		Short:         "The fff server",
-		Version:       versionNumber(),
+		Version:       buildinfo.Version(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -52,7 +53,7 @@ func newRootCmd() *cobra.Command {
 	pf.StringVar(&f.listen, "listen", "", "listen address host:port (overrides node.listen; port 0 picks a free one)")
 	pf.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error (overrides log.level)")
 	pf.StringVar(&f.logFmt, "log-format", "", "auto, console or json (overrides log.format)")
-	root.SetVersionTemplate(versionString() + "\n")
+	root.SetVersionTemplate(buildinfo.String("fffd") + "\n")
 	root.AddCommand(
 		newVersionCmd(),
 		roleCmd("local", "Run every role in one process over the embedded KV (what `fff up` starts)", &f, runLocal),

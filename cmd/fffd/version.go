@@ -2,30 +2,11 @@ package main
 
 import (
 	"fmt"
-	"runtime"
-	"runtime/debug"
 
 	"github.com/spf13/cobra"
+
+	"fff/internal/buildinfo"
 )
-
-// version is set at link time: go build -ldflags "-X main.version=v0.1.0",
-// as for fff; both binaries print it the same way (cmd/fff/version.go).
-var version = ""
-
-// versionNumber is the link-time version, else the module's, else "devel".
-func versionNumber() string {
-	if version != "" {
-		return version
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
-	}
-	return "devel"
-}
-
-func versionString() string {
-	return fmt.Sprintf("fffd %s (%s, %s/%s)", versionNumber(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
-}
 
 func newVersionCmd() *cobra.Command {
 	return &cobra.Command{
@@ -33,7 +14,7 @@ func newVersionCmd() *cobra.Command {
 		Short: "Print fffd's version",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, err := fmt.Fprintln(cmd.OutOrStdout(), versionString())
+			_, err := fmt.Fprintln(cmd.OutOrStdout(), buildinfo.String("fffd"))
 			return err
 		},
 	}
