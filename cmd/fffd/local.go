@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fff/internal/buildinfo"
 	"fmt"
 	"net"
 	"os"
@@ -15,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 
+	"fff/internal/buildinfo"
 	"fff/internal/cluster"
 	"fff/internal/logging"
 	"fff/internal/rpc"

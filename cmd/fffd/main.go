@@ -6,13 +6,14 @@ package main
 import (
 	"context"
 	"errors"
-	"fff/internal/buildinfo"
 	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"fff/internal/buildinfo"
 )
 
 func main() {
