@@ -74,12 +74,13 @@ func ctxFor(t *testing.T) context.Context {
 
 // cluster is a `fffd local` process on a data directory.
 type cluster struct {
-	data  string
-	addr  string
-	token string // the admin token
-	pid   int
-	done  chan struct{} // closed when the process has exited
-	state *os.ProcessState
+	data   string
+	config string // a fffd config file (TOML) for every start; "": none
+	addr   string
+	token  string // the admin token
+	pid    int
+	done   chan struct{} // closed when the process has exited
+	state  *os.ProcessState
 }
 
 // startCluster starts fffd local on a new data directory.
@@ -108,7 +109,11 @@ func (c *cluster) startListen(t *testing.T, listen string) {
 	}
 	defer logf.Close()
 	os.Remove(filepath.Join(c.data, "fffd.json"))
-	cmd := exec.Command(filepath.Join(binDir, "fffd"), "local", "--data", c.data, "--listen", listen)
+	args := []string{"local", "--data", c.data, "--listen", listen}
+	if c.config != "" {
+		args = append(args, "--config", c.config)
+	}
+	cmd := exec.Command(filepath.Join(binDir, "fffd"), args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {

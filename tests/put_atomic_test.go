@@ -3,7 +3,6 @@ package tests
 import (
 	"bytes"
 	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -39,60 +38,11 @@ import (
 func startClusterConfig(t *testing.T, config string) *cluster {
 	t.Helper()
 	c := &cluster{data: t.TempDir()}
-	cfgPath := filepath.Join(c.data, "fffd.toml")
-	if err := os.WriteFile(cfgPath, []byte(config), 0o600); err != nil {
+	c.config = filepath.Join(c.data, "fffd.toml")
+	if err := os.WriteFile(c.config, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	logf, err := os.Create(filepath.Join(c.data, "fffd.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	cmd := exec.Command(filepath.Join(binDir, "fffd"), "local", "--config", cfgPath, "--data", c.data, "--listen", "127.0.0.1:0")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	pid := cmd.Process.Pid
-	done := make(chan struct{})
-	go func() {
-		cmd.Wait()
-		c.state = cmd.ProcessState
-		close(done)
-	}()
-	t.Cleanup(func() {
-		syscall.Kill(-pid, syscall.SIGKILL)
-		<-done
-		if t.Failed() {
-			if b, err := os.ReadFile(filepath.Join(c.data, "fffd.log")); err == nil {
-				t.Logf("fffd log (%s):\n%s", c.data, lastLines(b, 20))
-			}
-		}
-	})
-	c.pid, c.done = pid, done
-	waitFor(t, 20*time.Second, "fffd to serve", func() (bool, string) {
-		var ri struct {
-			PID     int    `json:"pid"`
-			Address string `json:"address"`
-		}
-		select {
-		case <-done:
-			t.Fatalf("fffd exited before serving: %v", c.state)
-		default:
-		}
-		b, err := os.ReadFile(filepath.Join(c.data, "fffd.json"))
-		if err == nil && json.Unmarshal(b, &ri) == nil && ri.PID == pid {
-			c.addr = ri.Address
-			return true, ""
-		}
-		return false, "no fffd.json"
-	})
-	tok, err := os.ReadFile(filepath.Join(c.data, "admin.token"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.token = strings.TrimSpace(string(tok))
+	c.start(t)
 	return c
 }
 
