@@ -17,19 +17,29 @@ package main
 //     local disk;
 //   - random reads at 4 KiB and 128 KiB: fio --rw=randread --direct=1
 //     --ioengine=io_uring --iodepth=D on the mount, against ReadBatch with D
-//     reads in flight (D/B goroutines of batches of B) on the same file.
+//     reads in flight (D/B goroutines of batches of B) on the same file;
+//   - small files: `cp -a` of a tree of -small-files files (-small-size on
+//     average) into the mount, against `cp -a` of the same tree to a
+//     directory on the local disk, with and without a `sync` after it.
 //
 // Targets (the issue): sequential read through FUSE ≥ 70% of the native
-// client; 128 KiB random reads ≥ 50% of the native client's ReadBatch rate.
+// client; 128 KiB random reads ≥ 50% of the native client's ReadBatch rate;
+// cp -a of small files into the mount ≥ 500 files/s.
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
+	"io/fs"
+	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
+	"time"
 
 	"fff/libfff"
 	"fff/libfff/fusefs"
@@ -38,9 +48,18 @@ import (
 var fuseCfg struct {
 	depth string
 	sizes string
+	parts string
+
+	smallFiles int
+	smallSize  string
+	smallDirs  int
 }
 
 func init() {
+	flag.IntVar(&fuseCfg.smallFiles, "small-files", 3000, "fuse suite: files in the small-file tree")
+	flag.StringVar(&fuseCfg.smallSize, "small-size", "30KiB", "fuse suite: mean size of the small files (uniform from 1 byte to twice this)")
+	flag.IntVar(&fuseCfg.smallDirs, "small-dirs", 30, "fuse suite: directories the small files are spread over")
+	flag.StringVar(&fuseCfg.parts, "fuse-parts", "seq,rand,small", "fuse suite: what to measure: seq (sequential write and read), rand (random reads), small (cp -a of small files)")
 	flag.StringVar(&fuseCfg.depth, "fuse-depth", "64/8", "fuse suite: random reads in flight as IN_FLIGHT/BATCH (fio --iodepth=IN_FLIGHT on the mount; ReadBatch of BATCH natively)")
 	flag.StringVar(&fuseCfg.sizes, "fuse-sizes", "4KiB,128KiB", "fuse suite: random read sizes")
 }
@@ -49,6 +68,7 @@ const (
 	fuseSeqReadTarget = 0.70 // of the native client's sequential read
 	fuseRandTarget    = 0.50 // of ReadBatch at 128 KiB
 	fuseBS            = 1 << 20
+	fuseSmallTarget   = 500 // files/s of cp -a into the mount
 )
 
 func runFuseSuite(ctx context.Context, cfg config) error {
@@ -115,10 +135,36 @@ func runFuseSuite(ctx context.Context, cfg config) error {
 		srvDIO.Wait()
 	}()
 
+	parts := map[string]bool{}
+	for _, p := range splitList(fuseCfg.parts) {
+		parts[p] = true
+	}
+
 	fmt.Printf("\n## FUSE mount on a single-node cluster (fffd local)\n\n")
 	fmt.Printf("machine: %s; %d CPUs; data dir %s; mounts %s and, with --direct-io, %s (in the bench process: go-fuse, 1 MiB max read/write, readahead up to 32 MiB); cold cache before every measurement; FUSE and native alternate over %d rounds (medians)\n\n",
 		hostInfo(), runtime.NumCPU(), p.dir, mnt, mntDIO, cfg.rounds)
 
+	if parts["seq"] {
+		if err := fuseSequential(ctx, cfg, p, c, mnt, mntDIO, size, rsize); err != nil {
+			return err
+		}
+	}
+	if parts["rand"] {
+		if err := fuseRandom(ctx, cfg, c, mnt, d, sizes); err != nil {
+			return err
+		}
+	}
+	if parts["small"] {
+		if err := fuseSmallFiles(ctx, cfg, p, c, mnt); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fuseSequential writes, then reads, one big file through both mounts and
+// natively.
+func fuseSequential(ctx context.Context, cfg config, p *fffdProc, c *libfff.Client, mnt, mntDIO string, size, rsize int64) error {
 	// Sequential write, then read: through the mount with the page cache,
 	// through the --direct-io mount, and natively.
 	seqName := "/bench/seq"
@@ -179,6 +225,11 @@ func runFuseSuite(ctx context.Context, cfg config) error {
 			fuseSeqReadTarget, verdict(mfr/mnr >= fuseSeqReadTarget), spreadF(rs[k]), spreadF(rs[2]))
 	}
 
+	return nil
+}
+
+// fuseRandom reads random samples through the mount and natively.
+func fuseRandom(ctx context.Context, cfg config, c *libfff.Client, mnt string, d depth, sizes []int64) error {
 	// Random reads.
 	fmt.Printf("\nRandom reads, %s file per size, %d in flight: FUSE = fio --rw=randread --direct=1 --ioengine=io_uring --iodepth=%d on the mount; native = %d goroutines each calling ReadBatch of %d\n\n",
 		formatSize(cfg.fileSize), d.inFlight, d.inFlight, d.inFlight/d.batch, d.batch)
@@ -217,6 +268,162 @@ func runFuseSuite(ctx context.Context, cfg config) error {
 		c.Remove(ctx, name)
 	}
 	return nil
+}
+
+// fuseSmallFiles copies a tree of small files with `cp -a` into the mount
+// and to a directory next to the cluster's data on the local disk (with
+// and without a `sync` after it), in rotation, cold cache before each copy.
+// The first copy into the mount is compared with the source (content,
+// size, mode and mtime of every file).
+func fuseSmallFiles(ctx context.Context, cfg config, p *fffdProc, c *libfff.Client, mnt string) error {
+	mean, err := parseSize(fuseCfg.smallSize)
+	if err != nil {
+		return err
+	}
+	if fuseCfg.smallFiles <= 0 || fuseCfg.smallDirs <= 0 || mean <= 0 {
+		return fmt.Errorf("fuse: -small-files, -small-dirs and -small-size must be positive")
+	}
+	src := filepath.Join(p.dir, "small-src")
+	total, err := makeSmallTree(src, fuseCfg.smallFiles, fuseCfg.smallDirs, mean)
+	if err != nil {
+		return fmt.Errorf("fuse: making the small-file tree: %w", err)
+	}
+	local := filepath.Join(p.dir, "small-local")
+	if err := os.MkdirAll(local, 0o755); err != nil {
+		return err
+	}
+	defer os.RemoveAll(local)
+	cp := func(dst string, sync bool) (float64, error) {
+		start := time.Now()
+		if out, err := exec.CommandContext(ctx, "cp", "-a", src, dst).CombinedOutput(); err != nil {
+			return 0, fmt.Errorf("fuse: cp -a %s %s: %v: %s", src, dst, err, out)
+		}
+		if sync {
+			if out, err := exec.CommandContext(ctx, "sync").CombinedOutput(); err != nil {
+				return 0, fmt.Errorf("fuse: sync: %v: %s", err, out)
+			}
+		}
+		return time.Since(start).Seconds(), nil
+	}
+	var nm, nl, ns int
+	var firstMnt string
+	res, err := rotate(cfg,
+		func() (float64, error) {
+			nm++
+			dst := filepath.Join(mnt, "bench", fmt.Sprintf("small-%d", nm))
+			if firstMnt == "" {
+				firstMnt = dst
+			}
+			return cp(dst, false)
+		},
+		func() (float64, error) {
+			nl++
+			return cp(filepath.Join(local, fmt.Sprintf("cp-%d", nl)), false)
+		},
+		func() (float64, error) {
+			ns++
+			return cp(filepath.Join(local, fmt.Sprintf("cp-sync-%d", ns)), true)
+		})
+	if err != nil {
+		return err
+	}
+	if err := sameTree(src, firstMnt); err != nil {
+		return fmt.Errorf("fuse: the copy in the mount differs from the source: %w", err)
+	}
+	for i := 1; i <= nm; i++ {
+		if err := c.RemoveAll(ctx, fmt.Sprintf("/bench/small-%d", i)); err != nil {
+			return err
+		}
+	}
+	n := float64(fuseCfg.smallFiles)
+	fmt.Printf("\nSmall files: cp -a of %d files (%s, %s on average, in %d directories) into the mount and to a directory on the local disk (%s); cold cache before each copy; %d rounds in rotation, medians\n\n",
+		fuseCfg.smallFiles, formatSize(total), formatSize(total/int64(fuseCfg.smallFiles)), fuseCfg.smallDirs, local, cfg.rounds)
+	fmt.Println("| copy | files/s | MiB/s | seconds | mount / this | target | range (files/s) |")
+	fmt.Println("|---|---|---|---|---|---|---|")
+	mt := medianF(res[0])
+	rows := []struct {
+		name string
+		t    []float64
+	}{
+		{"cp -a into the mount (each file durable at close)", res[0]},
+		{"cp -a to the local disk", res[1]},
+		{"cp -a to the local disk, then sync", res[2]},
+	}
+	for i, r := range rows {
+		t := medianF(r.t)
+		target := ""
+		if i == 0 {
+			target = fmt.Sprintf("≥ %d files/s %s", fuseSmallTarget, verdict(n/t >= fuseSmallTarget))
+		}
+		fmt.Printf("| %s | %.0f | %.1f | %.2f | %.2f | %s | %.0f–%.0f |\n", r.name, n/t, float64(total)/(1<<20)/t, t, t/mt, target,
+			n/slices.Max(r.t), n/slices.Min(r.t))
+	}
+	return nil
+}
+
+// makeSmallTree writes files files of random content, sizes uniform in
+// [1, 2*mean), round robin over dirs directories under root, and returns
+// their total size.
+func makeSmallTree(root string, files, dirs int, mean int64) (int64, error) {
+	if err := os.RemoveAll(root); err != nil {
+		return 0, err
+	}
+	rng := rand.New(rand.NewPCG(13, 5))
+	buf := make([]byte, 2*mean)
+	var total int64
+	for d := range dirs {
+		if err := os.MkdirAll(filepath.Join(root, fmt.Sprintf("d%03d", d)), 0o755); err != nil {
+			return 0, err
+		}
+	}
+	for i := range files {
+		n := 1 + rng.Int64N(2*mean-1)
+		for j := range buf[:n] {
+			buf[j] = byte(rng.Uint32())
+		}
+		name := filepath.Join(root, fmt.Sprintf("d%03d", i%dirs), fmt.Sprintf("f%05d.bin", i))
+		if err := os.WriteFile(name, buf[:n], 0o644); err != nil {
+			return 0, err
+		}
+		total += n
+	}
+	return total, nil
+}
+
+// sameTree checks that every regular file under a has a copy under b with
+// the same content, size, permissions and modification time.
+func sameTree(a, b string) error {
+	return filepath.WalkDir(a, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		rel, _ := filepath.Rel(a, path)
+		other := filepath.Join(b, rel)
+		sa, err := os.Stat(path)
+		if err != nil {
+			return err
+		}
+		sb, err := os.Stat(other)
+		if err != nil {
+			return err
+		}
+		if sa.Size() != sb.Size() || sa.Mode() != sb.Mode() || !sa.ModTime().Equal(sb.ModTime()) {
+			return fmt.Errorf("%s: size %d mode %v mtime %v; the copy: size %d mode %v mtime %v", rel,
+				sa.Size(), sa.Mode(), sa.ModTime(), sb.Size(), sb.Mode(), sb.ModTime())
+		}
+		x, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		y, err := os.ReadFile(other)
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(x, y) {
+			return fmt.Errorf("%s: content differs", rel)
+		}
+		return nil
+	})
 }
 
 func splitList(s string) []string {

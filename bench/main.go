@@ -10,14 +10,16 @@
 //     raw loopback TCP.
 //
 //   - meta: stat and create rates of a real `fffd local` through RPC with 1
-//     and 64 clients, next to the same service in process (meta.go).
+//     and 64 clients, next to the same service in process; one client
+//     creating durable files through libfff against the local disk (meta.go).
 //
 //   - data: sequential write/read of a big file and ReadBatch random sample
 //     reads through libfff against a real `fffd local`, next to fio on the
 //     same disk and raw loopback TCP (data.go).
 //
 //   - fuse: the FUSE mount against the native client and fio on the local
-//     disk: sequential write/read, random 4 KiB / 128 KiB reads (fuse.go).
+//     disk: sequential write/read, random 4 KiB / 128 KiB reads; cp -a of
+//     small files against the same copy to the local disk (fuse.go).
 //
 //   - loader: an epoch through fff.torch.DataLoader next to torchvision's
 //     ImageFolder on local JPEGs, without and with decode (loader.go).

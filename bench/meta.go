@@ -16,6 +16,13 @@ package main
 // duration after a short warm-up. The table shows ops/s, per-operation p50
 // and p99, and the ratio to the targets (DESIGN §12: stat ≥ 30,000 and
 // create ≥ 5,000 ops/s with 64 concurrent clients).
+//
+// A second table is one client through libfff, durable, against the same
+// on the local disk next to fffd's data: Client.CreateFile of an empty file
+// (target ≥ 2,000/s: a lone create pays one fsync, no group-commit timer)
+// against open(O_CREAT|O_EXCL) + fsync of the file and of its directory +
+// close; and a small file (Create, Write of -small-size, Close: durable at
+// Close) against the same with a write.
 
 import (
 	"context"
@@ -41,10 +48,11 @@ import (
 	"fff/server/meta"
 )
 
-// Targets for 64 concurrent clients.
+// Targets for 64 concurrent clients, and for one client through libfff.
 const (
-	metaStatTarget   = 30000
-	metaCreateTarget = 5000
+	metaStatTarget       = 30000
+	metaCreateTarget     = 5000
+	metaLoneCreateTarget = 2000
 )
 
 const (
@@ -486,7 +494,129 @@ func runMetaSuite(ctx context.Context, cfg config) error {
 		fmt.Printf("| %s | %s | %s | %s | %s | %s | %s | %s |\n", r.op, r.clients, r.conns, groupDigits(r.r.opsPerS),
 			fmtLatency(r.r.p50), fmtLatency(r.r.p99), target, ratio)
 	}
+	return metaLone(ctx, p)
+}
+
+// metaLone measures one client creating files through libfff against the
+// same on the local disk, each durable when it returns.
+func metaLone(ctx context.Context, p *fffdProc) error {
+	c, err := p.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	size, err := parseSize(fuseCfg.smallSize)
+	if err != nil {
+		return err
+	}
+	data := make([]byte, size)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	local := filepath.Join(p.dir, "lone-local")
+	defer os.RemoveAll(local)
+	none := func(int) metaOps { return nil }
+	loop := func(op func(i int64) error) (metaResult, error) {
+		return measure(ctx, 1, metaCfg.duration, none, func(_ context.Context, _ metaOps, _ int, i int64, _ *rand.Rand) error { return op(i) })
+	}
+	type row struct {
+		op           string
+		fff, ref     func(dir string, i int64) error
+		target       float64
+		fffR, localR metaResult
+	}
+	dirIno := map[string]uint64{}
+	rows := []*row{
+		{op: "create (empty file): CreateFile (by path: resolves the directory, then creates)",
+			fff: func(dir string, i int64) error {
+				_, err := c.CreateFile(ctx, fmt.Sprintf("%s/f%08d", dir, i), 0o644)
+				return err
+			},
+			ref: func(dir string, i int64) error { return localCreate(dir, fmt.Sprintf("f%08d", i), nil) }},
+		{op: "create (empty file): CreateIno (directory inode known, as the mount)", target: metaLoneCreateTarget,
+			fff: func(dir string, i int64) error {
+				f, err := c.CreateIno(ctx, dirIno[dir], fmt.Sprintf("f%08d", i), 0o644, os.O_RDONLY, true)
+				if err != nil {
+					return err
+				}
+				return f.Close()
+			},
+			ref: func(dir string, i int64) error { return localCreate(dir, fmt.Sprintf("f%08d", i), nil) }},
+		{op: fmt.Sprintf("create, write %s, close", formatSize(size)),
+			fff: func(dir string, i int64) error {
+				f, err := c.Open(ctx, fmt.Sprintf("%s/f%08d", dir, i), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+				if err != nil {
+					return err
+				}
+				if _, err := f.Write(data); err != nil {
+					f.Close()
+					return err
+				}
+				return f.Close()
+			},
+			ref: func(dir string, i int64) error { return localCreate(dir, fmt.Sprintf("f%08d", i), data) }},
+	}
+	for k, r := range rows {
+		dir := fmt.Sprintf("/bench/lone-%d", k)
+		if err := c.MkdirAll(ctx, dir, 0o755); err != nil {
+			return err
+		}
+		st, err := c.Stat(ctx, dir)
+		if err != nil {
+			return err
+		}
+		dirIno[dir] = st.Ino()
+		ldir := filepath.Join(local, fmt.Sprint(k))
+		if err := os.MkdirAll(ldir, 0o755); err != nil {
+			return err
+		}
+		if r.fffR, err = loop(func(i int64) error { return r.fff(dir, i) }); err != nil {
+			return fmt.Errorf("meta: lone %s: %w", r.op, err)
+		}
+		if r.localR, err = loop(func(i int64) error { return r.ref(ldir, i) }); err != nil {
+			return fmt.Errorf("meta: lone %s on the local disk: %w", r.op, err)
+		}
+	}
+	fmt.Printf("\nOne client through libfff (Client.CreateFile, Client.CreateIno; Open, Write, Close), each file durable when the call returns, against the same on the local disk (%s: open O_CREAT|O_EXCL, write, fsync of the file and of its directory, close)\n\n", local)
+	fmt.Println("| operation (1 client, durable) | fff ops/s | p50 | p99 | local disk ops/s | local p50 | fff / local | target |")
+	fmt.Println("|---|---|---|---|---|---|---|---|")
+	for _, r := range rows {
+		target := ""
+		if r.target > 0 {
+			target = fmt.Sprintf("≥ %s %s", groupDigits(r.target), verdict(r.fffR.opsPerS >= r.target))
+		}
+		fmt.Printf("| %s | %s | %s | %s | %s | %s | %.2f | %s |\n", r.op, groupDigits(r.fffR.opsPerS), fmtLatency(r.fffR.p50), fmtLatency(r.fffR.p99),
+			groupDigits(r.localR.opsPerS), fmtLatency(r.localR.p50), r.fffR.opsPerS/r.localR.opsPerS, target)
+	}
 	return nil
+}
+
+// localCreate creates file name in dir with data, durably: the file and
+// the directory entry are fsynced before it returns.
+func localCreate(dir, name string, data []byte) error {
+	f, err := os.OpenFile(filepath.Join(dir, name), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	if len(data) > 0 {
+		if _, err := f.Write(data); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 // groupDigits formats a rate as an integer with thousands separators.

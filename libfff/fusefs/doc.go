@@ -42,7 +42,15 @@
 // straight to storage. Writes go to the handle's libfff.File, which
 // buffers sequential writes and sends them chunk by chunk in the background;
 // FLUSH (every close(2)) and FSYNC wait for them and report the length to
-// meta, RELEASE closes the write session.
+// meta (unless meta has it already), RELEASE closes the write session.
+//
+// Small files (cp -a, tar, rsync; docs/fuse.md "Small files"): a SETATTR
+// on a file open for writing starts sending its buffered data; with an
+// admin token, mode, owner and time changes of such a file are answered at
+// once and applied in the background, in order (attrq.go), and FLUSH and
+// FSYNC wait for them. An explicit mtime does not wait for the data either:
+// the writes before it are reported as length only (libfff File.KeepTimes)
+// where meta's GC allows it.
 //
 // Failures: a request that fails because the cluster is unreachable
 // (proto.Unavailable, e.g. while `fffd local` restarts) is retried with

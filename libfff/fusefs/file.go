@@ -77,6 +77,7 @@ func (fs *FS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) f
 	if fs.rofs() && (flag&syscall.O_ACCMODE != os.O_RDONLY || flag&os.O_TRUNC != 0) {
 		return fuse.EROFS
 	}
+	fs.attrs.settle() // the attributes at open decide FOPEN_KEEP_CACHE
 	var f *libfff.File
 	err := fs.retry(cancel, func(ctx context.Context) (err error) {
 		f, err = fs.c.OpenIno(ctx, in.NodeId, "", flag)
@@ -100,6 +101,9 @@ func (fs *FS) Create(cancel <-chan struct{}, in *fuse.CreateIn, name string, out
 	}
 	flag := openFlag(in.Flags)
 	excl := in.Flags&syscall.O_EXCL != 0
+	if !excl {
+		fs.attrs.settle() // an existing file's attributes come back
+	}
 	var f *libfff.File
 	err := fs.retry(cancel, func(ctx context.Context) (err error) {
 		f, err = fs.c.CreateIno(ctx, in.NodeId, name, in.Mode&07777, flag, excl)
@@ -108,10 +112,10 @@ func (fs *FS) Create(cancel <-chan struct{}, in *fuse.CreateIn, name string, out
 	if err != nil {
 		return status(err)
 	}
+	h := &handle{fs: fs, ino: f.Inode().Ino, f: f}
+	out.Fh = fs.addHandle(h) // before own: its change waits for the handle's FLUSH
 	n := f.Inode()
-	fs.own(cancel, &n, in.Caller)
-	h := &handle{fs: fs, ino: n.Ino, f: f}
-	out.Fh = fs.addHandle(h)
+	fs.own(cancel, &n, in.Caller, f.Writable())
 	fs.keepCache(n)
 	fs.fillEntry(&n, &out.EntryOut)
 	out.OpenFlags |= fs.directIO()
@@ -171,12 +175,24 @@ func (h *handle) sync() error {
 	return h.f.Sync()
 }
 
+// flush makes the file's background attribute changes (attrq.go) and h's
+// writes durable. The changes first: one that meta refused gives the
+// writes back their mtime (KeepTimes), which the length report then
+// carries. The data travels meanwhile.
+func (h *handle) flush() error {
+	aerr := h.fs.attrs.wait(h.ino)
+	if err := h.sync(); err != nil {
+		return err
+	}
+	return aerr
+}
+
 func (fs *FS) Flush(cancel <-chan struct{}, in *fuse.FlushIn) fuse.Status {
 	h := fs.handle(in.Fh)
 	if h == nil {
 		return fuse.EBADF
 	}
-	return status(h.sync())
+	return status(h.flush())
 }
 
 func (fs *FS) Fsync(cancel <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
@@ -184,31 +200,39 @@ func (fs *FS) Fsync(cancel <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
 	if h == nil {
 		return fuse.EBADF
 	}
-	return status(h.sync())
+	return status(h.flush())
 }
 
 func (fs *FS) Release(cancel <-chan struct{}, in *fuse.ReleaseIn) {
 	fs.mu.Lock()
 	h := fs.files[in.Fh]
 	delete(fs.files, in.Fh)
+	last := false
 	if h != nil {
 		delete(fs.byIno[h.ino], h)
 		if len(fs.byIno[h.ino]) == 0 {
 			delete(fs.byIno, h.ino)
+			last = true
 		}
 	}
 	fs.mu.Unlock()
 	if h == nil {
 		return
 	}
+	// The attribute changes land before the close, whose answer the page
+	// cache check below uses.
+	wait := fs.attrs.wait
+	if last {
+		wait = fs.attrs.forget
+	}
+	if err := wait(h.ino); err != nil {
+		fs.log.Warn().Err(err).Uint64("ino", h.ino).Msg("setting attributes of a file")
+	}
 	h.close()
 	if h.f.Writable() {
-		// Our own writes: the pages the kernel cached stay valid.
-		n := h.f.Inode()
-		if st, err := fs.c.StatIno(fs.ctx, h.ino); err == nil {
-			n = st
-		}
-		fs.keepCache(n)
+		// Our own writes: the pages the kernel cached stay valid. Close
+		// left the attributes meta answered in the File.
+		fs.keepCache(h.f.Inode())
 	}
 }
 

@@ -105,6 +105,7 @@ type FS struct {
 
 	srv   *fuse.Server
 	reads readBatcher
+	attrs *attrQueue // attribute changes of open files, applied in the background (attrq.go)
 
 	mu      sync.Mutex
 	nextFh  uint64
@@ -132,6 +133,13 @@ func New(ctx context.Context, c *libfff.Client, opts Options) (*FS, error) {
 		byIno: map[uint64]map[*handle]struct{}{}, lastGen: map[uint64]cacheKey{},
 	}
 	fs.reads = readBatcher{c: c, ctx: fs.ctx, maxBatches: maxBatches}
+	fs.attrs = newAttrQueue(func(ctx context.Context, ino uint64, a proto.SetAttr) (n proto.Inode, err error) {
+		err = fs.retry(nil, func(ctx context.Context) (err error) {
+			n, err = fs.c.SetAttrIno(ctx, ino, a)
+			return err
+		})
+		return n, err
+	})
 	var id libfff.Identity
 	err := fs.retry(ctx.Done(), func(ctx context.Context) (err error) {
 		id, err = c.WhoAmI(ctx)
@@ -242,6 +250,9 @@ func (fs *FS) closeAll() {
 	fs.byIno = map[uint64]map[*handle]struct{}{}
 	fs.mu.Unlock()
 	for _, h := range hs {
+		if err := fs.attrs.forget(h.ino); err != nil {
+			fs.log.Warn().Err(err).Uint64("ino", h.ino).Msg("setting attributes of a file")
+		}
 		h.close()
 	}
 }
@@ -346,12 +357,18 @@ func (fs *FS) withOpenSize(n *proto.Inode) {
 func (fs *FS) rofs() bool { return fs.opts.ReadOnly }
 
 // own gives a new inode the caller's uid and gid, where the token may (an
-// admin's) and the cluster gave it another.
-func (fs *FS) own(cancel <-chan struct{}, n *proto.Inode, caller fuse.Caller) {
+// admin's) and the cluster gave it another. For a file just created open
+// for writing (open), the change is applied in the background (attrq.go).
+func (fs *FS) own(cancel <-chan struct{}, n *proto.Inode, caller fuse.Caller, open bool) {
 	if !fs.admin || (n.UID == caller.Uid && n.GID == caller.Gid) {
 		return
 	}
 	a := proto.SetAttr{Valid: proto.SetUID | proto.SetGID, UID: caller.Uid, GID: caller.Gid}
+	if open {
+		fs.attrs.add(n.Ino, a, nil)
+		applyAttr(n, a, time.Now().UnixNano())
+		return
+	}
 	var got proto.Inode
 	err := fs.retry(cancel, func(ctx context.Context) (err error) {
 		got, err = fs.c.SetAttrIno(ctx, n.Ino, a)
@@ -367,6 +384,7 @@ func (fs *FS) own(cancel <-chan struct{}, n *proto.Inode, caller fuse.Caller) {
 // Namespace.
 
 func (fs *FS) Lookup(cancel <-chan struct{}, h *fuse.InHeader, name string, out *fuse.EntryOut) fuse.Status {
+	fs.attrs.settle()
 	var n proto.Inode
 	err := fs.retry(cancel, func(ctx context.Context) (err error) {
 		n, err = fs.c.LookupIno(ctx, h.NodeId, name)
@@ -390,6 +408,7 @@ func (fs *FS) Forget(nodeid, nlookup uint64) {}
 // stat returns ino's attributes; an open file that was removed is
 // described by its handle (with no links).
 func (fs *FS) stat(cancel <-chan struct{}, ino uint64) (proto.Inode, error) {
+	fs.attrs.settle()
 	var n proto.Inode
 	err := fs.retry(cancel, func(ctx context.Context) (err error) {
 		n, err = fs.c.StatIno(ctx, ino)
@@ -464,13 +483,33 @@ func (fs *FS) SetAttr(cancel <-chan struct{}, in *fuse.SetAttrIn, out *fuse.Attr
 		a.Valid |= proto.SetMtime
 		a.Mtime = int64(in.Mtime)*1e9 + int64(in.Mtimensec)
 	}
-	if a.Valid&(proto.SetMtime|proto.SetAtime) != 0 {
-		// Explicit times (cp -a, tar, rsync set them before close): report
-		// the writes of open files first, so that the length report at
-		// close does not set the mtime to the time of the close.
-		if err := fs.syncOpen(ino); err != nil {
+	ws := fs.writers(ino)
+	for _, h := range ws {
+		// Programs set attributes after writing (cp -a, tar, rsync): the
+		// data travels while meta works, and FLUSH finds it landed.
+		h.f.SendBuffered()
+	}
+	var undo []func()
+	if a.Valid&proto.SetMtime != 0 && len(ws) > 0 {
+		// An explicit mtime must survive the length report of the writes
+		// made before it (at FLUSH): those report no write, if the files
+		// allow it; otherwise they report first, as writes.
+		var err error
+		if undo, err = keepTimes(ws); err != nil {
 			return status(err)
 		}
+	}
+	if a.Valid != 0 && len(ws) > 0 && fs.admin {
+		// In the background (attrq.go; a size was set above, in the
+		// foreground); the answer is what meta will make of the
+		// attributes this mount knows.
+		n := fs.attrs.base(ws[0].f.Inode())
+		applyAttr(&n, a, time.Now().UnixNano())
+		fs.attrs.add(ino, a, undo)
+		fs.withOpenSize(&n)
+		fillAttr(&n, &out.Attr)
+		out.SetTimeout(fs.opts.AttrTimeout)
+		return fuse.OK
 	}
 	var n proto.Inode
 	var err error
@@ -483,6 +522,9 @@ func (fs *FS) SetAttr(cancel <-chan struct{}, in *fuse.SetAttrIn, out *fuse.Attr
 		n, err = fs.stat(cancel, ino)
 	}
 	if err != nil {
+		for _, u := range undo {
+			u()
+		}
 		return status(err)
 	}
 	fs.withOpenSize(&n)
@@ -504,15 +546,25 @@ func (fs *FS) writers(ino uint64) []*handle {
 	return ws
 }
 
-// syncOpen sends the buffered writes of this mount's files open on ino
-// and reports their lengths.
-func (fs *FS) syncOpen(ino uint64) error {
-	for _, h := range fs.writers(ino) {
+// keepTimes prepares the writers ws of one file for an explicit mtime
+// (libfff.File.KeepTimes): it returns the undo functions of those that
+// will report no write for their writes so far, and reports the writes of
+// the others now.
+func keepTimes(ws []*handle) ([]func(), error) {
+	var undo []func()
+	for _, h := range ws {
+		if u := h.f.KeepTimes(); u != nil {
+			undo = append(undo, u)
+			continue
+		}
 		if err := h.sync(); err != nil {
-			return err
+			for _, u := range undo {
+				u()
+			}
+			return nil, err
 		}
 	}
-	return nil
+	return undo, nil
 }
 
 // truncate sets file ino's length: through every file this mount has open
@@ -552,7 +604,7 @@ func (fs *FS) Mknod(cancel <-chan struct{}, in *fuse.MknodIn, name string, out *
 	}
 	n := f.Inode()
 	f.Close()
-	fs.own(cancel, &n, in.Caller)
+	fs.own(cancel, &n, in.Caller, false)
 	fs.fillEntry(&n, out)
 	return fuse.OK
 }
@@ -569,7 +621,7 @@ func (fs *FS) Mkdir(cancel <-chan struct{}, in *fuse.MkdirIn, name string, out *
 	if err != nil {
 		return status(err)
 	}
-	fs.own(cancel, &n, in.Caller)
+	fs.own(cancel, &n, in.Caller, false)
 	fs.fillEntry(&n, out)
 	return fuse.OK
 }
@@ -622,6 +674,7 @@ func (fs *FS) Link(cancel <-chan struct{}, in *fuse.LinkIn, name string, out *fu
 	if fs.rofs() {
 		return fuse.EROFS
 	}
+	fs.attrs.settle()
 	var n proto.Inode
 	err := fs.retry(cancel, func(ctx context.Context) (err error) {
 		n, err = fs.c.LinkIno(ctx, in.Oldnodeid, in.NodeId, name)
@@ -646,7 +699,7 @@ func (fs *FS) Symlink(cancel <-chan struct{}, h *fuse.InHeader, target, name str
 	if err != nil {
 		return status(err)
 	}
-	fs.own(cancel, &n, h.Caller)
+	fs.own(cancel, &n, h.Caller, false)
 	fs.fillEntry(&n, out)
 	return fuse.OK
 }
@@ -746,6 +799,9 @@ func (fs *FS) fillDir(cancel <-chan struct{}, d *dirHandle, off uint64, upto int
 		}
 		var es []proto.DirEntry
 		var more bool
+		if d.plus {
+			fs.attrs.settle()
+		}
 		err := fs.retry(cancel, func(ctx context.Context) (err error) {
 			es, more, err = fs.c.ReadDirIno(ctx, d.ino, after, dirPage, d.plus)
 			return err

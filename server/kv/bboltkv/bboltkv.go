@@ -2,21 +2,51 @@
 // fff's default metadata store (DESIGN §3, §6).
 //
 // bbolt has one writer at a time, so read-write transactions are trivially
-// serializable, range reads included, and never conflict. Update goes
-// through bbolt's DB.Batch, which groups concurrent Updates into one bbolt
-// transaction and one fsync (group commit). Batch may run a body more than
-// once, exactly like FoundationDB's retry loop, which is why kv's contract
-// says bodies may re-run.
+// serializable, range reads included, and never conflict.
 //
-// A body's writes are buffered (txnkit.Buffer) and reach the bbolt
-// transaction only when the body returns nil. A body that fails therefore
-// leaves nothing in the shared batch transaction and does not force bbolt
-// to roll back and re-run the rest of its batch; its error is returned to
-// its caller unchanged. View runs in a bbolt read transaction and copies
-// every key and value out of bbolt's mmap before handing it over.
+// # Group commit
 //
-// Commits are durable by default: bbolt fsyncs the file before Update
-// returns. Options.NoSync turns that off for tests and benchmarks only.
+// Update does not use bbolt's DB.Batch, whose first caller always sleeps
+// for MaxBatchDelay waiting for company: a lone client paid that timer
+// (2 ms) on every commit, although a commit (two fdatasyncs) takes about
+// 0.3 ms on the disks we measure (docs/performance.md). Instead the DB
+// commits as databases commit their write-ahead log (leader/follower):
+//
+//   - an Update joins a queue; if no commit is under way, its caller becomes
+//     the leader at once and commits, with no wait;
+//   - Updates that arrive while a commit (its fsync) is under way wait in
+//     the queue; when the commit ends, the leader hands the lead to the
+//     oldest of them, which commits everything queued by then (at most
+//     MaxBatchSize) in one bbolt transaction and one commit, and so on.
+//
+// Batches thus grow with the load by themselves: one member when the
+// callers are alone, as many as arrived during the previous commit under
+// load. Each leader commits one batch, the one holding its own Update, so
+// no caller waits for more than the commits queued ahead of it. A timer
+// (Options.MaxBatchDelay) is still available to callers that want bigger
+// batches at the price of latency; it is off by default.
+//
+// In a batch the leader runs the bodies one after the other in the shared
+// bbolt transaction, each seeing the writes of those before it (the
+// serial order is the queue order). A body's writes are buffered
+// (txnkit.Buffer) and reach the bbolt transaction only when the body
+// returns nil, so a body that fails or panics leaves nothing in it: the
+// others commit and run once, and the failing caller gets its error (or
+// its panic, re-raised in its own goroutine). Only if bbolt itself fails
+// while taking a body's writes is the transaction rolled back; that member
+// gets the error and the batch runs again without it, re-running the
+// other bodies (kv's contract allows re-runs). If the commit fails, every
+// member gets the commit error, those whose bodies failed included (their
+// errors may rest on writes that were never committed). A batch in which
+// no body wrote anything is rolled back instead of committed: there is
+// nothing to make durable, and no fsync.
+//
+// View runs in a bbolt read transaction and copies every key and value out
+// of bbolt's mmap before handing it over. Views never wait for commits.
+//
+// Commits are durable by default: bbolt fsyncs (fdatasync, twice: data
+// pages, then the meta page) before Update returns. Options.NoSync turns
+// that off for tests and benchmarks only.
 package bboltkv
 
 import (
@@ -24,6 +54,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -40,7 +71,6 @@ var ErrLocked = errors.New("bboltkv: database file is locked by another user")
 // Defaults for Options. See Options for the reasoning.
 const (
 	DefaultLockTimeout     = time.Second
-	DefaultMaxBatchDelay   = 2 * time.Millisecond
 	DefaultMaxBatchSize    = 128
 	DefaultInitialMmapSize = 1 << 30
 )
@@ -56,18 +86,18 @@ type Options struct {
 	// process opening the same file fails with ErrLocked instead of
 	// hanging. Default DefaultLockTimeout.
 	LockTimeout time.Duration
-	// MaxBatchDelay is how long the first Update of a group commit waits
-	// for others to join it. Default 2 ms (bbolt's own default is 10 ms):
-	// a lone Update pays at most this much extra latency, about one fsync
-	// on an SSD, while under load a batch collects what arrives during
-	// roughly one commit, which is where group commit pays off.
+	// MaxBatchDelay, if positive, makes a leader wait for company until
+	// this long after the oldest Update of its batch arrived (or until
+	// MaxBatchSize joined), as bbolt's DB.Batch does. Default 0: no wait.
+	// Group commit needs no timer (see the package documentation); a delay
+	// only pays where callers arrive spread over it and an fsync costs far
+	// more than it, and it costs every lone caller its full length.
 	MaxBatchDelay time.Duration
-	// MaxBatchSize ends a batch early when this many Updates have joined.
-	// Default 128 (bbolt's is 1000): if a body fails inside bbolt itself
-	// (a panic or a storage error), bbolt rolls the batch back and re-runs
-	// every other member, so a smaller batch bounds that re-work and the
-	// time the single writer lock is held, while 128 small metadata
-	// transactions per fsync already amortize it well.
+	// MaxBatchSize bounds the Updates of one commit. Default 128: if bbolt
+	// itself fails while taking a body's writes, the batch is rolled back
+	// and re-run, so this bounds that re-work and the time the single
+	// writer lock is held, while 128 small metadata transactions per fsync
+	// already amortize it well.
 	MaxBatchSize int
 	// InitialMmapSize is the initial size of bbolt's memory map (address
 	// space, not disk). bbolt must remap to grow the file, and a remap waits
@@ -78,9 +108,31 @@ type Options struct {
 
 // DB is a kv.DB stored in one bbolt file.
 type DB struct {
-	life txnkit.Lifecycle
-	bolt *bolt.DB
-	path string
+	life     txnkit.Lifecycle
+	bolt     *bolt.DB
+	path     string
+	maxBatch int
+	delay    time.Duration
+
+	mu      sync.Mutex
+	queue   []*call       // Updates waiting for a commit, oldest first
+	leading bool          // a leader is committing (queue non-empty ⇒ leading)
+	full    chan struct{} // closed when the queue reaches maxBatch while a leader waits for company
+
+	hooks hooks
+}
+
+// hooks let tests observe and steer the committer; nil fields do nothing.
+// They are set before the first Update and never changed.
+type hooks struct {
+	// commit runs after a batch's bodies, before its commit, with the
+	// number of members that ran and whether any wrote; a non-nil error
+	// fails the commit as a failed fsync would.
+	commit func(members int, wrote bool) error
+	// apply can fail the handing of member i's writes to bbolt.
+	apply func(i int) error
+	// wait runs when a leader waits for company (MaxBatchDelay > 0).
+	wait func()
 }
 
 var _ kv.DB = (*DB)(nil)
@@ -96,8 +148,8 @@ func Open(path string, opts *Options) (*DB, error) {
 	if o.LockTimeout <= 0 {
 		o.LockTimeout = DefaultLockTimeout
 	}
-	if o.MaxBatchDelay <= 0 {
-		o.MaxBatchDelay = DefaultMaxBatchDelay
+	if o.MaxBatchDelay < 0 {
+		o.MaxBatchDelay = 0
 	}
 	if o.MaxBatchSize <= 0 {
 		o.MaxBatchSize = DefaultMaxBatchSize
@@ -121,8 +173,6 @@ func Open(path string, opts *Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bboltkv: open %s: %w", path, err)
 	}
-	b.MaxBatchDelay = o.MaxBatchDelay
-	b.MaxBatchSize = o.MaxBatchSize
 	if err := b.Update(func(tx *bolt.Tx) error {
 		_, err := tx.CreateBucketIfNotExists(bucketName)
 		return err
@@ -130,7 +180,7 @@ func Open(path string, opts *Options) (*DB, error) {
 		b.Close()
 		return nil, fmt.Errorf("bboltkv: open %s: %w", path, err)
 	}
-	return &DB{bolt: b, path: path}, nil
+	return &DB{bolt: b, path: path, maxBatch: o.MaxBatchSize, delay: o.MaxBatchDelay}, nil
 }
 
 // Path returns the database file's path.
@@ -141,40 +191,6 @@ func mapErr(err error) error {
 		return fmt.Errorf("%w: %w", kv.ErrClosed, err)
 	}
 	return fmt.Errorf("bboltkv: %w", err)
-}
-
-// Update implements kv.DB through bbolt's group commit (DB.Batch).
-func (d *DB) Update(ctx context.Context, fn func(kv.Txn) error) error {
-	if err := d.life.Enter(); err != nil {
-		return err
-	}
-	defer d.life.Leave()
-	if err := txnkit.CtxErr(ctx); err != nil {
-		return err
-	}
-	// result is the outcome of the body's last run; Batch may call the
-	// closure several times (when another member of the batch fails inside
-	// bbolt, or solo after a panic).
-	var result error
-	err := d.bolt.Batch(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketName)
-		g := txnkit.NewGuard(ctx, true)
-		buf := txnkit.NewBuffer(base{b})
-		result = g.Finish(fn(g.Txn(buf)))
-		if result != nil {
-			// Nothing of this body is in tx: let the batch commit the others.
-			return nil
-		}
-		return buf.Apply(
-			func(begin, end []byte) error { return clearRange(b, begin, end) },
-			b.Put,
-			b.Delete,
-		)
-	})
-	if err != nil {
-		return mapErr(err)
-	}
-	return result
 }
 
 // View implements kv.DB with a bbolt read transaction.

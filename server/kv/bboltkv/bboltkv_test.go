@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -36,8 +35,8 @@ func TestDefaultsAreDurable(t *testing.T) {
 	if db.bolt.NoSync {
 		t.Fatal("NoSync is on by default")
 	}
-	if db.bolt.MaxBatchDelay != DefaultMaxBatchDelay || db.bolt.MaxBatchSize != DefaultMaxBatchSize {
-		t.Fatalf("batch tuning not applied: %v %d", db.bolt.MaxBatchDelay, db.bolt.MaxBatchSize)
+	if db.delay != 0 || db.maxBatch != DefaultMaxBatchSize {
+		t.Fatalf("batch tuning: delay %v, max %d; want no delay and %d", db.delay, db.maxBatch, DefaultMaxBatchSize)
 	}
 }
 
@@ -120,88 +119,4 @@ func TestSecondOpenFailsFast(t *testing.T) {
 		t.Fatalf("Open after Close: %v", err)
 	}
 	db2.Close()
-}
-
-// TestFailingBodiesDoNotRerunTheBatch: because writes are buffered until a
-// body succeeds, a failing body leaves the shared batch transaction clean,
-// so bbolt never rolls the batch back and the other bodies run once.
-func TestFailingBodiesDoNotRerunTheBatch(t *testing.T) {
-	ctx := context.Background()
-	db := openTest(t, &Options{NoSync: true, MaxBatchDelay: 20 * time.Millisecond})
-	var runs atomic.Int64
-	var wg sync.WaitGroup
-	errFail := errors.New("fail")
-	const n = 32
-	for i := 0; i < n; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			err := db.Update(ctx, func(tx kv.Txn) error {
-				runs.Add(1)
-				if err := tx.Set(fmt.Appendf(nil, "k%02d", i), []byte("v")); err != nil {
-					return err
-				}
-				if i%2 == 1 {
-					return errFail
-				}
-				return nil
-			})
-			if (i%2 == 1) != errors.Is(err, errFail) || (i%2 == 0 && err != nil) {
-				t.Errorf("Update %d: %v", i, err)
-			}
-		}()
-	}
-	wg.Wait()
-	if r := runs.Load(); r != n {
-		t.Fatalf("%d body runs for %d Updates", r, n)
-	}
-	var count int
-	db.View(ctx, func(tx kv.ReadTxn) error {
-		kvs, err := tx.Range(nil, nil, kv.RangeOptions{})
-		count = len(kvs)
-		return err
-	})
-	if count != n/2 {
-		t.Fatalf("%d keys committed, want %d", count, n/2)
-	}
-}
-
-// TestPanicInBatch: a panicking body reaches its caller (bbolt re-runs it
-// alone) and the other members of its batch still commit.
-func TestPanicInBatch(t *testing.T) {
-	ctx := context.Background()
-	db := openTest(t, &Options{NoSync: true, MaxBatchDelay: 20 * time.Millisecond})
-	var wg sync.WaitGroup
-	for i := 0; i < 8; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() {
-				r := recover()
-				if (i == 3) != (r != nil) {
-					t.Errorf("Update %d: recovered %v", i, r)
-				}
-			}()
-			err := db.Update(ctx, func(tx kv.Txn) error {
-				tx.Set(fmt.Appendf(nil, "k%d", i), []byte("v"))
-				if i == 3 {
-					panic("boom")
-				}
-				return nil
-			})
-			if err != nil {
-				t.Errorf("Update %d: %v", i, err)
-			}
-		}()
-	}
-	wg.Wait()
-	var count int
-	db.View(ctx, func(tx kv.ReadTxn) error {
-		kvs, err := tx.Range(nil, nil, kv.RangeOptions{})
-		count = len(kvs)
-		return err
-	})
-	if count != 7 {
-		t.Fatalf("%d keys committed, want 7", count)
-	}
 }
