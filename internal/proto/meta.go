@@ -203,6 +203,47 @@ type SetAttr struct {
 	Mtime int64  `msgpack:"mtime,omitempty"`
 }
 
+// ApplyOwner sets n's owner and group where a changes them, and reports
+// whether either changed. A file that changes hands loses setuid, and
+// setgid where the group may execute it, as chown(2) does. Who may do it
+// is the caller's to check.
+func (a SetAttr) ApplyOwner(n *Inode) bool {
+	uidChange := a.Valid&SetUID != 0 && a.UID != n.UID
+	gidChange := a.Valid&SetGID != 0 && a.GID != n.GID
+	if uidChange {
+		n.UID = a.UID
+	}
+	if gidChange {
+		n.GID = a.GID
+	}
+	if (uidChange || gidChange) && n.Type == TypeFile {
+		n.Mode &^= ModeSetuid
+		if n.Mode&0o010 != 0 {
+			n.Mode &^= ModeSetgid
+		}
+	}
+	return uidChange || gidChange
+}
+
+// ApplyTimes sets n's atime and mtime as a says (explicit, or now: the
+// server's clock) and its ctime to now. Who may do it is the caller's to
+// check.
+func (a SetAttr) ApplyTimes(n *Inode, now int64) {
+	switch {
+	case a.Valid&SetAtime != 0:
+		n.Atime = a.Atime
+	case a.Valid&SetAtimeNow != 0:
+		n.Atime = now
+	}
+	switch {
+	case a.Valid&SetMtime != 0:
+		n.Mtime = a.Mtime
+	case a.Valid&SetMtimeNow != 0:
+		n.Mtime = now
+	}
+	n.Ctime = now
+}
+
 // SetAttr.Valid bits.
 const (
 	SetMode     uint32 = 1 << 0

@@ -239,31 +239,6 @@ func applyAttr(n *proto.Inode, a proto.SetAttr, now int64) {
 	if a.Valid&proto.SetMode != 0 {
 		n.Mode = a.Mode & proto.ModeMask
 	}
-	uidChange := a.Valid&proto.SetUID != 0 && a.UID != n.UID
-	gidChange := a.Valid&proto.SetGID != 0 && a.GID != n.GID
-	if uidChange {
-		n.UID = a.UID
-	}
-	if gidChange {
-		n.GID = a.GID
-	}
-	if (uidChange || gidChange) && n.Type == proto.TypeFile {
-		n.Mode &^= proto.ModeSetuid
-		if n.Mode&0o010 != 0 {
-			n.Mode &^= proto.ModeSetgid
-		}
-	}
-	switch {
-	case a.Valid&proto.SetAtime != 0:
-		n.Atime = a.Atime
-	case a.Valid&proto.SetAtimeNow != 0:
-		n.Atime = now
-	}
-	switch {
-	case a.Valid&proto.SetMtime != 0:
-		n.Mtime = a.Mtime
-	case a.Valid&proto.SetMtimeNow != 0:
-		n.Mtime = now
-	}
-	n.Ctime = now
+	a.ApplyOwner(n)
+	a.ApplyTimes(n, now)
 }

@@ -705,18 +705,7 @@ func (s *Service) SetAttr(ctx context.Context, id Identity, ino uint64, a proto.
 					return proto.Errorf(proto.EPERM, "chgrp %d to %d", ino, a.GID)
 				}
 			}
-			if uidChange {
-				n.UID = a.UID
-			}
-			if gidChange {
-				n.GID = a.GID
-			}
-			if (uidChange || gidChange) && n.Type == proto.TypeFile {
-				n.Mode &^= proto.ModeSetuid
-				if n.Mode&0o010 != 0 {
-					n.Mode &^= proto.ModeSetgid
-				}
-			}
+			a.ApplyOwner(n)
 		}
 		if a.Valid&proto.SetSize != 0 {
 			switch n.Type {
@@ -740,19 +729,7 @@ func (s *Service) SetAttr(ctx context.Context, id Identity, ino uint64, a proto.
 				return err
 			}
 		}
-		switch {
-		case a.Valid&proto.SetAtime != 0:
-			n.Atime = a.Atime
-		case a.Valid&proto.SetAtimeNow != 0:
-			n.Atime = now
-		}
-		switch {
-		case a.Valid&proto.SetMtime != 0:
-			n.Mtime = a.Mtime
-		case a.Valid&proto.SetMtimeNow != 0:
-			n.Mtime = now
-		}
-		n.Ctime = now
+		a.ApplyTimes(n, now)
 		out = *n
 		return putInode(tx, n)
 	})
