@@ -101,6 +101,11 @@ func runMount(ctx context.Context, out io.Writer, mountpoint string, o mountOpts
 	} else if !st.IsDir() {
 		return fmt.Errorf("%s: %w", mnt, syscall.ENOTDIR)
 	}
+	// Neither the mount process nor the fusermount it runs keeps what the
+	// caller left open.
+	if err := cloexecInherited(); err != nil {
+		return err
+	}
 	if o.daemon {
 		return daemonizeMount(ctx, out, mnt, o)
 	}
@@ -192,12 +197,18 @@ func daemonizeMount(ctx context.Context, out io.Writer, mnt string, o mountOpts)
 	}
 	logPath := o.logFile
 	if logPath == "" {
-		logPath = filepath.Join(os.TempDir(), "fff-mount-"+mountKey(mnt)+".log")
+		dir, err := stateDir()
+		if err != nil {
+			return err
+		}
+		logPath = filepath.Join(dir, "mount-"+mountKey(mnt)+".log")
 	}
 	logPath, _ = filepath.Abs(logPath)
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	// Never through a symlink: a planted one would make this user append
+	// to (or create) a file of the planter's choosing.
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
-		return err
+		return fmt.Errorf("mount log: %w", err)
 	}
 	defer logf.Close()
 	pr, pw, err := os.Pipe()
@@ -271,11 +282,58 @@ type mountState struct {
 	Log        string `json:"log,omitempty"`
 }
 
+// stateDir returns this user's private directory for mount logs (and mount
+// records without XDG_RUNTIME_DIR): $XDG_STATE_HOME/fff, else
+// ~/.local/state/fff. Not the shared temporary directory, where another
+// user can choose the names first.
+func stateDir() (string, error) {
+	base := os.Getenv("XDG_STATE_HOME")
+	if base == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return "", fmt.Errorf("no directory for the mount's log and record (set XDG_STATE_HOME or HOME, or pass --log): %w", err)
+		}
+		base = filepath.Join(home, ".local", "state")
+	}
+	dir := filepath.Join(base, "fff")
+	return dir, privateUserDir(dir)
+}
+
+// privateUserDir creates dir (mode 0700) if needed and checks that it is a
+// directory, not a symlink, owned by this user; a mode that lets others in
+// is narrowed to 0700.
+func privateUserDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	st, err := os.Lstat(dir)
+	if err != nil {
+		return err
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("%s is not a directory (%s): refusing to keep private files there", dir, st.Mode().Type())
+	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok && int(sys.Uid) != os.Geteuid() {
+		return fmt.Errorf("%s belongs to uid %d, not to this user (uid %d): refusing to keep private files there", dir, sys.Uid, os.Geteuid())
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return fmt.Errorf("making %s private: %w", dir, err)
+		}
+	}
+	return nil
+}
+
+// mountStateDir is where serving mounts are recorded: the per-user runtime
+// directory if there is one, else the state directory.
 func mountStateDir() string {
 	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
 		return filepath.Join(d, "fff", "mounts")
 	}
-	return filepath.Join(os.TempDir(), fmt.Sprintf("fff-mounts-%d", os.Geteuid()))
+	if d, err := stateDir(); err == nil {
+		return filepath.Join(d, "mounts")
+	}
+	return "" // no record: fff umount does not wait
 }
 
 func mountKey(mnt string) string {
@@ -284,16 +342,33 @@ func mountKey(mnt string) string {
 }
 
 func mountStatePath(mnt string) string {
-	return filepath.Join(mountStateDir(), mountKey(mnt)+".json")
+	dir := mountStateDir()
+	if dir == "" {
+		return "" // not a name relative to the working directory
+	}
+	return filepath.Join(dir, mountKey(mnt)+".json")
 }
 
 func writeMountState(s mountState) error {
-	if err := os.MkdirAll(mountStateDir(), 0o700); err != nil {
+	dir := mountStateDir()
+	if dir == "" {
+		return errors.New("no directory for mount records (set XDG_RUNTIME_DIR, XDG_STATE_HOME or HOME)")
+	}
+	if err := privateUserDir(dir); err != nil {
 		return err
 	}
 	b, _ := json.Marshal(s)
 	tmp := mountStatePath(s.Mountpoint) + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp)
 		return err
 	}
 	return os.Rename(tmp, mountStatePath(s.Mountpoint))

@@ -10,11 +10,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	"fff/libfff"
 )
@@ -116,11 +118,14 @@ func runUp(ctx context.Context, out io.Writer, o upOpts) error {
 		return err
 	}
 	os.Remove(filepath.Join(data, readyFile)) // stale: its process is gone
+	if err := cloexecInherited(); err != nil {
+		return err
+	}
 	args := []string{"local", "--data", data, "--listen", listen}
 	c := exec.Command(bin, args...)
 	c.Env = os.Environ()
 	if o.daemon {
-		lf, err := os.OpenFile(filepath.Join(data, logFile), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		lf, err := os.OpenFile(filepath.Join(data, logFile), os.O_CREATE|os.O_WRONLY|os.O_APPEND|unix.O_NOFOLLOW, 0o600)
 		if err != nil {
 			return err
 		}
@@ -333,6 +338,32 @@ func writeFileAtomic(name string, data []byte, perm os.FileMode) error {
 		os.Remove(tmp)
 	}
 	return err
+}
+
+// cloexecInherited marks close-on-exec every descriptor above stderr that
+// this process inherited without it (a caller's `exec 9>lock; flock 9`), so
+// that the daemons it starts do not hold them: a lock held by the caller
+// would stay held for the daemon's whole life. Go opens its own descriptors
+// close-on-exec, and exec.Cmd's ExtraFiles are passed on regardless.
+func cloexecInherited() error {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return fmt.Errorf("listing inherited descriptors: %w", err)
+	}
+	for _, ent := range ents {
+		fd, err := strconv.Atoi(ent.Name())
+		if err != nil || fd <= 2 {
+			continue
+		}
+		flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
+		if err != nil || flags&unix.FD_CLOEXEC != 0 {
+			continue // closed since (the listing's own descriptor), or already
+		}
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, flags|unix.FD_CLOEXEC); err != nil {
+			return fmt.Errorf("descriptor %d: %w", fd, err)
+		}
+	}
+	return nil
 }
 
 // findFFFD locates the server binary: the flag, next to this executable, or PATH.

@@ -54,8 +54,8 @@ func newNode(cfg Config, role string) (*node, error) {
 		return nil, fmt.Errorf("%w: %v", errUsage, err)
 	}
 	log = log.With().Str("role", role).Uint32("node", cfg.Node.ID).Logger()
-	if err := os.MkdirAll(cfg.Node.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("data directory: %w", err)
+	if err := privateDataDir(cfg.Node.DataDir, log); err != nil {
+		return nil, err
 	}
 	db, err := openKV(cfg.KV)
 	if err != nil {

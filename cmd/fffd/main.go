@@ -17,6 +17,7 @@ import (
 )
 
 func main() {
+	closeInherited()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	err := newRootCmd().ExecuteContext(ctx)
 	stop()

@@ -138,8 +138,15 @@ func Open(ctx context.Context, dir string, opts Options) (_ *Engine, err error) 
 	e.meta.init(cacheBytes)
 	e.files.init(maxOpen)
 
-	if err := os.MkdirAll(e.dataDir, 0o755); err != nil {
+	if err := os.MkdirAll(e.dataDir, dirMode); err != nil {
 		return nil, fmt.Errorf("chunkengine: %w", err)
+	}
+	// The fan-out directories below are narrowed by collectOrphans.
+	if err := privateDir(dir, true); err != nil {
+		return nil, err
+	}
+	if err := privateDir(e.dataDir, false); err != nil {
+		return nil, err
 	}
 	if err := syncDir(dir); err != nil {
 		return nil, err

@@ -28,6 +28,44 @@ import (
 // the committed length are garbage that no read trusts.
 const dataDirName = "data"
 
+// Chunk data is readable by the user running the server (and root) only:
+// local readers on the same host are that user's processes (libfff's
+// local reads open the files directly when they may). Files get fileMode at
+// creation; directories get dirMode at creation, and Open narrows the
+// target directory and every fan-out directory it walks (collectOrphans)
+// that an older version or an operator left wider. Files are not chmod'ed
+// at Open: a private directory already keeps everyone else out of them, and
+// a stat per file would add to every start of a big target.
+const (
+	fileMode fs.FileMode = 0o600
+	dirMode  fs.FileMode = 0o700
+)
+
+// privateDir narrows dir to dirMode if it grants group or others anything.
+// Below the target directory it refuses a symlink (follow false): the
+// engine's own directories must stay inside the target. The target itself
+// may be a symlink an operator made to another disk.
+func privateDir(dir string, follow bool) error {
+	stat := os.Lstat
+	if follow {
+		stat = os.Stat
+	}
+	st, err := stat(dir)
+	if err != nil {
+		return fmt.Errorf("chunkengine: %w", err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("chunkengine: %s is not a directory (%s)", dir, st.Mode().Type())
+	}
+	if st.Mode().Perm()&0o077 == 0 {
+		return nil
+	}
+	if err := os.Chmod(dir, dirMode); err != nil {
+		return fmt.Errorf("chunkengine: making %s private: %w", dir, err)
+	}
+	return nil
+}
+
 // The names are built by hand, not with fmt and filepath.Join: Locate
 // answers with a path per IO, and formatting them was a visible share of the
 // node's CPU under a data loader.
@@ -88,7 +126,7 @@ func (e *Engine) ensureDir(id ChunkID) (string, error) {
 	}
 	mid := filepath.Dir(leaf)
 	for _, d := range []string{mid, leaf} {
-		if err := os.Mkdir(d, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		if err := os.Mkdir(d, dirMode); err != nil && !errors.Is(err, fs.ErrExist) {
 			return "", fmt.Errorf("chunkengine: %w", err)
 		}
 		// Also after EEXIST: another goroutine may have made it and not yet
@@ -122,7 +160,7 @@ func (e *Engine) createFile(id ChunkID, gen uint64) (*handle, string, error) {
 		return nil, "", err
 	}
 	path := filepath.Join(dir, fileName(id, gen))
-	fd, err := unix.Open(path, unix.O_CREAT|unix.O_EXCL|unix.O_RDWR|unix.O_CLOEXEC, 0o644)
+	fd, err := unix.Open(path, unix.O_CREAT|unix.O_EXCL|unix.O_RDWR|unix.O_CLOEXEC|unix.O_NOFOLLOW, uint32(fileMode))
 	if err != nil {
 		return nil, "", fmt.Errorf("chunkengine: create %s: %w", path, err)
 	}
@@ -359,6 +397,9 @@ func (e *Engine) collectOrphans(ctx context.Context) (removed int, err error) {
 		if !top.IsDir() || !isHexByte(top.Name()) {
 			continue
 		}
+		if err := privateDir(filepath.Join(e.dataDir, top.Name()), false); err != nil {
+			return removed, err
+		}
 		mids, err := os.ReadDir(filepath.Join(e.dataDir, top.Name()))
 		if err != nil {
 			return removed, fmt.Errorf("chunkengine: %w", err)
@@ -368,6 +409,9 @@ func (e *Engine) collectOrphans(ctx context.Context) (removed int, err error) {
 				continue
 			}
 			dir := filepath.Join(e.dataDir, top.Name(), mid.Name())
+			if err := privateDir(dir, false); err != nil {
+				return removed, err
+			}
 			ents, err := os.ReadDir(dir)
 			if err != nil {
 				return removed, fmt.Errorf("chunkengine: %w", err)
