@@ -66,6 +66,9 @@ func (c *Client) ReadBatch(ctx context.Context, ops []ReadOp) error {
 		case op.Off < 0:
 			op.Err = &fs.PathError{Op: "read", Path: f.name, Err: errorf(proto.EINVAL)}
 			continue
+		case op.Off > proto.MaxFileSize:
+			op.Err = checkRange("read", f.name, op.Off, 0)
+			continue
 		}
 		if err := f.readable(); err != nil {
 			op.Err = err
@@ -75,7 +78,9 @@ func (c *Client) ReadBatch(ctx context.Context, ops []ReadOp) error {
 			op.Err = f.errClosed("read")
 			continue
 		}
-		end := op.Off + int64(len(op.Dst))
+		// No file reaches past MaxFileSize: a longer read is short there
+		// (io.EOF), like any read past the end, and cannot overflow.
+		end := op.Off + min(int64(len(op.Dst)), proto.MaxFileSize-op.Off)
 		size := f.Size()
 		if end > size && !refreshed[f] {
 			refreshed[f] = true
@@ -85,7 +90,7 @@ func (c *Client) ReadBatch(ctx context.Context, ops []ReadOp) error {
 			}
 			size = f.Size()
 		}
-		n := int(max(0, min(end, size)-op.Off))
+		n := int(max(0, min(end, size, proto.MaxFileSize)-op.Off))
 		op.N = n
 		if n < len(op.Dst) {
 			op.Err = io.EOF

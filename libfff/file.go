@@ -348,8 +348,10 @@ func (f *File) Seek(offset int64, whence int) (int64, error) {
 	default:
 		return 0, &fs.PathError{Op: "seek", Path: f.name, Err: errorf(proto.EINVAL)}
 	}
-	if base+offset < 0 {
-		return 0, &fs.PathError{Op: "seek", Path: f.name, Err: errorf(proto.EINVAL)}
+	// Like lseek, a position below 0 or past the largest file size is
+	// EINVAL; the comparisons are arranged not to overflow.
+	if offset < -base || offset > proto.MaxFileSize-base {
+		return 0, &fs.PathError{Op: "seek", Path: f.name, Err: proto.Errorf(proto.EINVAL, "seek to %d%+d: outside [0, %d]", base, offset, proto.MaxFileSize)}
 	}
 	f.pos = base + offset
 	return f.pos, nil
@@ -364,8 +366,8 @@ func (f *File) WriteAt(p []byte, off int64) (int, error) {
 	if f.flag&os.O_APPEND != 0 {
 		return 0, &fs.PathError{Op: "write", Path: f.name, Err: &proto.Error{Code: proto.EINVAL, Msg: "WriteAt on a file opened with O_APPEND"}}
 	}
-	if off < 0 {
-		return 0, &fs.PathError{Op: "write", Path: f.name, Err: errorf(proto.EINVAL)}
+	if err := checkRange("write", f.name, off, len(p)); err != nil {
+		return 0, err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -399,6 +401,11 @@ func (f *File) writeAtLocked(p []byte, off int64) (int, error) {
 	}
 	if len(p) == 0 {
 		return 0, nil
+	}
+	// Before anything is buffered or sent (Write's offset, O_APPEND's
+	// included, comes here unchecked).
+	if err := checkRange("write", f.name, off, len(p)); err != nil {
+		return 0, err
 	}
 	if off != f.next {
 		// Not a continuation of the buffered write: let every earlier
@@ -613,8 +620,8 @@ func (f *File) Truncate(size int64) error {
 	if err := f.writable(); err != nil {
 		return err
 	}
-	if size < 0 {
-		return &fs.PathError{Op: "truncate", Path: f.name, Err: errorf(proto.EINVAL)}
+	if err := checkRange("truncate", f.name, size, 0); err != nil {
+		return err
 	}
 	f.mu.Lock()
 	closed, temp := f.closed, f.temp

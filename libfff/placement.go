@@ -2,6 +2,8 @@ package libfff
 
 import (
 	"fmt"
+	"io/fs"
+	"math"
 	"sort"
 
 	"fff/internal/proto"
@@ -19,9 +21,22 @@ type piece struct {
 	pos   int    // offset in the caller's buffer
 }
 
-// splitRange cuts the file range [off, off+n) on chunk boundaries.
+// checkRange is the limit check every file IO passes before splitRange:
+// op names the operation in the error. A range beyond proto.MaxFileSize
+// would give chunk indices that wrap on the wire (ChunkRef.Index is a
+// uint32) and land on the file's first chunks.
+func checkRange(op, name string, off int64, n int) error {
+	if err := proto.CheckFileRange(off, int64(n)); err != nil {
+		return &fs.PathError{Op: op, Path: name, Err: err}
+	}
+	return nil
+}
+
+// splitRange cuts the file range [off, off+n) on chunk boundaries. The
+// range must have passed checkRange; one that has not (or a chunk size of
+// 0) gives no pieces rather than wrapped ones.
 func splitRange(chunkSize uint32, off int64, n int) []piece {
-	if n <= 0 || chunkSize == 0 {
+	if n <= 0 || chunkSize == 0 || proto.CheckFileRange(off, int64(n)) != nil {
 		return nil
 	}
 	cs := int64(chunkSize)
@@ -72,6 +87,11 @@ func targetRoute(ri *proto.RoutingInfo, ch *proto.Chain, tid uint32, ino, index 
 	t := ri.Target(tid)
 	if t == nil {
 		return route{}, proto.Errorf(proto.Unavailable, "target %d of chain %d is unknown", tid, ch.ID)
+	}
+	if index > math.MaxUint32 {
+		// A last guard: checkRange keeps indices below 2^32; truncating
+		// one would address chunk index mod 2^32 instead.
+		return route{}, proto.Errorf(proto.EFBIG, "chunk index %d of inode %d does not fit the wire's uint32", index, ino)
 	}
 	n := ri.Node(t.NodeID)
 	if n == nil || n.Addr == "" {

@@ -74,6 +74,7 @@ const (
 	EBADF        Code = 14 // bad file handle (unknown or closed session)
 	EROFS        Code = 15 // read-only file system
 	ENOTSUP      Code = 16 // operation not supported
+	EFBIG        Code = 17 // file too large (an offset or size beyond MaxFileSize)
 )
 
 // Data path and cluster errors.
@@ -134,6 +135,7 @@ var (
 	ErrBadHandle        error = sentinel(EBADF)
 	ErrReadOnly         error = sentinel(EROFS)
 	ErrNotSupported     error = sentinel(ENOTSUP)
+	ErrFileTooLarge     error = sentinel(EFBIG)
 
 	ErrChainVersionMismatch   error = sentinel(ChainVersionMismatch)
 	ErrNotHead                error = sentinel(NotHead)
@@ -190,6 +192,8 @@ func codeInfo(c Code) (name, desc string, errno syscall.Errno) {
 		return "EROFS", "read-only file system", syscall.EROFS
 	case ENOTSUP:
 		return "ENOTSUP", "operation not supported", syscall.ENOTSUP
+	case EFBIG:
+		return "EFBIG", "file too large", syscall.EFBIG
 	case ChainVersionMismatch:
 		return "ChainVersionMismatch", "chain version mismatch", syscall.EAGAIN
 	case NotHead:
@@ -229,7 +233,7 @@ func codeInfo(c Code) (name, desc string, errno syscall.Errno) {
 func Codes() []Code {
 	return []Code{OK,
 		ENOENT, EEXIST, ENOTDIR, EISDIR, ENOTEMPTY, EACCES, EPERM, EINVAL,
-		ENOSPC, EIO, ENAMETOOLONG, ELOOP, EXDEV, EBADF, EROFS, ENOTSUP,
+		ENOSPC, EIO, ENAMETOOLONG, ELOOP, EXDEV, EBADF, EROFS, ENOTSUP, EFBIG,
 		ChainVersionMismatch, NotHead, ChunkPending, TargetNotServing,
 		ChecksumMismatch, RoutingVersionMismatch,
 		Unauthenticated, BadRequest, Internal, Timeout, Unavailable, TooLarge,
@@ -422,6 +426,8 @@ func FromErrno(e syscall.Errno) Code {
 		return EROFS
 	case syscall.ENOTSUP:
 		return ENOTSUP
+	case syscall.EFBIG:
+		return EFBIG
 	case syscall.ETIMEDOUT:
 		return Timeout
 	case syscall.EINTR:

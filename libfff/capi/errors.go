@@ -94,6 +94,7 @@ var protoCodes = map[proto.Code]int{
 	proto.EBADF:                  cEBADF,
 	proto.EROFS:                  cEROFS,
 	proto.ENOTSUP:                cENOTSUP,
+	proto.EFBIG:                  cEFBIG,
 	proto.ChainVersionMismatch:   cEUNAVAILABLE, // retried by libfff; left over: no serving replica
 	proto.NotHead:                cEUNAVAILABLE,
 	proto.ChunkPending:           cEUNAVAILABLE,

@@ -71,6 +71,8 @@ func TestErrCode(t *testing.T) {
 		{"EBADF", proto.ErrBadHandle, cEBADF, ""},
 		{"EROFS", proto.ErrReadOnly, cEROFS, ""},
 		{"ENOTSUP", proto.ErrNotSupported, cENOTSUP, ""},
+		{"EFBIG", fmt.Errorf("write: %w", proto.CheckFileRange(proto.MaxFileSize, 1)), cEFBIG, "largest file size"},
+		{"local EFBIG", syscall.EFBIG, cEFBIG, ""},
 		{"ChecksumMismatch", proto.Errorf(proto.ChecksumMismatch, "chunk 1"), cECHECKSUM, "fff ffr verify"},
 		{"TargetNotServing", proto.ErrTargetNotServing, cEUNAVAILABLE, "fff status"},
 		{"ChainVersionMismatch", proto.ErrChainVersionMismatch, cEUNAVAILABLE, ""},

@@ -227,6 +227,25 @@ def error(code: int, filename: Optional[str] = None) -> errors.Error:
     return errors.from_code(code, errmsg(), filename)
 
 
+INT64_MAX = (1 << 63) - 1
+
+
+def offset_arg(value: Any, filename: Optional[str] = None, what: str = "offset") -> int:
+    """Check a file offset or size before ctypes sees it: ctypes silently
+    wraps an int that does not fit int64 (2**64 + 5 becomes 5, a write onto
+    the file's start). Negative: EINVAL; past int64: EFBIG (the library
+    refuses anything past its largest file size with EFBIG too)."""
+    try:
+        v = int(value.__index__())
+    except AttributeError:
+        raise TypeError(f"{what} must be an integer, got {type(value).__name__}") from None
+    if v < 0:
+        raise errors.from_code(errors.FFF_EINVAL, f"{what} {v} is negative", filename)
+    if v > INT64_MAX:
+        raise errors.from_code(errors.FFF_EFBIG, f"{what} {v} does not fit in 64 bits: beyond the largest file size", filename)
+    return v
+
+
 def check(rc: int, filename: Optional[str] = None) -> None:
     """Raise the exception for a non-zero return code."""
     if rc != 0:

@@ -222,6 +222,12 @@ class Reader(_native.Closing):
         n = len(self)
         if isinstance(indices, slice):
             return np.arange(*indices.indices(n), dtype=np.int64)
+        seq = indices if isinstance(indices, (list, tuple)) else [indices]
+        for x in seq:
+            # numpy turns Python ints past int64 into uint64, float or object
+            # arrays, and casting wraps them: refuse them by value first.
+            if isinstance(x, int) and not -(1 << 63) <= x < (1 << 63):
+                raise IndexError(f"sample index {x} does not fit in int64: {self.path} has {n} samples")
         a = np.asarray(indices)
         if a.ndim == 0:
             a = a.reshape(1)
@@ -229,6 +235,9 @@ class Reader(_native.Closing):
             raise ValueError(f"indices must be one-dimensional, got shape {a.shape}")
         if a.size and a.dtype.kind not in "iu":
             raise TypeError(f"sample indices must be integers, got {a.dtype}")
+        if a.size and a.dtype.kind == "u" and int(a.max()) > np.iinfo(np.int64).max:
+            # np.array(..., dtype=int64) would wrap 2**63 to -2**63.
+            raise IndexError(f"sample index {int(a.max())} does not fit in int64: {self.path} has {n} samples")
         idx = np.array(a, dtype=np.int64, copy=True)
         neg = idx < 0
         if neg.any():

@@ -145,7 +145,7 @@ class RawFile(io.RawIOBase):
 
         Short only at the end of the file.
         """
-        return self._buffer_call(b, False, "fff_pread", offset)
+        return self._buffer_call(b, False, "fff_pread", _native.offset_arg(offset, self.name))
 
     def read(self, size: Optional[int] = -1) -> bytes:
         if size is None or size < 0:
@@ -185,12 +185,14 @@ class RawFile(io.RawIOBase):
 
     def pwrite(self, b: Any, offset: int) -> int:
         """Write b at offset, leaving the file position alone."""
-        return self._buffer_call(b, True, "fff_pwrite", offset)
+        return self._buffer_call(b, True, "fff_pwrite", _native.offset_arg(offset, self.name))
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
         h = self._h()
         if whence not in (os.SEEK_SET, os.SEEK_CUR, os.SEEK_END):
             raise ValueError(f"invalid whence {whence}: use os.SEEK_SET, os.SEEK_CUR or os.SEEK_END")
+        if not -_native.INT64_MAX - 1 <= offset <= _native.INT64_MAX:  # ctypes would wrap it
+            raise errors.from_code(errors.FFF_EINVAL, f"seek offset {offset} does not fit in 64 bits", self.name)
         return _native.check64(_native.lib().fff_seek(h, offset, whence), self.name)
 
     def tell(self) -> int:
@@ -205,6 +207,7 @@ class RawFile(io.RawIOBase):
         self._check_writable()
         if size is None:
             size = self.tell()
+        size = _native.offset_arg(size, self.name, "size")
         self._dirty = True
         _native.check(_native.lib().fff_truncate(h, size), self.name)
         return size

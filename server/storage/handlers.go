@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"fmt"
 	"sync"
 
 	"fff/internal/proto"
@@ -111,6 +112,9 @@ func (s *Service) handleLocate(ctx context.Context, req *rpc.Request) (*rpc.Resp
 		res := &resp.Results[k]
 		t, err := s.check(ctx, io.Chunk, opRead, &refreshed)
 		if err == nil {
+			err = readRange(io)
+		}
+		if err == nil {
 			var loc chunkengine.Location
 			loc, err = t.eng.Locate(ctx, chunkID(io.Chunk), int64(io.Off), int64(io.Len))
 			*res = proto.ChunkLocation{Version: loc.Version, Length: uint32(loc.Length), Path: loc.Path,
@@ -145,6 +149,9 @@ func (s *Service) ReadInto(ctx context.Context, ios []proto.ReadIO, dst []byte) 
 		slots[k] = dst[off : off+int(io.Len) : off+int(io.Len)]
 		off += int(io.Len)
 		t, err := s.check(ctx, io.Chunk, opRead, &refreshed)
+		if err == nil {
+			err = readRange(io)
+		}
 		if err != nil {
 			setErr(&results[k], err)
 			continue
@@ -192,6 +199,15 @@ func (s *Service) ReadInto(ctx context.Context, ios []proto.ReadIO, dst []byte) 
 	return results
 }
 
+// readRange refuses a read IO that reaches past the largest chunk: no
+// chunk holds such bytes, so the request is malformed, not a hole.
+func readRange(io proto.ReadIO) error {
+	if uint64(io.Off)+uint64(io.Len) > uint64(proto.MaxChunkSize) {
+		return proto.Errorf(proto.EINVAL, "storage: read of chunk %d/%d at %d+%d: past the largest chunk size %d", io.Chunk.Ino, io.Chunk.Index, io.Off, io.Len, proto.MaxChunkSize)
+	}
+	return nil
+}
+
 func setErr(res *proto.ReadResult, err error) {
 	res.N, res.Version = 0, 0
 	res.Code, res.Msg = codeMsg(err)
@@ -215,8 +231,11 @@ func (s *Service) Write(ctx context.Context, r proto.StorageWriteReq, data []byt
 	if err != nil {
 		return 0, err
 	}
-	if r.ChunkSize != 0 && uint64(r.Off)+uint64(len(data)) > uint64(r.ChunkSize) {
-		return 0, proto.Errorf(proto.EINVAL, "storage: write at %d+%d past the chunk size %d", r.Off, len(data), r.ChunkSize)
+	// The client's placement math is not trusted: the range must lie in
+	// its chunk, and the chunk in the largest file (a wrapped or forged
+	// index×chunk size past proto.MaxFileSize is EFBIG).
+	if err := proto.CheckChunkRange(r.Chunk.Index, r.ChunkSize, r.Off, int64(len(data))); err != nil {
+		return 0, fmt.Errorf("storage: write to chunk %d/%d: %w", r.Chunk.Ino, r.Chunk.Index, err)
 	}
 	return t.eng.Write(ctx, chunkID(r.Chunk), int64(r.Off), data)
 }
@@ -228,6 +247,9 @@ func (s *Service) Truncate(ctx context.Context, r proto.StorageTruncateReq) (uin
 	t, err := s.check(ctx, r.Chunk, opWrite, &refreshed)
 	if err != nil {
 		return 0, err
+	}
+	if r.Length > proto.MaxChunkSize {
+		return 0, proto.Errorf(proto.EINVAL, "storage: truncate chunk %d/%d to %d: past the largest chunk size %d", r.Chunk.Ino, r.Chunk.Index, r.Length, proto.MaxChunkSize)
 	}
 	id := chunkID(r.Chunk)
 	v, err := t.eng.Truncate(ctx, id, int64(r.Length))

@@ -261,3 +261,49 @@ def test_pickled_reader_in_spawned_process(tmp_path, fff_dir: str, where: str) -
     # Unpickling in this process reopens lazily.
     r2 = pickle.loads(pickle.dumps(r))
     assert r2.read_one(-1).tobytes() == samples[-1]
+
+
+def test_header_claiming_1e10_samples_is_corrupt(tmp_path) -> None:
+    # A v1 header claiming 10^10 samples in a 4 KiB file: once an abort of
+    # the whole process (the reader allocated the 120 GB index); now a
+    # clear error naming the file, found before any allocation.
+    p = str(tmp_path / "claims.ffr")
+    hdr = bytearray(4096)
+    hdr[4:12] = (10**10).to_bytes(8, "little")
+    with open(p, "wb") as f:
+        f.write(hdr)
+    with pytest.raises(fff.CorruptFileError, match="claims.ffr"):
+        r = ffrecord.Reader(p)
+        len(r)
+
+
+def test_index_past_int64_is_rejected(tmp_path) -> None:
+    p = str(tmp_path / "a.ffr")
+    write(p, make_samples(3))
+    with ffrecord.Reader(p) as r:
+        # numpy would wrap 2**63 to -2**63 and ctypes 2**64 + 1 to 1.
+        for bad in (2**63, 2**64 + 1, [0, 2**63], np.array([2**63], dtype=np.uint64)):
+            with pytest.raises(IndexError, match="int64|out of range"):
+                r.read(bad)
+
+
+def test_file_offsets_past_int64_are_rejected(fff_dir: str) -> None:
+    import errno
+
+    p = fff_dir + "/big"
+    with fff.open(p, "wb") as f:
+        f.write(b"start of the file")
+    with fff.open(p, "r+b", buffering=0) as f:
+        # ctypes would pass 2**64 + 5 as 5: a write onto the file's start.
+        for off in (2**64 + 5, 2**63, 1 << 44):
+            with pytest.raises(OSError) as ei:
+                f.pwrite(b"X", off)
+            assert ei.value.errno == errno.EFBIG, (off, ei.value)
+        with pytest.raises(OSError) as ei:
+            f.pwrite(b"X", -1)
+        assert ei.value.errno == errno.EINVAL
+        with pytest.raises(OSError) as ei:
+            f.truncate(2**64)
+        assert ei.value.errno == errno.EFBIG
+    with fff.open(p, "rb") as f:
+        assert f.read() == b"start of the file"
