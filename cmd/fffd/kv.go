@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -17,8 +18,12 @@ func openKV(c KVConfig) (kv.DB, error) {
 			return nil, fmt.Errorf("kv: %w", err)
 		}
 		db, err := bboltkv.Open(c.Path, nil)
-		if err != nil {
+		if errors.Is(err, bboltkv.ErrLocked) {
 			return nil, fmt.Errorf("kv %s: %w (is another fffd using this data directory?)", c.Path, err)
+		}
+		if err != nil {
+			// ErrCorrupt's message names the file and says what to do.
+			return nil, fmt.Errorf("kv: %w", err)
 		}
 		return db, nil
 	case "fdb":

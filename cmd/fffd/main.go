@@ -58,6 +58,7 @@ func newRootCmd() *cobra.Command {
 	root.SetVersionTemplate(buildinfo.String("fffd") + "\n")
 	root.AddCommand(
 		newVersionCmd(),
+		newCheckCmd(),
 		roleCmd("local", "Run every role in one process over the embedded KV (what `fff up` starts)", &f, runLocal),
 		roleCmd("mgmtd", "Run the cluster manager", &f, runMgmtd),
 		roleCmd("meta", "Run the metadata service", &f, runMeta),

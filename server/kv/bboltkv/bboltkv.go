@@ -54,6 +54,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -157,7 +158,11 @@ func Open(path string, opts *Options) (*DB, error) {
 	if o.InitialMmapSize <= 0 {
 		o.InitialMmapSize = DefaultInitialMmapSize
 	}
-	b, err := bolt.Open(path, 0o600, &bolt.Options{
+	// Validate the header before bbolt maps the file and trusts it.
+	if _, err := CheckFile(path); err != nil {
+		return nil, err
+	}
+	b, err := openBolt(path, &bolt.Options{
 		Timeout:         o.LockTimeout,
 		NoSync:          o.NoSync,
 		InitialMmapSize: o.InitialMmapSize,
@@ -171,14 +176,16 @@ func Open(path string, opts *Options) (*DB, error) {
 		return nil, fmt.Errorf("%w: %s: file lock not acquired within %v (is another fffd using it?)", ErrLocked, path, o.LockTimeout)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("bboltkv: open %s: %w", path, err)
+		return nil, openErr(path, err)
 	}
-	if err := b.Update(func(tx *bolt.Tx) error {
+	// The first write transaction rebuilds the freelist by walking every
+	// page (NoFreelistSync), and bbolt panics on a damaged one.
+	if err := guardedUpdate(b, func(tx *bolt.Tx) error {
 		_, err := tx.CreateBucketIfNotExists(bucketName)
 		return err
 	}); err != nil {
 		b.Close()
-		return nil, fmt.Errorf("bboltkv: open %s: %w", path, err)
+		return nil, openErr(path, err)
 	}
 	return &DB{bolt: b, path: path, maxBatch: o.MaxBatchSize, delay: o.MaxBatchDelay}, nil
 }
@@ -255,11 +262,13 @@ func clearRange(b *bolt.Bucket, begin, end []byte) error {
 // base reads one bbolt bucket; slices point into bbolt's memory.
 type base struct{ b *bolt.Bucket }
 
-func (s base) Get(key []byte) ([]byte, error) {
+func (s base) Get(key []byte) (_ []byte, err error) {
+	defer guard(&err, debug.SetPanicOnFault(true))
 	return s.b.Get(key), nil
 }
 
-func (s base) Scan(begin, end []byte, reverse bool, fn func(k, v []byte) bool) error {
+func (s base) Scan(begin, end []byte, reverse bool, fn func(k, v []byte) bool) (err error) {
+	defer guard(&err, debug.SetPanicOnFault(true))
 	c := s.b.Cursor()
 	var k, v []byte
 	if !reverse {
