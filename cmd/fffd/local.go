@@ -222,7 +222,7 @@ func runLocal(ctx context.Context, cfg Config) error {
 	if err := makeTargetDirs(targets); err != nil {
 		return n.abort(err)
 	}
-	if err := mgmtd.Bootstrap(ctx, mg, cfg.Node.ID, n.addr, targets, 1); err != nil {
+	if err := registerTargets(ctx, mg, cfg.Node.ID, n.addr, targets); err != nil {
 		return n.abort(fmt.Errorf("bootstrap: %w", err))
 	}
 	ms, err := n.startMeta(ctx, meta.Options{ChainTables: mg, Capacity: mg})

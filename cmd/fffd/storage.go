@@ -10,14 +10,13 @@ import (
 	"fff/internal/cluster"
 	"fff/internal/rpc"
 	"fff/server/meta"
-	"fff/server/mgmtd"
 	"fff/server/storage"
 	"fff/server/storage/chunkengine"
 )
 
 // startStorage opens the storage service over the node's target
 // directories, whose ids it finds in the routing info (by node id and path:
-// they were registered with mgmtd by Bootstrap).
+// registerTargets registered them, recording their current paths).
 func (n *node) startStorage(ctx context.Context, routing *cluster.RoutingCache, paths []string) (*storage.Service, error) {
 	if err := routing.Refresh(ctx); err != nil {
 		return nil, fmt.Errorf("storage: routing: %w", err)
@@ -102,7 +101,7 @@ func runStorage(ctx context.Context, cfg Config) error {
 	pool := rpc.NewPool(cfg.Mgmtd.Address, strings.TrimSpace(string(tok)), rpc.PoolOptions{})
 	defer pool.Close()
 	client := cluster.NewClient(pool)
-	if err := mgmtd.Bootstrap(ctx, client, cfg.Node.ID, n.addr, cfg.Storage.Targets, 1); err != nil {
+	if err := registerTargets(ctx, client, cfg.Node.ID, n.addr, cfg.Storage.Targets); err != nil {
 		return n.abort(fmt.Errorf("registering with mgmtd: %w", err))
 	}
 	users, err := n.startMeta(ctx, meta.Options{})

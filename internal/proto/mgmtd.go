@@ -190,6 +190,9 @@ type RoutingInfo struct {
 	Targets     []Target     `msgpack:"targets"`
 	Chains      []Chain      `msgpack:"chains"`
 	ChainTables []ChainTable `msgpack:"chain_tables"`
+	// ClusterID is the cluster's random id, created once by mgmtd: target
+	// directories record it, so one of another cluster is refused.
+	ClusterID string `msgpack:"cluster_id,omitempty"`
 }
 
 func find[T any](s []T, id uint32, key func(*T) uint32) *T {
@@ -240,6 +243,7 @@ func (r *RoutingInfo) Clone() *RoutingInfo {
 		Targets:     slices.Clone(r.Targets),
 		Chains:      slices.Clone(r.Chains),
 		ChainTables: slices.Clone(r.ChainTables),
+		ClusterID:   r.ClusterID,
 	}
 	for i := range c.Chains {
 		c.Chains[i].Targets = slices.Clone(c.Chains[i].Targets)

@@ -33,48 +33,62 @@ const BootstrapTable uint32 = 1
 // (RunHeartbeats), or the node goes down after the heartbeat timeout like
 // any other.
 func Bootstrap(ctx context.Context, api API, nodeID uint32, addr string, targetPaths []string, replication int) error {
+	ts := make([]proto.Target, len(targetPaths))
+	for i, p := range targetPaths {
+		ts[i].Path = p
+	}
+	_, err := BootstrapTargets(ctx, api, nodeID, addr, ts, replication)
+	return err
+}
+
+// BootstrapTargets is Bootstrap over targets that may carry their ids: one
+// with a non-zero ID is registered by that id and its recorded path set to
+// Path (a moved data directory keeps its targets), one with ID 0 by path.
+// It returns the targets as registered, in order.
+func BootstrapTargets(ctx context.Context, api API, nodeID uint32, addr string, targets []proto.Target, replication int) ([]proto.Target, error) {
 	if replication == 0 {
 		replication = 1
 	}
 	if replication != 1 {
-		return proto.Errorf(proto.EINVAL, "mgmtd: bootstrap: replication %d needs as many nodes; a single node supports 1", replication)
+		return nil, proto.Errorf(proto.EINVAL, "mgmtd: bootstrap: replication %d needs as many nodes; a single node supports 1", replication)
 	}
-	if len(targetPaths) == 0 {
-		return proto.Errorf(proto.EINVAL, "mgmtd: bootstrap: no target paths")
+	if len(targets) == 0 {
+		return nil, proto.Errorf(proto.EINVAL, "mgmtd: bootstrap: no target paths")
 	}
-	paths := make([]string, len(targetPaths))
-	for i, p := range targetPaths {
-		paths[i] = filepath.Clean(p)
+	paths := make([]string, len(targets))
+	for i, t := range targets {
+		paths[i] = filepath.Clean(t.Path)
 		if slices.Contains(paths[:i], paths[i]) {
-			return proto.Errorf(proto.EINVAL, "mgmtd: bootstrap: target path %q listed twice", p)
+			return nil, proto.Errorf(proto.EINVAL, "mgmtd: bootstrap: target path %q listed twice", t.Path)
 		}
 	}
 	host, _ := os.Hostname()
 	if _, err := api.RegisterNode(ctx, proto.Node{ID: nodeID, Roles: proto.RolesAll, Addr: addr, Hostname: host}); err != nil {
-		return err
+		return nil, err
 	}
 	req := make([]proto.Target, len(paths))
 	for i, p := range paths {
-		req[i] = proto.Target{NodeID: nodeID, Path: p}
+		req[i] = proto.Target{ID: targets[i].ID, NodeID: nodeID, Path: p}
 	}
-	targets, err := api.RegisterTargets(ctx, req)
+	registered, err := api.RegisterTargets(ctx, req)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	chains := make([]uint32, len(targets))
-	for i, t := range targets {
+	chains := make([]uint32, len(registered))
+	for i, t := range registered {
 		chains[i] = t.ChainID
 		if chains[i] == 0 {
 			c, err := api.CreateChain(ctx, []uint32{t.ID})
 			if err != nil {
-				return err
+				return nil, err
 			}
 			chains[i] = c.ID
+			registered[i].ChainID = c.ID
 		}
 	}
 	ri, err := api.GetRouting(ctx, 0)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var list []uint32
 	if t := ri.ChainTable(BootstrapTable); t != nil {
@@ -85,6 +99,8 @@ func Bootstrap(ctx context.Context, api API, nodeID uint32, addr string, targetP
 			list = append(list, c)
 		}
 	}
-	_, err = api.SetChainTable(ctx, BootstrapTable, list)
-	return err
+	if _, err = api.SetChainTable(ctx, BootstrapTable, list); err != nil {
+		return nil, err
+	}
+	return registered, nil
 }

@@ -56,6 +56,8 @@ package mgmtd
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"slices"
 	"sync"
@@ -157,6 +159,8 @@ type Service struct {
 	mu    sync.Mutex
 	live  map[uint32]*liveNode         // node id → heartbeat times
 	stats map[uint32]proto.TargetStats // target id → last reported usage
+
+	clusterID string // set by New, never changes
 }
 
 type liveNode struct {
@@ -189,8 +193,37 @@ func New(ctx context.Context, db kv.DB, opts Options) (*Service, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("mgmtd: load state: %w", err)
 	}
+	id, err := ensureClusterID(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	s.clusterID = id
 	s.publish(ri)
 	return s, nil
+}
+
+// ensureClusterID returns the cluster id, creating a random one on the
+// first start. It is not versioned: it never changes once created.
+func ensureClusterID(ctx context.Context, db kv.DB) (string, error) {
+	var id string
+	err := db.Update(ctx, func(tx kv.Txn) error {
+		v, err := tx.Get(keyClusterID)
+		if err != nil {
+			return err
+		}
+		if len(v) > 0 {
+			id = string(v)
+			return nil
+		}
+		var b [16]byte
+		rand.Read(b[:])
+		id = hex.EncodeToString(b[:])
+		return tx.Set(keyClusterID, []byte(id))
+	})
+	if err != nil {
+		return "", fmt.Errorf("mgmtd: cluster id: %w", err)
+	}
+	return id, nil
 }
 
 // Options returns the service's options, defaults filled in.
@@ -273,6 +306,7 @@ func (s *Service) reload(ctx context.Context) (*proto.RoutingInfo, error) {
 // withLive returns a private copy of ri with the live fields filled in.
 func (s *Service) withLive(ri *proto.RoutingInfo) *proto.RoutingInfo {
 	c := ri.Clone()
+	c.ClusterID = s.clusterID
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i := range c.Nodes {

@@ -22,10 +22,12 @@ import (
 //	mgmtd/target/<id>      msgpack proto.Target (live fields zero)
 //	mgmtd/chain/<id>       msgpack proto.Chain
 //	mgmtd/table/<id>       msgpack proto.ChainTable
+//	mgmtd/cluster_id       the cluster id (hex), created once by New
 const KeyPrefix = "mgmtd/"
 
 var (
 	keyVersion   = []byte(KeyPrefix + "version")
+	keyClusterID = []byte(KeyPrefix + "cluster_id")
 	prefixNode   = []byte(KeyPrefix + "node/")
 	prefixTarget = []byte(KeyPrefix + "target/")
 	prefixChain  = []byte(KeyPrefix + "chain/")
