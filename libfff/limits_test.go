@@ -91,3 +91,91 @@ func TestFileRangeLimits(t *testing.T) {
 		t.Errorf("ReadBatch at MaxInt64: %v, want EFBIG", ops[1].Err)
 	}
 }
+
+// TestClientTruncateLimit: Client.Truncate refuses a size past
+// proto.MaxFileSize (EFBIG) or negative (EINVAL) before it sends anything,
+// so even a missing file gets the size error rather than ENOENT; the file
+// is unchanged. MaxFileSize itself is a valid size.
+func TestClientTruncateLimit(t *testing.T) {
+	t.Parallel()
+	c, _ := dataClient(t)
+	ctx := context.Background()
+	orig := []byte("the bytes of the file")
+	putFile(t, c, "/d/f", orig)
+	for _, tc := range []struct {
+		name string
+		size int64
+		want error
+	}{
+		{"/d/f", proto.MaxFileSize + 1, proto.ErrFileTooLarge},
+		{"/d/f", math.MaxInt64, proto.ErrFileTooLarge},
+		{"/d/f", -1, proto.ErrInvalid},
+		{"/d/missing", proto.MaxFileSize + 1, proto.ErrFileTooLarge},
+		{"/d/missing", -1, proto.ErrInvalid},
+	} {
+		err := c.Truncate(ctx, tc.name, tc.size)
+		if !errors.Is(err, tc.want) {
+			t.Errorf("Truncate(%s, %d): %v, want %v", tc.name, tc.size, err, tc.want)
+		}
+	}
+	if fi, err := c.Stat(ctx, "/d/f"); err != nil || fi.Size() != int64(len(orig)) {
+		t.Fatalf("after refused truncates: %v, %v; want size %d", fi, err, len(orig))
+	}
+	if got := getFile(t, c, "/d/f"); !bytes.Equal(got, orig) {
+		t.Fatalf("file is %q, want %q", got, orig)
+	}
+	putFile(t, c, "/d/g", nil)
+	if err := c.Truncate(ctx, "/d/g", proto.MaxFileSize); err != nil {
+		t.Fatalf("Truncate to MaxFileSize: %v", err)
+	}
+	if fi, err := c.Stat(ctx, "/d/g"); err != nil || fi.Size() != proto.MaxFileSize {
+		t.Fatalf("after truncate to MaxFileSize: %v, %v", fi, err)
+	}
+}
+
+// TestStorageRangeLimits: writeRange fails with EFBIG for a range past
+// proto.MaxFileSize rather than write nothing and succeed (splitRange
+// gives no pieces for it), and truncateChunks refuses such a size and
+// keeps a bounded number of chunk errors however many chunks fail.
+func TestStorageRangeLimits(t *testing.T) {
+	t.Parallel()
+	c, st := dataClient(t)
+	ctx := context.Background()
+	putFile(t, c, "/d/f", []byte("data"))
+	f, err := c.Open(ctx, "/d/f", os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	writesBefore := st.writes.Load()
+	for _, off := range []int64{proto.MaxFileSize, proto.MaxFileSize - 1, math.MaxInt64} {
+		if err := c.writeRange(ctx, f.layout, f.ino, []byte("XY"), off); !errors.Is(err, proto.ErrFileTooLarge) {
+			t.Errorf("writeRange at %d: %v, want EFBIG", off, err)
+		}
+	}
+	if err := c.writeRange(ctx, f.layout, f.ino, []byte("X"), -1); !errors.Is(err, proto.ErrInvalid) {
+		t.Errorf("writeRange at -1: %v, want EINVAL", err)
+	}
+	if n := st.writes.Load() - writesBefore; n != 0 {
+		t.Errorf("%d writes reached storage", n)
+	}
+	if err := c.truncateChunks(ctx, f.layout, f.ino, proto.MaxFileSize+1, proto.MaxFileSize+testChunk); !errors.Is(err, proto.ErrFileTooLarge) {
+		t.Errorf("truncateChunks past the limit: %v, want EFBIG", err)
+	}
+
+	// Every chunk truncate fails (a cancelled context): the error keeps
+	// maxTruncateErrs of them and a count, not one per chunk.
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	err = c.truncateChunks(cctx, f.layout, f.ino, 0, 100*testChunk)
+	if err == nil {
+		t.Fatal("truncateChunks with a cancelled context: no error")
+	}
+	var joined interface{ Unwrap() []error }
+	if !errors.As(err, &joined) {
+		t.Fatalf("truncateChunks error %v: not a joined error", err)
+	}
+	if n := len(joined.Unwrap()); n > maxTruncateErrs+1 {
+		t.Errorf("truncateChunks kept %d errors, want at most %d", n, maxTruncateErrs+1)
+	}
+}

@@ -423,8 +423,10 @@ func (c *Client) Chtimes(ctx context.Context, name string, atime, mtime time.Tim
 // Truncate sets the length of file name (following symlinks); bytes past
 // the new length are dropped. Needs write permission.
 func (c *Client) Truncate(ctx context.Context, name string, size int64) error {
-	if size < 0 {
-		return pathErr("truncate", name, errorf(proto.EINVAL))
+	// EINVAL for a negative size, EFBIG past proto.MaxFileSize (meta
+	// refuses it too): checked before anything is sent.
+	if err := proto.CheckFileRange(size, 0); err != nil {
+		return pathErr("truncate", name, err)
 	}
 	p, err := c.clusterPath(name)
 	if err != nil {

@@ -34,7 +34,9 @@ func checkRange(op, name string, off int64, n int) error {
 
 // splitRange cuts the file range [off, off+n) on chunk boundaries. The
 // range must have passed checkRange; one that has not (or a chunk size of
-// 0) gives no pieces rather than wrapped ones.
+// 0) gives no pieces rather than wrapped ones, so a caller that writes
+// must check the range itself (as writeRange does) rather than take no
+// pieces for nothing to do.
 func splitRange(chunkSize uint32, off int64, n int) []piece {
 	if n <= 0 || chunkSize == 0 || proto.CheckFileRange(off, int64(n)) != nil {
 		return nil

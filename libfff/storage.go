@@ -138,6 +138,11 @@ func (c *Client) writeRange(ctx context.Context, l *proto.Layout, ino uint64, p 
 		}
 		return proto.Errorf(proto.Unavailable, "the file has no chains (no storage was configured when it was created)")
 	}
+	// splitRange gives no pieces for a range past proto.MaxFileSize: fail
+	// rather than write nothing and report success.
+	if err := proto.CheckFileRange(off, int64(len(p))); err != nil {
+		return err
+	}
 	ps := splitRange(l.ChunkSize, off, len(p))
 	if len(ps) == 1 {
 		q := ps[0]
@@ -158,18 +163,38 @@ func (c *Client) writeRange(ctx context.Context, l *proto.Layout, ino uint64, p 
 	return errors.Join(errs...)
 }
 
+// maxTruncateErrs is how many chunk errors truncateChunks keeps; it
+// counts the rest.
+const maxTruncateErrs = 8
+
 // truncateChunks drops the bytes of a file at offsets >= size that an
 // earlier length of oldSize may have left in storage: the chunk holding
 // offset size is cut, the later ones (up to oldSize's chunk) removed. Meta
 // queues the same work for storage's garbage collection; doing it at once
 // keeps a truncate followed by an extension reading zeros.
+//
+// size must lie in [0, proto.MaxFileSize] (EFBIG, EINVAL otherwise: its
+// chunk indices would not fit the wire); an oldSize past the limit (or
+// wrapped negative from meta's uint64) is taken as the limit, since no
+// chunk lies beyond it. The errors are collected as they occur, not in a
+// slot per chunk index: a 16 TiB file has up to 2^32 chunks.
 func (c *Client) truncateChunks(ctx context.Context, l *proto.Layout, ino uint64, size, oldSize int64) error {
+	if err := proto.CheckFileRange(size, 0); err != nil {
+		return err
+	}
+	if oldSize < 0 || oldSize > proto.MaxFileSize {
+		oldSize = proto.MaxFileSize
+	}
 	if l == nil || l.ChunkSize == 0 || len(l.Chains) == 0 || oldSize <= size {
 		return nil
 	}
 	cs := int64(l.ChunkSize)
 	first, last := size/cs, (oldSize-1)/cs
-	errs := make([]error, last-first+1)
+	var (
+		mu      sync.Mutex
+		errs    []error
+		dropped int64
+	)
 	sem := make(chan struct{}, writeParallel)
 	var wg sync.WaitGroup
 	for idx := first; idx <= last; idx++ {
@@ -182,11 +207,20 @@ func (c *Client) truncateChunks(ctx context.Context, l *proto.Layout, ino uint64
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			err := c.truncateChunk(ctx, l, ino, uint64(idx), length)
-			if !errors.Is(err, proto.ErrUnknownMethod) { // no storage service: GC's job
-				errs[idx-first] = err
+			if err != nil && !errors.Is(err, proto.ErrUnknownMethod) { // no storage service: GC's job
+				mu.Lock()
+				if len(errs) < maxTruncateErrs {
+					errs = append(errs, err)
+				} else {
+					dropped++
+				}
+				mu.Unlock()
 			}
 		}()
 	}
 	wg.Wait()
+	if dropped > 0 {
+		errs = append(errs, proto.Errorf(proto.CodeOf(errs[0]), "and %d more chunk truncates failed", dropped))
+	}
 	return errors.Join(errs...)
 }

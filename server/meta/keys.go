@@ -2,9 +2,12 @@ package meta
 
 import (
 	"encoding/binary"
+	"errors"
+	"fmt"
 
 	"github.com/vmihailenco/msgpack/v5"
 
+	"fff/internal/proto"
 	"fff/server/kv"
 )
 
@@ -135,6 +138,20 @@ func marshal(v any) []byte {
 }
 
 func unmarshal(b []byte, v any) error { return msgpack.Unmarshal(b, v) }
+
+// damagedf is the error of a stored record that does not decode (err): EIO,
+// naming the record as format and args do, so that only the operations that
+// touch that record fail.
+func damagedf(err error, format string, args ...any) error {
+	return proto.Errorf(proto.EIO, "meta: damaged record of %s (see fffd check): %v", fmt.Sprintf(format, args...), err)
+}
+
+// isDamaged reports whether err is an EIO error (as damagedf returns), not
+// a failure of the KV or of the request.
+func isDamaged(err error) bool {
+	var pe *proto.Error
+	return errors.As(err, &pe) && pe.Code == proto.EIO
+}
 
 // bytesBuffer is a minimal io.Writer (and io.ByteWriter) that keeps the
 // slice it builds.

@@ -2,6 +2,7 @@ package meta
 
 import (
 	"context"
+	"errors"
 	"strings"
 
 	"fff/internal/proto"
@@ -188,15 +189,23 @@ func (s *Service) ReadDir(ctx context.Context, id Identity, ino uint64, after st
 		for _, p := range kvs {
 			var de dentry
 			if err := unmarshal(p.Value, &de); err != nil {
-				return err
+				return damagedf(err, "entry %q of directory %d", p.Key[9:], ino)
 			}
 			e := proto.DirEntry{Name: string(p.Key[9:]), Ino: de.Ino, Type: proto.FileType(de.Type)}
 			if plus {
 				n, err := loadInode(tx, de.Ino)
-				if err != nil {
+				switch {
+				case isDamaged(err) || errors.Is(err, proto.ErrNotFound):
+					// A damaged or lost inode record (an entry
+					// never outlives its inode otherwise): listed
+					// without attributes, so the rest of the
+					// directory stays readable; operations on this
+					// entry fail.
+				case err != nil:
 					return err
+				default:
+					e.Attr = n
 				}
-				e.Attr = n
 			}
 			entries = append(entries, e)
 		}
@@ -671,10 +680,11 @@ func (s *Service) Rename(ctx context.Context, id Identity, srcParent uint64, src
 // caller outside the file's group loses setgid; uid: root only (EPERM); gid:
 // root, or the owner to one of its own groups (EPERM); a file whose owner or
 // group changes loses setuid, and setgid if group-executable; size (files
-// only: EISDIR, EINVAL for symlinks): write permission (EACCES), bumps the
-// truncate version and, when shrinking, queues the cut-off range for GC;
-// explicit times: the owner or root (EPERM); times set to now: also anyone
-// with write permission (EACCES). ctime becomes now.
+// only: EISDIR, EINVAL for symlinks, EFBIG past proto.MaxFileSize): write
+// permission (EACCES), bumps the truncate version and, when shrinking,
+// queues the cut-off range for GC; explicit times: the owner or root
+// (EPERM); times set to now: also anyone with write permission (EACCES).
+// ctime becomes now.
 func (s *Service) SetAttr(ctx context.Context, id Identity, ino uint64, a proto.SetAttr) (proto.Inode, error) {
 	now := s.now()
 	var out proto.Inode
@@ -715,6 +725,9 @@ func (s *Service) SetAttr(ctx context.Context, id Identity, ino uint64, a proto.
 				return proto.Errorf(proto.EINVAL, "truncate %d: a symlink", ino)
 			}
 			if err := access(id, n, permW, "truncate"); err != nil {
+				return err
+			}
+			if err := checkFileSize("truncate", ino, a.Size); err != nil {
 				return err
 			}
 			if err := truncate(tx, n, a.Size, now); err != nil {

@@ -22,10 +22,6 @@ const (
 	DefaultInoBlock   uint64 = 1024
 	DefaultRootMode   uint32 = 0o755
 
-	// MinChunkSize and MaxChunkSize bound a directory's chunk size policy
-	// (a power of two).
-	MinChunkSize uint32 = 4 << 10
-	MaxChunkSize uint32 = 64 << 20
 	// MaxStripe bounds a directory's stripe policy.
 	MaxStripe uint32 = 1024
 
@@ -250,7 +246,7 @@ func loadInode(tx kv.ReadTxn, ino uint64) (*proto.Inode, error) {
 	}
 	var n proto.Inode
 	if err := unmarshal(v, &n); err != nil {
-		return nil, fmt.Errorf("meta: decode inode %d: %w", ino, err)
+		return nil, damagedf(err, "inode %d", ino)
 	}
 	return &n, nil
 }
@@ -276,7 +272,7 @@ func loadDentry(tx kv.ReadTxn, parent uint64, name string) (d dentry, ok bool, e
 		return d, false, err
 	}
 	if err := unmarshal(v, &d); err != nil {
-		return d, false, fmt.Errorf("meta: decode entry %q of %d: %w", name, parent, err)
+		return d, false, damagedf(err, "entry %q of directory %d", name, parent)
 	}
 	return d, true, nil
 }
@@ -470,8 +466,8 @@ func mix64(x uint64) uint64 {
 
 // checkDirLayout validates a directory layout policy.
 func (s *Service) checkDirLayout(ctx context.Context, p proto.DirLayout) error {
-	if c := p.ChunkSize; c != 0 && (bits.OnesCount32(c) != 1 || c < MinChunkSize || c > MaxChunkSize) {
-		return proto.Errorf(proto.EINVAL, "chunk size %d: want a power of two in [%d, %d]", c, MinChunkSize, MaxChunkSize)
+	if c := p.ChunkSize; c != 0 && (bits.OnesCount32(c) != 1 || c < proto.MinChunkSize || c > proto.MaxChunkSize) {
+		return proto.Errorf(proto.EINVAL, "chunk size %d: want a power of two in [%d, %d]", c, proto.MinChunkSize, proto.MaxChunkSize)
 	}
 	if p.Stripe > MaxStripe {
 		return proto.Errorf(proto.EINVAL, "stripe %d: at most %d", p.Stripe, MaxStripe)

@@ -123,12 +123,22 @@ func loadSession(tx kv.ReadTxn, id Identity, sess proto.Session) (session, error
 		return rec, proto.Errorf(proto.EBADF, "session %d of inode %d", sess.ID, sess.Ino)
 	}
 	if err := unmarshal(v, &rec); err != nil {
-		return rec, err
+		return rec, damagedf(err, "session %d of inode %d", sess.ID, sess.Ino)
 	}
 	if rec.UID != id.UID && !id.IsRoot() {
 		return rec, proto.Errorf(proto.EBADF, "session %d of inode %d: not the caller's", sess.ID, sess.Ino)
 	}
 	return rec, nil
+}
+
+// checkFileSize refuses a file size (a truncate or a session's length
+// report) beyond proto.MaxFileSize with EFBIG: meta records no size no
+// client can address, whatever the client checked.
+func checkFileSize(op string, ino, size uint64) error {
+	if size > uint64(proto.MaxFileSize) {
+		return proto.Errorf(proto.EFBIG, "%s inode %d to %d bytes: beyond the largest file size %d (16 TiB)", op, ino, size, proto.MaxFileSize)
+	}
+	return nil
 }
 
 // applyLength applies a length report of session rec to n; it reports
@@ -151,8 +161,13 @@ func applyLength(n *proto.Inode, rec session, length uint64, wrote bool, now int
 // knows it: the size becomes max(size, length) unless the file was
 // truncated after the session opened. wrote says the session wrote data: it
 // sets mtime and ctime. Closing the last session of an unlinked file
-// deletes it and queues its chunks for GC. EBADF for an unknown session.
+// deletes it and queues its chunks for GC. EBADF for an unknown session;
+// EFBIG for a length past proto.MaxFileSize (nothing changes, the session
+// stays open).
 func (s *Service) Close(ctx context.Context, id Identity, sess proto.Session, length uint64, wrote bool) (proto.Inode, error) {
+	if err := checkFileSize("close", sess.Ino, length); err != nil {
+		return proto.Inode{}, err
+	}
 	now := s.now()
 	var out proto.Inode
 	err := s.db.Update(ctx, func(tx kv.Txn) error {
@@ -184,6 +199,9 @@ func (s *Service) Close(ctx context.Context, id Identity, sess proto.Session, le
 // reports of long writes); it also refreshes the session for
 // PruneSessions.
 func (s *Service) ReportLength(ctx context.Context, id Identity, sess proto.Session, length uint64, wrote bool) (proto.Inode, error) {
+	if err := checkFileSize("report length of", sess.Ino, length); err != nil {
+		return proto.Inode{}, err
+	}
 	now := s.now()
 	var out proto.Inode
 	err := s.db.Update(ctx, func(tx kv.Txn) error {
@@ -239,7 +257,7 @@ func (s *Service) PruneSessions(ctx context.Context, id Identity, maxAge time.Du
 				next = kv.KeyAfter(p.Key)
 				var rec session
 				if err := unmarshal(p.Value, &rec); err != nil {
-					return err
+					return damagedf(err, "session key %x", p.Key)
 				}
 				if rec.Updated >= cutoff {
 					continue

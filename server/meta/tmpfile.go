@@ -82,6 +82,9 @@ func (s *Service) Publish(ctx context.Context, id Identity, r proto.MetaPublishR
 	if err := checkName(r.Name); err != nil {
 		return proto.Inode{}, err
 	}
+	if err := checkFileSize("publish", r.Session.Ino, r.Length); err != nil {
+		return proto.Inode{}, err
+	}
 	now := s.now()
 	var out proto.Inode
 	err := s.db.Update(ctx, func(tx kv.Txn) error {

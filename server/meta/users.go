@@ -56,7 +56,7 @@ func loadUser(tx kv.ReadTxn, name string) (*userRec, error) {
 	}
 	var u userRec
 	if err := unmarshal(v, &u); err != nil {
-		return nil, err
+		return nil, damagedf(err, "user %q", name)
 	}
 	return &u, nil
 }
@@ -158,7 +158,7 @@ func (s *Service) ListUsers(ctx context.Context, id Identity) ([]proto.User, err
 		for _, p := range kvs {
 			var u userRec
 			if err := unmarshal(p.Value, &u); err != nil {
-				return err
+				return damagedf(err, "user %q", p.Key[1:])
 			}
 			out = append(out, proto.User{Name: u.Name, UID: u.UID, GIDs: u.GIDs, Admin: u.Admin, Created: u.Created})
 		}
@@ -192,7 +192,7 @@ func (s *Service) RemoveUser(ctx context.Context, id Identity, name string) erro
 			for _, p := range kvs {
 				var o userRec
 				if err := unmarshal(p.Value, &o); err != nil {
-					return err
+					return damagedf(err, "user %q", p.Key[1:])
 				}
 				if o.Admin {
 					admins++
