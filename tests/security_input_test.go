@@ -59,16 +59,7 @@ func TestSecurityTruncateBeyondLimit(t *testing.T) {
 	cl := c.admin(t)
 	ctx := ctxFor(t)
 	orig := []byte("the start of the file")
-	f, err := cl.Create(ctx, "/big")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.Write(orig); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
+	put(t, cl, "/big", orig)
 	for _, size := range []int64{proto.MaxFileSize + 1, math.MaxInt64} {
 		if err := cl.Truncate(ctx, "/big", size); !errors.Is(err, syscall.EFBIG) {
 			t.Errorf("Truncate(/big, %d) = %v, want EFBIG", size, err)
