@@ -103,37 +103,45 @@ func runFuseSuite(ctx context.Context, cfg config) error {
 		return err
 	}
 	defer cleanup()
-	mnt := filepath.Join(p.dir, "mnt")
-	if err := os.MkdirAll(mnt, 0o755); err != nil {
-		return err
-	}
-	// The mount has its own client, as `fff mount` would.
+	// The mounts have their own client, as `fff mount` would.
 	mc, err := libfff.Connect(ctx, fusefs.ClientOptions(p.options()))
 	if err != nil {
 		return err
 	}
 	defer mc.Close()
-	srv, err := fusefs.Mount(ctx, mc, mnt, fusefs.Options{})
+	var servers []*fusefs.Server
+	defer func() {
+		for _, srv := range servers {
+			srv.Unmount()
+			srv.Wait()
+		}
+	}()
+	mountAt := func(name string, o fusefs.Options) (string, error) {
+		dir := filepath.Join(p.dir, name)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return "", err
+		}
+		srv, err := fusefs.Mount(ctx, mc, dir, o)
+		if err != nil {
+			return "", err
+		}
+		servers = append(servers, srv)
+		return dir, nil
+	}
+	mnt, err := mountAt("mnt", fusefs.Options{})
 	if err != nil {
 		return err
 	}
-	defer func() {
-		srv.Unmount()
-		srv.Wait()
-	}()
-	// A second mount with --direct-io, for the sequential rows.
-	mntDIO := filepath.Join(p.dir, "mnt-dio")
-	if err := os.MkdirAll(mntDIO, 0o755); err != nil {
-		return err
-	}
-	srvDIO, err := fusefs.Mount(ctx, mc, mntDIO, fusefs.Options{DirectIO: true})
+	// With --direct-io, for the sequential rows.
+	mntDIO, err := mountAt("mnt-dio", fusefs.Options{DirectIO: true})
 	if err != nil {
 		return err
 	}
-	defer func() {
-		srvDIO.Unmount()
-		srvDIO.Wait()
-	}()
+	// With --writeback, for the small-file rows.
+	mntWB, err := mountAt("mnt-wb", fusefs.Options{Writeback: true})
+	if err != nil {
+		return err
+	}
 
 	parts := map[string]bool{}
 	for _, p := range splitList(fuseCfg.parts) {
@@ -141,8 +149,8 @@ func runFuseSuite(ctx context.Context, cfg config) error {
 	}
 
 	fmt.Printf("\n## FUSE mount on a single-node cluster (fffd local)\n\n")
-	fmt.Printf("machine: %s; %d CPUs; data dir %s; mounts %s and, with --direct-io, %s (in the bench process: go-fuse, 1 MiB max read/write, readahead up to 32 MiB); cold cache before every measurement; FUSE and native alternate over %d rounds (medians)\n\n",
-		hostInfo(), runtime.NumCPU(), p.dir, mnt, mntDIO, cfg.rounds)
+	fmt.Printf("machine: %s; %d CPUs; data dir %s; mounts %s, with --direct-io %s, with --writeback %s (in the bench process: go-fuse, 1 MiB max read/write, readahead up to 32 MiB); cold cache before every measurement; FUSE and native alternate over %d rounds (medians)\n\n",
+		hostInfo(), runtime.NumCPU(), p.dir, mnt, mntDIO, mntWB, cfg.rounds)
 
 	if parts["seq"] {
 		if err := fuseSequential(ctx, cfg, p, c, mnt, mntDIO, size, rsize); err != nil {
@@ -155,7 +163,7 @@ func runFuseSuite(ctx context.Context, cfg config) error {
 		}
 	}
 	if parts["small"] {
-		if err := fuseSmallFiles(ctx, cfg, p, c, mnt); err != nil {
+		if err := fuseSmallFiles(ctx, cfg, p, c, mnt, mntWB); err != nil {
 			return err
 		}
 	}
@@ -275,7 +283,7 @@ func fuseRandom(ctx context.Context, cfg config, c *libfff.Client, mnt string, d
 // and without a `sync` after it), in rotation, cold cache before each copy.
 // The first copy into the mount is compared with the source (content,
 // size, mode and mtime of every file).
-func fuseSmallFiles(ctx context.Context, cfg config, p *fffdProc, c *libfff.Client, mnt string) error {
+func fuseSmallFiles(ctx context.Context, cfg config, p *fffdProc, c *libfff.Client, mnt, mntWB string) error {
 	mean, err := parseSize(fuseCfg.smallSize)
 	if err != nil {
 		return err
@@ -293,49 +301,70 @@ func fuseSmallFiles(ctx context.Context, cfg config, p *fffdProc, c *libfff.Clie
 		return err
 	}
 	defer os.RemoveAll(local)
-	cp := func(dst string, sync bool) (float64, error) {
+	// sync: none; "all" runs sync(1) (the local disk); "dir" runs
+	// `sync DST`, an fsync of the copy's directory, which on a write-back
+	// mount waits for every background close.
+	cp := func(dst, sync string) (float64, error) {
 		start := time.Now()
 		if out, err := exec.CommandContext(ctx, "cp", "-a", src, dst).CombinedOutput(); err != nil {
 			return 0, fmt.Errorf("fuse: cp -a %s %s: %v: %s", src, dst, err, out)
 		}
-		if sync {
-			if out, err := exec.CommandContext(ctx, "sync").CombinedOutput(); err != nil {
-				return 0, fmt.Errorf("fuse: sync: %v: %s", err, out)
+		var args []string
+		switch sync {
+		case "all":
+			args = []string{"sync"}
+		case "dir":
+			args = []string{"sync", dst}
+		}
+		if args != nil {
+			if out, err := exec.CommandContext(ctx, args[0], args[1:]...).CombinedOutput(); err != nil {
+				return 0, fmt.Errorf("fuse: %s: %v: %s", strings.Join(args, " "), err, out)
 			}
 		}
 		return time.Since(start).Seconds(), nil
 	}
-	var nm, nl, ns int
-	var firstMnt string
+	var copies []string // in the cluster, to compare and remove
+	n := 0
+	into := func(m, sync string) func() (float64, error) {
+		return func() (float64, error) {
+			n++
+			name := fmt.Sprintf("small-%d", n)
+			copies = append(copies, name)
+			return cp(filepath.Join(m, "bench", name), sync)
+		}
+	}
+	var nl, ns int
 	res, err := rotate(cfg,
-		func() (float64, error) {
-			nm++
-			dst := filepath.Join(mnt, "bench", fmt.Sprintf("small-%d", nm))
-			if firstMnt == "" {
-				firstMnt = dst
-			}
-			return cp(dst, false)
-		},
+		into(mnt, ""),
+		into(mntWB, "dir"),
+		into(mntWB, ""),
 		func() (float64, error) {
 			nl++
-			return cp(filepath.Join(local, fmt.Sprintf("cp-%d", nl)), false)
+			return cp(filepath.Join(local, fmt.Sprintf("cp-%d", nl)), "")
 		},
 		func() (float64, error) {
 			ns++
-			return cp(filepath.Join(local, fmt.Sprintf("cp-sync-%d", ns)), true)
+			return cp(filepath.Join(local, fmt.Sprintf("cp-sync-%d", ns)), "all")
 		})
 	if err != nil {
 		return err
 	}
-	if err := sameTree(src, firstMnt); err != nil {
-		return fmt.Errorf("fuse: the copy in the mount differs from the source: %w", err)
+	// The first round's copies, as another client sees them (through the
+	// plain mount, once the write-back mount's closes landed).
+	if err := syncDir(mntWB); err != nil {
+		return err
 	}
-	for i := 1; i <= nm; i++ {
-		if err := c.RemoveAll(ctx, fmt.Sprintf("/bench/small-%d", i)); err != nil {
+	for i, name := range copies {
+		if i < 3 {
+			if err := sameTree(src, filepath.Join(mnt, "bench", name)); err != nil {
+				return fmt.Errorf("fuse: the copy %s differs from the source: %w", name, err)
+			}
+		}
+		if err := c.RemoveAll(ctx, "/bench/"+name); err != nil {
 			return err
 		}
 	}
-	n := float64(fuseCfg.smallFiles)
+	nf := float64(fuseCfg.smallFiles)
 	fmt.Printf("\nSmall files: cp -a of %d files (%s, %s on average, in %d directories) into the mount and to a directory on the local disk (%s); cold cache before each copy; %d rounds in rotation, medians\n\n",
 		fuseCfg.smallFiles, formatSize(total), formatSize(total/int64(fuseCfg.smallFiles)), fuseCfg.smallDirs, local, cfg.rounds)
 	fmt.Println("| copy | files/s | MiB/s | seconds | mount / this | target | range (files/s) |")
@@ -346,17 +375,32 @@ func fuseSmallFiles(ctx context.Context, cfg config, p *fffdProc, c *libfff.Clie
 		t    []float64
 	}{
 		{"cp -a into the mount (each file durable at close)", res[0]},
-		{"cp -a to the local disk", res[1]},
-		{"cp -a to the local disk, then sync", res[2]},
+		{"cp -a into a --writeback mount, then `sync DIR` (all durable at the end)", res[1]},
+		{"cp -a into a --writeback mount (close returns before the data is on storage)", res[2]},
+		{"cp -a to the local disk", res[3]},
+		{"cp -a to the local disk, then sync", res[4]},
 	}
 	for i, r := range rows {
 		t := medianF(r.t)
 		target := ""
-		if i == 0 {
-			target = fmt.Sprintf("≥ %d files/s %s", fuseSmallTarget, verdict(n/t >= fuseSmallTarget))
+		if i <= 1 {
+			target = fmt.Sprintf("≥ %d files/s %s", fuseSmallTarget, verdict(nf/t >= fuseSmallTarget))
 		}
-		fmt.Printf("| %s | %.0f | %.1f | %.2f | %.2f | %s | %.0f–%.0f |\n", r.name, n/t, float64(total)/(1<<20)/t, t, t/mt, target,
-			n/slices.Max(r.t), n/slices.Min(r.t))
+		fmt.Printf("| %s | %.0f | %.1f | %.2f | %.2f | %s | %.0f–%.0f |\n", r.name, nf/t, float64(total)/(1<<20)/t, t, t/mt, target,
+			nf/slices.Max(r.t), nf/slices.Min(r.t))
+	}
+	return nil
+}
+
+// syncDir fsyncs directory dir.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", dir, err)
 	}
 	return nil
 }

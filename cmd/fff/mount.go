@@ -35,7 +35,7 @@ const envNotifyFD = "FFF_MOUNT_NOTIFY_FD"
 
 type mountOpts struct {
 	daemon, allowOther, readOnly, debug bool
-	directIO                            bool
+	directIO, writeback                 bool
 	attrTimeout, entryTimeout           time.Duration
 	negTimeout, retryTimeout            time.Duration
 	readahead                           string
@@ -66,6 +66,7 @@ See docs/fuse.md.`,
 	f.BoolVar(&o.readOnly, "read-only", false, "mount read-only")
 	f.BoolVar(&o.debug, "debug", false, "log every FUSE request")
 	f.BoolVar(&o.directIO, "direct-io", false, "bypass the kernel page cache: faster streams of large reads, slower small reads, no caching between opens (docs/fuse.md)")
+	f.BoolVar(&o.writeback, "writeback", false, "close(2) of small files returns before their data is on the cluster: faster copies of many small files; fsync(2) and unmounting wait for the data (docs/fuse.md)")
 	f.DurationVar(&o.attrTimeout, "attr-timeout", time.Second, "how long the kernel caches attributes (0: not at all)")
 	f.DurationVar(&o.entryTimeout, "entry-timeout", time.Second, "how long the kernel caches names (0: not at all)")
 	f.DurationVar(&o.negTimeout, "negative-timeout", time.Second, "how long the kernel remembers absent names (0: not at all)")
@@ -134,7 +135,7 @@ func runMount(ctx context.Context, out io.Writer, mountpoint string, o mountOpts
 	defer c.Close()
 	srv, err := fusefs.Mount(ctx, c, mnt, fusefs.Options{
 		ReadOnly: o.readOnly, AllowOther: o.allowOther, Debug: o.debug, DirectIO: o.directIO,
-		AttrTimeout: fuseTimeout(o.attrTimeout), EntryTimeout: fuseTimeout(o.entryTimeout),
+		Writeback: o.writeback, AttrTimeout: fuseTimeout(o.attrTimeout), EntryTimeout: fuseTimeout(o.entryTimeout),
 		NegativeTimeout: fuseTimeout(o.negTimeout), RetryTimeout: o.retryTimeout,
 		MaxReadahead: int(ra), Logger: log.Logger,
 	})
@@ -219,6 +220,7 @@ func daemonizeMount(ctx context.Context, out io.Writer, mnt string, o mountOpts)
 	args := []string{"mount", mnt, "--log", logPath,
 		"--allow-other=" + strconv.FormatBool(o.allowOther), "--read-only=" + strconv.FormatBool(o.readOnly),
 		"--debug=" + strconv.FormatBool(o.debug), "--direct-io=" + strconv.FormatBool(o.directIO),
+		"--writeback=" + strconv.FormatBool(o.writeback),
 		"--attr-timeout=" + o.attrTimeout.String(), "--entry-timeout=" + o.entryTimeout.String(),
 		"--negative-timeout=" + o.negTimeout.String(), "--retry-timeout=" + o.retryTimeout.String(),
 		"--readahead=" + o.readahead}

@@ -55,6 +55,7 @@ type testCluster struct {
 	c    *libfff.Client
 	meta *meta.Service
 	db   *countingDB
+	srv  *rpc.Server
 }
 
 func startCluster(t *testing.T) *testCluster {
@@ -109,5 +110,5 @@ func startCluster(t *testing.T) *testCluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	return &testCluster{c: c, meta: ms, db: db}
+	return &testCluster{c: c, meta: ms, db: db, srv: srv}
 }

@@ -20,6 +20,12 @@ type handle struct {
 	f   *libfff.File
 
 	ra readahead
+
+	// On FS.mu (writeback.go): the handle holds a write-back slot (its
+	// FLUSH returned without sending its data); RELEASE made it closing
+	// (its close goes on in the background).
+	wbSlot  bool
+	closing bool
 }
 
 func (fs *FS) addHandle(h *handle) uint64 {
@@ -77,7 +83,8 @@ func (fs *FS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) f
 	if fs.rofs() && (flag&syscall.O_ACCMODE != os.O_RDONLY || flag&os.O_TRUNC != 0) {
 		return fuse.EROFS
 	}
-	fs.attrs.settle() // the attributes at open decide FOPEN_KEEP_CACHE
+	fs.wbWait(in.NodeId) // its data and length are in meta
+	fs.attrs.settle()    // the attributes at open decide FOPEN_KEEP_CACHE
 	var f *libfff.File
 	err := fs.retry(cancel, func(ctx context.Context) (err error) {
 		f, err = fs.c.OpenIno(ctx, in.NodeId, "", flag)
@@ -102,7 +109,10 @@ func (fs *FS) Create(cancel <-chan struct{}, in *fuse.CreateIn, name string, out
 	flag := openFlag(in.Flags)
 	excl := in.Flags&syscall.O_EXCL != 0
 	if !excl {
-		fs.attrs.settle() // an existing file's attributes come back
+		// An existing file may come back (and be truncated): its
+		// attributes and data first.
+		fs.wbDrain()
+		fs.attrs.settle()
 	}
 	var f *libfff.File
 	err := fs.retry(cancel, func(ctx context.Context) (err error) {
@@ -192,6 +202,12 @@ func (fs *FS) Flush(cancel <-chan struct{}, in *fuse.FlushIn) fuse.Status {
 	if h == nil {
 		return fuse.EBADF
 	}
+	if err := fs.wbErr(h.ino); err != nil {
+		return status(err)
+	}
+	if fs.flushLater(cancel, h) {
+		return fuse.OK // RELEASE closes it in the background (writeback.go)
+	}
 	return status(h.flush())
 }
 
@@ -200,23 +216,37 @@ func (fs *FS) Fsync(cancel <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
 	if h == nil {
 		return fuse.EBADF
 	}
-	return status(h.flush())
+	err := h.flush()
+	if werr := fs.wbErr(h.ino); err == nil {
+		err = werr
+	}
+	return status(err)
 }
 
 func (fs *FS) Release(cancel <-chan struct{}, in *fuse.ReleaseIn) {
 	fs.mu.Lock()
 	h := fs.files[in.Fh]
 	delete(fs.files, in.Fh)
-	last := false
+	last, later := false, false
 	if h != nil {
-		delete(fs.byIno[h.ino], h)
-		if len(fs.byIno[h.ino]) == 0 {
-			delete(fs.byIno, h.ino)
-			last = true
+		later = h.wbSlot
+		h.wbSlot, h.closing = false, later
+		if !later {
+			fs.unlistLocked(h)
+		}
+		last = true
+		for o := range fs.byIno[h.ino] {
+			if o != h && !o.closing {
+				last = false
+			}
 		}
 	}
 	fs.mu.Unlock()
 	if h == nil {
+		return
+	}
+	if later {
+		fs.closeLater(h, last)
 		return
 	}
 	// The attribute changes land before the close, whose answer the page

@@ -126,6 +126,9 @@ func (e *Engine) ensureDir(id ChunkID) (string, error) {
 	}
 	mid := filepath.Dir(leaf)
 	for _, d := range []string{mid, leaf} {
+		if _, ok := e.dirs.Load(d); ok {
+			continue // made durable before (a young target's 256 ab/ directories, once each)
+		}
 		if err := os.Mkdir(d, dirMode); err != nil && !errors.Is(err, fs.ErrExist) {
 			return "", fmt.Errorf("chunkengine: %w", err)
 		}
@@ -134,8 +137,8 @@ func (e *Engine) ensureDir(id ChunkID) (string, error) {
 		if err := syncDir(filepath.Dir(d)); err != nil {
 			return "", err
 		}
+		e.dirs.Store(d, struct{}{})
 	}
-	e.dirs.Store(leaf, struct{}{})
 	return leaf, nil
 }
 
