@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/pelletier/go-toml/v2"
+
+	"fff/internal/rpc"
 )
 
 // Config is fffd's configuration: a TOML file (--config) with flags on top.
@@ -41,6 +43,13 @@ import (
 //
 //	[storage]
 //	targets = []          # target directories; `local` defaults to 2 under data_dir/targets
+//
+//	[rpc]                 # the limits of the RPC server (docs/security.md)
+//	max_conns = 4096
+//	max_conn_bytes = 268435456    # request bytes held per connection
+//	max_total_bytes = 1073741824  # large requests' bytes held by all connections
+//	frame_timeout = "30s"         # a request's bytes must keep coming; "-1s": no limit
+//	handshake_timeout = "10s"
 type Config struct {
 	Node    NodeConfig    `toml:"node"`
 	Log     LogConfig     `toml:"log"`
@@ -48,6 +57,17 @@ type Config struct {
 	Mgmtd   MgmtdConfig   `toml:"mgmtd"`
 	Meta    MetaConfig    `toml:"meta"`
 	Storage StorageConfig `toml:"storage"`
+	RPC     RPCConfig     `toml:"rpc"`
+}
+
+// RPCConfig bounds what clients can make the RPC server hold
+// (rpc.ServerOptions).
+type RPCConfig struct {
+	MaxConns         int      `toml:"max_conns"`
+	MaxConnBytes     int      `toml:"max_conn_bytes"`
+	MaxTotalBytes    int      `toml:"max_total_bytes"`
+	FrameTimeout     Duration `toml:"frame_timeout"`
+	HandshakeTimeout Duration `toml:"handshake_timeout"`
 }
 
 type NodeConfig struct {
@@ -112,6 +132,8 @@ func defaultConfig() Config {
 		KV:    KVConfig{Backend: "bbolt", Path: "meta.db", Prefix: "fff"},
 		Mgmtd: MgmtdConfig{HeartbeatTimeout: Duration{10 * time.Second}},
 		Meta:  MetaConfig{ChunkSize: 4 << 20, SessionTimeout: Duration{30 * time.Minute}},
+		RPC: RPCConfig{MaxConns: rpc.DefaultMaxConns, MaxConnBytes: rpc.DefaultMaxInFlightBytes, MaxTotalBytes: rpc.DefaultMaxTotalBytes,
+			FrameTimeout: Duration{rpc.DefaultFrameTimeout}, HandshakeTimeout: Duration{rpc.DefaultHandshakeTimeout}},
 	}
 }
 
@@ -162,6 +184,9 @@ func (c *Config) validate() error {
 	}
 	if c.Meta.SessionTimeout.Duration <= 0 {
 		return fmt.Errorf("config: meta.session_timeout must be positive")
+	}
+	if c.RPC.MaxConns <= 0 || c.RPC.MaxConnBytes <= 0 || c.RPC.MaxTotalBytes <= 0 || c.RPC.HandshakeTimeout.Duration <= 0 || c.RPC.FrameTimeout.Duration == 0 {
+		return fmt.Errorf("config: rpc.max_conns, max_conn_bytes, max_total_bytes and handshake_timeout must be positive, frame_timeout not 0 (negative: no limit)")
 	}
 	if c.Meta.ChunkSize <= 0 || c.Meta.ChunkSize&(c.Meta.ChunkSize-1) != 0 {
 		return fmt.Errorf("config: meta.chunk_size %d must be a power of two", c.Meta.ChunkSize)

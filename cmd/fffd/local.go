@@ -124,7 +124,9 @@ func (n *node) startMeta(ctx context.Context, opts meta.Options) (*meta.Service,
 // serve runs the RPC server and the given background loops until ctx ends,
 // then shuts down gracefully.
 func (n *node) serve(ctx context.Context, auth rpc.Authenticator, register func(*rpc.Server), loops ...func(context.Context) error) error {
-	opts := rpc.ServerOptions{Auth: auth, Logger: n.log}
+	r := n.cfg.RPC
+	opts := rpc.ServerOptions{Auth: auth, Logger: n.log, MaxConns: r.MaxConns, MaxInFlightBytes: r.MaxConnBytes,
+		MaxTotalBytes: r.MaxTotalBytes, FrameTimeout: r.FrameTimeout.Duration, HandshakeTimeout: r.HandshakeTimeout.Duration}
 	if n.uln != nil {
 		opts.LocalSocket = n.uln.Addr().String()
 	}

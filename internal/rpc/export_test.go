@@ -33,3 +33,18 @@ func (testFrames) Status(b []byte) proto.Code {
 	}
 	return proto.Code(binary.LittleEndian.Uint16(b[6:]))
 }
+
+// HeldBytes returns the request bytes the server holds (MaxTotalBytes).
+func HeldBytes(s *Server) int {
+	s.total.mu.Lock()
+	defer s.total.mu.Unlock()
+	return s.total.bytes
+}
+
+// BudgetWaits returns how often a request waited for the server's total
+// budget.
+func BudgetWaits(s *Server) int {
+	s.total.mu.Lock()
+	defer s.total.mu.Unlock()
+	return s.total.waits
+}

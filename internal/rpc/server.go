@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"net"
+	"os"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -33,6 +34,9 @@ const (
 
 	DefaultMaxInFlight      = 256       // concurrent requests per server connection
 	DefaultMaxInFlightBytes = 256 << 20 // request bodies+payloads held per server connection
+	DefaultMaxTotalBytes    = 1 << 30   // request bodies+payloads held by the whole server
+	DefaultMaxConns         = 4096      // connections served at once
+	DefaultFrameTimeout     = 30 * time.Second
 	DefaultHandshakeTimeout = 10 * time.Second
 	DefaultWriteTimeout     = 60 * time.Second
 
@@ -116,6 +120,22 @@ type ServerOptions struct {
 	// reached the server stops reading from that connection until a
 	// response has been written.
 	MaxInFlight, MaxInFlightBytes int
+	// MaxTotalBytes bounds the bodies and payloads of the large requests
+	// (over 64 KiB) held by all connections together: a connection whose
+	// next request would go beyond it stops being read until others'
+	// requests end. Small requests are counted but never wait, so that
+	// metadata calls and reads get through while uploads wait. A request
+	// larger than the whole budget is admitted when nothing else is held.
+	MaxTotalBytes int
+	// MaxConns bounds the connections served at once; one accepted beyond
+	// it is closed at once (and logged).
+	MaxConns int
+	// FrameTimeout bounds the wait for the next bytes of a request whose
+	// header has arrived: a peer that announces a body or payload and stops
+	// sending it for this long is disconnected and what its request held is
+	// released. Between requests a connection may stay idle. Negative
+	// means no limit.
+	FrameTimeout time.Duration
 	// HandshakeTimeout bounds the time from accept to an accepted handshake.
 	HandshakeTimeout time.Duration
 	// WriteTimeout bounds each write to a connection; a peer that does not
@@ -137,6 +157,15 @@ func (o *ServerOptions) normalize() {
 	}
 	if o.MaxInFlightBytes <= 0 {
 		o.MaxInFlightBytes = DefaultMaxInFlightBytes
+	}
+	if o.MaxTotalBytes <= 0 {
+		o.MaxTotalBytes = DefaultMaxTotalBytes
+	}
+	if o.MaxConns <= 0 {
+		o.MaxConns = DefaultMaxConns
+	}
+	if o.FrameTimeout == 0 {
+		o.FrameTimeout = DefaultFrameTimeout
 	}
 	if o.HandshakeTimeout <= 0 {
 		o.HandshakeTimeout = DefaultHandshakeTimeout
@@ -161,10 +190,13 @@ type Server struct {
 	handlers atomic.Pointer[map[uint16]HandlerFunc]
 	hmu      sync.Mutex // serializes Handle
 
+	total budget // request bytes held by all connections (MaxTotalBytes)
+
 	mu        sync.Mutex
 	closing   bool
 	listeners map[net.Listener]struct{}
 	conns     map[*serverConn]struct{}
+	refused   int // connections refused for MaxConns
 	connWG    sync.WaitGroup
 }
 
@@ -178,6 +210,8 @@ func NewServer(opts ServerOptions) *Server {
 		conns:     map[*serverConn]struct{}{},
 	}
 	s.handlers.Store(&map[uint16]HandlerFunc{})
+	s.total.init(math.MaxInt, opts.MaxTotalBytes)
+	s.total.shared = true
 	return s
 }
 
@@ -230,8 +264,11 @@ func (s *Server) Serve(l net.Listener) error {
 		}
 		backoff = 0
 		sc := s.newServerConn(nc)
-		if !s.track(sc) {
+		if ok, full := s.track(sc); !ok {
 			nc.Close()
+			if full {
+				continue
+			}
 			return ErrServerClosed
 		}
 		go func() {
@@ -247,15 +284,28 @@ func (s *Server) isClosing() bool {
 	return s.closing
 }
 
-func (s *Server) track(sc *serverConn) bool {
+// track adds sc to the connections served; it refuses it when the server
+// is closing, or serves MaxConns already (full).
+func (s *Server) track(sc *serverConn) (ok, full bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
-		return false
+		return false, false
+	}
+	if len(s.conns) >= s.opts.MaxConns {
+		// Logged for the first refusal and every 1024th after it, so that
+		// a flood does not flood the log too.
+		if s.refused%1024 == 0 {
+			s.log.Warn().Int("max_conns", s.opts.MaxConns).Int("refused", s.refused+1).Stringer("peer", sc.nc.RemoteAddr()).
+				Msg("rpc: too many connections; closing the new one")
+		}
+		s.refused++
+		sc.cancel()
+		return false, true
 	}
 	s.conns[sc] = struct{}{}
 	s.connWG.Add(1)
-	return true
+	return true, false
 }
 
 func (s *Server) untrack(sc *serverConn) {
@@ -370,6 +420,7 @@ func (sc *serverConn) drain() {
 	_ = sc.nc.SetReadDeadline(time.Now())
 	sc.mu.Unlock()
 	sc.budget.close()
+	sc.s.total.wake()
 }
 
 // kill closes the connection and cancels every handler.
@@ -383,6 +434,7 @@ func (sc *serverConn) kill() {
 	sc.nc.Close()
 	sc.cancel()
 	sc.budget.close()
+	sc.s.total.wake()
 }
 
 func (sc *serverConn) isDraining() bool {
@@ -541,15 +593,24 @@ func (sc *serverConn) readLoop() error {
 		if !sc.budget.acquire(size) {
 			return proto.Errorf(proto.Unavailable, "rpc: connection closing")
 		}
+		if size <= smallFrame {
+			// Small requests cost their sender as much as they hold, and
+			// must get through while large ones wait: metadata calls and
+			// reads keep being served when stalled uploads fill the budget.
+			sc.s.total.take(size)
+		} else if !sc.s.total.acquireUnless(size, sc.isDraining) {
+			sc.budget.release(size)
+			return proto.Errorf(proto.Unavailable, "rpc: connection closing")
+		}
 		c := &serverCall{sc: sc, h: h, size: size}
 		c.body = sc.s.bufs.get(int(h.bodyLen))
-		if _, err := io.ReadFull(sc.br, *c.body); err != nil {
+		if err := sc.readFrame(*c.body); err != nil {
 			c.release()
 			return err
 		}
 		if h.payloadLen > 0 {
 			c.payload = sc.s.bufs.get(int(h.payloadLen))
-			if _, err := io.ReadFull(sc.br, *c.payload); err != nil {
+			if err := sc.readFrame(*c.payload); err != nil {
 				c.release()
 				return err
 			}
@@ -558,6 +619,53 @@ func (sc *serverConn) readLoop() error {
 			c.release()
 			return err
 		}
+	}
+}
+
+const (
+	// frameStep is how much of a frame readFrame reads per deadline.
+	frameStep = 1 << 20
+	// smallFrame: requests up to this size are counted in the server's
+	// total budget but never wait for it (MaxTotalBytes).
+	smallFrame = 64 << 10
+)
+
+// readFrame reads the rest of a frame into b, in steps of frameStep, each
+// of which must arrive within FrameTimeout: a peer that stalls in the
+// middle of a request it announced loses its connection (and the request
+// its buffers and budget), one that is slow but sending keeps it.
+func (sc *serverConn) readFrame(b []byte) error {
+	t := sc.s.opts.FrameTimeout
+	if t < 0 {
+		_, err := io.ReadFull(sc.br, b)
+		return err
+	}
+	if len(b) <= sc.br.Buffered() {
+		_, err := io.ReadFull(sc.br, b) // already here: no deadline to set
+		return err
+	}
+	defer sc.setReadDeadline(time.Time{})
+	for len(b) > 0 {
+		n := min(len(b), frameStep)
+		sc.setReadDeadline(time.Now().Add(t))
+		if _, err := io.ReadFull(sc.br, b[:n]); err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) && !sc.isDraining() {
+				sc.log.Warn().Dur("frame_timeout", t).Msg("rpc: peer stopped sending a request; closing the connection")
+			}
+			return err
+		}
+		b = b[n:]
+	}
+	return nil
+}
+
+// setReadDeadline sets the connection's read deadline unless it is
+// draining (drain's deadline in the past must stay).
+func (sc *serverConn) setReadDeadline(d time.Time) {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	if !sc.draining {
+		_ = sc.nc.SetReadDeadline(d)
 	}
 }
 
@@ -609,6 +717,7 @@ func (c *serverCall) release() {
 	c.sc.s.bufs.put(c.body)
 	c.sc.s.bufs.put(c.payload)
 	c.sc.budget.release(c.size)
+	c.sc.s.total.release(c.size)
 }
 
 // finish ends a started call: after its response was written or dropped.
@@ -729,6 +838,8 @@ type budget struct {
 	n, maxN         int
 	bytes, maxBytes int
 	closed          bool
+	shared          bool // waited for by many connections: release wakes them all
+	waits           int  // acquisitions that had to wait (tests)
 }
 
 func (b *budget) init(maxN, maxBytes int) {
@@ -739,10 +850,22 @@ func (b *budget) init(maxN, maxBytes int) {
 // acquire waits for room for one request of size bytes; a request larger
 // than the whole byte budget is admitted when nothing else is in flight. It
 // returns false once the budget is closed.
-func (b *budget) acquire(size int) bool {
+func (b *budget) acquire(size int) bool { return b.acquireUnless(size, nil) }
+
+// acquireUnless is acquire that also gives up (returning false) when stop,
+// checked whenever the budget is woken (release, wake), returns true.
+func (b *budget) acquireUnless(size int, stop func() bool) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	waited := false
 	for !b.closed && (b.n >= b.maxN || (b.n > 0 && b.bytes+size > b.maxBytes)) {
+		if stop != nil && stop() {
+			return false
+		}
+		if !waited {
+			b.waits++
+			waited = true
+		}
 		b.cond.Wait()
 	}
 	if b.closed {
@@ -758,7 +881,26 @@ func (b *budget) release(size int) {
 	b.n--
 	b.bytes -= size
 	b.mu.Unlock()
-	b.cond.Signal()
+	if b.shared {
+		b.cond.Broadcast()
+	} else {
+		b.cond.Signal()
+	}
+}
+
+// take counts size bytes in flight without waiting for room.
+func (b *budget) take(size int) {
+	b.mu.Lock()
+	b.n++
+	b.bytes += size
+	b.mu.Unlock()
+}
+
+// wake wakes every waiter, to check its stop condition.
+func (b *budget) wake() {
+	b.mu.Lock()
+	b.mu.Unlock()
+	b.cond.Broadcast()
 }
 
 func (b *budget) close() {

@@ -1,0 +1,143 @@
+package tests
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// Bounded resources (docs/security.md): connections that announce large
+// requests and stall cannot make fffd hold more than its budget, lose their
+// connection after rpc.frame_timeout, and other clients are served
+// meanwhile.
+
+// wireHello is the first frame of a connection (docs/wire.md): a 32-byte
+// header (magic 0xF3, version 1, kind 1, body length at 16) and a msgpack
+// body with the protocol version and the token.
+func wireHello(token string) []byte {
+	body, err := msgpack.Marshal(map[string]any{"version": 1, "token": token, "max_body": 1 << 20, "max_payload": 1 << 20})
+	if err != nil {
+		panic(err)
+	}
+	return append(wireHeader(1, 0, 0, uint32(len(body)), 0), body...)
+}
+
+// wireHeader is a frame header of kind k (3: request).
+func wireHeader(k byte, id uint64, method uint16, bodyLen, payloadLen uint32) []byte {
+	b := make([]byte, 32)
+	b[0], b[1], b[2] = 0xF3, 1, k
+	binary.LittleEndian.PutUint16(b[4:], method)
+	binary.LittleEndian.PutUint64(b[8:], id)
+	binary.LittleEndian.PutUint32(b[16:], bodyLen)
+	binary.LittleEndian.PutUint32(b[20:], payloadLen)
+	return b
+}
+
+// procKiB returns a /proc/PID/status field in KiB (VmRSS, VmHWM).
+func procKiB(t *testing.T, pid int, field string) int {
+	t.Helper()
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
+			n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	t.Fatalf("no %s in /proc/%d/status", field, pid)
+	return 0
+}
+
+// TestStalledUploadsBounded: 8 connections of an ordinary user each
+// announce a 60 MiB request, send 40 MiB of it and stall. fffd, with a
+// 48 MiB budget for large requests and a 500 ms frame timeout, reads one of
+// them at a time and disconnects each when it stalls; its peak resident
+// memory grows by far less than the 320 MiB they sent (it grew by ~330 MiB
+// before the budget), and a client stats, writes and reads a file
+// meanwhile.
+func TestStalledUploadsBounded(t *testing.T) {
+	c := &cluster{data: t.TempDir()}
+	c.config = filepath.Join(t.TempDir(), "fffd.toml")
+	if err := os.WriteFile(c.config, []byte("[rpc]\nmax_total_bytes = 50331648\nframe_timeout = \"500ms\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.start(t)
+	admin := c.admin(t)
+	ctx := ctxFor(t)
+	tok, err := admin.UserAdd(ctx, "mallory", 4242, []uint32{4242}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	put(t, admin, "/before", []byte("served before"))
+	base := procKiB(t, c.pid, "VmRSS")
+
+	const conns, announce, send = 8, 60 << 20, 40 << 20
+	var wg sync.WaitGroup
+	closed := make(chan error, conns)
+	for i := range conns {
+		nc, err := net.Dial("tcp", c.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { nc.Close() })
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// A 60 s bound only against a server that never closes a
+			// stalled connection (it takes 500 ms).
+			nc.SetDeadline(time.Now().Add(60 * time.Second))
+			nc.Write(wireHello(tok))
+			nc.Write(wireHeader(3, uint64(i+1), 1, 0, announce))
+			nc.Write(make([]byte, send)) // blocks while fffd does not read; fails once it closes
+			// Stalled: wait for fffd to close the connection.
+			_, err := io.Copy(io.Discard, nc)
+			closed <- err
+		}()
+	}
+	// Served meanwhile (small requests never wait for the budget).
+	if _, err := admin.Stat(ctx, "/before"); err != nil {
+		t.Fatalf("stat during the attack: %v", err)
+	}
+	put(t, admin, "/during", []byte("served during"))
+	if got := get(t, admin, "/during"); !bytes.Equal(got, []byte("served during")) {
+		t.Fatalf("read during the attack: %q", got)
+	}
+	wg.Wait()
+	for range conns {
+		var ne net.Error
+		if err := <-closed; errors.As(err, &ne) && ne.Timeout() {
+			t.Fatal("fffd kept a stalled connection open for 60s")
+		}
+	}
+	peak := procKiB(t, c.pid, "VmHWM")
+	growth := (peak - base) >> 10
+	t.Logf("fffd resident memory: %d MiB before, peak %d MiB (+%d MiB) against %d MiB sent by stalled connections",
+		base>>10, peak>>10, growth, conns*send>>20)
+	if growth > 160 {
+		t.Fatalf("fffd's peak resident memory grew by %d MiB, budget 48 MiB", growth)
+	}
+	if _, err := admin.Stat(context.Background(), "/during"); err != nil {
+		t.Fatalf("stat after the attack: %v", err)
+	}
+}
