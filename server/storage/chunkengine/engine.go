@@ -52,6 +52,10 @@ type Options struct {
 	CommitDelay time.Duration
 	// NoDirect forces buffered (page cache) IO even where O_DIRECT works.
 	NoDirect bool
+	// BallastSize is the room kept for removals on a full disk, a
+	// preallocated file TARGET/ballast (ballast.go). Default
+	// DefaultBallastSize (16 MiB); negative: none.
+	BallastSize int64
 	// Logger receives the engine's warnings; the zero Logger discards them.
 	Logger zerolog.Logger
 }
@@ -86,6 +90,10 @@ type Engine struct {
 
 	readRetries atomic.Int64 // reads re-planned after a concurrent commit
 	orphans     int          // data files removed by Open
+
+	ballast   int64       // Options.BallastSize (ballast.go); <= 0: none
+	ballastMu sync.Mutex  // making or deleting the ballast
+	noBallast atomic.Bool // the ballast is missing (released, or no room to make it)
 }
 
 // lockStripes is the number of per-chunk write locks; chunks share a
@@ -119,6 +127,10 @@ func Open(ctx context.Context, dir string, opts Options) (_ *Engine, err error) 
 		maxChunk: opts.MaxChunkSize,
 		log:      opts.Logger,
 		ring:     opts.Ring,
+		ballast:  opts.BallastSize,
+	}
+	if e.ballast == 0 {
+		e.ballast = DefaultBallastSize
 	}
 	if e.maxChunk == 0 {
 		e.maxChunk = DefaultMaxChunkSize
@@ -190,6 +202,7 @@ func Open(ctx context.Context, dir string, opts Options) (_ *Engine, err error) 
 	if !e.direct && !e.noDirect {
 		e.log.Warn().Str("dir", dir).Msg("chunkengine: the filesystem refuses O_DIRECT; using buffered IO (reads go through the page cache)")
 	}
+	e.ensureBallast()
 	return e, nil
 }
 
@@ -528,21 +541,41 @@ func (e *Engine) Remove(ctx context.Context, id ChunkID) error {
 		if !errors.Is(err, proto.ErrChecksumMismatch) {
 			return err
 		}
-		if err := e.commit(ctx, id, prevDamaged, nil); err != nil {
+		if err := e.commitRemoval(ctx, id, prevDamaged); err != nil {
 			return err
 		}
 		e.removeAllFiles(id)
+		e.restoreBallast()
 		return nil
 	}
 	if cur == nil {
 		return notFound(id)
 	}
-	if err := e.commit(ctx, id, cur, nil); err != nil {
+	if err := e.commitRemoval(ctx, id, cur); err != nil {
 		return err
 	}
 	e.retire(id, cur.gen)
 	e.removeFile(id, cur.gen)
+	e.restoreBallast()
 	return nil
+}
+
+// commitRemoval commits the deletion of chunk id's record, using the
+// ballast if the disk is full (ballast.go).
+func (e *Engine) commitRemoval(ctx context.Context, id ChunkID, prev *record) error {
+	err := e.commit(ctx, id, prev, nil)
+	if isNoSpace(err) && e.releaseBallast() {
+		err = e.commit(ctx, id, prev, nil)
+	}
+	return err
+}
+
+// restoreBallast makes the ballast again after a removal, if it is missing
+// and there is room (ballast.go).
+func (e *Engine) restoreBallast() {
+	if e.noBallast.Load() {
+		e.ensureBallast()
+	}
 }
 
 // bufPool recycles Align-aligned buffers in power-of-two classes from
