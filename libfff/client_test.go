@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
-	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -14,10 +13,8 @@ import (
 	"time"
 
 	"fff/internal/proto"
-	"fff/internal/rpc"
-	"fff/server/kv/memkv"
+	"fff/internal/testcluster"
 	"fff/server/meta"
-	"fff/server/mgmtd"
 )
 
 // The client against mgmtd and meta served in process over real loopback
@@ -29,36 +26,8 @@ type testCluster struct {
 
 func startCluster(t *testing.T) testCluster {
 	t.Helper()
-	ctx := context.Background()
-	db := memkv.New()
-	t.Cleanup(func() { db.Close() })
-	mg, err := mgmtd.New(ctx, db, mgmtd.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	targets := []string{filepath.Join(dir, "t0"), filepath.Join(dir, "t1")}
-	if err := mgmtd.Bootstrap(ctx, mg, 1, l.Addr().String(), targets, 1); err != nil {
-		t.Fatal(err)
-	}
-	ms := meta.New(db, meta.Options{ChainTables: mg})
-	if err := ms.Init(ctx); err != nil {
-		t.Fatal(err)
-	}
-	tok, err := ms.EnsureAdmin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := rpc.NewServer(rpc.ServerOptions{Auth: ms.Authenticator()})
-	mgmtd.RegisterHandlers(srv, mg)
-	ms.Register(srv)
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
-	return testCluster{addr: l.Addr().String(), adminToken: tok}
+	c := testcluster.Start(t, testcluster.Options{})
+	return testCluster{addr: c.Addr, adminToken: c.AdminToken}
 }
 
 func connect(t *testing.T, addr, token string) *Client {

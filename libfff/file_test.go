@@ -8,9 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"math/rand/v2"
-	"net"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -19,8 +17,7 @@ import (
 	"fff/ffrecord"
 	"fff/internal/proto"
 	"fff/internal/rpc"
-	"fff/server/kv/memkv"
-	"fff/server/meta"
+	"fff/internal/testcluster"
 	"fff/server/mgmtd"
 )
 
@@ -160,38 +157,12 @@ func (s *fakeStorage) register(srv *rpc.Server) {
 // startDataCluster is startCluster with the fake storage service.
 func startDataCluster(t *testing.T) (testCluster, *fakeStorage) {
 	t.Helper()
-	ctx := context.Background()
-	db := memkv.New()
-	t.Cleanup(func() { db.Close() })
-	mg, err := mgmtd.New(ctx, db, mgmtd.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	targets := []string{filepath.Join(dir, "t0"), filepath.Join(dir, "t1"), filepath.Join(dir, "t2")}
-	if err := mgmtd.Bootstrap(ctx, mg, 1, l.Addr().String(), targets, 1); err != nil {
-		t.Fatal(err)
-	}
-	ms := meta.New(db, meta.Options{ChainTables: mg})
-	if err := ms.Init(ctx); err != nil {
-		t.Fatal(err)
-	}
-	tok, err := ms.EnsureAdmin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fs := &fakeStorage{mg: mg, chunks: map[fakeChunk][]byte{}}
-	srv := rpc.NewServer(rpc.ServerOptions{Auth: ms.Authenticator()})
-	mgmtd.RegisterHandlers(srv, mg)
-	ms.Register(srv)
-	fs.register(srv)
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
-	return testCluster{addr: l.Addr().String(), adminToken: tok}, fs
+	var fs *fakeStorage
+	c := testcluster.Start(t, testcluster.Options{Targets: 3, Register: func(srv *rpc.Server, mg *mgmtd.Service) {
+		fs = &fakeStorage{mg: mg, chunks: map[fakeChunk][]byte{}}
+		fs.register(srv)
+	}})
+	return testCluster{addr: c.Addr, adminToken: c.AdminToken}, fs
 }
 
 func randBytes(r *rand.Rand, n int) []byte {

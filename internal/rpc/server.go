@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -367,6 +368,18 @@ func (s *Server) Close() error {
 }
 
 func (s *Server) handler(m uint16) HandlerFunc { return (*s.handlers.Load())[m] }
+
+// Methods returns the registered method numbers in increasing order: what
+// a client can call (the surface tests and fuzzing walk).
+func (s *Server) Methods() []uint16 {
+	m := *s.handlers.Load()
+	out := make([]uint16, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
 
 // serverConn is one accepted connection: a reader (serve/readLoop), a writer
 // goroutine, and one goroutine per request in flight.

@@ -2,19 +2,14 @@ package fusefs
 
 import (
 	"context"
-	"net"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 
-	"fff/internal/cluster"
 	"fff/internal/rpc"
+	"fff/internal/testcluster"
 	"fff/libfff"
 	"fff/server/kv"
-	"fff/server/kv/memkv"
 	"fff/server/meta"
-	"fff/server/mgmtd"
-	"fff/server/storage"
 	"fff/server/storage/chunkengine"
 )
 
@@ -60,55 +55,16 @@ type testCluster struct {
 
 func startCluster(t *testing.T) *testCluster {
 	t.Helper()
-	ctx := context.Background()
-	raw := memkv.New()
-	t.Cleanup(func() { raw.Close() })
-	db := &countingDB{DB: raw}
-	mg, err := mgmtd.New(ctx, raw, mgmtd.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	paths := []string{filepath.Join(dir, "t0"), filepath.Join(dir, "t1")}
-	if err := mgmtd.Bootstrap(ctx, mg, 1, l.Addr().String(), paths, 1); err != nil {
-		t.Fatal(err)
-	}
-	ms := meta.New(db, meta.Options{ChainTables: mg})
-	if err := ms.Init(ctx); err != nil {
-		t.Fatal(err)
-	}
-	tok, err := ms.EnsureAdmin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	routing := cluster.NewRoutingCache(mg, cluster.RoutingCacheOptions{})
-	if err := routing.Refresh(ctx); err != nil {
-		t.Fatal(err)
-	}
-	var tcs []storage.TargetConfig
-	for _, tg := range routing.Get().Targets {
-		tcs = append(tcs, storage.TargetConfig{ID: tg.ID, Path: tg.Path})
-	}
-	st, err := storage.New(ctx, storage.Options{NodeID: 1, Targets: tcs, Routing: routing,
-		Engine: chunkengine.Options{MaxChunkSize: chunkengine.MaxChunkSizeLimit, NoDirect: true}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	srv := rpc.NewServer(rpc.ServerOptions{Auth: ms.Authenticator()})
-	mgmtd.RegisterHandlers(srv, mg)
-	meta.RegisterHandlers(srv, ms)
-	st.RegisterHandlers(srv)
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
-	c, err := libfff.Connect(ctx, ClientOptions(libfff.Options{Address: l.Addr().String(), Token: tok}))
+	var db *countingDB
+	tc := testcluster.Start(t, testcluster.Options{
+		WrapDB:  func(raw kv.DB) kv.DB { db = &countingDB{DB: raw}; return db },
+		Storage: true,
+		Engine:  chunkengine.Options{MaxChunkSize: chunkengine.MaxChunkSizeLimit, NoDirect: true},
+	})
+	c, err := libfff.Connect(context.Background(), ClientOptions(libfff.Options{Address: tc.Addr, Token: tc.AdminToken}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	return &testCluster{c: c, meta: ms, db: db, srv: srv}
+	return &testCluster{c: c, meta: tc.Meta, db: db, srv: tc.Server}
 }
