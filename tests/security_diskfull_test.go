@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -39,7 +40,7 @@ func TestDiskFullRemovalFreesSpace(t *testing.T) {
 		}
 		return int64(st.Bavail) * int64(st.Bsize)
 	}
-	for _, b := range []string{"targets/0/ballast", "targets/1/ballast"} {
+	for _, b := range []string{"meta.db.ballast", "targets/0/chunks.db.ballast", "targets/1/chunks.db.ballast"} {
 		if _, err := os.Stat(filepath.Join(c.data, b)); err != nil {
 			t.Fatalf("no ballast: %v", err)
 		}
@@ -89,7 +90,30 @@ func TestDiskFullRemovalFreesSpace(t *testing.T) {
 			t.Fatal("writing 1 MiB on a full disk succeeded")
 		}
 	}
-	if r := fff(t, c.env(c.token), "rm", "/big"); r.code != 0 {
+	// Metadata too: empty files until meta's KV has no free page left and
+	// cannot grow (or many: meta.db may have room for all of them).
+	var names []string
+	for i := range 20000 {
+		f, err := cl.Create(ctxFor(t), fmt.Sprintf("/empty-%05d", i))
+		if err != nil {
+			if !errors.Is(err, syscall.ENOSPC) && !strings.Contains(err.Error(), "no space left") {
+				t.Fatalf("creating empty files on a full disk: %v", err)
+			}
+			break
+		}
+		f.Close()
+		names = append(names, fmt.Sprintf("/empty-%05d", i))
+	}
+	t.Logf("%d empty files created on the full disk", len(names))
+	if len(names) > 0 {
+		if r := fff(t, c.env(c.token), append([]string{"rm"}, names[:min(len(names), 200)]...)...); r.code != 0 {
+			t.Fatalf("fff rm of empty files on a full disk: exit %d: %s", r.code, r.stderr)
+		}
+	}
+	if r := fff(t, c.env(c.token), "mv", "/big", "/big2"); r.code != 0 {
+		t.Fatalf("fff mv on a full disk: exit %d: %s", r.code, r.stderr)
+	}
+	if r := fff(t, c.env(c.token), "rm", "/big2"); r.code != 0 {
 		t.Fatalf("fff rm on a full disk: exit %d: %s", r.code, r.stderr)
 	}
 	// The garbage collection frees the chunks (polled; it runs within
@@ -100,6 +124,13 @@ func TestDiskFullRemovalFreesSpace(t *testing.T) {
 			t.Fatalf("60 s after fff rm on a full disk, %d bytes free; the removed file's 32 MiB never came back", free())
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	if b, err := os.ReadFile(filepath.Join(c.data, "fffd.log")); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.Contains(l, "ballast") {
+				t.Logf("fffd: %s", l)
+			}
+		}
 	}
 	put(t, cl, "/after", []byte("written after space came back"))
 	if got := get(t, cl, "/after"); string(got) != "written after space came back" {

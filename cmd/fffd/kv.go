@@ -8,16 +8,23 @@ import (
 
 	"fff/server/kv"
 	"fff/server/kv/bboltkv"
+
+	"github.com/rs/zerolog"
 )
 
+// metaBallast is the room bbolt's meta.db keeps on its disk for deletes.
+const metaBallast = 16 << 20
+
 // openKV opens the configured metadata KV.
-func openKV(c KVConfig) (kv.DB, error) {
+func openKV(c KVConfig, log zerolog.Logger) (kv.DB, error) {
 	switch c.Backend {
 	case "bbolt":
 		if err := os.MkdirAll(filepath.Dir(c.Path), 0o700); err != nil {
 			return nil, fmt.Errorf("kv: %w", err)
 		}
-		db, err := bboltkv.Open(c.Path, nil)
+		// The ballast lets unlinks and renames through on a full disk
+		// (docs/security.md, "Disk full").
+		db, err := bboltkv.Open(c.Path, &bboltkv.Options{BallastSize: metaBallast, Logger: log})
 		if errors.Is(err, bboltkv.ErrLocked) {
 			return nil, fmt.Errorf("kv %s: %w (is another fffd using this data directory?)", c.Path, err)
 		}

@@ -57,7 +57,7 @@ func newNode(cfg Config, role string) (*node, error) {
 	if err := privateDataDir(cfg.Node.DataDir, log); err != nil {
 		return nil, err
 	}
-	db, err := openKV(cfg.KV)
+	db, err := openKV(cfg.KV, log)
 	if err != nil {
 		return nil, err
 	}

@@ -209,3 +209,19 @@ func KeyAfter(key []byte) []byte {
 	copy(k, key)
 	return k
 }
+
+// Reserved is implemented by engines that keep room on a local disk for
+// transactions that free space (bboltkv's ballast): UpdateReserved is
+// Update, except that on a full disk it may use that room.
+type Reserved interface {
+	UpdateReserved(ctx context.Context, fn func(Txn) error) error
+}
+
+// UpdateFreeing runs fn, a transaction that frees space (deletes), with
+// db's reserved room where db keeps any (Reserved), else as Update.
+func UpdateFreeing(ctx context.Context, db DB, fn func(Txn) error) error {
+	if r, ok := db.(Reserved); ok {
+		return r.UpdateReserved(ctx, fn)
+	}
+	return db.Update(ctx, fn)
+}

@@ -140,7 +140,7 @@ func (s *Service) GCDone(ctx context.Context, id Identity, ids []proto.GCID) err
 	if len(ids) > gcBatchMax {
 		return proto.Errorf(proto.EINVAL, "gc done: %d ids, at most %d", len(ids), gcBatchMax)
 	}
-	return s.db.Update(ctx, func(tx kv.Txn) error {
+	return kv.UpdateFreeing(ctx, s.db, func(tx kv.Txn) error {
 		for _, g := range ids {
 			if err := tx.Clear(gcKey(g.Ino, g.Seq)); err != nil {
 				return err

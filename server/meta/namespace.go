@@ -484,7 +484,7 @@ func (s *Service) Unlink(ctx context.Context, id Identity, parent uint64, name s
 		return err
 	}
 	now := s.now()
-	return s.db.Update(ctx, func(tx kv.Txn) error {
+	return kv.UpdateFreeing(ctx, s.db, func(tx kv.Txn) error {
 		_, n, err := prepareRemove(tx, id, parent, name, "unlink")
 		if err != nil {
 			return err
@@ -541,7 +541,7 @@ func (s *Service) Rmdir(ctx context.Context, id Identity, parent uint64, name st
 	if err := checkName(name); err != nil {
 		return err
 	}
-	return s.db.Update(ctx, func(tx kv.Txn) error {
+	return kv.UpdateFreeing(ctx, s.db, func(tx kv.Txn) error {
 		_, n, err := prepareRemove(tx, id, parent, name, "rmdir")
 		if err != nil {
 			return err
@@ -587,7 +587,7 @@ func (s *Service) Rename(ctx context.Context, id Identity, srcParent uint64, src
 		return err
 	}
 	now := s.now()
-	return s.db.Update(ctx, func(tx kv.Txn) error {
+	return kv.UpdateFreeing(ctx, s.db, func(tx kv.Txn) error {
 		_, src, err := prepareRemove(tx, id, srcParent, srcName, "rename")
 		if err != nil {
 			return err

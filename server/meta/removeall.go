@@ -55,7 +55,7 @@ func (s *Service) RemoveAll(ctx context.Context, id Identity, parent uint64, nam
 			}
 		}
 		var again bool
-		err = s.db.Update(ctx, func(tx kv.Txn) error {
+		err = kv.UpdateFreeing(ctx, s.db, func(tx kv.Txn) error {
 			again = false
 			_, n, err := prepareRemove(tx, id, parent, name, "remove")
 			if err != nil {
@@ -96,7 +96,7 @@ func (s *Service) RemoveAll(ctx context.Context, id Identity, parent uint64, nam
 // as descend; empty reports that dir had no entries left (or is gone).
 func (s *Service) removeSome(ctx context.Context, id Identity, dir uint64) (removed, descend uint64, empty bool, err error) {
 	now := s.now()
-	err = s.db.Update(ctx, func(tx kv.Txn) error {
+	err = kv.UpdateFreeing(ctx, s.db, func(tx kv.Txn) error {
 		removed, descend, empty = 0, 0, false
 		d, err := loadInode(tx, dir)
 		if proto.CodeOf(err) == proto.ENOENT {

@@ -246,7 +246,7 @@ func (s *Service) PruneSessions(ctx context.Context, id Identity, maxAge time.Du
 		var next []byte
 		var n uint64
 		var done bool
-		err := s.db.Update(ctx, func(tx kv.Txn) error {
+		err := kv.UpdateFreeing(ctx, s.db, func(tx kv.Txn) error {
 			next, n, done = nil, 0, false
 			kvs, err := tx.Range(begin, end, kv.RangeOptions{Limit: pruneBatch})
 			if err != nil {

@@ -58,6 +58,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rs/zerolog"
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 
@@ -105,6 +106,13 @@ type Options struct {
 	// for every open read transaction; mapping 1 GiB up front (default)
 	// keeps writers from waiting behind Views until the file is that large.
 	InitialMmapSize int
+	// BallastSize is the room kept on the file's disk for transactions
+	// that free space (UpdateReserved; ballast.go): a preallocated file
+	// PATH.ballast of this size. Default 0: none.
+	BallastSize int64
+	// Logger receives the ballast's warnings; the zero Logger discards
+	// them.
+	Logger zerolog.Logger
 }
 
 // DB is a kv.DB stored in one bbolt file.
@@ -114,6 +122,8 @@ type DB struct {
 	path     string
 	maxBatch int
 	delay    time.Duration
+	ballast  ballast
+	log      zerolog.Logger
 
 	mu      sync.Mutex
 	queue   []*call       // Updates waiting for a commit, oldest first
@@ -187,7 +197,12 @@ func Open(path string, opts *Options) (*DB, error) {
 		b.Close()
 		return nil, openErr(path, err)
 	}
-	return &DB{bolt: b, path: path, maxBatch: o.MaxBatchSize, delay: o.MaxBatchDelay}, nil
+	d := &DB{bolt: b, path: path, maxBatch: o.MaxBatchSize, delay: o.MaxBatchDelay, log: o.Logger,
+		ballast: ballast{path: path + ".ballast", size: o.BallastSize}}
+	if _, err := d.ballast.ensure(); err != nil {
+		d.log.Warn().Err(err).Str("file", d.ballast.path).Msg("bboltkv: cannot make the ballast (room kept for removals on a full disk)")
+	}
+	return d, nil
 }
 
 // Path returns the database file's path.

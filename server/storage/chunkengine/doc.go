@@ -7,7 +7,7 @@
 // A target directory holds
 //
 //	chunks.db                    bbolt (server/kv/bboltkv): one record per chunk
-//	ballast                      room kept for removals on a full disk (ballast.go)
+//	chunks.db.ballast            room kept for removals on a full disk (bboltkv)
 //	data/ab/cd/<ino>-<idx>.<gen> the chunk's data, at its chunk offsets
 //
 // where ab/cd are the low 16 bits of the CRC32C of the chunk's key and gen

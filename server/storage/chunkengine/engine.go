@@ -53,7 +53,8 @@ type Options struct {
 	// NoDirect forces buffered (page cache) IO even where O_DIRECT works.
 	NoDirect bool
 	// BallastSize is the room kept for removals on a full disk, a
-	// preallocated file TARGET/ballast (ballast.go). Default
+	// preallocated file TARGET/chunks.db.ballast (bboltkv's ballast): a
+	// removal whose commit finds the disk full releases it. Default
 	// DefaultBallastSize (16 MiB); negative: none.
 	BallastSize int64
 	// Logger receives the engine's warnings; the zero Logger discards them.
@@ -90,11 +91,10 @@ type Engine struct {
 
 	readRetries atomic.Int64 // reads re-planned after a concurrent commit
 	orphans     int          // data files removed by Open
-
-	ballast   int64       // Options.BallastSize (ballast.go); <= 0: none
-	ballastMu sync.Mutex  // making or deleting the ballast
-	noBallast atomic.Bool // the ballast is missing (released, or no room to make it)
 }
+
+// DefaultBallastSize is Options.BallastSize's default.
+const DefaultBallastSize = 16 << 20
 
 // lockStripes is the number of per-chunk write locks; chunks share a
 // stripe by hashID.
@@ -127,10 +127,10 @@ func Open(ctx context.Context, dir string, opts Options) (_ *Engine, err error) 
 		maxChunk: opts.MaxChunkSize,
 		log:      opts.Logger,
 		ring:     opts.Ring,
-		ballast:  opts.BallastSize,
 	}
-	if e.ballast == 0 {
-		e.ballast = DefaultBallastSize
+	ballast := opts.BallastSize
+	if ballast == 0 {
+		ballast = DefaultBallastSize
 	}
 	if e.maxChunk == 0 {
 		e.maxChunk = DefaultMaxChunkSize
@@ -175,7 +175,7 @@ func Open(ctx context.Context, dir string, opts Options) (_ *Engine, err error) 
 			e.ring.Close()
 		}
 	}()
-	db, err := bboltkv.Open(filepath.Join(dir, metaFileName), &bboltkv.Options{MaxBatchDelay: opts.CommitDelay})
+	db, err := bboltkv.Open(filepath.Join(dir, metaFileName), &bboltkv.Options{MaxBatchDelay: opts.CommitDelay, BallastSize: ballast, Logger: opts.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("chunkengine: %w", err)
 	}
@@ -202,7 +202,6 @@ func Open(ctx context.Context, dir string, opts Options) (_ *Engine, err error) 
 	if !e.direct && !e.noDirect {
 		e.log.Warn().Str("dir", dir).Msg("chunkengine: the filesystem refuses O_DIRECT; using buffered IO (reads go through the page cache)")
 	}
-	e.ensureBallast()
 	return e, nil
 }
 
@@ -378,12 +377,17 @@ var errConcurrentCommit = errors.New("chunkengine: chunk record changed under it
 // may be unknown (a failed fsync), so the cache entry is dropped and the
 // next access reads the KV.
 func (e *Engine) commit(ctx context.Context, id ChunkID, prev, next *record) error {
+	return e.commitWith(ctx, id, prev, next, e.db.Update)
+}
+
+// commitWith is commit through update (e.db.Update, or a removal's).
+func (e *Engine) commitWith(ctx context.Context, id ChunkID, prev, next *record, update func(context.Context, func(kv.Txn) error) error) error {
 	key := chunkKey(id)
 	var val []byte
 	if next != nil {
 		val = next.encode()
 	}
-	err := e.db.Update(ctx, func(tx kv.Txn) error {
+	err := update(ctx, func(tx kv.Txn) error {
 		v, err := tx.Get(key)
 		if err != nil {
 			return err
@@ -545,7 +549,6 @@ func (e *Engine) Remove(ctx context.Context, id ChunkID) error {
 			return err
 		}
 		e.removeAllFiles(id)
-		e.restoreBallast()
 		return nil
 	}
 	if cur == nil {
@@ -556,26 +559,16 @@ func (e *Engine) Remove(ctx context.Context, id ChunkID) error {
 	}
 	e.retire(id, cur.gen)
 	e.removeFile(id, cur.gen)
-	e.restoreBallast()
 	return nil
 }
 
-// commitRemoval commits the deletion of chunk id's record, using the
-// ballast if the disk is full (ballast.go).
+// commitRemoval commits the deletion of chunk id's record; on a full disk
+// it may use the KV's ballast (kv.UpdateFreeing): a removal must be able to
+// free space.
 func (e *Engine) commitRemoval(ctx context.Context, id ChunkID, prev *record) error {
-	err := e.commit(ctx, id, prev, nil)
-	if isNoSpace(err) && e.releaseBallast() {
-		err = e.commit(ctx, id, prev, nil)
-	}
-	return err
-}
-
-// restoreBallast makes the ballast again after a removal, if it is missing
-// and there is room (ballast.go).
-func (e *Engine) restoreBallast() {
-	if e.noBallast.Load() {
-		e.ensureBallast()
-	}
+	return e.commitWith(ctx, id, prev, nil, func(ctx context.Context, fn func(kv.Txn) error) error {
+		return kv.UpdateFreeing(ctx, e.db, fn)
+	})
 }
 
 // bufPool recycles Align-aligned buffers in power-of-two classes from
