@@ -193,6 +193,10 @@ type Server struct {
 
 	total budget // request bytes held by all connections (MaxTotalBytes)
 
+	memMu    sync.Mutex  // giving memory back (idleMemory)
+	memTimer *time.Timer // a scheduled give-back
+	memLast  time.Time   // the last give-back
+
 	mu        sync.Mutex
 	closing   bool
 	listeners map[net.Listener]struct{}
@@ -213,7 +217,42 @@ func NewServer(opts ServerOptions) *Server {
 	s.handlers.Store(&map[uint16]HandlerFunc{})
 	s.total.init(math.MaxInt, opts.MaxTotalBytes)
 	s.total.shared = true
+	s.total.onIdle = s.idleMemory
 	return s
+}
+
+// Giving memory back. A burst of large requests (or connections that
+// announced them and stalled) leaves their buffers in the pool and Go's heap
+// at its high-water mark, and an idle server allocates nothing that would
+// make the runtime collect and return it: fffd's resident memory would stay
+// there. So when nothing is held any more after at least memBurst bytes
+// (or half the budget, if less) were, the server collects and returns
+// memory to the system, at most once per memInterval (later if one ran
+// less than memInterval ago). Two collections: the first moves the pool's
+// buffers to its victim cache, the second frees them.
+const (
+	memBurst    = 256 << 20
+	memInterval = 10 * time.Second
+)
+
+// idleMemory is the total budget's onIdle.
+func (s *Server) idleMemory(peak int) {
+	if peak < min(memBurst, s.opts.MaxTotalBytes/2) {
+		return
+	}
+	s.memMu.Lock()
+	defer s.memMu.Unlock()
+	if s.memTimer != nil {
+		return // one is scheduled
+	}
+	wait := max(0, time.Until(s.memLast.Add(memInterval)))
+	s.memTimer = time.AfterFunc(wait, func() {
+		debug.FreeOSMemory()
+		debug.FreeOSMemory()
+		s.memMu.Lock()
+		s.memLast, s.memTimer = time.Now(), nil
+		s.memMu.Unlock()
+	})
 }
 
 // Handle registers h for method, replacing any earlier handler. It may be
@@ -364,6 +403,11 @@ func (s *Server) Close() error {
 	for _, sc := range s.beginClose() {
 		sc.kill()
 	}
+	s.memMu.Lock()
+	if s.memTimer != nil {
+		s.memTimer.Stop()
+	}
+	s.memMu.Unlock()
 	return nil
 }
 
@@ -851,8 +895,10 @@ type budget struct {
 	n, maxN         int
 	bytes, maxBytes int
 	closed          bool
-	shared          bool // waited for by many connections: release wakes them all
-	waits           int  // acquisitions that had to wait (tests)
+	shared          bool           // waited for by many connections: release wakes them all
+	waits           int            // acquisitions that had to wait (tests)
+	peak            int            // most bytes held since the last time none were (shared)
+	onIdle          func(peak int) // shared: called, outside mu, when release leaves nothing held
 }
 
 func (b *budget) init(maxN, maxBytes int) {
@@ -886,6 +932,7 @@ func (b *budget) acquireUnless(size int, stop func() bool) bool {
 	}
 	b.n++
 	b.bytes += size
+	b.peak = max(b.peak, b.bytes)
 	return true
 }
 
@@ -893,7 +940,14 @@ func (b *budget) release(size int) {
 	b.mu.Lock()
 	b.n--
 	b.bytes -= size
+	peak := -1
+	if b.bytes == 0 && b.onIdle != nil {
+		peak, b.peak = b.peak, 0
+	}
 	b.mu.Unlock()
+	if peak >= 0 {
+		b.onIdle(peak)
+	}
 	if b.shared {
 		b.cond.Broadcast()
 	} else {
@@ -906,6 +960,7 @@ func (b *budget) take(size int) {
 	b.mu.Lock()
 	b.n++
 	b.bytes += size
+	b.peak = max(b.peak, b.bytes)
 	b.mu.Unlock()
 }
 
