@@ -34,8 +34,9 @@
 // returns that error unchanged (errors.Is/As work on it).
 //
 // The body of Update may run more than once (FoundationDB retries on
-// conflicts; bbolt's group commit re-runs a batch when another member of the
-// batch fails). So a body must:
+// conflicts; bbolt's group commit re-runs a batch when bbolt refuses one
+// member's writes, and a ballast retry re-runs a body after ENOSPC). So a
+// body must:
 //
 //   - have no side effects outside the transaction (no sends on channels,
 //     no RPCs, no appends to captured slices that survive a re-run);
