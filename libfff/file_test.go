@@ -66,7 +66,7 @@ func (s *fakeStorage) check(ctx context.Context, ref proto.ChunkRef) error {
 }
 
 func (s *fakeStorage) register(srv *rpc.Server) {
-	srv.Handle(proto.MethodStorageRead, func(ctx context.Context, r *rpc.Request) (*rpc.Response, error) {
+	srv.Handle(proto.MethodStorageRead, rpc.AccessUser, func(ctx context.Context, r *rpc.Request) (*rpc.Response, error) {
 		var req proto.StorageReadReq
 		if err := r.Decode(&req); err != nil {
 			return nil, err
@@ -95,7 +95,7 @@ func (s *fakeStorage) register(srv *rpc.Server) {
 		s.mu.Unlock()
 		return &rpc.Response{Body: &resp, Payload: [][]byte{payload}}, nil
 	})
-	srv.Handle(proto.MethodStorageWrite, func(ctx context.Context, r *rpc.Request) (*rpc.Response, error) {
+	srv.Handle(proto.MethodStorageWrite, rpc.AccessUser, func(ctx context.Context, r *rpc.Request) (*rpc.Response, error) {
 		var req proto.StorageWriteReq
 		if err := r.Decode(&req); err != nil {
 			return nil, err
@@ -127,7 +127,7 @@ func (s *fakeStorage) register(srv *rpc.Server) {
 		s.mu.Unlock()
 		return &rpc.Response{Body: &proto.StorageWriteResp{Version: 1}}, nil
 	})
-	srv.Handle(proto.MethodStorageTruncate, func(ctx context.Context, r *rpc.Request) (*rpc.Response, error) {
+	srv.Handle(proto.MethodStorageTruncate, rpc.AccessUser, func(ctx context.Context, r *rpc.Request) (*rpc.Response, error) {
 		var req proto.StorageTruncateReq
 		if err := r.Decode(&req); err != nil {
 			return nil, err
@@ -142,7 +142,7 @@ func (s *fakeStorage) register(srv *rpc.Server) {
 		s.mu.Unlock()
 		return &rpc.Response{Body: &proto.StorageTruncateResp{Version: 1}}, nil
 	})
-	srv.Handle(proto.MethodStorageRemove, func(ctx context.Context, r *rpc.Request) (*rpc.Response, error) {
+	srv.Handle(proto.MethodStorageRemove, rpc.AccessUser, func(ctx context.Context, r *rpc.Request) (*rpc.Response, error) {
 		var req proto.StorageRemoveReq
 		if err := r.Decode(&req); err != nil {
 			return nil, err

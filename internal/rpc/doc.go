@@ -7,7 +7,7 @@
 // # Server
 //
 //	s := rpc.NewServer(rpc.ServerOptions{Auth: rpc.NewStaticTokens(tokens), Logger: log})
-//	s.Handle(methodStat, func(ctx context.Context, req *rpc.Request) (*rpc.Response, error) {
+//	s.Handle(methodStat, rpc.AccessUser, func(ctx context.Context, req *rpc.Request) (*rpc.Response, error) {
 //		var r StatReq
 //		if err := req.Decode(&r); err != nil {
 //			return nil, err

@@ -176,7 +176,7 @@ func rawServer(t *testing.T, opts ServerOptions) (*Server, string, *atomic.Int64
 	var calls atomic.Int64
 	opts.Auth = NewStaticTokens(map[string]Identity{"tok": {UID: 7}})
 	s := NewServer(opts)
-	s.Handle(1, func(ctx context.Context, req *Request) (*Response, error) {
+	s.Handle(1, AccessUser, func(ctx context.Context, req *Request) (*Response, error) {
 		calls.Add(1)
 		var v any
 		if err := req.Decode(&v); err != nil {
@@ -184,7 +184,7 @@ func rawServer(t *testing.T, opts ServerOptions) (*Server, string, *atomic.Int64
 		}
 		return &Response{Body: v, Payload: [][]byte{req.Payload}}, nil
 	})
-	s.Handle(2, func(ctx context.Context, req *Request) (*Response, error) {
+	s.Handle(2, AccessUser, func(ctx context.Context, req *Request) (*Response, error) {
 		calls.Add(1)
 		<-ctx.Done()
 		return nil, ctx.Err()
@@ -381,14 +381,14 @@ func FuzzServerConn(f *testing.F) {
 		HandshakeTimeout: 2 * time.Second,
 		WriteTimeout:     2 * time.Second,
 	})
-	s.Handle(1, func(ctx context.Context, req *Request) (*Response, error) {
+	s.Handle(1, AccessUser, func(ctx context.Context, req *Request) (*Response, error) {
 		var v any
 		if err := req.Decode(&v); err != nil {
 			return nil, err
 		}
 		return &Response{Body: v, Payload: [][]byte{req.Payload}}, nil
 	})
-	s.Handle(2, func(ctx context.Context, req *Request) (*Response, error) {
+	s.Handle(2, AccessUser, func(ctx context.Context, req *Request) (*Response, error) {
 		var m struct {
 			A []uint64
 			B map[string][]byte

@@ -60,7 +60,7 @@ func newHandlers() *handlers {
 }
 
 func (h *handlers) register(s *rpc.Server) {
-	s.Handle(mEcho, func(ctx context.Context, req *rpc.Request) (*rpc.Response, error) {
+	s.Handle(mEcho, rpc.AccessUser, func(ctx context.Context, req *rpc.Request) (*rpc.Response, error) {
 		h.calls.Add(1)
 		var m echoMsg
 		if err := req.Decode(&m); err != nil {
@@ -72,7 +72,7 @@ func (h *handlers) register(s *rpc.Server) {
 		}
 		return resp, nil
 	})
-	s.Handle(mGen, func(ctx context.Context, req *rpc.Request) (*rpc.Response, error) {
+	s.Handle(mGen, rpc.AccessUser, func(ctx context.Context, req *rpc.Request) (*rpc.Response, error) {
 		h.calls.Add(1)
 		var g genReq
 		if err := req.Decode(&g); err != nil {
@@ -80,7 +80,7 @@ func (h *handlers) register(s *rpc.Server) {
 		}
 		return &rpc.Response{Body: g.N, Payload: [][]byte{pattern(g.N, g.Seed)}}, nil
 	})
-	s.Handle(mSlow, func(ctx context.Context, req *rpc.Request) (*rpc.Response, error) {
+	s.Handle(mSlow, rpc.AccessUser, func(ctx context.Context, req *rpc.Request) (*rpc.Response, error) {
 		h.calls.Add(1)
 		select {
 		case <-ctx.Done():
@@ -90,7 +90,7 @@ func (h *handlers) register(s *rpc.Server) {
 			return &rpc.Response{Body: "released"}, nil
 		}
 	})
-	s.Handle(mFail, func(ctx context.Context, req *rpc.Request) (*rpc.Response, error) {
+	s.Handle(mFail, rpc.AccessUser, func(ctx context.Context, req *rpc.Request) (*rpc.Response, error) {
 		h.calls.Add(1)
 		var f failReq
 		if err := req.Decode(&f); err != nil {
@@ -98,15 +98,15 @@ func (h *handlers) register(s *rpc.Server) {
 		}
 		return nil, proto.Errorf(f.Code, "failing as asked")
 	})
-	s.Handle(mPanic, func(ctx context.Context, req *rpc.Request) (*rpc.Response, error) {
+	s.Handle(mPanic, rpc.AccessUser, func(ctx context.Context, req *rpc.Request) (*rpc.Response, error) {
 		h.calls.Add(1)
 		panic("test panic")
 	})
-	s.Handle(mWhoAmI, func(ctx context.Context, req *rpc.Request) (*rpc.Response, error) {
+	s.Handle(mWhoAmI, rpc.AccessUser, func(ctx context.Context, req *rpc.Request) (*rpc.Response, error) {
 		h.calls.Add(1)
 		return &rpc.Response{Body: req.Identity}, nil
 	})
-	s.Handle(mPlain, func(ctx context.Context, req *rpc.Request) (*rpc.Response, error) {
+	s.Handle(mPlain, rpc.AccessUser, func(ctx context.Context, req *rpc.Request) (*rpc.Response, error) {
 		h.calls.Add(1)
 		var p plainReq
 		if err := req.Decode(&p); err != nil {

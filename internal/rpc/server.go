@@ -188,7 +188,7 @@ type Server struct {
 	opts     ServerOptions
 	log      zerolog.Logger
 	bufs     bufPool
-	handlers atomic.Pointer[map[uint16]HandlerFunc]
+	handlers atomic.Pointer[map[uint16]handler]
 	hmu      sync.Mutex // serializes Handle
 
 	total budget // request bytes held by all connections (MaxTotalBytes)
@@ -214,7 +214,7 @@ func NewServer(opts ServerOptions) *Server {
 		listeners: map[net.Listener]struct{}{},
 		conns:     map[*serverConn]struct{}{},
 	}
-	s.handlers.Store(&map[uint16]HandlerFunc{})
+	s.handlers.Store(&map[uint16]handler{})
 	s.total.init(math.MaxInt, opts.MaxTotalBytes)
 	s.total.shared = true
 	s.total.onIdle = s.idleMemory
@@ -255,18 +255,58 @@ func (s *Server) idleMemory(peak int) {
 	})
 }
 
-// Handle registers h for method, replacing any earlier handler. It may be
-// called while the server is serving.
-func (s *Server) Handle(method uint16, h HandlerFunc) {
+// Access says who may call a method. Every method states it when it is
+// registered (Handle), so that the server's surface can be listed with who
+// may use each part of it (Methods, Access; docs/security.md).
+type Access uint8
+
+const (
+	// AccessUser: any authenticated identity; the handler decides per
+	// object (permissions, write sessions, ...).
+	AccessUser Access = iota + 1
+	// AccessAdmin: the admin only; the server refuses other identities
+	// with EPERM before the handler runs.
+	AccessAdmin
+)
+
+func (a Access) String() string {
+	switch a {
+	case AccessUser:
+		return "user"
+	case AccessAdmin:
+		return "admin"
+	}
+	return fmt.Sprintf("Access(%d)", uint8(a))
+}
+
+// handler is a registered method.
+type handler struct {
+	h      HandlerFunc
+	access Access
+}
+
+// Handle registers h for method with who may call it, replacing any earlier
+// handler. It may be called while the server is serving. An access other
+// than AccessUser or AccessAdmin panics (a programming error).
+func (s *Server) Handle(method uint16, access Access, h HandlerFunc) {
+	if access != AccessUser && access != AccessAdmin {
+		panic(fmt.Sprintf("rpc: method %d registered with %v", method, access))
+	}
 	s.hmu.Lock()
 	defer s.hmu.Unlock()
 	old := *s.handlers.Load()
-	m := make(map[uint16]HandlerFunc, len(old)+1)
+	m := make(map[uint16]handler, len(old)+1)
 	for k, v := range old {
 		m[k] = v
 	}
-	m[method] = h
+	m[method] = handler{h: h, access: access}
 	s.handlers.Store(&m)
+}
+
+// Access returns who may call method; false if it is not registered.
+func (s *Server) Access(method uint16) (Access, bool) {
+	h, ok := (*s.handlers.Load())[method]
+	return h.access, ok
 }
 
 // Serve accepts connections on l and serves each in its own goroutines until
@@ -411,7 +451,7 @@ func (s *Server) Close() error {
 	return nil
 }
 
-func (s *Server) handler(m uint16) HandlerFunc { return (*s.handlers.Load())[m] }
+func (s *Server) handler(m uint16) handler { return (*s.handlers.Load())[m] }
 
 // Methods returns the registered method numbers in increasing order: what
 // a client can call (the surface tests and fuzzing walk).
@@ -803,8 +843,12 @@ func (c *serverCall) run(ctx context.Context) {
 		err = proto.Errorf(proto.CodeOf(ctx.Err()), "rpc: method %d: gave up before running", c.h.method)
 	default:
 		h := c.sc.s.handler(c.h.method)
-		if h == nil {
+		if h.h == nil {
 			err = proto.Errorf(proto.UnknownMethod, "rpc: no handler for method %d", c.h.method)
+			break
+		}
+		if h.access == AccessAdmin && !c.sc.identity.Admin {
+			err = proto.Errorf(proto.EPERM, "rpc: method %d needs the admin token", c.h.method)
 			break
 		}
 		req := &Request{
@@ -817,7 +861,7 @@ func (c *serverCall) run(ctx context.Context) {
 		if c.payload != nil {
 			req.Payload = *c.payload
 		}
-		resp, err = c.invoke(ctx, h, req)
+		resp, err = c.invoke(ctx, h.h, req)
 	}
 	c.respond(resp, err)
 }

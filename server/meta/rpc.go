@@ -132,7 +132,10 @@ func (s *Service) Register(srv *rpc.Server) {
 // handle registers fn for method m: it decodes the request body into a Req
 // and sends fn's result as the response body (nil: an empty body).
 func handle[Req any](srv *rpc.Server, m uint16, fn func(ctx context.Context, id Identity, req *Req) (any, error)) {
-	srv.Handle(m, func(ctx context.Context, r *rpc.Request) (*rpc.Response, error) {
+	// Every meta method is open to every authenticated identity: the
+	// service checks permissions on the objects a call names, and root
+	// (uid 0 or admin) for the users, GC and session methods.
+	srv.Handle(m, rpc.AccessUser, func(ctx context.Context, r *rpc.Request) (*rpc.Response, error) {
 		var req Req
 		if err := r.Decode(&req); err != nil {
 			return nil, err

@@ -11,11 +11,11 @@ import (
 // RegisterHandlers registers svc's methods (proto.Mgmtd*) on s.
 //
 // GetRouting is open to every authenticated caller. Every other method
-// changes the cluster (a heartbeat can bring a node back) and needs the
-// admin identity (rpc.Identity.Admin): services authenticate with the
-// cluster's admin token. Others get EPERM.
+// changes the cluster (a heartbeat can bring a node back) and is
+// registered rpc.AccessAdmin: services authenticate with the cluster's
+// admin token, others get EPERM from the server.
 func RegisterHandlers(s *rpc.Server, svc *Service) {
-	s.Handle(proto.MgmtdGetRouting, func(ctx context.Context, req *rpc.Request) (*rpc.Response, error) {
+	s.Handle(proto.MgmtdGetRouting, rpc.AccessUser, func(ctx context.Context, req *rpc.Request) (*rpc.Response, error) {
 		var r proto.GetRoutingReq
 		if err := req.Decode(&r); err != nil {
 			return nil, err
@@ -31,7 +31,7 @@ func RegisterHandlers(s *rpc.Server, svc *Service) {
 		}
 		return &rpc.Response{Body: &resp}, nil
 	})
-	s.Handle(proto.MgmtdHeartbeat, admin(func(ctx context.Context, req *rpc.Request) (any, error) {
+	s.Handle(proto.MgmtdHeartbeat, rpc.AccessAdmin, reply(func(ctx context.Context, req *rpc.Request) (any, error) {
 		var r proto.HeartbeatReq
 		if err := req.Decode(&r); err != nil {
 			return nil, err
@@ -39,7 +39,7 @@ func RegisterHandlers(s *rpc.Server, svc *Service) {
 		resp, err := svc.Heartbeat(ctx, r)
 		return &resp, err
 	}))
-	s.Handle(proto.MgmtdRegisterNode, admin(func(ctx context.Context, req *rpc.Request) (any, error) {
+	s.Handle(proto.MgmtdRegisterNode, rpc.AccessAdmin, reply(func(ctx context.Context, req *rpc.Request) (any, error) {
 		var r proto.RegisterNodeReq
 		if err := req.Decode(&r); err != nil {
 			return nil, err
@@ -47,7 +47,7 @@ func RegisterHandlers(s *rpc.Server, svc *Service) {
 		n, err := svc.RegisterNode(ctx, r.Node)
 		return &proto.RegisterNodeResp{Node: n}, err
 	}))
-	s.Handle(proto.MgmtdRegisterTargets, admin(func(ctx context.Context, req *rpc.Request) (any, error) {
+	s.Handle(proto.MgmtdRegisterTargets, rpc.AccessAdmin, reply(func(ctx context.Context, req *rpc.Request) (any, error) {
 		var r proto.RegisterTargetsReq
 		if err := req.Decode(&r); err != nil {
 			return nil, err
@@ -55,7 +55,7 @@ func RegisterHandlers(s *rpc.Server, svc *Service) {
 		ts, err := svc.RegisterTargets(ctx, r.Targets)
 		return &proto.RegisterTargetsResp{Targets: ts}, err
 	}))
-	s.Handle(proto.MgmtdCreateChain, admin(func(ctx context.Context, req *rpc.Request) (any, error) {
+	s.Handle(proto.MgmtdCreateChain, rpc.AccessAdmin, reply(func(ctx context.Context, req *rpc.Request) (any, error) {
 		var r proto.CreateChainReq
 		if err := req.Decode(&r); err != nil {
 			return nil, err
@@ -63,7 +63,7 @@ func RegisterHandlers(s *rpc.Server, svc *Service) {
 		c, err := svc.CreateChain(ctx, r.Targets)
 		return &proto.CreateChainResp{Chain: c}, err
 	}))
-	s.Handle(proto.MgmtdSetChainTable, admin(func(ctx context.Context, req *rpc.Request) (any, error) {
+	s.Handle(proto.MgmtdSetChainTable, rpc.AccessAdmin, reply(func(ctx context.Context, req *rpc.Request) (any, error) {
 		var r proto.SetChainTableReq
 		if err := req.Decode(&r); err != nil {
 			return nil, err
@@ -71,7 +71,7 @@ func RegisterHandlers(s *rpc.Server, svc *Service) {
 		t, err := svc.SetChainTable(ctx, r.ID, r.Chains)
 		return &proto.SetChainTableResp{Table: t}, err
 	}))
-	s.Handle(proto.MgmtdSetTargetState, admin(func(ctx context.Context, req *rpc.Request) (any, error) {
+	s.Handle(proto.MgmtdSetTargetState, rpc.AccessAdmin, reply(func(ctx context.Context, req *rpc.Request) (any, error) {
 		var r proto.SetTargetStateReq
 		if err := req.Decode(&r); err != nil {
 			return nil, err
@@ -80,12 +80,9 @@ func RegisterHandlers(s *rpc.Server, svc *Service) {
 	}))
 }
 
-// admin wraps a handler that needs the admin identity.
-func admin(h func(ctx context.Context, req *rpc.Request) (any, error)) rpc.HandlerFunc {
+// reply wraps a handler that returns its response body.
+func reply(h func(ctx context.Context, req *rpc.Request) (any, error)) rpc.HandlerFunc {
 	return func(ctx context.Context, req *rpc.Request) (*rpc.Response, error) {
-		if !req.Identity.Admin {
-			return nil, proto.Errorf(proto.EPERM, "mgmtd: method %d needs the admin token", req.Method)
-		}
 		body, err := h(ctx, req)
 		if err != nil {
 			return nil, err

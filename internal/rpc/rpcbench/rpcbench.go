@@ -67,17 +67,17 @@ func NewEnv() (*Env, error) {
 	e.srv = rpc.NewServer(rpc.ServerOptions{
 		Auth: rpc.NewStaticTokens(map[string]rpc.Identity{token: {Name: "bench"}}),
 	})
-	e.srv.Handle(mSmall, func(ctx context.Context, req *rpc.Request) (*rpc.Response, error) {
+	e.srv.Handle(mSmall, rpc.AccessUser, func(ctx context.Context, req *rpc.Request) (*rpc.Response, error) {
 		var r smallReq
 		if err := req.Decode(&r); err != nil {
 			return nil, err
 		}
 		return &rpc.Response{Body: r}, nil
 	})
-	e.srv.Handle(mBulkRead, func(ctx context.Context, req *rpc.Request) (*rpc.Response, error) {
+	e.srv.Handle(mBulkRead, rpc.AccessUser, func(ctx context.Context, req *rpc.Request) (*rpc.Response, error) {
 		return &rpc.Response{Payload: [][]byte{e.bulk}}, nil
 	})
-	e.srv.Handle(mBulkWrite, func(ctx context.Context, req *rpc.Request) (*rpc.Response, error) {
+	e.srv.Handle(mBulkWrite, rpc.AccessUser, func(ctx context.Context, req *rpc.Request) (*rpc.Response, error) {
 		return &rpc.Response{Body: len(req.Payload)}, nil
 	})
 	listen := func() (net.Listener, error) {
