@@ -1,6 +1,7 @@
 package fusefs
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"io"
@@ -249,21 +250,34 @@ func (fs *FS) Release(cancel <-chan struct{}, in *fuse.ReleaseIn) {
 		fs.closeLater(h, last)
 		return
 	}
+	if err := fs.finish(h, last); err != nil {
+		fs.log.Warn().Err(err).Uint64("ino", h.ino).Msg("closing a file")
+	}
+}
+
+// finish ends released handle h, in RELEASE or in a background close
+// (writeback.go); last says whether h was the mount's last handle of its
+// inode. It returns the first error: of the file's attribute changes or of
+// its close.
+func (fs *FS) finish(h *handle, last bool) error {
 	// The attribute changes land before the close, whose answer the page
 	// cache check below uses.
 	wait := fs.attrs.wait
 	if last {
 		wait = fs.attrs.forget
 	}
-	if err := wait(h.ino); err != nil {
-		fs.log.Warn().Err(err).Uint64("ino", h.ino).Msg("setting attributes of a file")
+	err := wait(h.ino)
+	h.dropReadahead()
+	cerr := h.f.Close()
+	if errors.Is(cerr, os.ErrClosed) {
+		cerr = nil
 	}
-	h.close()
-	if h.f.Writable() {
+	if cerr == nil && h.f.Writable() {
 		// Our own writes: the pages the kernel cached stay valid. Close
 		// left the attributes meta answered in the File.
 		fs.keepCache(h.f.Inode())
 	}
+	return cmp.Or(err, cerr)
 }
 
 func (h *handle) close() {

@@ -46,9 +46,8 @@ type writeback struct {
 
 	mu      sync.Mutex
 	idle    sync.Cond        // on mu: a background close ended
-	pending map[uint64]int   // background closes under way, by inode
+	pending map[uint64]int   // background closes under way, by inode (none: absent)
 	errs    map[uint64]error // failed background closes not reported yet, by inode
-	total   int              // background closes under way
 
 	// Tests: beforeClose runs in a background close before it sends
 	// anything; waiting runs when waitIno or drain is about to wait.
@@ -84,7 +83,6 @@ func (w *writeback) unreserve() { <-w.slots }
 func (w *writeback) start(ino uint64) {
 	w.mu.Lock()
 	w.pending[ino]++
-	w.total++
 	w.mu.Unlock()
 }
 
@@ -95,7 +93,6 @@ func (w *writeback) done(ino uint64, err error) {
 	if w.pending[ino]--; w.pending[ino] == 0 {
 		delete(w.pending, ino)
 	}
-	w.total--
 	if err != nil && w.errs[ino] == nil {
 		w.errs[ino] = err
 	}
@@ -119,10 +116,10 @@ func (w *writeback) waitIno(ino uint64) {
 // drain waits until no background close is under way.
 func (w *writeback) drain() {
 	w.mu.Lock()
-	if w.total > 0 && w.waiting != nil {
+	if len(w.pending) > 0 && w.waiting != nil {
 		w.waiting()
 	}
-	for w.total > 0 {
+	for len(w.pending) > 0 {
 		w.idle.Wait()
 	}
 	w.mu.Unlock()
@@ -212,19 +209,9 @@ func (fs *FS) closeLater(h *handle, last bool) {
 		if fs.wb.beforeClose != nil {
 			fs.wb.beforeClose()
 		}
-		wait := fs.attrs.wait
-		if last {
-			wait = fs.attrs.forget
-		}
-		err := wait(h.ino)
-		if cerr := h.f.Close(); cerr != nil && err == nil {
-			err = cerr
-		}
-		h.dropReadahead()
+		err := fs.finish(h, last)
 		if err != nil {
 			fs.log.Warn().Err(err).Uint64("ino", h.ino).Msg("write-back: closing a file; its data may be lost (fsync reports this)")
-		} else {
-			fs.keepCache(h.f.Inode())
 		}
 		fs.mu.Lock()
 		fs.unlistLocked(h)
