@@ -17,6 +17,12 @@
 //     reads through libfff against a real `fffd local`, next to fio on the
 //     same disk and raw loopback TCP (data.go).
 //
+//   - caps: ReadBatch of 4 KiB samples as an ordinary user, with storage's
+//     capability checks against a cluster without them (caps.go).
+//
+//   - tls: bulk reads over loopback TCP with TLS against plaintext, from
+//     fffd and from memory through the RPC layer (tls.go).
+//
 //   - fuse: the FUSE mount against the native client and fio on the local
 //     disk: sequential write/read, random 4 KiB / 128 KiB reads; cp -a of
 //     small files against the same copy to the local disk (fuse.go).
@@ -82,7 +88,7 @@ func main() {
 	flag.BoolVar(&cfg.noDrop, "no-drop-cache", false, "do not drop the page cache before measurements")
 	flag.StringVar(&cfg.fioBinary, "fio", "fio", "fio binary")
 	flag.IntVar(&cfg.rounds, "rounds", 3, "alternating fio/fff rounds per size; the table shows medians")
-	suites := flag.String("suites", "ffrecord,rpc,meta,data,fuse,python,loader", "benchmarks to run: ffrecord (batch reads vs fio), rpc (RPC vs raw TCP), meta (metadata rates of fffd local), data (libfff data path of fffd local vs fio and loopback TCP), fuse (the FUSE mount vs the native client and fio), python (the Python package's batched reads vs Go and fio), loader (fff.torch.DataLoader vs ImageFolder, an epoch with and without decode)")
+	suites := flag.String("suites", "ffrecord,rpc,meta,data,caps,tls,fuse,python,loader", "benchmarks to run: ffrecord (batch reads vs fio), rpc (RPC vs raw TCP), meta (metadata rates of fffd local), data (libfff data path of fffd local vs fio and loopback TCP), caps (ReadBatch of 4 KiB samples with storage's capability checks vs without), tls (bulk reads with TLS vs plaintext over loopback TCP), fuse (the FUSE mount vs the native client and fio), python (the Python package's batched reads vs Go and fio), loader (fff.torch.DataLoader vs ImageFolder, an epoch with and without decode)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the fff measurements to this file")
 	tcpOnly := flag.Bool("tcp-only", false, "clients reach fffd over loopback TCP instead of its same-host Unix socket (sets FFF_TCP_ONLY=1 for this process and the ones it starts)")
 	flag.Parse()
@@ -139,6 +145,16 @@ func main() {
 	}
 	if cfg.suites["data"] {
 		if err := runDataSuite(ctx, cfg); err != nil {
+			fatal(err)
+		}
+	}
+	if cfg.suites["caps"] {
+		if err := runCapsSuite(ctx, cfg); err != nil {
+			fatal(err)
+		}
+	}
+	if cfg.suites["tls"] {
+		if err := runTLSSuite(ctx, cfg); err != nil {
 			fatal(err)
 		}
 	}

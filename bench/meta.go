@@ -199,13 +199,15 @@ type fffdProc struct {
 	dir    string // the suite's directory (set by startCluster)
 }
 
-func startFFFD(ctx context.Context, bin, data string) (*fffdProc, error) {
+// startFFFD starts `fffd local` on data with extra arguments (e.g.
+// --config) and waits until it serves.
+func startFFFD(ctx context.Context, bin, data string, extra ...string) (*fffdProc, error) {
 	logf, err := os.Create(filepath.Join(data, "fffd.log"))
 	if err != nil {
 		return nil, err
 	}
 	defer logf.Close()
-	cmd := exec.Command(bin, "local", "--data", data, "--listen", "127.0.0.1:0", "--log-level", "warn", "--log-format", "json")
+	cmd := exec.Command(bin, append([]string{"local", "--data", data, "--listen", "127.0.0.1:0", "--log-level", "warn", "--log-format", "json"}, extra...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -346,7 +348,7 @@ type metaVariant struct {
 // startCluster starts a real `fffd local` in a new directory under cfg.dir
 // (the disk under test) for a suite; cleanup stops it and, unless -keep,
 // removes its data.
-func startCluster(ctx context.Context, cfg config, suite string) (p *fffdProc, cleanup func(), err error) {
+func startCluster(ctx context.Context, cfg config, suite string, fffdArgs ...string) (p *fffdProc, cleanup func(), err error) {
 	root := cfg.dir
 	if root == "" {
 		root = "/var/tmp"
@@ -373,7 +375,7 @@ func startCluster(ctx context.Context, cfg config, suite string) (p *fffdProc, c
 		removeDir()
 		return nil, nil, err
 	}
-	if p, err = startFFFD(ctx, bin, data); err != nil {
+	if p, err = startFFFD(ctx, bin, data, fffdArgs...); err != nil {
 		removeDir()
 		return nil, nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"slices"
 	"sync"
 
 	"fff/ffrecord"
@@ -96,7 +97,7 @@ func (c *Client) ReadBatch(ctx context.Context, ops []ReadOp) error {
 			op.Err = io.EOF
 		}
 		for _, p := range splitRange(f.layout.ChunkSize, op.Off, n) {
-			segs = append(segs, &seg{off: p.off, dst: op.Dst[p.pos : p.pos+int(p.n)], op: k, layout: f.layout, ino: f.ino, index: p.index})
+			segs = append(segs, &seg{off: p.off, dst: op.Dst[p.pos : p.pos+int(p.n)], op: k, layout: f.layout, ino: f.ino, index: p.index, caps: f.caps})
 		}
 	}
 	c.readSegs(ctx, segs)
@@ -178,13 +179,49 @@ func (c *Client) readSegs(ctx context.Context, segs []*seg) {
 			wg.Wait()
 		}
 		var again []*seg
+		renewed := map[*fileCap]error{}
 		for _, s := range pending {
-			if s.err != nil && retryable(s.err) && ctx.Err() == nil {
+			switch {
+			case s.err == nil || ctx.Err() != nil:
+			case capRefused(s.err) && !s.renewed && s.caps != nil:
+				// Once per file and round, and once per seg: a seg
+				// refused again keeps its error. A failed renewal is
+				// the seg's error: meta's reason (EACCES once the file
+				// may no longer be read) says more than storage's.
+				err, done := renewed[s.caps]
+				if !done {
+					err = s.caps.renew(ctx, s.caps.current())
+					renewed[s.caps] = err
+				}
+				s.renewed = true
+				if err != nil {
+					s.err = err
+					continue
+				}
+				again = append(again, s)
+			case retryable(s.err):
 				again = append(again, s)
 			}
 		}
 		pending = again
 	}
+}
+
+// capsOf returns the capabilities of the files ios read, one per inode.
+func capsOf(ctx context.Context, ios []rio) []proto.Capability {
+	var out []proto.Capability
+	var seen []*fileCap
+	for _, r := range ios {
+		fc := r.segs[0].caps
+		if fc == nil || slices.Contains(seen, fc) {
+			continue
+		}
+		seen = append(seen, fc)
+		if cp := fc.get(ctx); cp != nil && !slices.ContainsFunc(out, func(c proto.Capability) bool { return c.Ino == cp.Ino }) {
+			out = append(out, *cp)
+		}
+	}
+	return out
 }
 
 // minSplit is the request size below which a node's reads are not spread
@@ -210,7 +247,7 @@ func (c *Client) readRequest(ctx context.Context, addr string, ios []rio) {
 			return
 		}
 	}
-	req := proto.StorageReadReq{IOs: make([]proto.ReadIO, len(ios))}
+	req := proto.StorageReadReq{IOs: make([]proto.ReadIO, len(ios)), Caps: capsOf(ctx, ios)}
 	for k := range ios {
 		req.IOs[k] = ios[k].io
 	}

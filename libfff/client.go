@@ -2,6 +2,7 @@ package libfff
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -54,6 +55,11 @@ type Options struct {
 	// for long writes); it also keeps the write session from being pruned as
 	// a dead writer's.
 	LengthReportInterval time.Duration
+	// TLS, if set, connects with TLS with this configuration (RootCAs:
+	// the cluster's CA). Nil: the TLS of the cluster resolved as for the
+	// token (DefaultCluster: FFF_CA, else the cluster file's CA when it
+	// records the same address), else none.
+	TLS *tls.Config
 	// TCPOnly keeps connections to servers on this host on loopback TCP.
 	// By default a client that reaches a server over loopback TCP moves to
 	// the Unix socket the server announces, which moves bulk data for about
@@ -126,25 +132,41 @@ type Client struct {
 // proto.ErrUnauthenticated), an unreachable cluster with
 // proto.ErrUnavailable, no configured cluster with ErrNoCluster.
 func Connect(ctx context.Context, opts Options) (*Client, error) {
-	addr, token := strings.TrimSpace(opts.Address), opts.Token
+	addr, token, tcfg := strings.TrimSpace(opts.Address), opts.Token, opts.TLS
+	// The cluster's TLS is resolved with its address: a CA belongs to
+	// one cluster.
+	var tinfo ClusterInfo
 	if addr == "" {
 		info, err := DefaultCluster()
 		if err != nil {
 			return nil, err
 		}
-		addr = info.Address
+		addr, tinfo = info.Address, info
 		if token == "" {
 			token = info.Token
 		}
-	} else if token == "" {
-		if tok := os.Getenv(EnvToken); tok != "" {
-			token = tok
-		} else if info, err := DefaultCluster(); err == nil && info.Address == addr {
-			token = info.Token
+	} else {
+		if info, err := DefaultCluster(); err == nil && info.Address == addr {
+			tinfo = info
+		} else if err := applyTLSEnv(&tinfo); err != nil {
+			return nil, err
+		}
+		if token == "" {
+			if tok := os.Getenv(EnvToken); tok != "" {
+				token = tok
+			} else {
+				token = tinfo.Token
+			}
+		}
+	}
+	if tcfg == nil {
+		var err error
+		if tcfg, err = tinfo.TLSConfig(); err != nil {
+			return nil, err
 		}
 	}
 	tcpOnly := opts.TCPOnly || os.Getenv(EnvTCPOnly) == "1"
-	popts := rpc.PoolOptions{Size: opts.PoolSize, Client: rpc.ClientOptions{Logger: opts.Logger, DefaultTimeout: opts.CallTimeout, TCPOnly: tcpOnly}}
+	popts := rpc.PoolOptions{Size: opts.PoolSize, Client: rpc.ClientOptions{Logger: opts.Logger, DefaultTimeout: opts.CallTimeout, TCPOnly: tcpOnly, TLS: tcfg}}
 	if opts.LengthReportInterval <= 0 {
 		opts.LengthReportInterval = time.Minute
 	}

@@ -42,6 +42,7 @@ type File struct {
 	name   string
 	ino    uint64
 	layout *proto.Layout
+	caps   *fileCap // for the chunks (caps.go)
 	flag   int
 	limit  int // write-behind bound (bytes in flight)
 
@@ -147,7 +148,7 @@ func (c *Client) open(ctx context.Context, name string, flag int, perm fs.FileMo
 		}
 		return nil, errorf(proto.EISDIR)
 	}
-	f := c.newFile(name, flag, resp.Inode, resp.Session)
+	f := c.newFile(name, flag, resp)
 	if trunc && resp.Inode.Size > 0 {
 		if err := f.truncate(ctx, 0); err != nil {
 			f.Close()
@@ -157,7 +158,10 @@ func (c *Client) open(ctx context.Context, name string, flag int, perm fs.FileMo
 	return f, nil
 }
 
-func (c *Client) newFile(name string, flag int, n proto.Inode, sess proto.Session) *File {
+// newFile makes the File of an open, create or temporary create's answer.
+func (c *Client) newFile(name string, flag int, resp proto.MetaOpenResp) *File {
+	n, sess := resp.Inode, resp.Session
+	flags, _ := openFlags(flag)
 	l := n.Layout
 	if l == nil {
 		l = &proto.Layout{}
@@ -171,7 +175,8 @@ func (c *Client) newFile(name string, flag int, n proto.Inode, sess proto.Sessio
 	// A file never truncated (TruncVer 0) has no truncate waiting in
 	// meta's garbage-collection queue (server/meta/gc.go).
 	f := &File{c: c, name: name, ino: n.Ino, layout: l, flag: flag, limit: limit, inode: n, sess: sess,
-		reported: int64(n.Size), bumped: n.TruncVer == 0}
+		reported: int64(n.Size), bumped: n.TruncVer == 0,
+		caps: c.newFileCap(n.Ino, flags, resp.Cap, resp.CapTTL, sess)}
 	f.cond.L = &f.mu
 	if sess.ID != 0 {
 		c.addWriter(f)
@@ -420,7 +425,7 @@ func (f *File) writeAtLocked(p []byte, off int64) (int, error) {
 	}
 	if len(f.pend) == 0 && len(p) >= f.limit {
 		// A large write goes out at once, its chunks in parallel.
-		if err := f.c.writeRange(f.ctx(), f.layout, f.ino, p, off); err != nil {
+		if err := f.c.writeRange(f.ctx(), f.caps, f.layout, f.ino, p, off); err != nil {
 			f.werr = &fs.PathError{Op: "write", Path: f.name, Err: err}
 			return 0, f.werr
 		}
@@ -466,7 +471,7 @@ func (f *File) dispatchLocked() {
 	}
 	f.inflight += len(piece)
 	go func() {
-		err := f.c.writeRange(f.ctx(), f.layout, f.ino, piece, off)
+		err := f.c.writeRange(f.ctx(), f.caps, f.layout, f.ino, piece, off)
 		f.mu.Lock()
 		f.inflight -= len(piece)
 		if err != nil && f.werr == nil {
@@ -658,18 +663,19 @@ func (f *File) truncate(ctx context.Context, size int64) error {
 	f.inode = resp.Inode
 	f.wend = min(f.wend, size)
 	f.landed = min(f.landed, size)
-	if err := f.c.truncateChunks(ctx, f.layout, f.ino, size, old); err != nil {
+	if err := f.c.truncateChunks(ctx, f.caps, f.layout, f.ino, size, old); err != nil {
 		return err
 	}
 	if f.sess.ID == 0 {
 		return nil
 	}
 	var o proto.MetaOpenResp
-	if err := f.c.metaCall(ctx, proto.MethodMetaOpen, &proto.MetaOpenReq{Ino: f.ino, Flags: proto.OpenWrite}, &o); err != nil {
+	if err := f.c.metaCall(ctx, proto.MethodMetaOpen, &proto.MetaOpenReq{Ino: f.ino, Flags: f.caps.flags | proto.OpenWrite}, &o); err != nil {
 		return err
 	}
 	oldSess := f.sess
 	f.sess = o.Session
+	f.caps.set(o.Cap, o.CapTTL, o.Session)
 	_ = f.c.metaCall(ctx, proto.MethodMetaClose, &proto.MetaCloseReq{Session: oldSess, Length: uint64(size), Wrote: f.wrote}, nil)
 	// Reporting a write makes meta's queued garbage collection of the cut
 	// range obsolete: it was done above, and must not run after new writes.
@@ -711,7 +717,7 @@ func (c *Client) CreateTemp(ctx context.Context, dir string, perm fs.FileMode) (
 	if err != nil {
 		return nil, pathErr("createtemp", dir, err)
 	}
-	f := c.newFile(path.Join(p, fmt.Sprintf("#%d", resp.Inode.Ino)), os.O_RDWR, resp.Inode, resp.Session)
+	f := c.newFile(path.Join(p, fmt.Sprintf("#%d", resp.Inode.Ino)), os.O_RDWR, resp)
 	f.temp = true
 	return f, nil
 }

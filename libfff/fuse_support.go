@@ -92,7 +92,8 @@ func (c *Client) SetAttrIno(ctx context.Context, ino uint64, a proto.SetAttr) (p
 		return proto.Inode{}, err
 	}
 	if a.Valid&proto.SetSize != 0 {
-		if err := c.truncateChunks(ctx, old.Layout, ino, int64(a.Size), int64(old.Size)); err != nil {
+		fc := c.newFileCap(ino, 0, resp.Cap, resp.CapTTL, proto.Session{})
+		if err := c.truncateChunks(ctx, fc, old.Layout, ino, int64(a.Size), int64(old.Size)); err != nil {
 			return resp.Inode, err
 		}
 	}
@@ -162,7 +163,7 @@ func (c *Client) finishOpen(ctx context.Context, name string, flag int, resp pro
 		}
 		return nil, errorf(proto.EINVAL)
 	}
-	f := c.newFile(name, flag, resp.Inode, resp.Session)
+	f := c.newFile(name, flag, resp)
 	if flag&os.O_TRUNC != 0 && resp.Session.ID != 0 && resp.Inode.Size > 0 {
 		if err := f.truncate(ctx, 0); err != nil {
 			f.Close()

@@ -149,17 +149,17 @@ func TestStorageRangeLimits(t *testing.T) {
 	defer f.Close()
 	writesBefore := st.writes.Load()
 	for _, off := range []int64{proto.MaxFileSize, proto.MaxFileSize - 1, math.MaxInt64} {
-		if err := c.writeRange(ctx, f.layout, f.ino, []byte("XY"), off); !errors.Is(err, proto.ErrFileTooLarge) {
+		if err := c.writeRange(ctx, f.caps, f.layout, f.ino, []byte("XY"), off); !errors.Is(err, proto.ErrFileTooLarge) {
 			t.Errorf("writeRange at %d: %v, want EFBIG", off, err)
 		}
 	}
-	if err := c.writeRange(ctx, f.layout, f.ino, []byte("X"), -1); !errors.Is(err, proto.ErrInvalid) {
+	if err := c.writeRange(ctx, f.caps, f.layout, f.ino, []byte("X"), -1); !errors.Is(err, proto.ErrInvalid) {
 		t.Errorf("writeRange at -1: %v, want EINVAL", err)
 	}
 	if n := st.writes.Load() - writesBefore; n != 0 {
 		t.Errorf("%d writes reached storage", n)
 	}
-	if err := c.truncateChunks(ctx, f.layout, f.ino, proto.MaxFileSize+1, proto.MaxFileSize+testChunk); !errors.Is(err, proto.ErrFileTooLarge) {
+	if err := c.truncateChunks(ctx, f.caps, f.layout, f.ino, proto.MaxFileSize+1, proto.MaxFileSize+testChunk); !errors.Is(err, proto.ErrFileTooLarge) {
 		t.Errorf("truncateChunks past the limit: %v, want EFBIG", err)
 	}
 
@@ -167,7 +167,7 @@ func TestStorageRangeLimits(t *testing.T) {
 	// maxTruncateErrs of them and a count, not one per chunk.
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	err = c.truncateChunks(cctx, f.layout, f.ino, 0, 100*testChunk)
+	err = c.truncateChunks(cctx, f.caps, f.layout, f.ino, 0, 100*testChunk)
 	if err == nil {
 		t.Fatal("truncateChunks with a cancelled context: no error")
 	}

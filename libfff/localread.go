@@ -248,7 +248,7 @@ func (c *Client) readLocal(ctx context.Context, addr string, pool *rpc.Pool, all
 	if err != nil || conn.Transport() != "unix" {
 		return all
 	}
-	req := proto.StorageLocateReq{IOs: make([]proto.ReadIO, len(ios))}
+	req := proto.StorageLocateReq{IOs: make([]proto.ReadIO, len(ios)), Caps: capsOf(ctx, ios)}
 	for k := range ios {
 		req.IOs[k] = ios[k].io
 	}

@@ -436,12 +436,15 @@ func (c *Client) Truncate(ctx context.Context, name string, size int64) error {
 	if err != nil {
 		return pathErr("truncate", name, err)
 	}
-	if err := c.setAttr(ctx, n.Ino, proto.SetAttr{Valid: proto.SetSize, Size: uint64(size)}); err != nil {
+	var resp proto.MetaInodeResp
+	if err := c.metaCall(ctx, proto.MethodMetaSetAttr, &proto.MetaSetAttrReq{Ino: n.Ino, Attr: proto.SetAttr{Valid: proto.SetSize, Size: uint64(size)}}, &resp); err != nil {
 		return pathErr("truncate", name, err)
 	}
 	// Cut the chunks at once (meta also queues this for storage's garbage
-	// collection), so that a later extension reads zeros.
-	return pathErr("truncate", name, c.truncateChunks(ctx, n.Layout, n.Ino, size, int64(n.Size)))
+	// collection), so that a later extension reads zeros; the truncate's
+	// capability grants it.
+	fc := c.newFileCap(n.Ino, 0, resp.Cap, resp.CapTTL, proto.Session{})
+	return pathErr("truncate", name, c.truncateChunks(ctx, fc, n.Layout, n.Ino, size, int64(n.Size)))
 }
 
 // SetDirLayout sets directory name's layout policy for files created below

@@ -153,7 +153,9 @@ type seg struct {
 	// What the route is computed from (again, when a retry re-routes).
 	layout     *proto.Layout
 	ino, index uint64
+	caps       *fileCap // the file's capability, sent with the IO
 	attempt    int
+	renewed    bool // its capability was renewed after a refusal
 	err        error
 	// sum is the CRC32C of dst when summed: set only by a local read that
 	// delivered dst (computed over those bytes while verifying their

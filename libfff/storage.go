@@ -79,10 +79,13 @@ func (c *Client) refreshRouting(ctx context.Context, cause error) {
 
 // headCall sends a request about chunk (ino, index) of a file with layout l
 // to the head of its chain, retrying after a routing refresh when the
-// chain moved on. mk builds the request for the chunk reference.
-func (c *Client) headCall(ctx context.Context, l *proto.Layout, ino, index uint64, method uint16, mk func(proto.ChunkRef) any, resp any, opts ...rpc.CallOption) error {
+// chain moved on, and once after renewing capability fc when storage
+// refused it. mk builds the request for the chunk reference and
+// capability.
+func (c *Client) headCall(ctx context.Context, fc *fileCap, l *proto.Layout, ino, index uint64, method uint16, mk func(proto.ChunkRef, *proto.Capability) any, resp any, opts ...rpc.CallOption) error {
 	var err error
 	var o outage
+	renewed := false
 	for attempt := 0; attempt < maxAttempts; attempt++ {
 		if attempt > 0 {
 			if c.again(ctx, &o, method, err) {
@@ -96,7 +99,16 @@ func (c *Client) headCall(ctx context.Context, l *proto.Layout, ino, index uint6
 		}
 		var r route
 		if r, err = writeRoute(ri, l, ino, index); err == nil {
-			_, err = c.storagePool(r.addr).Call(ctx, method, mk(r.ref), resp, opts...)
+			cur := fc.get(ctx)
+			_, err = c.storagePool(r.addr).Call(ctx, method, mk(r.ref, cur), resp, opts...)
+			if capRefused(err) && !renewed && ctx.Err() == nil {
+				renewed = true
+				if rerr := fc.renew(ctx, cur); rerr != nil {
+					return rerr
+				}
+				attempt-- // a renewed capability is no failed try
+				continue
+			}
 		}
 		if err == nil || !retryable(err) || ctx.Err() != nil {
 			return err
@@ -106,23 +118,23 @@ func (c *Client) headCall(ctx context.Context, l *proto.Layout, ino, index uint6
 }
 
 // writeChunk writes data at offset off of chunk (ino, index).
-func (c *Client) writeChunk(ctx context.Context, l *proto.Layout, ino, index uint64, off uint32, data []byte) error {
+func (c *Client) writeChunk(ctx context.Context, fc *fileCap, l *proto.Layout, ino, index uint64, off uint32, data []byte) error {
 	var resp proto.StorageWriteResp
-	return c.headCall(ctx, l, ino, index, proto.MethodStorageWrite, func(ref proto.ChunkRef) any {
-		return &proto.StorageWriteReq{Chunk: ref, Off: off, ChunkSize: l.ChunkSize}
+	return c.headCall(ctx, fc, l, ino, index, proto.MethodStorageWrite, func(ref proto.ChunkRef, cp *proto.Capability) any {
+		return &proto.StorageWriteReq{Chunk: ref, Off: off, ChunkSize: l.ChunkSize, Cap: cp}
 	}, &resp, rpc.WithPayload(data))
 }
 
 // truncateChunk sets chunk (ino, index)'s length; length 0 removes it.
-func (c *Client) truncateChunk(ctx context.Context, l *proto.Layout, ino, index uint64, length uint32) error {
+func (c *Client) truncateChunk(ctx context.Context, fc *fileCap, l *proto.Layout, ino, index uint64, length uint32) error {
 	if length == 0 {
-		return c.headCall(ctx, l, ino, index, proto.MethodStorageRemove, func(ref proto.ChunkRef) any {
-			return &proto.StorageRemoveReq{Chunk: ref}
+		return c.headCall(ctx, fc, l, ino, index, proto.MethodStorageRemove, func(ref proto.ChunkRef, cp *proto.Capability) any {
+			return &proto.StorageRemoveReq{Chunk: ref, Cap: cp}
 		}, nil)
 	}
 	var resp proto.StorageTruncateResp
-	return c.headCall(ctx, l, ino, index, proto.MethodStorageTruncate, func(ref proto.ChunkRef) any {
-		return &proto.StorageTruncateReq{Chunk: ref, Length: length}
+	return c.headCall(ctx, fc, l, ino, index, proto.MethodStorageTruncate, func(ref proto.ChunkRef, cp *proto.Capability) any {
+		return &proto.StorageTruncateReq{Chunk: ref, Length: length, Cap: cp}
 	}, &resp)
 }
 
@@ -131,7 +143,7 @@ const writeParallel = 8
 
 // writeRange writes p at file offset off of a file, split on chunk
 // boundaries, the chunk writes in parallel.
-func (c *Client) writeRange(ctx context.Context, l *proto.Layout, ino uint64, p []byte, off int64) error {
+func (c *Client) writeRange(ctx context.Context, fc *fileCap, l *proto.Layout, ino uint64, p []byte, off int64) error {
 	if l == nil || l.ChunkSize == 0 || len(l.Chains) == 0 {
 		if len(p) == 0 {
 			return nil
@@ -146,7 +158,7 @@ func (c *Client) writeRange(ctx context.Context, l *proto.Layout, ino uint64, p 
 	ps := splitRange(l.ChunkSize, off, len(p))
 	if len(ps) == 1 {
 		q := ps[0]
-		return c.writeChunk(ctx, l, ino, q.index, q.off, p[q.pos:q.pos+int(q.n)])
+		return c.writeChunk(ctx, fc, l, ino, q.index, q.off, p[q.pos:q.pos+int(q.n)])
 	}
 	errs := make([]error, len(ps))
 	sem := make(chan struct{}, writeParallel)
@@ -156,7 +168,7 @@ func (c *Client) writeRange(ctx context.Context, l *proto.Layout, ino uint64, p 
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			errs[i] = c.writeChunk(ctx, l, ino, q.index, q.off, p[q.pos:q.pos+int(q.n)])
+			errs[i] = c.writeChunk(ctx, fc, l, ino, q.index, q.off, p[q.pos:q.pos+int(q.n)])
 		}()
 	}
 	wg.Wait()
@@ -178,7 +190,7 @@ const maxTruncateErrs = 8
 // wrapped negative from meta's uint64) is taken as the limit, since no
 // chunk lies beyond it. The errors are collected as they occur, not in a
 // slot per chunk index: a 16 TiB file has up to 2^32 chunks.
-func (c *Client) truncateChunks(ctx context.Context, l *proto.Layout, ino uint64, size, oldSize int64) error {
+func (c *Client) truncateChunks(ctx context.Context, fc *fileCap, l *proto.Layout, ino uint64, size, oldSize int64) error {
 	if err := proto.CheckFileRange(size, 0); err != nil {
 		return err
 	}
@@ -206,7 +218,7 @@ func (c *Client) truncateChunks(ctx context.Context, l *proto.Layout, ino uint64
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			err := c.truncateChunk(ctx, l, ino, uint64(idx), length)
+			err := c.truncateChunk(ctx, fc, l, ino, uint64(idx), length)
 			if err != nil && !errors.Is(err, proto.ErrUnknownMethod) { // no storage service: GC's job
 				mu.Lock()
 				if len(errs) < maxTruncateErrs {

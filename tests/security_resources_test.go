@@ -17,24 +17,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vmihailenco/msgpack/v5"
+	"fff/internal/rpc"
 )
 
 // Bounded resources (docs/security.md): connections that announce large
 // requests and stall cannot make fffd hold more than its budget, lose their
 // connection after rpc.frame_timeout, and other clients are served
 // meanwhile.
-
-// wireHello is the first frame of a connection (docs/wire.md): a 32-byte
-// header (magic 0xF3, version 1, kind 1, body length at 16) and a msgpack
-// body with the protocol version and the token.
-func wireHello(token string) []byte {
-	body, err := msgpack.Marshal(map[string]any{"version": 1, "token": token, "max_body": 1 << 20, "max_payload": 1 << 20})
-	if err != nil {
-		panic(err)
-	}
-	return append(wireHeader(1, 0, 0, uint32(len(body)), 0), body...)
-}
 
 // wireHeader is a frame header of kind k (3: request).
 func wireHeader(k byte, id uint64, method uint16, bodyLen, payloadLen uint32) []byte {
@@ -107,7 +96,11 @@ func TestStalledUploadsBounded(t *testing.T) {
 			// A 60 s bound only against a server that never closes a
 			// stalled connection (it takes 500 ms).
 			nc.SetDeadline(time.Now().Add(60 * time.Second))
-			nc.Write(wireHello(tok))
+			if err := rpc.ClientHandshake(ctx, nc, tok); err != nil {
+				t.Errorf("handshake: %v", err)
+				closed <- nil
+				return
+			}
 			nc.Write(wireHeader(3, uint64(i+1), 1, 0, announce))
 			nc.Write(make([]byte, send)) // blocks while fffd does not read; fails once it closes
 			// Stalled: wait for fffd to close the connection.

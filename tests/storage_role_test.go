@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -112,6 +113,7 @@ func TestStorageRoleGC(t *testing.T) {
 	sdir := t.TempDir()
 	copyFile(t, filepath.Join(main.data, "meta.db"), filepath.Join(sdir, "meta.db"))
 	copyFile(t, filepath.Join(main.data, "admin.token"), filepath.Join(sdir, "admin.token"))
+	copyFile(t, filepath.Join(main.data, "capability.key"), filepath.Join(sdir, "capability.key"))
 	main.start(t)
 	saddr := startStorageNode(t, main, sdir, 2)
 
@@ -205,5 +207,26 @@ func TestStorageRoleGC(t *testing.T) {
 	}
 	if !strings.Contains(string(b), "storage: garbage collected") {
 		t.Errorf("the storage node collected nothing itself; its log:\n%s", lastLines(b, 30))
+	}
+}
+
+// TestStorageRoleNeedsCapabilityKey: a storage node without a copy of the
+// cluster's capability key refuses to start, saying which file it needs
+// (it could check no client's capability).
+func TestStorageRoleNeedsCapabilityKey(t *testing.T) {
+	t.Parallel()
+	main := startCluster(t)
+	sdir := t.TempDir()
+	copyFile(t, filepath.Join(main.data, "admin.token"), filepath.Join(sdir, "admin.token"))
+	cfg := fmt.Sprintf("[node]\nid = 2\n\n[mgmtd]\naddress = %q\n\n[storage]\ntargets = [\"targets/0\"]\n", main.addr)
+	if err := os.WriteFile(filepath.Join(sdir, "fffd.toml"), []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(ctxFor(t), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, filepath.Join(binDir, "fffd"), "storage", "--config", filepath.Join(sdir, "fffd.toml"),
+		"--data", sdir, "--listen", "127.0.0.1:0", "--log-format", "json").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "capability.key") || !strings.Contains(string(out), "copy") {
+		t.Fatalf("fffd storage without the key: %v\n%s", err, out)
 	}
 }

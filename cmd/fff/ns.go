@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"fff/internal/proto"
+	"fff/internal/rpc"
 	"fff/libfff"
 )
 
@@ -103,7 +104,7 @@ func explainConnect(addr string, err error) error {
 		where = "the fff cluster at " + addr
 	}
 	switch {
-	case errors.Is(err, libfff.ErrNoCluster):
+	case errors.Is(err, libfff.ErrNoCluster), errors.Is(err, rpc.ErrTLS):
 		return err
 	case errors.Is(err, proto.ErrUnauthenticated):
 		return fmt.Errorf("%s refused the token: set FFF_TOKEN to a valid token (a local cluster's admin token is in DATA/admin.token)", where)

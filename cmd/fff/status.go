@@ -43,7 +43,11 @@ func dialAdmin() (*adminConn, error) {
 	if err != nil {
 		return nil, &exitError{1, err}
 	}
-	pool := rpc.NewPool(info.Address, info.Token, rpc.PoolOptions{Size: 1})
+	tcfg, err := info.TLSConfig()
+	if err != nil {
+		return nil, &exitError{1, err}
+	}
+	pool := rpc.NewPool(info.Address, info.Token, rpc.PoolOptions{Size: 1, Client: rpc.ClientOptions{TLS: tcfg}})
 	return &adminConn{info: info, pool: pool, mgmtd: cluster.NewClient(pool), meta: metaAdmin{pool}}, nil
 }
 
@@ -66,8 +70,12 @@ func (c *adminConn) explain(err error) error {
 		where += " (local, data " + c.info.DataDir + ")"
 	}
 	switch {
+	case errors.Is(err, rpc.ErrTLS):
+		return &exitError{1, fmt.Errorf("cannot connect to %s: %v", where, err)}
 	case errors.Is(err, proto.ErrUnauthenticated):
 		return &exitError{1, fmt.Errorf("%s refused the token: set FFF_TOKEN to a valid token (the admin token of a local cluster is in DATA/admin.token)", where)}
+	case errors.Is(err, proto.ErrProtocolVersion):
+		return &exitError{1, fmt.Errorf("cannot talk to %s: %v\n(a TLS cluster needs its CA: FFF_CA=DATA/tls/ca.pem, or the cluster file of 'fff up --tls')", where, err)}
 	case proto.CodeOf(err) == proto.Unavailable, proto.CodeOf(err) == proto.Timeout:
 		hint := "Is it running? Start a local cluster with `fff up`, or point FFF_CLUSTER at a running one"
 		return &exitError{1, fmt.Errorf("cannot reach %s: %v\n%s", where, err, hint)}
@@ -118,6 +126,7 @@ type clusterStatus struct {
 	Address        string       `json:"address"`
 	DataDir        string       `json:"data_dir,omitempty"`
 	PID            int          `json:"pid,omitempty"`
+	TLS            bool         `json:"tls"` // the client pins the cluster's CA: TCP under TLS
 	RoutingVersion uint64       `json:"routing_version"`
 	User           *whoAmIJSON  `json:"user,omitempty"`
 	UserError      string       `json:"user_error,omitempty"`
@@ -247,7 +256,7 @@ func gatherStatus(ctx context.Context, c *adminConn) (*clusterStatus, error) {
 	if err != nil {
 		return nil, err
 	}
-	st := &clusterStatus{Address: c.info.Address, DataDir: c.info.DataDir, PID: c.info.PID,
+	st := &clusterStatus{Address: c.info.Address, DataDir: c.info.DataDir, PID: c.info.PID, TLS: c.info.CA != "",
 		RoutingVersion: ri.Version, routing: ri, Routing: routingToJSON(ri),
 		Chains: len(ri.Chains), ChainTables: len(ri.ChainTables)}
 	for _, n := range ri.Nodes {
@@ -322,6 +331,11 @@ func printStatus(w io.Writer, st *clusterStatus) error {
 		where += ")"
 	}
 	line("cluster", "%s", where)
+	if st.TLS {
+		line("tls", "on (the cluster's CA is pinned)")
+	} else {
+		line("tls", "off (TCP in clear; the handshake does not reveal the token)")
+	}
 	switch {
 	case st.User != nil:
 		role := "user"

@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
+	"fff/internal/certs"
 	"fff/libfff"
 )
 
@@ -51,6 +52,8 @@ type upOpts struct {
 	data, listen, fffd string
 	listenSet          bool // --listen given: it replaces the recorded address
 	daemon, asDefault  bool
+	tls, tlsSet        bool      // --tls, and whether it was given (up_tls.go)
+	warn               io.Writer // warnings (stderr)
 	timeout            time.Duration
 }
 
@@ -72,6 +75,12 @@ every later start of the same data directory listens there again, so mounts,
 loaders and clients that were connected ride through 'fff down; fff up'.
 --listen chooses another address (and records it).
 
+--tls makes a CA and a node certificate in DATA/tls (kept and reused by
+later starts, which keep TLS on) and serves TCP under TLS; the cluster file
+records the CA, which clients then pin (FFF_CA names it for FFF_CLUSTER
+users). Without TLS, a cluster listening beyond loopback gets a warning:
+file data and requests would cross the network in clear.
+
 The cluster of the default data directory is the default cluster. A cluster
 started with another --data becomes the default only when none is recorded
 (or the recorded one's data directory is gone), or with --default; otherwise
@@ -79,6 +88,8 @@ started with another --data becomes the default only when none is recorded
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.listenSet = cmd.Flags().Changed("listen")
+			o.tlsSet = cmd.Flags().Changed("tls")
+			o.warn = cmd.ErrOrStderr()
 			return runUp(cmd.Context(), cmd.OutOrStdout(), o)
 		},
 	}
@@ -87,6 +98,7 @@ started with another --data becomes the default only when none is recorded
 	f.StringVar(&o.listen, "listen", "127.0.0.1:0", "listen address (port 0 picks a free port; default: the address recorded in DATA/address, else a free loopback port)")
 	f.BoolVar(&o.asDefault, "default", false, "record this cluster as the default one even if another is recorded")
 	f.BoolVar(&o.daemon, "daemon", false, "run in the background (output goes to DATA/fffd.log)")
+	f.BoolVar(&o.tls, "tls", false, "serve TCP under TLS with a CA and node certificate made in DATA/tls (kept on by later starts)")
 	f.StringVar(&o.fffd, "fffd", "", "fffd binary (default: next to this fff, else on PATH)")
 	f.DurationVar(&o.timeout, "timeout", 60*time.Second, "how long to wait for the cluster to come up")
 	return cmd
@@ -100,7 +112,14 @@ func runUp(ctx context.Context, out io.Writer, o upOpts) error {
 	if err := os.MkdirAll(data, 0o700); err != nil {
 		return fmt.Errorf("cannot create the data directory: %w", err)
 	}
+	useTLS, err := upTLS(data, o)
+	if err != nil {
+		return err
+	}
 	if ri, ok := runningCluster(data); ok {
+		if useTLS && !clusterUsesTLS(data) {
+			return fmt.Errorf("the cluster in %s is up without TLS (pid %d): stop it with 'fff down --data %s', then run 'fff up --tls'", data, ri.PID, data)
+		}
 		info, def, err := recordCluster(data, ri, o.asDefault)
 		if err != nil {
 			return err
@@ -122,6 +141,15 @@ func runUp(ctx context.Context, out io.Writer, o upOpts) error {
 		return err
 	}
 	args := []string{"local", "--data", data, "--listen", listen}
+	if useTLS {
+		cfg, err := prepareTLS(data, listen)
+		if err != nil {
+			return err
+		}
+		args = append(args, "--config", cfg)
+	} else if !loopbackListen(listen) && o.warn != nil {
+		fmt.Fprintf(o.warn, "warning: %s is reachable from other hosts without TLS: file data and requests cross the network in clear, and a connection can be taken over after its handshake; use 'fff up --tls'\n", listen)
+	}
 	c := exec.Command(bin, args...)
 	c.Env = os.Environ()
 	if o.daemon {
@@ -289,7 +317,11 @@ func recordCluster(data string, ri readyInfo, asDefault bool) (libfff.ClusterInf
 	if err != nil {
 		return libfff.ClusterInfo{}, false, fmt.Errorf("cannot read the admin token: %w", err)
 	}
-	info := libfff.ClusterInfo{Address: ri.Address, Token: strings.TrimSpace(string(tok)), DataDir: data, PID: ri.PID}
+	ca, err := readCA(data)
+	if err != nil {
+		return libfff.ClusterInfo{}, false, err
+	}
+	info := libfff.ClusterInfo{Address: ri.Address, Token: strings.TrimSpace(string(tok)), DataDir: data, PID: ri.PID, CA: ca}
 	if !asDefault && data != absOrSelf(defaultDataDir()) {
 		if cur, err := libfff.RecordedCluster(); err == nil && cur.DataDir != "" && cur.DataDir != data {
 			if _, err := os.Stat(cur.DataDir); err == nil {
@@ -309,12 +341,20 @@ func absOrSelf(p string) string {
 
 func printCluster(out io.Writer, info libfff.ClusterInfo, recorded bool) {
 	fmt.Fprintf(out, "address:     %s\nadmin token: %s\ndata:        %s\n", info.Address, info.Token, info.DataDir)
+	ca := filepath.Join(info.DataDir, tlsDir, certs.CAFile)
+	if info.CA != "" {
+		fmt.Fprintf(out, "tls:         on (CA %s)\n", ca)
+	}
 	if recorded {
 		cf, _ := libfff.ClusterFile()
 		fmt.Fprintf(out, "recorded in: %s (the default cluster)\n", cf)
 		return
 	}
-	fmt.Fprintf(out, "not the default cluster (another one is recorded; --default makes this one it); reach it with:\n  export %s=%s %s=%s\n", libfff.EnvCluster, info.Address, libfff.EnvToken, info.Token)
+	fmt.Fprintf(out, "not the default cluster (another one is recorded; --default makes this one it); reach it with:\n  export %s=%s %s=%s", libfff.EnvCluster, info.Address, libfff.EnvToken, info.Token)
+	if info.CA != "" {
+		fmt.Fprintf(out, " %s=%s", libfff.EnvCA, ca)
+	}
+	fmt.Fprintln(out)
 }
 
 // writeFileAtomic replaces name with data (temporary file, fsync, rename).

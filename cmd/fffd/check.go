@@ -125,9 +125,19 @@ func checkFile(path string, isMeta bool) (problems []string, records int) {
 	if err != nil {
 		problems = append(problems, err.Error())
 	}
-	n, skipped, err := walk(db, isMeta, func(_, _ []byte) error { return nil }, func(p string) { problems = append(problems, p) })
+	links := meta.NewLinkCheck() // names against entries (meta.db only)
+	n, skipped, err := walk(db, isMeta, func(k, v []byte) error {
+		if isMeta {
+			links.Add(k, v)
+		}
+		return nil
+	}, func(p string) { problems = append(problems, p) })
 	if err != nil {
 		problems = append(problems, err.Error())
+	} else {
+		for _, p := range links.Problems() {
+			problems = append(problems, p.String())
+		}
 	}
 	_ = skipped
 	return problems, n

@@ -10,6 +10,7 @@ import (
 
 	"github.com/pelletier/go-toml/v2"
 
+	"fff/internal/capability"
 	"fff/internal/rpc"
 )
 
@@ -40,9 +41,11 @@ import (
 //	session_timeout = "30m"   # end write sessions of writers silent this long
 //	address = ""              # where the storage role takes meta's GC queue from;
 //	                          # empty: straight from the shared KV (see runStorage)
+//	capability_ttl = "1h"     # lifetime of the storage capabilities meta hands out
 //
 //	[storage]
 //	targets = []          # target directories; `local` defaults to 2 under data_dir/targets
+//	unchecked_capabilities = false  # true: serve chunks without capabilities (benchmarks only)
 //
 //	[rpc]                 # the limits of the RPC server (docs/security.md)
 //	max_conns = 4096
@@ -50,6 +53,12 @@ import (
 //	max_total_bytes = 1073741824  # large requests' bytes held by all connections
 //	frame_timeout = "30s"         # a request's bytes must keep coming; "-1s": no limit
 //	handshake_timeout = "10s"
+//
+//	[tls]                 # TLS on TCP (tls.go); empty: none
+//	cert = ""             # the node's certificate, key, and the cluster's CA
+//	key = ""
+//	ca = ""
+//	client_auth = false   # true: TCP clients must present a certificate signed by ca
 type Config struct {
 	Node    NodeConfig    `toml:"node"`
 	Log     LogConfig     `toml:"log"`
@@ -58,6 +67,7 @@ type Config struct {
 	Meta    MetaConfig    `toml:"meta"`
 	Storage StorageConfig `toml:"storage"`
 	RPC     RPCConfig     `toml:"rpc"`
+	TLS     TLSConfig     `toml:"tls"`
 }
 
 // RPCConfig bounds what clients can make the RPC server hold
@@ -105,10 +115,18 @@ type MetaConfig struct {
 	// (over RPC, with the admin token). Empty: storage reads the queue
 	// from the shared KV it opens anyway, through meta's code in process.
 	Address string `toml:"address"`
+	// CapabilityTTL is how long the storage capabilities meta hands out
+	// last; clients renew theirs at half of it, and a renewal checks the
+	// caller's access again.
+	CapabilityTTL Duration `toml:"capability_ttl"`
 }
 
 type StorageConfig struct {
 	Targets []string `toml:"targets"`
+	// UncheckedCapabilities serves chunks to any caller without a
+	// capability, as before they existed: for measuring what the checks
+	// cost, never for a cluster with users (fffd warns at start).
+	UncheckedCapabilities bool `toml:"unchecked_capabilities"`
 }
 
 // Duration reads "10s"-style durations from TOML.
@@ -131,7 +149,7 @@ func defaultConfig() Config {
 		Log:   LogConfig{Level: "info", Format: "auto"},
 		KV:    KVConfig{Backend: "bbolt", Path: "meta.db", Prefix: "fff"},
 		Mgmtd: MgmtdConfig{HeartbeatTimeout: Duration{10 * time.Second}},
-		Meta:  MetaConfig{ChunkSize: 4 << 20, SessionTimeout: Duration{30 * time.Minute}},
+		Meta:  MetaConfig{ChunkSize: 4 << 20, SessionTimeout: Duration{30 * time.Minute}, CapabilityTTL: Duration{capability.DefaultTTL}},
 		RPC: RPCConfig{MaxConns: rpc.DefaultMaxConns, MaxConnBytes: rpc.DefaultMaxInFlightBytes, MaxTotalBytes: rpc.DefaultMaxTotalBytes,
 			FrameTimeout: Duration{rpc.DefaultFrameTimeout}, HandshakeTimeout: Duration{rpc.DefaultHandshakeTimeout}},
 	}
@@ -176,6 +194,9 @@ func (c *Config) validate() error {
 		if !filepath.IsAbs(t) {
 			c.Storage.Targets[i] = filepath.Join(abs, t)
 		}
+	}
+	if err := c.TLS.resolve(abs); err != nil {
+		return err
 	}
 	switch c.KV.Backend {
 	case "bbolt", "fdb":

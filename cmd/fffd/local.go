@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"fff/internal/buildinfo"
+	"fff/internal/capability"
 	"fff/internal/cluster"
 	"fff/internal/logging"
 	"fff/internal/rpc"
@@ -46,6 +47,8 @@ type node struct {
 	uln  net.Listener // the same-host Unix socket, or nil
 	srv  *rpc.Server
 	addr string
+	caps *capability.Key // the cluster's capability key (meta and storage roles)
+	tls  nodeTLS         // TLS of the TCP listener and of pools to other nodes (tls.go)
 }
 
 func newNode(cfg Config, role string) (*node, error) {
@@ -67,6 +70,9 @@ func newNode(cfg Config, role string) (*node, error) {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Node.Listen, err)
 	}
 	n := &node{cfg: cfg, log: log, db: db, ln: ln, addr: ln.Addr().String()}
+	if err := n.setupTLS(); err != nil {
+		return nil, n.abort(err)
+	}
 	if !cfg.Node.NoLocalSocket {
 		n.listenLocal()
 	}
@@ -114,6 +120,7 @@ func (n *node) startMgmtd(ctx context.Context) (*mgmtd.Service, error) {
 // startMeta opens the meta service over the node's KV and initializes it.
 func (n *node) startMeta(ctx context.Context, opts meta.Options) (*meta.Service, error) {
 	opts.ChunkSize = uint32(n.cfg.Meta.ChunkSize)
+	opts.Capabilities, opts.CapabilityTTL = n.caps, n.cfg.Meta.CapabilityTTL.Duration
 	ms := meta.New(n.db, opts)
 	if err := ms.Init(ctx); err != nil {
 		return nil, fmt.Errorf("meta: %w", err)
@@ -126,7 +133,8 @@ func (n *node) startMeta(ctx context.Context, opts meta.Options) (*meta.Service,
 func (n *node) serve(ctx context.Context, auth rpc.Authenticator, register func(*rpc.Server), loops ...func(context.Context) error) error {
 	r := n.cfg.RPC
 	opts := rpc.ServerOptions{Auth: auth, Logger: n.log, MaxConns: r.MaxConns, MaxInFlightBytes: r.MaxConnBytes,
-		MaxTotalBytes: r.MaxTotalBytes, FrameTimeout: r.FrameTimeout.Duration, HandshakeTimeout: r.HandshakeTimeout.Duration}
+		MaxTotalBytes: r.MaxTotalBytes, FrameTimeout: r.FrameTimeout.Duration, HandshakeTimeout: r.HandshakeTimeout.Duration,
+		TLS: n.tls.server}
 	if n.uln != nil {
 		opts.LocalSocket = n.uln.Addr().String()
 	}
@@ -217,6 +225,9 @@ func runLocal(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return n.abort(err)
 	}
+	if err := n.loadCapabilityKey(true); err != nil {
+		return n.abort(err)
+	}
 	targets := cfg.Storage.Targets
 	if len(targets) == 0 {
 		targets = []string{filepath.Join(cfg.Node.DataDir, "targets", "0"), filepath.Join(cfg.Node.DataDir, "targets", "1")}
@@ -246,7 +257,7 @@ func runLocal(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return n.abort(fmt.Errorf("admin token: %w", err))
 	}
-	peers := storage.NewRPCPeers(strings.TrimSpace(string(tok)))
+	peers := storage.NewRPCPeers(strings.TrimSpace(string(tok)), n.poolOpts(1))
 	defer peers.Close()
 	gcq := storage.WithPeers(storage.MetaGC(ms), peers)
 	return n.serve(ctx, ms.Authenticator(),
@@ -301,6 +312,11 @@ func runMgmtd(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return n.abort(err)
 	}
+	// mgmtd's node creates the cluster: it makes the key meta and storage
+	// nodes are given a copy of.
+	if err := n.loadCapabilityKey(true); err != nil {
+		return n.abort(err)
+	}
 	users, err := n.startMeta(ctx, meta.Options{})
 	if err != nil {
 		return n.abort(err)
@@ -325,7 +341,10 @@ func runMeta(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return n.abort(fmt.Errorf("meta needs the admin token in %s to talk to mgmtd: %w", path, err))
 	}
-	pool := rpc.NewPool(cfg.Mgmtd.Address, strings.TrimSpace(string(tok)), rpc.PoolOptions{})
+	if err := n.loadCapabilityKey(false); err != nil {
+		return n.abort(fmt.Errorf("meta: %w", err))
+	}
+	pool := rpc.NewPool(cfg.Mgmtd.Address, strings.TrimSpace(string(tok)), n.poolOpts(0))
 	defer pool.Close()
 	routing := cluster.NewRoutingCache(cluster.NewClient(pool), cluster.RoutingCacheOptions{Logger: n.log})
 	ms, err := n.startMeta(ctx, meta.Options{ChainTables: routing})

@@ -43,8 +43,10 @@ func (n *node) startStorage(ctx context.Context, routing *cluster.RoutingCache, 
 		Routing: routing,
 		// Files choose their chunk size (up to 64 MiB); every write carries
 		// it and is checked against it.
-		Engine: chunkengine.Options{MaxChunkSize: chunkengine.MaxChunkSizeLimit},
-		Logger: n.log,
+		Engine:       chunkengine.Options{MaxChunkSize: chunkengine.MaxChunkSizeLimit},
+		Logger:       n.log,
+		Capabilities: n.caps,
+		Unchecked:    n.cfg.Storage.UncheckedCapabilities,
 	})
 	if err != nil {
 		return nil, err
@@ -54,6 +56,9 @@ func (n *node) startStorage(ctx context.Context, routing *cluster.RoutingCache, 
 		ids[i] = t.ID
 	}
 	n.log.Info().Interface("targets", ids).Msg("storage targets open")
+	if n.cfg.Storage.UncheckedCapabilities {
+		n.log.Warn().Msg("storage.unchecked_capabilities is set: every user can read, write and remove every file's chunks (for benchmarks only)")
+	}
 	return svc, nil
 }
 
@@ -95,10 +100,13 @@ func runStorage(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return n.abort(fmt.Errorf("storage needs the admin token in %s to talk to mgmtd: %w", path, err))
 	}
+	if err := n.loadCapabilityKey(false); err != nil {
+		return n.abort(fmt.Errorf("storage: %w", err))
+	}
 	if err := makeTargetDirs(cfg.Storage.Targets); err != nil {
 		return n.abort(err)
 	}
-	pool := rpc.NewPool(cfg.Mgmtd.Address, strings.TrimSpace(string(tok)), rpc.PoolOptions{})
+	pool := rpc.NewPool(cfg.Mgmtd.Address, strings.TrimSpace(string(tok)), n.poolOpts(0))
 	defer pool.Close()
 	client := cluster.NewClient(pool)
 	if err := registerTargets(ctx, client, cfg.Node.ID, n.addr, cfg.Storage.Targets); err != nil {
@@ -117,11 +125,11 @@ func runStorage(ctx context.Context, cfg Config) error {
 	admin := strings.TrimSpace(string(tok))
 	gcq := storage.MetaGC(users)
 	if cfg.Meta.Address != "" {
-		metaPool := rpc.NewPool(cfg.Meta.Address, admin, rpc.PoolOptions{Size: 1})
+		metaPool := rpc.NewPool(cfg.Meta.Address, admin, n.poolOpts(1))
 		defer metaPool.Close()
 		gcq = storage.RPCGC(metaPool)
 	}
-	peers := storage.NewRPCPeers(admin)
+	peers := storage.NewRPCPeers(admin, n.poolOpts(1))
 	defer peers.Close()
 	gcq = storage.WithPeers(gcq, peers)
 	return n.serve(ctx, users.Authenticator(), svc.RegisterHandlers,

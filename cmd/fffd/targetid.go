@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"fff/internal/fileutil"
 	"fff/internal/proto"
 	"fff/server/mgmtd"
 )
@@ -53,33 +54,8 @@ func writeTargetID(dir string, id targetID) error {
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(dir, targetIDFile)
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
+	if err := fileutil.WriteAtomic(filepath.Join(dir, targetIDFile), append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("target id: %w", err)
-	}
-	_, err = f.Write(append(b, '\n'))
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("target id: %w", err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("target id: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("target id: sync %s: %w", dir, err)
 	}
 	return nil
 }

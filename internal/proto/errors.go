@@ -93,6 +93,11 @@ const (
 	// RoutingVersionMismatch: the caller's routing info is older than the
 	// server's; the client refreshes it.
 	RoutingVersionMismatch Code = 105
+	// BadCapability: a storage request's capability is missing, expired,
+	// not signed by this cluster, or does not cover the chunk or the
+	// access asked; the client asks meta for a new one (which checks
+	// permissions again) and retries.
+	BadCapability Code = 106
 )
 
 // RPC layer errors.
@@ -143,6 +148,7 @@ var (
 	ErrTargetNotServing       error = sentinel(TargetNotServing)
 	ErrChecksumMismatch       error = sentinel(ChecksumMismatch)
 	ErrRoutingVersionMismatch error = sentinel(RoutingVersionMismatch)
+	ErrBadCapability          error = sentinel(BadCapability)
 
 	ErrUnauthenticated error = sentinel(Unauthenticated)
 	ErrBadRequest      error = sentinel(BadRequest)
@@ -206,6 +212,8 @@ func codeInfo(c Code) (name, desc string, errno syscall.Errno) {
 		return "ChecksumMismatch", "checksum mismatch", syscall.EIO
 	case RoutingVersionMismatch:
 		return "RoutingVersionMismatch", "routing version mismatch", syscall.EAGAIN
+	case BadCapability:
+		return "BadCapability", "capability refused", syscall.EACCES
 	case Unauthenticated:
 		return "Unauthenticated", "unauthenticated", syscall.EACCES
 	case BadRequest:
@@ -235,7 +243,7 @@ func Codes() []Code {
 		ENOENT, EEXIST, ENOTDIR, EISDIR, ENOTEMPTY, EACCES, EPERM, EINVAL,
 		ENOSPC, EIO, ENAMETOOLONG, ELOOP, EXDEV, EBADF, EROFS, ENOTSUP, EFBIG,
 		ChainVersionMismatch, NotHead, ChunkPending, TargetNotServing,
-		ChecksumMismatch, RoutingVersionMismatch,
+		ChecksumMismatch, RoutingVersionMismatch, BadCapability,
 		Unauthenticated, BadRequest, Internal, Timeout, Unavailable, TooLarge,
 		ProtocolVersion, Canceled, UnknownMethod,
 	}

@@ -141,6 +141,11 @@ type Inode struct {
 	Layout *Layout `msgpack:"layout,omitempty"`
 	// Parent is a directory's parent directory (the root's is itself).
 	Parent uint64 `msgpack:"parent,omitempty"`
+	// Links are the directories holding a file's or symlink's names, one
+	// entry per name (a directory twice if it holds two of them): meta
+	// checks that a caller can reach an inode through one of them before
+	// an inode-level call. Empty for an anonymous (CreateTemp) file.
+	Links []uint64 `msgpack:"pl,omitempty"`
 	// DirLayout is a directory's layout policy for new files.
 	DirLayout *DirLayout `msgpack:"dl,omitempty"`
 }
@@ -327,6 +332,10 @@ type (
 	// SetAttr, SetLayout, Close, ReportLength and Publish.
 	MetaInodeResp struct {
 		Inode Inode `msgpack:"inode"`
+		// Cap, from a SetAttr that changed a file's size, is a write
+		// capability for cutting its chunks (valid for CapTTL ns).
+		Cap    *Capability `msgpack:"cap,omitempty"`
+		CapTTL int64       `msgpack:"cap_ttl,omitempty"`
 	}
 	MetaReadDirReq struct {
 		Ino   uint64 `msgpack:"ino"`
@@ -354,6 +363,11 @@ type (
 		Inode   Inode   `msgpack:"inode"`
 		Session Session `msgpack:"session"`
 		Created bool    `msgpack:"created,omitempty"`
+		// Cap is the capability for the file's chunks (read, and write
+		// for a write open), valid for CapTTL ns; nil from a meta
+		// server without a capability key.
+		Cap    *Capability `msgpack:"cap,omitempty"`
+		CapTTL int64       `msgpack:"cap_ttl,omitempty"`
 	}
 	// MetaCreateTempReq asks for an anonymous file in directory Parent
 	// (answered by MetaOpenResp).

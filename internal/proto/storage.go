@@ -64,6 +64,8 @@ type ReadIO struct {
 // StorageReadReq asks for many ranges, possibly of many chunks of one target.
 type StorageReadReq struct {
 	IOs []ReadIO `msgpack:"ios"`
+	// Caps are read capabilities covering every IO's inode (one per file).
+	Caps []Capability `msgpack:"caps,omitempty"`
 }
 
 // ReadResult is the outcome of one ReadIO.
@@ -82,7 +84,8 @@ type StorageReadResp struct {
 // StorageLocateReq asks where the bytes of many chunk ranges are on this
 // host's disks (MethodStorageLocate).
 type StorageLocateReq struct {
-	IOs []ReadIO `msgpack:"ios"`
+	IOs  []ReadIO     `msgpack:"ios"`
+	Caps []Capability `msgpack:"caps,omitempty"` // as StorageReadReq's
 }
 
 // ChunkLocation answers one ReadIO of a StorageLocateReq. Bytes [0, Length)
@@ -153,9 +156,10 @@ type StorageLocateResp struct {
 // StorageWriteReq writes the request payload into Chunk at Off. ChunkSize is
 // the file's chunk size: writes past it are refused (EINVAL).
 type StorageWriteReq struct {
-	Chunk     ChunkRef `msgpack:"k"`
-	Off       uint32   `msgpack:"o"`
-	ChunkSize uint32   `msgpack:"cs"`
+	Chunk     ChunkRef    `msgpack:"k"`
+	Off       uint32      `msgpack:"o"`
+	ChunkSize uint32      `msgpack:"cs"`
+	Cap       *Capability `msgpack:"cap,omitempty"` // write capability for Chunk.Ino
 }
 
 // StorageWriteResp reports the chunk's new committed version.
@@ -165,8 +169,9 @@ type StorageWriteResp struct {
 
 // StorageTruncateReq sets Chunk's length.
 type StorageTruncateReq struct {
-	Chunk  ChunkRef `msgpack:"k"`
-	Length uint32   `msgpack:"l"`
+	Chunk  ChunkRef    `msgpack:"k"`
+	Length uint32      `msgpack:"l"`
+	Cap    *Capability `msgpack:"cap,omitempty"` // write capability for Chunk.Ino
 }
 
 // StorageTruncateResp reports the chunk's new committed version.
@@ -176,12 +181,14 @@ type StorageTruncateResp struct {
 
 // StorageRemoveReq removes Chunk.
 type StorageRemoveReq struct {
-	Chunk ChunkRef `msgpack:"k"`
+	Chunk ChunkRef    `msgpack:"k"`
+	Cap   *Capability `msgpack:"cap,omitempty"` // write capability for Chunk.Ino
 }
 
 // StorageStatReq asks for Chunk's state.
 type StorageStatReq struct {
-	Chunk ChunkRef `msgpack:"k"`
+	Chunk ChunkRef    `msgpack:"k"`
+	Cap   *Capability `msgpack:"cap,omitempty"` // read capability for Chunk.Ino
 }
 
 // StorageStatResp describes a chunk; Exists is false for a chunk never

@@ -3,6 +3,7 @@ package rpc
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -63,6 +64,12 @@ type ClientOptions struct {
 	// instead of switching to the Unix socket the server announces (see
 	// ServerOptions.LocalSocket).
 	TCPOnly bool
+	// TLS, if set, runs TCP connections under TLS with this configuration:
+	// RootCAs pins the cluster's CA; Certificates holds the client's
+	// certificate for servers that require one (mutual TLS). An empty
+	// ServerName is the dialed host. The Unix socket a server announces
+	// is used without TLS.
+	TLS *tls.Config
 }
 
 func (o *ClientOptions) normalize() {
@@ -150,8 +157,11 @@ type Conn struct {
 	done    chan struct{}
 }
 
-// Dial connects to addr and performs the handshake with token. A refused
-// token gives an error satisfying errors.Is(err, proto.ErrUnauthenticated);
+// Dial connects to addr and performs the handshake with token (under TLS
+// when ClientOptions.TLS is set). A refused token, or a server whose
+// certificate is not trusted, gives an error satisfying errors.Is(err,
+// proto.ErrUnauthenticated); a server that does not use TLS when the
+// client does, or the other way round, one with proto.ErrProtocolVersion;
 // an unreachable server one with proto.ErrUnavailable.
 func Dial(ctx context.Context, addr, token string, opts ClientOptions) (*Conn, error) {
 	opts.normalize()
@@ -166,23 +176,22 @@ func Dial(ctx context.Context, addr, token string, opts ClientOptions) (*Conn, e
 		}
 		return nil, fmt.Errorf("rpc: dial %s: %w: %w", addr, proto.ErrUnavailable, err)
 	}
-	c, err := newConn(ctx, nc, addr, token, opts)
+	c, err := newConn(ctx, nc, addr, token, opts, opts.TLS)
 	if err != nil {
-		nc.Close()
 		return nil, err
 	}
 	if c.socket != "" && !opts.TCPOnly {
 		// The server is on this host and serves a Unix socket too: move
-		// there. Any failure (no access to the socket, an older server
-		// behind it) keeps the TCP connection, which works.
+		// there (without TLS: the socket's file permissions guard it).
+		// Any failure (no access to the socket, an older server behind
+		// it) keeps the TCP connection, which works.
 		uc, err := d.DialContext(ctx, "unix", c.socket)
 		if err == nil {
 			var lc *Conn
-			if lc, err = newConn(ctx, uc, addr, token, opts); err == nil {
+			if lc, err = newConn(ctx, uc, addr, token, opts, nil); err == nil {
 				c.Close()
 				return lc, nil
 			}
-			uc.Close()
 		}
 		c.log.Debug().Err(err).Str("socket", c.socket).Msg("rpc: staying on TCP")
 	}
@@ -193,20 +202,28 @@ func Dial(ctx context.Context, addr, token string, opts ClientOptions) (*Conn, e
 // socket (a server on this host), else "tcp".
 func (c *Conn) Transport() string { return c.nc.RemoteAddr().Network() }
 
-func newConn(ctx context.Context, nc net.Conn, addr, token string, opts ClientOptions) (*Conn, error) {
+// TLS reports whether the connection runs under TLS.
+func (c *Conn) TLS() bool {
+	_, ok := c.nc.(*tls.Conn)
+	return ok
+}
+
+// newConn runs the handshake on nc (under TLS with tcfg, if not nil) and
+// starts the connection's reader and writer. On failure nc is closed.
+func newConn(ctx context.Context, nc net.Conn, addr, token string, opts ClientOptions, tcfg *tls.Config) (*Conn, error) {
 	c := &Conn{
 		addr:    addr,
 		nc:      nc,
 		log:     opts.Logger.With().Str("server", addr).Logger(),
 		opts:    opts,
-		br:      bufio.NewReaderSize(nc, 64<<10),
 		pending: map[uint64]*call{},
 		done:    make(chan struct{}),
 	}
-	if err := c.handshake(ctx, token); err != nil {
+	if err := c.handshake(ctx, token, tcfg); err != nil {
+		c.nc.Close()
 		return nil, err
 	}
-	c.w = newFrameWriter(nc, &c.bufs, opts.WriteTimeout)
+	c.w = newFrameWriter(c.nc, &c.bufs, opts.WriteTimeout)
 	go func() {
 		if err := c.w.run(); err != nil {
 			c.fail(err)
@@ -216,14 +233,15 @@ func newConn(ctx context.Context, nc net.Conn, addr, token string, opts ClientOp
 	return c, nil
 }
 
-func (c *Conn) handshake(ctx context.Context, token string) (err error) {
+func (c *Conn) handshake(ctx context.Context, token string, tcfg *tls.Config) (err error) {
 	deadline := time.Now().Add(c.opts.HandshakeTimeout)
 	ctxDeadline := false
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline, ctxDeadline = d, true
 	}
-	_ = c.nc.SetDeadline(deadline)
-	stop := context.AfterFunc(ctx, func() { _ = c.nc.SetDeadline(time.Now()) })
+	raw := c.nc // startTLS replaces c.nc; deadlines apply to the socket
+	_ = raw.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { _ = raw.SetDeadline(time.Now()) })
 	defer func() {
 		cerr := ctx.Err()
 		if cerr == nil && ctxDeadline && errors.Is(err, os.ErrDeadlineExceeded) {
@@ -236,60 +254,81 @@ func (c *Conn) handshake(ctx context.Context, token string) (err error) {
 			err = fmt.Errorf("rpc: handshake with %s: %w: %w", c.addr, cerr, proto.CodeOf(cerr).Err())
 		}
 	}()
-	fail := func(what string, err error) error {
-		return fmt.Errorf("rpc: handshake with %s: %s: %w: %w", c.addr, what, proto.ErrUnavailable, err)
-	}
 
-	b, err := appendBody(make([]byte, headerSize, 128+len(token)), hello{
-		Version:    ProtocolVersion,
-		Token:      token,
-		MaxBody:    uint32(c.opts.MaxBody),
-		MaxPayload: uint32(c.opts.MaxPayload),
-	})
+	if tcfg != nil {
+		if err := c.startTLS(ctx, tcfg); err != nil {
+			return err
+		}
+	}
+	c.br = bufio.NewReaderSize(c.nc, 64<<10)
+	wl, err := clientHandshake(c.nc, c.br, token, c.opts.MaxBody, c.opts.MaxPayload)
 	if err != nil {
-		return fmt.Errorf("rpc: handshake with %s: %w", c.addr, err)
-	}
-	if len(b)-headerSize > maxHandshakeBody {
-		return fmt.Errorf("rpc: handshake with %s: token too long: %w", c.addr, proto.ErrTooLarge)
-	}
-	encodeHeader(b, header{kind: kindHello, bodyLen: uint32(len(b) - headerSize)})
-	if _, err := c.nc.Write(b); err != nil {
-		return fail("send hello", err)
-	}
-	var hb [headerSize]byte
-	if _, err := io.ReadFull(c.br, hb[:]); err != nil {
-		return fail("read welcome", err)
-	}
-	h, err := decodeHeader(hb[:])
-	if err == nil && h.kind != kindWelcome {
-		err = errFrame("%v instead of welcome", h.kind)
-	}
-	if err != nil {
-		return fmt.Errorf("rpc: handshake with %s: %w", c.addr, err)
-	}
-	body := make([]byte, h.bodyLen) // at most maxHandshakeBody
-	if _, err := io.ReadFull(c.br, body); err != nil {
-		return fail("read welcome", err)
-	}
-	if h.status != proto.OK {
-		var msg string
-		_ = decodeBody(body, &msg)
-		return fmt.Errorf("rpc: handshake with %s: %w", c.addr, &proto.Error{Code: h.status, Msg: msg})
-	}
-	var wl welcome
-	if err := decodeBody(body, &wl); err != nil {
-		return fmt.Errorf("rpc: handshake with %s: %w", c.addr, err)
-	}
-	if wl.Version != ProtocolVersion {
-		return fmt.Errorf("rpc: handshake with %s: %w", c.addr,
-			proto.Errorf(proto.ProtocolVersion, "server speaks protocol version %d, client %d", wl.Version, ProtocolVersion))
+		return c.handshakeError(err)
 	}
 	c.srvMaxBody, c.srvMaxPayload = int(wl.MaxBody), int(wl.MaxPayload)
-	if _, tcp := c.nc.(*net.TCPConn); tcp && filepath.IsAbs(wl.Socket) {
+	if c.nc.RemoteAddr().Network() == "tcp" && filepath.IsAbs(wl.Socket) {
 		c.socket = wl.Socket
 	}
-	_ = c.nc.SetDeadline(time.Time{})
+	_ = raw.SetDeadline(time.Time{})
 	return nil
+}
+
+// startTLS runs the TLS handshake on c.nc and replaces it with the TLS
+// connection. The server's name defaults to the dialed host, which its
+// certificate must cover.
+func (c *Conn) startTLS(ctx context.Context, tcfg *tls.Config) error {
+	if tcfg.ServerName == "" {
+		tcfg = tcfg.Clone()
+		if host, _, err := net.SplitHostPort(c.addr); err == nil {
+			tcfg.ServerName = host
+		} else {
+			tcfg.ServerName = c.addr
+		}
+	}
+	tc := tls.Client(newTLSTransport(c.nc), tcfg)
+	c.nc = tc
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return c.handshakeError(fmt.Errorf("TLS: %w", err))
+	}
+	return nil
+}
+
+// ErrTLS marks the handshake errors of TLS (errors.Is): a server
+// certificate not trusted, a client certificate refused, a server that
+// does not use TLS when the client does. A server that uses TLS when the
+// client does not refuses it with proto.ProtocolVersion and says so.
+var ErrTLS = errors.New("rpc: TLS")
+
+// tlsError is a handshake error of TLS: its text is err's, and it matches
+// both err and ErrTLS.
+type tlsError struct{ error }
+
+func (e tlsError) Unwrap() []error { return []error{e.error, ErrTLS} }
+
+// handshakeError wraps an error of the handshake with the address and
+// the code the caller tests for.
+func (c *Conn) handshakeError(err error) error {
+	var pe *proto.Error
+	var rhe tls.RecordHeaderError
+	var cve *tls.CertificateVerificationError
+	var oe *net.OpError
+	switch {
+	case errors.As(err, &pe):
+		return fmt.Errorf("rpc: handshake with %s: %w", c.addr, err)
+	case errors.As(err, &rhe) && rhe.RecordHeader[0] == frameMagic:
+		// The server answered our TLS hello with a frame: it does not use TLS.
+		return fmt.Errorf("rpc: handshake with %s: %w", c.addr, tlsError{proto.Errorf(proto.ProtocolVersion,
+			"the server does not use TLS: connect without the cluster's CA, or turn TLS on in the cluster")})
+	case errors.As(err, &cve):
+		return fmt.Errorf("rpc: handshake with %s: %w", c.addr, tlsError{proto.Errorf(proto.Unauthenticated,
+			"the server's TLS certificate is not trusted (not signed by the cluster's CA, or not for this address): %v", err)})
+	case errors.As(err, &oe) && oe.Op == "remote error":
+		// A TLS alert from the server: it refused our certificate (or
+		// the lack of one, with mutual TLS), or our TLS parameters.
+		return fmt.Errorf("rpc: handshake with %s: %w", c.addr, tlsError{proto.Errorf(proto.Unauthenticated,
+			"the server refused the TLS connection (%v); with mutual TLS the client needs a certificate signed by the cluster's CA", err)})
+	}
+	return fmt.Errorf("rpc: handshake with %s: %w: %w", c.addr, proto.ErrUnavailable, err)
 }
 
 // Addr returns the address the connection was dialed to.

@@ -1,8 +1,10 @@
 // Package rpc is the wire every fff component speaks: framed msgpack RPC over
 // TCP with many concurrent requests per connection, raw payloads that the
-// receiver reads straight into its destination buffer, a token handshake,
-// per-request deadlines and cancellation, and typed status codes (package
-// proto). The byte-level protocol is documented in docs/wire.md.
+// receiver reads straight into its destination buffer, a challenge-response
+// handshake that proves a token without sending it (handshake.go), optional
+// TLS on TCP (ServerOptions.TLS, ClientOptions.TLS), per-request deadlines
+// and cancellation, and typed status codes (package proto). The byte-level
+// protocol is documented in docs/wire.md.
 //
 // # Server
 //

@@ -12,11 +12,12 @@ import (
 //	off size field
 //	 0   1   magic        0xF3
 //	 1   1   frame format version (frameVersion)
-//	 2   1   kind         hello, welcome, request, response, cancel
+//	 2   1   kind         hello, welcome, request, response, cancel,
+//	                      challenge, proof
 //	 3   1   flags        reserved, must be 0
 //	 4   2   method       requests and responses; 0 otherwise
 //	 6   2   status       proto.Code; responses and welcome only
-//	 8   8   request id   0 for hello/welcome, non-zero otherwise
+//	 8   8   request id   0 in the handshake, non-zero otherwise
 //	16   4   body length  bytes of msgpack body following the header
 //	20   4   payload len  bytes of raw payload following the body
 //	24   8   timeout      requests only: nanoseconds the caller still waits
@@ -28,19 +29,21 @@ const (
 	frameMagic   = 0xF3
 	frameVersion = 1
 
-	// maxHandshakeBody bounds hello and welcome bodies, which are read before
-	// the peer is authenticated.
+	// maxHandshakeBody bounds the bodies of handshake frames, which are read
+	// before the peer is authenticated.
 	maxHandshakeBody = 4096
 )
 
 type kind uint8
 
 const (
-	kindHello    kind = 1 // client → server, first frame: version and token
-	kindWelcome  kind = 2 // server → client: handshake answer (status OK or an error)
-	kindRequest  kind = 3 // client → server
-	kindResponse kind = 4 // server → client, same id as the request
-	kindCancel   kind = 5 // client → server: the caller gave up on request id
+	kindHello     kind = 1 // client → server, first frame: version, key id, nonce
+	kindWelcome   kind = 2 // server → client: handshake answer (status OK or an error)
+	kindRequest   kind = 3 // client → server
+	kindResponse  kind = 4 // server → client, same id as the request
+	kindCancel    kind = 5 // client → server: the caller gave up on request id
+	kindChallenge kind = 6 // server → client, after the hello: the server's nonce
+	kindProof     kind = 7 // client → server, after the challenge: the token's proof
 )
 
 func (k kind) String() string {
@@ -55,6 +58,10 @@ func (k kind) String() string {
 		return "response"
 	case kindCancel:
 		return "cancel"
+	case kindChallenge:
+		return "challenge"
+	case kindProof:
+		return "proof"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -119,15 +126,15 @@ func decodeHeader(b []byte) (header, error) {
 		return header{}, errFrame("reserved flags 0x%02x set", h.flags)
 	}
 	switch h.kind {
-	case kindHello, kindWelcome:
+	case kindHello, kindWelcome, kindChallenge, kindProof:
 		if h.id != 0 || h.method != 0 || h.timeout != 0 || h.payloadLen != 0 {
 			return header{}, errFrame("%v with id, method, timeout or payload", h.kind)
 		}
 		if h.bodyLen > maxHandshakeBody {
 			return header{}, errFrame("%v body of %d bytes", h.kind, h.bodyLen)
 		}
-		if h.kind == kindHello && h.status != proto.OK {
-			return header{}, errFrame("hello with status")
+		if h.kind != kindWelcome && h.status != proto.OK {
+			return header{}, errFrame("%v with status", h.kind)
 		}
 	case kindRequest:
 		if h.id == 0 || h.status != proto.OK {

@@ -21,13 +21,39 @@ import (
 	"fff/internal/proto"
 )
 
+// testNonce is the client nonce of the raw test frames: a fixed nonce,
+// for frames built ahead of the conversation (fuzz seeds).
+var testNonce = bytes.Repeat([]byte{7}, nonceSize)
+
+// helloFrame is a hello for token with the fixed test nonce.
 func helloFrame(version uint16, token string) []byte {
-	b, err := appendBody(make([]byte, headerSize), hello{Version: version, Token: token, MaxBody: 1 << 20, MaxPayload: 1 << 20})
-	if err != nil {
+	id := KeyOf(token).LookupID()
+	return handshakeFrame(kindHello, hello{Version: version, ID: id[:], Nonce: testNonce, MaxBody: 1 << 20, MaxPayload: 1 << 20})
+}
+
+// proofFrame is the proof of token after helloFrame and a challenge with
+// server nonce snonce, on a connection without TLS.
+func proofFrame(token string, snonce []byte) []byte {
+	p, _ := clientProof(token, transcript(ProtocolVersion, KeyOf(token).LookupID(), testNonce, snonce, nil))
+	return handshakeFrame(kindProof, proof{Proof: p})
+}
+
+func handshakeFrame(k kind, v any) []byte {
+	var b bytes.Buffer
+	if err := writeHandshakeFrame(&b, k, proto.OK, v); err != nil {
 		panic(err)
 	}
-	encodeHeader(b, header{kind: kindHello, bodyLen: uint32(len(b) - headerSize)})
-	return b
+	return b.Bytes()
+}
+
+// fixedNonce makes s's challenges use the all-zero nonce, so that a whole
+// authenticated conversation can be written ahead (the fuzz seeds): a
+// replay, which only tests may allow.
+func fixedNonce(s *Server) { s.nonce = func() []byte { return make([]byte, nonceSize) } }
+
+// authFrames is hello and proof of token for a server with fixedNonce.
+func authFrames(token string) []byte {
+	return append(helloFrame(ProtocolVersion, token), proofFrame(token, make([]byte, nonceSize))...)
 }
 
 func requestFrame(id uint64, method uint16, timeout uint64, body any, payload []byte) []byte {
@@ -54,6 +80,8 @@ func TestHeaderRoundTrip(t *testing.T) {
 		{kind: kindResponse, method: 9, status: proto.ENOENT, id: 3, bodyLen: 10},
 		{kind: kindResponse, id: 3, payloadLen: 1 << 20},
 		{kind: kindCancel, id: 42},
+		{kind: kindChallenge, bodyLen: 40},
+		{kind: kindProof, bodyLen: 50},
 	} {
 		b := make([]byte, headerSize)
 		encodeHeader(b, h)
@@ -79,7 +107,7 @@ func TestDecodeHeaderRejects(t *testing.T) {
 		{"magic", func(b []byte) []byte { b[0] = 'G'; return b }, proto.BadRequest},
 		{"version", func(b []byte) []byte { b[1] = 2; return b }, proto.ProtocolVersion},
 		{"kind 0", func(b []byte) []byte { b[2] = 0; return b }, proto.BadRequest},
-		{"kind 6", func(b []byte) []byte { b[2] = 6; return b }, proto.BadRequest},
+		{"kind 8", func(b []byte) []byte { b[2] = 8; return b }, proto.BadRequest},
 		{"flags", func(b []byte) []byte { b[3] = 1; return b }, proto.BadRequest},
 		{"request with status", func(b []byte) []byte { b[6] = 1; return b }, proto.BadRequest},
 		{"request id 0", func(b []byte) []byte { clear(b[8:16]); return b }, proto.BadRequest},
@@ -126,7 +154,7 @@ func TestCheckMsgpack(t *testing.T) {
 		strings.Repeat("t", 70000), []byte{1, 2, 3}, make([]byte, 70000), []int{1, 2, 3},
 		map[string]int{"a": 1, "b": 2}, time.Unix(1700000000, 5),
 		inner{A: []uint32{1, 2, 3}, M: map[string]any{"x": []any{1, "y", nil, map[string]any{}}}},
-		make([]int, 70000), hello{Version: 1, Token: "t"},
+		make([]int, 70000), hello{Version: 2, ID: make([]byte, 16), Nonce: make([]byte, nonceSize)},
 	}
 	for _, v := range valid {
 		b, err := msgpack.Marshal(v)
@@ -224,10 +252,10 @@ func TestRawProtocol(t *testing.T) {
 	}
 	defer nc.Close()
 	nc.SetDeadline(time.Now().Add(5 * time.Second))
-	nc.Write(helloFrame(ProtocolVersion, "tok"))
-	if h, _ := readFrame(t, nc); h.kind != kindWelcome || h.status != proto.OK {
-		t.Fatalf("welcome %+v", h)
+	if err := ClientHandshake(context.Background(), nc, "tok"); err != nil {
+		t.Fatal(err)
 	}
+	nc.SetDeadline(time.Now().Add(5 * time.Second))
 	// A request whose deadline (1 ns) has passed when it is served is
 	// answered with Timeout without running the handler.
 	nc.Write(requestFrame(1, 1, 1, "x", nil))
@@ -350,6 +378,8 @@ func seedHeaders() [][]byte {
 		{kind: kindRequest, id: 1, method: 1, bodyLen: 10, payloadLen: 1 << 20, timeout: uint64(time.Second)},
 		{kind: kindResponse, id: 1, method: 1, status: proto.ENOENT, bodyLen: 10},
 		{kind: kindCancel, id: 9},
+		{kind: kindChallenge, bodyLen: 40},
+		{kind: kindProof, bodyLen: 50},
 	} {
 		b := make([]byte, headerSize)
 		encodeHeader(b, h)
@@ -381,6 +411,7 @@ func FuzzServerConn(f *testing.F) {
 		HandshakeTimeout: 2 * time.Second,
 		WriteTimeout:     2 * time.Second,
 	})
+	fixedNonce(s)
 	s.Handle(1, AccessUser, func(ctx context.Context, req *Request) (*Response, error) {
 		var v any
 		if err := req.Decode(&v); err != nil {
@@ -435,7 +466,7 @@ func FuzzServerConn(f *testing.F) {
 // seedStreams are the checked-in seeds of FuzzServerConn: valid
 // conversations (so mutations reach the request path) and broken ones.
 func seedStreams() [][]byte {
-	hello := helloFrame(ProtocolVersion, "fuzz-token")
+	hello := authFrames("fuzz-token")
 	cat := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 	type three struct {
 		A []uint64
@@ -449,8 +480,10 @@ func seedStreams() [][]byte {
 		cat(hello, requestFrame(1, 2, 0, three{A: []uint64{1}, B: map[string][]byte{"k": {1}}, C: []struct{ X, Y string }{{"x", "y"}}}, nil)),
 		cat(hello, requestFrame(1, 1, 0, "a", nil), requestFrame(2, 9, 0, nil, nil), cancelFrame(1), requestFrame(3, 1, 1, nil, make([]byte, 100))),
 		cat(hello, requestFrame(1, 1, 0, "dup", nil), requestFrame(1, 1, 0, "dup", nil)),
-		helloFrame(ProtocolVersion, "wrong-token"),
+		authFrames("wrong-token"),
+		helloFrame(ProtocolVersion, "fuzz-token"),
 		helloFrame(ProtocolVersion+1, "fuzz-token"),
+		helloFrame(1, "fuzz-token"),
 		requestFrame(1, 1, 0, "no hello", nil),
 		cat(hello, []byte{0xF3, 1, 3, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}),
 		cat(hello, requestFrame(1, 2, 0, nil, nil)[:headerSize], []byte{0xdd, 0xff, 0xff, 0xff, 0xff}),

@@ -22,7 +22,7 @@ func rawConn(t *testing.T, addr string) net.Conn {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { nc.Close() })
-	if _, err := nc.Write(rpc.TestFrames.Hello(testToken)); err != nil {
+	if err := rpc.ClientHandshake(ctxT(t), nc, testToken); err != nil {
 		t.Fatal(err)
 	}
 	return nc

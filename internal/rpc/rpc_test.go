@@ -19,6 +19,7 @@ import (
 
 	"fff/internal/proto"
 	"fff/internal/rpc"
+	"fff/internal/tcptap"
 )
 
 const (
@@ -488,57 +489,6 @@ func waitFor(t *testing.T, cond func() bool) {
 	}
 }
 
-// throttleProxy forwards a TCP connection to target; server→client bytes
-// pass through gate, which may delay them.
-type throttleProxy struct {
-	l         net.Listener
-	target    string
-	forwarded atomic.Int64 // server→client bytes so far
-	gate      func(forwarded int64)
-}
-
-func newThrottleProxy(t *testing.T, target string, gate func(int64)) *throttleProxy {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &throttleProxy{l: l, target: target, gate: gate}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			cc, err := l.Accept()
-			if err != nil {
-				return
-			}
-			sc, err := net.Dial("tcp", target)
-			if err != nil {
-				cc.Close()
-				return
-			}
-			t.Cleanup(func() { cc.Close(); sc.Close() })
-			go func() { io.Copy(sc, cc); sc.Close() }()
-			go func() {
-				defer cc.Close()
-				buf := make([]byte, 32<<10)
-				for {
-					n, err := sc.Read(buf)
-					if n > 0 {
-						p.gate(p.forwarded.Load())
-						if _, werr := cc.Write(buf[:n]); werr != nil {
-							return
-						}
-						p.forwarded.Add(int64(n))
-					}
-					if err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
-	return p
-}
-
 // TestCancelDuringPayload cancels calls while their response payload is
 // streaming into the caller's buffer and checks that the buffer is not
 // written after Call returns (the race detector checks the same).
@@ -561,8 +511,8 @@ func TestCancelDuringPayload(t *testing.T) {
 			unblock := make(chan struct{})
 			var unblockOnce sync.Once
 			defer unblockOnce.Do(func() { close(unblock) })
-			px := newThrottleProxy(t, addr, func(fwd int64) {
-				if fwd < 1<<20 {
+			px := tcptap.Start(t, addr, func(d tcptap.Dir, fwd int64) {
+				if d != tcptap.Down || fwd < 1<<20 {
 					return
 				}
 				if tc.stall {
@@ -571,7 +521,7 @@ func TestCancelDuringPayload(t *testing.T) {
 					time.Sleep(2 * time.Millisecond)
 				}
 			})
-			c := dial(t, px.l.Addr().String(), rpc.ClientOptions{CancelGrace: tc.grace})
+			c := dial(t, px.Addr, rpc.ClientOptions{CancelGrace: tc.grace})
 
 			dst := make([]byte, size)
 			ctx, cancel := context.WithCancel(context.Background())
@@ -584,7 +534,7 @@ func TestCancelDuringPayload(t *testing.T) {
 				_, err := c.Call(ctx, mGen, genReq{N: size, Seed: 1}, nil, opt)
 				done <- err
 			}()
-			waitFor(t, func() bool { return px.forwarded.Load() >= 1<<20 })
+			waitFor(t, func() bool { return px.Forwarded(tcptap.Down) >= 1<<20 })
 			time.Sleep(50 * time.Millisecond) // let the reader take in what arrived
 			start := time.Now()
 			cancel()
@@ -666,16 +616,21 @@ func TestAuthRejected(t *testing.T) {
 			t.Fatalf("token %q: err = %v", tok, err)
 		}
 	}
-	// A client that pipelines requests behind a bad hello gets nothing run.
+	// A client that pipelines requests behind a bad proof gets nothing run.
 	nc, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(5 * time.Second))
 	nc.Write(rpc.TestFrames.Hello("bogus"))
+	ch, err := rpc.TestFrames.Read(nc)
+	if err != nil || rpc.TestFrames.Kind(ch) != 6 {
+		t.Fatalf("challenge: %x %v", ch, err)
+	}
+	nc.Write(rpc.TestFrames.Proof("bogus", ch))
 	nc.Write(rpc.TestFrames.Request(1, mEcho, nil))
 	nc.Write(rpc.TestFrames.Request(2, mEcho, nil))
-	nc.SetReadDeadline(time.Now().Add(5 * time.Second))
 	b, _ := io.ReadAll(nc)
 	if code := rpc.TestFrames.Status(b); code != proto.Unauthenticated {
 		t.Fatalf("reply status %v", code)
@@ -728,19 +683,39 @@ func TestNilAuthenticatorRefuses(t *testing.T) {
 func TestGarbageClosesConnection(t *testing.T) {
 	_, h, addr := startServer(t, rpc.ServerOptions{})
 	c := dial(t, addr, rpc.ClientOptions{})
-	garbage := [][]byte{
-		bytes.Repeat([]byte{0xff}, 100),
-		bytes.Repeat([]byte{0}, 64),
-		append(rpc.TestFrames.Hello(testToken), bytes.Repeat([]byte{0xF3, 1, 9}, 20)...),
-		append(rpc.TestFrames.Hello(testToken), rpc.TestFrames.Header(3, 1, 1, 0, 1<<31, 0)...), // body over limit
-		append(rpc.TestFrames.Hello(testToken), rpc.TestFrames.Header(3, 1, 1, 0, 0, 1<<31)...), // payload over limit
+	// Garbage instead of the hello, instead of the proof, and after the
+	// handshake.
+	const (
+		first = iota
+		proof
+		after
+	)
+	garbage := []struct {
+		at int
+		b  []byte
+	}{
+		{first, bytes.Repeat([]byte{0xff}, 100)},
+		{first, bytes.Repeat([]byte{0}, 64)},
+		{proof, rpc.TestFrames.Request(1, mEcho, nil)},
+		{proof, rpc.TestFrames.Hello(testToken)},
+		{after, bytes.Repeat([]byte{0xF3, 1, 9}, 20)},
+		{after, rpc.TestFrames.Header(3, 1, 1, 0, 1<<31, 0)}, // body over limit
+		{after, rpc.TestFrames.Header(3, 1, 1, 0, 0, 1<<31)}, // payload over limit
 	}
 	for i, g := range garbage {
 		nc, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
-		nc.Write(g)
+		switch g.at {
+		case proof:
+			nc.Write(rpc.TestFrames.Hello(testToken))
+		case after:
+			if err := rpc.ClientHandshake(ctxT(t), nc, testToken); err != nil {
+				t.Fatal(err)
+			}
+		}
+		nc.Write(g.b)
 		nc.SetReadDeadline(time.Now().Add(5 * time.Second))
 		_, err = io.ReadAll(nc) // the welcome, if any, then EOF
 		nc.Close()
@@ -942,16 +917,17 @@ func TestDialErrors(t *testing.T) {
 
 func TestStaticTokens(t *testing.T) {
 	a := rpc.NewStaticTokens(map[string]rpc.Identity{"t1": {UID: 1, GIDs: []uint32{5}}, "": {UID: 9}})
-	id, err := a.Authenticate(context.Background(), "t1")
-	if err != nil || id.UID != 1 {
+	ctx := context.Background()
+	key, id, err := a.Lookup(ctx, rpc.KeyOf("t1").LookupID())
+	if err != nil || id.UID != 1 || key != rpc.KeyOf("t1") {
 		t.Fatalf("t1: %+v %v", id, err)
 	}
 	id.GIDs[0] = 99 // callers get a copy
-	if id2, _ := a.Authenticate(context.Background(), "t1"); id2.GIDs[0] != 5 {
+	if _, id2, _ := a.Lookup(ctx, rpc.KeyOf("t1").LookupID()); id2.GIDs[0] != 5 {
 		t.Fatal("identity shared between callers")
 	}
 	for _, tok := range []string{"", "t2", "t1 "} {
-		if _, err := a.Authenticate(context.Background(), tok); !errors.Is(err, proto.ErrUnauthenticated) {
+		if _, _, err := a.Lookup(ctx, rpc.KeyOf(tok).LookupID()); !errors.Is(err, proto.ErrUnauthenticated) {
 			t.Fatalf("%q: %v", tok, err)
 		}
 	}

@@ -3,6 +3,8 @@ package rpc
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -22,8 +24,9 @@ import (
 
 // ProtocolVersion is the version of the RPC protocol exchanged in the
 // handshake. A server refuses clients of another version with
-// proto.ProtocolVersion.
-const ProtocolVersion = 1
+// proto.ProtocolVersion. Version 2: the challenge-response handshake
+// (version 1 sent the token in the hello).
+const ProtocolVersion = 2
 
 // Default and hard limits. Options may lower or raise the defaults up to the
 // hard limits.
@@ -47,25 +50,6 @@ const (
 
 // ErrServerClosed is returned by Serve after Shutdown or Close.
 var ErrServerClosed = errors.New("rpc: server closed")
-
-// hello is the body of the client's first frame.
-type hello struct {
-	Version    uint16 `msgpack:"version"`
-	Token      string `msgpack:"token"`
-	MaxBody    uint32 `msgpack:"max_body"`    // largest response body the client accepts
-	MaxPayload uint32 `msgpack:"max_payload"` // largest response payload it allocates for
-}
-
-// welcome is the body of the server's successful handshake answer. A refusal
-// carries a non-OK status and a msgpack string body instead.
-type welcome struct {
-	Version    uint16 `msgpack:"version"`
-	MaxBody    uint32 `msgpack:"max_body"`    // largest request body the server accepts
-	MaxPayload uint32 `msgpack:"max_payload"` // largest request payload it accepts
-	// Socket is the server's Unix socket, announced only on loopback TCP
-	// connections (ServerOptions.LocalSocket); older clients ignore it.
-	Socket string `msgpack:"socket,omitempty"`
-}
 
 // HandlerFunc serves one request. ctx carries the caller's deadline and is
 // canceled when the caller cancels, the connection is lost or the server is
@@ -108,8 +92,15 @@ type Response struct {
 // ServerOptions configure a Server. The zero value of a field selects its
 // default.
 type ServerOptions struct {
-	// Auth checks handshake tokens. Nil refuses every connection.
+	// Auth finds the keys of the tokens clients prove in the handshake.
+	// Nil refuses every connection.
 	Auth Authenticator
+	// TLS, if set, serves TCP connections under TLS with this
+	// configuration (Certificates: the node's certificate; ClientAuth and
+	// ClientCAs for mutual TLS). Unix socket connections stay plaintext:
+	// file permissions guard them. A plaintext client gets a refusal that
+	// says so, as does a TLS client of a server without TLS.
+	TLS *tls.Config
 	// Logger receives structured logs; the zero Logger discards them.
 	Logger zerolog.Logger
 	// MaxBody and MaxPayload bound a request's body and payload; a frame over
@@ -188,6 +179,8 @@ type Server struct {
 	opts     ServerOptions
 	log      zerolog.Logger
 	bufs     bufPool
+	dummyKey StoredKey     // checked against for unknown lookup ids, so they cost the same
+	nonce    func() []byte // the challenges' nonces (randomNonce; fixed in the fuzz tests)
 	handlers atomic.Pointer[map[uint16]handler]
 	hmu      sync.Mutex // serializes Handle
 
@@ -211,6 +204,8 @@ func NewServer(opts ServerOptions) *Server {
 	s := &Server{
 		opts:      opts,
 		log:       opts.Logger,
+		dummyKey:  StoredKey(randomNonce()),
+		nonce:     randomNonce,
 		listeners: map[net.Listener]struct{}{},
 		conns:     map[*serverConn]struct{}{},
 	}
@@ -343,6 +338,9 @@ func (s *Server) Serve(l net.Listener) error {
 			continue
 		}
 		backoff = 0
+		if _, tcp := nc.(*net.TCPConn); tcp && s.opts.TLS != nil {
+			nc = tls.Server(newTLSTransport(nc), s.opts.TLS) // handshake in serve, under its deadline
+		}
 		sc := s.newServerConn(nc)
 		if ok, full := s.track(sc); !ok {
 			nc.Close()
@@ -568,9 +566,11 @@ func (sc *serverConn) serve() {
 	sc.w.close(nil)
 }
 
-// handshake reads the hello frame and answers it. It reports whether the
-// connection is established; on false the caller closes it. Nothing but a
-// well-formed hello is read before authentication succeeds.
+// handshake runs the server's side of the handshake (handshake.go): TLS
+// first if the connection has it, then hello, challenge, proof, welcome.
+// It reports whether the connection is established; on false the caller
+// closes it. Nothing but handshake frames is read before authentication
+// succeeds.
 func (sc *serverConn) handshake() bool {
 	deadline := time.Now().Add(sc.s.opts.HandshakeTimeout)
 	sc.mu.Lock()
@@ -580,25 +580,50 @@ func (sc *serverConn) handshake() bool {
 	}
 	_ = sc.nc.SetDeadline(deadline)
 	sc.mu.Unlock()
+	ctx, cancel := context.WithDeadline(sc.ctx, deadline)
+	defer cancel()
+	if tc, ok := sc.nc.(*tls.Conn); ok {
+		if tt, ok := tc.NetConn().(*tlsTransport); ok {
+			// A plaintext fff client is told so in its own protocol; the
+			// first byte tells it from a TLS client.
+			first, err := tt.r.Peek(1)
+			if err != nil {
+				sc.log.Debug().Err(err).Msg("rpc: handshake: nothing received")
+				return false
+			}
+			if first[0] == frameMagic {
+				sc.refusePlaintext(tt)
+				return false
+			}
+		}
+		if err := tc.HandshakeContext(ctx); err != nil {
+			sc.log.Warn().Err(err).Msg("rpc: TLS handshake failed")
+			return false
+		}
+	}
+
 	var hb [headerSize]byte
 	if _, err := io.ReadFull(sc.br, hb[:]); err != nil {
 		sc.log.Debug().Err(err).Msg("rpc: handshake: no hello")
 		return false
 	}
-	h, err := decodeHeader(hb[:])
+	if hb[0] == tlsRecordHandshake && hb[1] == 3 {
+		sc.refuseTLS(hb)
+		return false
+	}
+	h, body, err := readHandshakeRest(sc.br, hb)
 	if err == nil && h.kind != kindHello {
 		err = errFrame("first frame is a %v, not a hello", h.kind)
 	}
 	if err != nil {
-		sc.log.Warn().Err(err).Msg("rpc: handshake: bad first frame")
-		if proto.CodeOf(err) == proto.ProtocolVersion {
-			sc.refuse(proto.ProtocolVersion, err.Error())
+		if errors.As(err, new(*proto.Error)) {
+			sc.log.Warn().Err(err).Msg("rpc: handshake: bad first frame")
+			if proto.CodeOf(err) == proto.ProtocolVersion {
+				sc.refuse(proto.ProtocolVersion, err.Error())
+			}
+		} else {
+			sc.log.Debug().Err(err).Msg("rpc: handshake: short hello")
 		}
-		return false
-	}
-	body := make([]byte, h.bodyLen) // at most maxHandshakeBody
-	if _, err := io.ReadFull(sc.br, body); err != nil {
-		sc.log.Debug().Err(err).Msg("rpc: handshake: short hello")
 		return false
 	}
 	var hl hello
@@ -608,21 +633,54 @@ func (sc *serverConn) handshake() bool {
 	}
 	if hl.Version != ProtocolVersion {
 		sc.log.Warn().Uint16("version", hl.Version).Msg("rpc: handshake: unsupported protocol version")
-		sc.refuse(proto.ProtocolVersion, fmt.Sprintf("rpc: protocol version %d not supported (server speaks %d)", hl.Version, ProtocolVersion))
+		sc.refuse(proto.ProtocolVersion, fmt.Sprintf("rpc: protocol version %d not supported (server speaks %d): client and server must be of the same release", hl.Version, ProtocolVersion))
 		return false
 	}
+	if len(hl.ID) != len(LookupID{}) || len(hl.Nonce) != nonceSize {
+		sc.log.Warn().Int("id", len(hl.ID)).Int("nonce", len(hl.Nonce)).Msg("rpc: handshake: bad hello")
+		return false
+	}
+	id := LookupID(hl.ID)
+
+	// An unknown id (or a failed lookup) goes through the same exchange
+	// and computation against a dummy key: the refusal comes at the same
+	// step, in about the same time, as that of a wrong proof.
+	key, identity, lerr := sc.s.dummyKey, Identity{}, error(nil)
 	if sc.s.opts.Auth == nil {
-		err = errors.New("no authenticator configured")
+		lerr = errors.New("no authenticator configured")
+	} else if k, ident, err := sc.s.opts.Auth.Lookup(ctx, id); err != nil {
+		lerr = err
 	} else {
-		actx, cancel := context.WithDeadline(sc.ctx, deadline)
-		sc.identity, err = sc.s.opts.Auth.Authenticate(actx, hl.Token)
-		cancel()
+		key, identity = k, ident
+	}
+	snonce := sc.s.nonce()
+	if err := writeHandshakeFrame(sc.nc, kindChallenge, proto.OK, challenge{Nonce: snonce}); err != nil {
+		sc.log.Debug().Err(err).Msg("rpc: handshake: write challenge")
+		return false
+	}
+	h, body, err = readHandshakeFrame(sc.br)
+	if err == nil && h.kind != kindProof {
+		err = errFrame("a %v instead of the proof", h.kind)
+	}
+	var pr proof
+	if err == nil {
+		err = decodeBody(body, &pr)
 	}
 	if err != nil {
-		sc.log.Warn().Err(err).Msg("rpc: handshake: authentication failed")
+		sc.log.Debug().Err(err).Msg("rpc: handshake: no proof")
+		return false
+	}
+	tr := transcript(hl.Version, id, hl.Nonce, snonce, channelBinding(sc.nc))
+	ok, serverProof := checkProof(key, tr, pr.Proof)
+	if lerr != nil || !ok {
+		if lerr == nil {
+			lerr = errors.New("wrong proof")
+		}
+		sc.log.Warn().Err(lerr).Msg("rpc: handshake: authentication failed")
 		sc.refuse(proto.Unauthenticated, "rpc: authentication failed")
 		return false
 	}
+	sc.identity = identity
 	sc.peerMaxBody = int(hl.MaxBody)
 	if sc.peerMaxBody == 0 {
 		sc.peerMaxBody = DefaultMaxBody
@@ -631,17 +689,12 @@ func (sc *serverConn) handshake() bool {
 		Version:    ProtocolVersion,
 		MaxBody:    uint32(sc.s.opts.MaxBody),
 		MaxPayload: uint32(sc.s.opts.MaxPayload),
+		Proof:      serverProof,
 	}
 	if sc.s.opts.LocalSocket != "" && isLoopbackTCP(sc.nc) {
 		wl.Socket = sc.s.opts.LocalSocket
 	}
-	b, err := appendBody(make([]byte, headerSize, 64+len(wl.Socket)), wl)
-	if err != nil {
-		sc.log.Error().Err(err).Msg("rpc: handshake: encode welcome")
-		return false
-	}
-	encodeHeader(b, header{kind: kindWelcome, bodyLen: uint32(len(b) - headerSize)})
-	if _, err := sc.nc.Write(b); err != nil {
+	if err := writeHandshakeFrame(sc.nc, kindWelcome, proto.OK, wl); err != nil {
 		sc.log.Debug().Err(err).Msg("rpc: handshake: write welcome")
 		return false
 	}
@@ -651,15 +704,49 @@ func (sc *serverConn) handshake() bool {
 		return false
 	}
 	_ = sc.nc.SetDeadline(time.Time{})
-	sc.log.Debug().Uint32("uid", sc.identity.UID).Str("name", sc.identity.Name).Msg("rpc: connection established")
+	sc.log.Debug().Uint32("uid", sc.identity.UID).Str("name", sc.identity.Name).Bool("tls", sc.isTLS()).Msg("rpc: connection established")
 	return true
+}
+
+func (sc *serverConn) isTLS() bool {
+	_, ok := sc.nc.(*tls.Conn)
+	return ok
 }
 
 // refuse answers the hello with an error status; the caller then closes.
 func (sc *serverConn) refuse(code proto.Code, msg string) {
-	b, _ := appendBody(make([]byte, headerSize, 128), msg)
-	encodeHeader(b, header{kind: kindWelcome, status: code, bodyLen: uint32(len(b) - headerSize)})
-	_, _ = sc.nc.Write(b)
+	_ = writeHandshakeFrame(sc.nc, kindWelcome, code, msg)
+}
+
+// tlsRecordHandshake is the first byte of a TLS client's first record.
+const tlsRecordHandshake = 0x16
+
+// refusePlaintext answers a plaintext client of a TLS server on tt, the
+// connection under TLS: it reads the client's hello (closing with unread
+// bytes would reset the connection before the client reads the answer),
+// then refuses in the client's own protocol.
+func (sc *serverConn) refusePlaintext(tt *tlsTransport) {
+	if _, _, err := readHandshakeFrame(tt); err != nil {
+		return
+	}
+	sc.log.Warn().Msg("rpc: a client without TLS connected to this TLS server; refused")
+	_ = writeHandshakeFrame(tt, kindWelcome, proto.ProtocolVersion,
+		"rpc: this server accepts TLS connections only: the client needs the cluster's CA (cluster.json \"ca\", FFF_CA)")
+}
+
+// refuseTLS answers a TLS client of a server without TLS, whose first
+// record starts with hb: it reads the rest of that record, then writes a
+// refusal frame, which the client's TLS layer reports as a record that is
+// not TLS (the client recognizes the frame's magic).
+func (sc *serverConn) refuseTLS(hb [headerSize]byte) {
+	rest := 5 + int(binary.BigEndian.Uint16(hb[3:5])) - headerSize
+	if rest > 0 {
+		if _, err := sc.br.Discard(rest); err != nil {
+			return
+		}
+	}
+	sc.log.Warn().Msg("rpc: a TLS client connected to this server, which does not use TLS; refused")
+	sc.refuse(proto.ProtocolVersion, "rpc: this server does not use TLS")
 }
 
 // readLoop reads requests and cancels until the connection fails or drains.

@@ -1,6 +1,7 @@
 package rpc
 
 import (
+	"crypto/tls"
 	"net"
 	"sync"
 	"time"
@@ -53,6 +54,7 @@ type outFrame struct {
 // empty, saving a goroutine hand-off per response.
 type frameWriter struct {
 	conn    net.Conn
+	tt      *tlsTransport // under conn when it is TLS: gathers a batch's records
 	pool    *bufPool
 	timeout time.Duration
 	inline  bool
@@ -76,6 +78,9 @@ type frameWriter struct {
 
 func newFrameWriter(conn net.Conn, pool *bufPool, timeout time.Duration) *frameWriter {
 	w := &frameWriter{conn: conn, pool: pool, timeout: timeout}
+	if tc, ok := conn.(*tls.Conn); ok {
+		w.tt, _ = tc.NetConn().(*tlsTransport)
+	}
 	w.cond.L = &w.mu
 	return w
 }
@@ -254,7 +259,15 @@ func (w *frameWriter) flush() error {
 			_ = w.conn.SetWriteDeadline(time.Now().Add(w.timeout))
 		}
 		bufs := net.Buffers(w.vec)
+		if w.tt != nil {
+			w.tt.gather(w.pool)
+		}
 		_, err = bufs.WriteTo(w.conn)
+		if w.tt != nil {
+			if rerr := w.tt.release(); err == nil {
+				err = rerr
+			}
+		}
 	}
 	for _, f := range w.begun {
 		w.drop(f, true, err)

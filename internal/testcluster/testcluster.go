@@ -11,9 +11,11 @@ import (
 	"net"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 
+	"fff/internal/capability"
 	"fff/internal/cluster"
 	"fff/internal/rpc"
 	"fff/server/kv"
@@ -38,6 +40,8 @@ type Options struct {
 	Register func(*rpc.Server, *mgmtd.Service)
 	// Logger receives the server's and the services' logs.
 	Logger zerolog.Logger
+	// CapabilityTTL is the lifetime of meta's capabilities (an hour).
+	CapabilityTTL time.Duration
 }
 
 // Cluster is a started node. Everything is closed when the test ends.
@@ -48,6 +52,8 @@ type Cluster struct {
 	Meta       *meta.Service
 	Mgmtd      *mgmtd.Service
 	Storage    *storage.Service // nil without Options.Storage
+	// Caps is the cluster's capability key (meta signs, storage checks).
+	Caps *capability.Key
 }
 
 // Start starts a node for tb.
@@ -87,7 +93,15 @@ func start(tb testing.TB, o Options) (*Cluster, error) {
 	if err := mgmtd.Bootstrap(ctx, mg, 1, l.Addr().String(), paths, 1); err != nil {
 		return nil, err
 	}
-	ms := meta.New(db, meta.Options{ChainTables: mg})
+	secret, err := capability.Generate()
+	if err != nil {
+		return nil, err
+	}
+	caps, err := capability.New(secret)
+	if err != nil {
+		return nil, err
+	}
+	ms := meta.New(db, meta.Options{ChainTables: mg, Capabilities: caps, CapabilityTTL: o.CapabilityTTL})
 	if err := ms.Init(ctx); err != nil {
 		return nil, err
 	}
@@ -95,7 +109,7 @@ func start(tb testing.TB, o Options) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{Addr: l.Addr().String(), AdminToken: tok, Meta: ms, Mgmtd: mg}
+	c := &Cluster{Addr: l.Addr().String(), AdminToken: tok, Meta: ms, Mgmtd: mg, Caps: caps}
 	if o.Storage {
 		routing := cluster.NewRoutingCache(mg, cluster.RoutingCacheOptions{})
 		if err := routing.Refresh(ctx); err != nil {
@@ -105,7 +119,7 @@ func start(tb testing.TB, o Options) (*Cluster, error) {
 		for _, tg := range routing.Get().Targets {
 			tcs = append(tcs, storage.TargetConfig{ID: tg.ID, Path: tg.Path})
 		}
-		st, err := storage.New(ctx, storage.Options{NodeID: 1, Targets: tcs, Routing: routing, Engine: o.Engine, Logger: o.Logger})
+		st, err := storage.New(ctx, storage.Options{NodeID: 1, Targets: tcs, Routing: routing, Engine: o.Engine, Logger: o.Logger, Capabilities: caps})
 		if err != nil {
 			return nil, err
 		}

@@ -151,6 +151,7 @@ func goFffConnect(address, token *C.char, out *C.int64_t) (rc C.int) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), connectTimeout)
 	defer cancel()
+	syncTLSEnv()
 	c, err := libfff.Connect(ctx, libfff.Options{Address: C.GoString(address), Token: C.GoString(token)})
 	if err != nil {
 		return fail(err)

@@ -9,6 +9,7 @@ import (
 
 	"fff/ffrecord"
 	"fff/internal/proto"
+	"fff/internal/rpc"
 	"fff/libfff"
 )
 
@@ -101,6 +102,7 @@ var protoCodes = map[proto.Code]int{
 	proto.TargetNotServing:       cEUNAVAILABLE,
 	proto.ChecksumMismatch:       cECHECKSUM,
 	proto.RoutingVersionMismatch: cEUNAVAILABLE,
+	proto.BadCapability:          cEACCES, // renewed and retried by libfff; left over: meta refused
 	proto.Unauthenticated:        cEAUTH,
 	proto.BadRequest:             cEINVAL,
 	proto.Internal:               cEINTERNAL,
@@ -171,7 +173,8 @@ func errMessage(err error, code int) string {
 		msg += fmt.Sprintf(" (and %d more failed)", more)
 	}
 	var ae *apiError
-	if errors.As(first, &ae) || errors.Is(first, libfff.ErrNoCluster) {
+	// A TLS failure's own text says what to do (not the token's hint).
+	if errors.As(first, &ae) || errors.Is(first, libfff.ErrNoCluster) || errors.Is(first, rpc.ErrTLS) {
 		return msg
 	}
 	if h := hints[code]; h != "" {

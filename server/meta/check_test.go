@@ -170,3 +170,67 @@ func TestDamagedRecordEIO(t *testing.T) {
 		}
 	})
 }
+
+// TestCheckLinks: CheckRecords (and so fffd check) reports inodes whose
+// names disagree with the directory entries; a schema 1 namespace, whose
+// links Init has not recorded yet, is not compared.
+func TestCheckLinks(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		damage func(n *proto.Inode, other uint64)
+		want   string // "" or a part of the one reason
+		v1     string // the same in a schema 1 namespace
+	}{
+		{"clean", func(*proto.Inode, uint64) {}, "", ""},
+		{"a link too many", func(n *proto.Inode, other uint64) { n.Links = append(n.Links, other) }, "names recorded in directories", ""},
+		{"a link missing", func(n *proto.Inode, _ uint64) { n.Links = nil }, "names recorded in directories", ""},
+		{"the wrong directory", func(n *proto.Inode, other uint64) { n.Links = []uint64{other} }, "but its entries are in", ""},
+		{"nlink", func(n *proto.Inode, _ uint64) { n.Nlink = 2 }, "nlink 2, but 1 entries", "nlink 2"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			forEachBackend(t, func(t *testing.T, db kv.DB) {
+				s, x := populated(t, db)
+				n := rawInode(t, s, x.Ino)
+				tc.damage(&n, x.Ino+7)
+				setRecord(t, db, inodeKey(x.Ino), marshal(&n))
+				for _, v := range []struct {
+					version uint64
+					want    string
+				}{{schemaVersion, tc.want}, {1, tc.v1}} {
+					setRecord(t, db, keyVersion, u64Bytes(v.version))
+					problems, _, err := CheckRecords(ctx, db)
+					if err != nil {
+						t.Fatal(err)
+					}
+					switch {
+					case v.want == "" && len(problems) > 0:
+						t.Errorf("schema %d: problems %v, want none", v.version, problems)
+					case v.want != "" && (len(problems) != 1 || !strings.Contains(problems[0].Reason, v.want) ||
+						string(problems[0].Key) != string(inodeKey(x.Ino))):
+						t.Errorf("schema %d: problems %v, want one of inode %d saying %q", v.version, problems, x.Ino, v.want)
+					}
+				}
+			})
+		})
+	}
+}
+
+// TestCheckDirectoryParent: a directory whose parent is not the directory
+// holding its entry is reported.
+func TestCheckDirectoryParent(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, db kv.DB) {
+		s, _ := populated(t, db)
+		b := mkdir(t, s, Root, proto.RootIno, "b", 0o755)
+		c := mkdir(t, s, Root, b.Ino, "c", 0o755)
+		n := rawInode(t, s, c.Ino)
+		n.Parent = proto.RootIno
+		setRecord(t, db, inodeKey(c.Ino), marshal(&n))
+		problems, _, err := CheckRecords(ctx, db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(problems) != 1 || !strings.Contains(problems[0].Reason, "parent 1, but its entries are in ["+strconv.FormatUint(b.Ino, 10)+"]") {
+			t.Fatalf("problems %v", problems)
+		}
+	})
+}

@@ -24,7 +24,10 @@ import (
 //	C"n"<shard>             inodes in use, 64 shards by ino%64 (8 bytes, big-endian two's complement)
 //	U<name>                 userRec (the SHA-256 of the token, never the token)
 //	T<sha256(token)>        user name (raw bytes)
+//	T<lookup id>            user name (raw bytes); 16 bytes: rpc.StoredKey.LookupID of the hash
 //	M"version"              schema version (8 bytes, big-endian)
+//	M"links"                while Init records file links (schema 1 to 2):
+//	                        the entry key the migration goes on from
 const (
 	pInode   = 'I'
 	pDentry  = 'D'
@@ -44,11 +47,15 @@ const countShards = 64
 var (
 	keyNextIno = []byte("Cino")
 	keyVersion = []byte("Mversion")
-	prefixCnt  = []byte("Cn")
+	// keyLinksProgress is the migration of Links's progress (reach.go).
+	keyLinksProgress = []byte("Mlinks")
+	prefixCnt        = []byte("Cn")
 )
 
-// schemaVersion is written by Init.
-const schemaVersion = 1
+// schemaVersion is written by Init. 2: files and symlinks record the
+// directories holding their names (Inode.Links); Init migrates a version 1
+// namespace, and a build that knows only version 1 refuses to run on it.
+const schemaVersion = 2
 
 func idKey(p byte, id uint64) []byte {
 	k := make([]byte, 9)

@@ -11,11 +11,11 @@ import (
 
 // Lookup returns the inode named name in directory parent. "." and ".."
 // are the directory itself and its parent. Needs search (x) permission on
-// parent.
+// parent and every directory above it (reachable).
 func (s *Service) Lookup(ctx context.Context, id Identity, parent uint64, name string) (proto.Inode, error) {
 	var out proto.Inode
 	err := s.db.View(ctx, func(tx kv.ReadTxn) error {
-		p, err := loadDir(tx, parent)
+		p, err := loadReachableDir(tx, id, parent, "lookup")
 		if err != nil {
 			return err
 		}
@@ -26,7 +26,7 @@ func (s *Service) Lookup(ctx context.Context, id Identity, parent uint64, name s
 		if err != nil {
 			return err
 		}
-		out = *n
+		out = public(n)
 		return nil
 	})
 	return out, err
@@ -53,16 +53,16 @@ func lookupIn(tx kv.ReadTxn, p *proto.Inode, name string) (*proto.Inode, error) 
 	return loadInode(tx, d.Ino)
 }
 
-// Stat returns inode ino. Like stat on an open handle it needs no
-// permission: the caller found ino through a lookup that was checked.
+// Stat returns inode ino. It needs what a path lookup of ino would have
+// needed: search permission on the directories above it (reachable).
 func (s *Service) Stat(ctx context.Context, id Identity, ino uint64) (proto.Inode, error) {
 	var out proto.Inode
 	err := s.db.View(ctx, func(tx kv.ReadTxn) error {
-		n, err := loadInode(tx, ino)
+		n, err := loadReachable(tx, id, ino, "stat")
 		if err != nil {
 			return err
 		}
-		out = *n
+		out = public(n)
 		return nil
 	})
 	return out, err
@@ -81,7 +81,7 @@ func (s *Service) StatPath(ctx context.Context, id Identity, path string, follow
 		if err != nil {
 			return err
 		}
-		out = *n
+		out = public(n)
 		return nil
 	})
 	return out, err
@@ -155,7 +155,8 @@ func resolve(tx kv.ReadTxn, id Identity, path string, follow bool) (*proto.Inode
 // <= 0, at most MaxReadDirLimit) with names greater than after, in byte
 // order of their names; more reports whether entries follow. With plus,
 // every entry carries its inode (read in the same snapshot). Needs read
-// permission on the directory (and search permission for plus).
+// permission on the directory (and search permission for plus), and
+// search permission above it (reachable).
 func (s *Service) ReadDir(ctx context.Context, id Identity, ino uint64, after string, limit int, plus bool) (entries []proto.DirEntry, more bool, err error) {
 	if limit <= 0 {
 		limit = DefaultReadDirLimit
@@ -163,7 +164,7 @@ func (s *Service) ReadDir(ctx context.Context, id Identity, ino uint64, after st
 	limit = min(limit, MaxReadDirLimit)
 	err = s.db.View(ctx, func(tx kv.ReadTxn) error {
 		entries, more = nil, false
-		d, err := loadDir(tx, ino)
+		d, err := loadReachableDir(tx, id, ino, "readdir")
 		if err != nil {
 			return err
 		}
@@ -204,6 +205,7 @@ func (s *Service) ReadDir(ctx context.Context, id Identity, ino uint64, after st
 				case err != nil:
 					return err
 				default:
+					n.Links = nil
 					e.Attr = n
 				}
 			}
@@ -236,7 +238,7 @@ func newInode(id Identity, parent *proto.Inode, ino uint64, t proto.FileType, mo
 // prepareCreate checks that id may add name to directory parent and that
 // the name is free; it returns the directory.
 func prepareCreate(tx kv.ReadTxn, id Identity, parent uint64, name, op string) (*proto.Inode, error) {
-	p, err := loadDir(tx, parent)
+	p, err := loadReachableDir(tx, id, parent, op)
 	if err != nil {
 		return nil, err
 	}
@@ -286,6 +288,9 @@ func (s *Service) createNode(ctx context.Context, id Identity, parent uint64, na
 			return err
 		}
 		n := newInode(id, p, ino, t, mode, now)
+		if t != proto.TypeDir {
+			n.Links = []uint64{parent}
+		}
 		fill(p, n)
 		if err := putDentry(tx, parent, name, n); err != nil {
 			return err
@@ -293,7 +298,7 @@ func (s *Service) createNode(ctx context.Context, id Identity, parent uint64, na
 		if err := putInode(tx, n); err != nil {
 			return err
 		}
-		out = *n
+		out = public(n)
 		return addCount(tx, ino, 1)
 	})
 	return out, err
@@ -328,7 +333,7 @@ func (s *Service) Create(ctx context.Context, id Identity, parent uint64, name s
 	var out Opened
 	err = s.withTable(ctx, func(tx kv.Txn, tableID uint32, table []uint32) error {
 		out = Opened{}
-		p, err := loadDir(tx, parent)
+		p, err := loadReachableDir(tx, id, parent, "create")
 		if err != nil {
 			return err
 		}
@@ -360,6 +365,7 @@ func (s *Service) Create(ctx context.Context, id Identity, parent uint64, name s
 			return err
 		}
 		n := newInode(id, p, ino, proto.TypeFile, mode, now)
+		n.Links = []uint64{parent}
 		if n.Layout, err = s.fileLayout(p, ino, tableID, table); err != nil {
 			return err
 		}
@@ -374,7 +380,7 @@ func (s *Service) Create(ctx context.Context, id Identity, parent uint64, name s
 				return err
 			}
 		}
-		out.Inode, out.Created = *n, true
+		out.Inode, out.Created = public(n), true
 		return putInode(tx, n)
 	})
 	return out, err
@@ -414,7 +420,8 @@ func (s *Service) Readlink(ctx context.Context, id Identity, ino uint64) (string
 }
 
 // Link adds a hard link newName in newParent to file or symlink ino
-// (EPERM for a directory). Needs write and search permission on newParent.
+// (EPERM for a directory; ENOSPC past MaxLinks names). Needs ino reachable
+// and write and search permission on newParent (reachable too).
 func (s *Service) Link(ctx context.Context, id Identity, ino, newParent uint64, newName string) (proto.Inode, error) {
 	if err := checkName(newName); err != nil {
 		return proto.Inode{}, err
@@ -422,7 +429,7 @@ func (s *Service) Link(ctx context.Context, id Identity, ino, newParent uint64, 
 	now := s.now()
 	var out proto.Inode
 	err := s.db.Update(ctx, func(tx kv.Txn) error {
-		n, err := loadInode(tx, ino)
+		n, err := loadReachable(tx, id, ino, "link")
 		if err != nil {
 			return err
 		}
@@ -435,12 +442,15 @@ func (s *Service) Link(ctx context.Context, id Identity, ino, newParent uint64, 
 		if _, err := prepareCreate(tx, id, newParent, newName, "link"); err != nil {
 			return err
 		}
+		if err := addLink(n, newParent); err != nil {
+			return err
+		}
 		n.Nlink++
 		n.Ctime = now
 		if err := putDentry(tx, newParent, newName, n); err != nil {
 			return err
 		}
-		out = *n
+		out = public(n)
 		return putInode(tx, n)
 	})
 	return out, err
@@ -449,7 +459,7 @@ func (s *Service) Link(ctx context.Context, id Identity, ino, newParent uint64, 
 // prepareRemove checks that id may remove entry name from directory
 // parent and returns the directory, the entry's inode.
 func prepareRemove(tx kv.ReadTxn, id Identity, parent uint64, name, op string) (*proto.Inode, *proto.Inode, error) {
-	p, err := loadDir(tx, parent)
+	p, err := loadReachableDir(tx, id, parent, op)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -495,13 +505,14 @@ func (s *Service) Unlink(ctx context.Context, id Identity, parent uint64, name s
 		if err := tx.Clear(dentryKey(parent, name)); err != nil {
 			return err
 		}
-		return dropLink(tx, n, now)
+		return dropLink(tx, n, parent, now)
 	})
 }
 
-// dropLink removes one link of file or symlink n (already removed from its
-// directory).
-func dropLink(tx kv.Txn, n *proto.Inode, now int64) error {
+// dropLink removes one link of file or symlink n (its entry in directory
+// dir already removed).
+func dropLink(tx kv.Txn, n *proto.Inode, dir uint64, now int64) error {
+	removeLink(n, dir)
 	if n.Nlink > 1 {
 		n.Nlink--
 		n.Ctime = now
@@ -576,9 +587,10 @@ const maxDepth = 1 << 16
 // destination is not a directory, ENOTEMPTY if it has entries). Moving a
 // directory into itself or its own subtree is EINVAL. Renaming an entry
 // onto itself, or onto another link of the same inode, does nothing. Needs
-// write and search permission on both directories, the sticky-directory
-// rule on both, and write permission on a directory that moves to another
-// parent (its ".." changes).
+// both directories reachable, write and search permission on them, the
+// sticky-directory rule on both, and write permission on a directory that
+// moves to another parent (its ".." changes). A file's name moves in its
+// Links; a replaced file loses one.
 func (s *Service) Rename(ctx context.Context, id Identity, srcParent uint64, srcName string, dstParent uint64, dstName string) error {
 	if err := checkName(srcName); err != nil {
 		return err
@@ -595,7 +607,7 @@ func (s *Service) Rename(ctx context.Context, id Identity, srcParent uint64, src
 		if srcParent == dstParent && srcName == dstName {
 			return nil
 		}
-		dp, err := loadDir(tx, dstParent)
+		dp, err := loadReachableDir(tx, id, dstParent, "rename")
 		if err != nil {
 			return err
 		}
@@ -656,7 +668,7 @@ func (s *Service) Rename(ctx context.Context, id Identity, srcParent uint64, src
 					return err
 				}
 			default:
-				if err := dropLink(tx, dst, now); err != nil {
+				if err := dropLink(tx, dst, dstParent, now); err != nil {
 					return err
 				}
 			}
@@ -670,6 +682,9 @@ func (s *Service) Rename(ctx context.Context, id Identity, srcParent uint64, src
 		src.Ctime = now
 		if isDir {
 			src.Parent = dstParent
+		} else {
+			removeLink(src, srcParent)
+			src.Links = append(src.Links, dstParent) // a name moved: no new one
 		}
 		return putInode(tx, src)
 	})
@@ -689,7 +704,7 @@ func (s *Service) SetAttr(ctx context.Context, id Identity, ino uint64, a proto.
 	now := s.now()
 	var out proto.Inode
 	err := s.db.Update(ctx, func(tx kv.Txn) error {
-		n, err := loadInode(tx, ino)
+		n, err := loadReachable(tx, id, ino, "setattr")
 		if err != nil {
 			return err
 		}
@@ -743,7 +758,7 @@ func (s *Service) SetAttr(ctx context.Context, id Identity, ino uint64, a proto.
 			}
 		}
 		a.ApplyTimes(n, now)
-		out = *n
+		out = public(n)
 		return putInode(tx, n)
 	})
 	return out, err
@@ -773,7 +788,7 @@ func (s *Service) SetLayout(ctx context.Context, id Identity, ino uint64, pol pr
 	now := s.now()
 	var out proto.Inode
 	err := s.db.Update(ctx, func(tx kv.Txn) error {
-		n, err := loadDir(tx, ino)
+		n, err := loadReachableDir(tx, id, ino, "set layout")
 		if err != nil {
 			return err
 		}
@@ -783,7 +798,7 @@ func (s *Service) SetLayout(ctx context.Context, id Identity, ino uint64, pol pr
 		p := pol
 		n.DirLayout = &p
 		n.Ctime = now
-		out = *n
+		out = public(n)
 		return putInode(tx, n)
 	})
 	return out, err

@@ -110,6 +110,10 @@ func (s *Service) removeSome(ctx context.Context, id Identity, dir uint64) (remo
 			empty = true
 			return nil
 		}
+		// dir may have moved since RemoveAll found it.
+		if err := reachable(tx, id, d, "remove"); err != nil {
+			return err
+		}
 		if err := access(id, d, permR|permW|permX, "remove"); err != nil {
 			return err
 		}
@@ -146,7 +150,7 @@ func (s *Service) removeSome(ctx context.Context, id Identity, dir uint64) (remo
 				if err := addCount(tx, n.Ino, -1); err != nil {
 					return err
 				}
-			} else if err := dropLink(tx, n, now); err != nil {
+			} else if err := dropLink(tx, n, dir, now); err != nil {
 				return err
 			}
 			if err := tx.Clear(p.Key); err != nil {

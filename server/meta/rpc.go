@@ -39,11 +39,11 @@ func (s *Service) Register(srv *rpc.Server) {
 	})
 	handle(srv, proto.MethodMetaCreate, func(ctx context.Context, id Identity, r *proto.MetaCreateReq) (any, error) {
 		o, err := s.Create(ctx, id, r.Parent, r.Name, r.Mode, r.Flags)
-		return proto.MetaOpenResp{Inode: o.Inode, Session: o.Session, Created: o.Created}, err
+		return s.openResp(id, o, r.Flags, err)
 	})
 	handle(srv, proto.MethodMetaCreateTemp, func(ctx context.Context, id Identity, r *proto.MetaCreateTempReq) (any, error) {
 		o, err := s.CreateTemp(ctx, id, r.Parent, r.Mode)
-		return proto.MetaOpenResp{Inode: o.Inode, Session: o.Session, Created: o.Created}, err
+		return s.openResp(id, o, proto.OpenRead|proto.OpenWrite, err)
 	})
 	handle(srv, proto.MethodMetaPublish, func(ctx context.Context, id Identity, r *proto.MetaPublishReq) (any, error) {
 		n, err := s.Publish(ctx, id, *r)
@@ -51,7 +51,11 @@ func (s *Service) Register(srv *rpc.Server) {
 	})
 	handle(srv, proto.MethodMetaOpen, func(ctx context.Context, id Identity, r *proto.MetaOpenReq) (any, error) {
 		o, err := s.Open(ctx, id, r.Ino, r.Flags)
-		return proto.MetaOpenResp{Inode: o.Inode, Session: o.Session}, err
+		return s.openResp(id, o, r.Flags, err)
+	})
+	handle(srv, proto.MethodMetaCapability, func(ctx context.Context, id Identity, r *proto.MetaCapabilityReq) (any, error) {
+		c, ttl, err := s.Capability(ctx, id, r.Ino, r.Flags, r.Session)
+		return proto.MetaCapabilityResp{Cap: c, TTL: ttl}, err
 	})
 	handle(srv, proto.MethodMetaClose, func(ctx context.Context, id Identity, r *proto.MetaCloseReq) (any, error) {
 		n, err := s.Close(ctx, id, r.Session, r.Length, r.Wrote)
@@ -84,7 +88,12 @@ func (s *Service) Register(srv *rpc.Server) {
 	})
 	handle(srv, proto.MethodMetaSetAttr, func(ctx context.Context, id Identity, r *proto.MetaSetAttrReq) (any, error) {
 		n, err := s.SetAttr(ctx, id, r.Ino, r.Attr)
-		return proto.MetaInodeResp{Inode: n}, err
+		resp := proto.MetaInodeResp{Inode: n}
+		if err == nil && r.Attr.Valid&proto.SetSize != 0 && n.Type == proto.TypeFile {
+			// The caller cuts the chunks past the new size.
+			resp.Cap, resp.CapTTL = s.issueCap(id, n.Ino, proto.CapWrite)
+		}
+		return resp, err
 	})
 	handle(srv, proto.MethodMetaSetLayout, func(ctx context.Context, id Identity, r *proto.MetaSetLayoutReq) (any, error) {
 		n, err := s.SetLayout(ctx, id, r.Ino, r.Layout)
@@ -129,6 +138,19 @@ func (s *Service) Register(srv *rpc.Server) {
 	})
 }
 
+// openResp answers an open, create or temporary create: the file, its
+// write session, and a capability for its chunks with the access of flags.
+func (s *Service) openResp(id Identity, o Opened, flags proto.OpenFlags, err error) (any, error) {
+	if err != nil {
+		return nil, err
+	}
+	resp := proto.MetaOpenResp{Inode: o.Inode, Session: o.Session, Created: o.Created}
+	if o.Inode.Type == proto.TypeFile {
+		resp.Cap, resp.CapTTL = s.issueCap(id, o.Inode.Ino, capMode(flags))
+	}
+	return resp, nil
+}
+
 // handle registers fn for method m: it decodes the request body into a Req
 // and sends fn's result as the response body (nil: an empty body).
 func handle[Req any](srv *rpc.Server, m uint16, fn func(ctx context.Context, id Identity, req *Req) (any, error)) {
@@ -153,15 +175,15 @@ func identityOf(i rpc.Identity) Identity {
 }
 
 // Authenticator returns an rpc.Authenticator that accepts the tokens of the
-// service's users (Authenticate).
+// service's users (Credentials).
 func (s *Service) Authenticator() rpc.Authenticator { return authenticator{s} }
 
 type authenticator struct{ s *Service }
 
-func (a authenticator) Authenticate(ctx context.Context, token string) (rpc.Identity, error) {
-	id, err := a.s.Authenticate(ctx, token)
+func (a authenticator) Lookup(ctx context.Context, lid rpc.LookupID) (rpc.StoredKey, rpc.Identity, error) {
+	sum, id, err := a.s.Credentials(ctx, lid[:])
 	if err != nil {
-		return rpc.Identity{}, err
+		return rpc.StoredKey{}, rpc.Identity{}, err
 	}
-	return rpc.Identity{UID: id.UID, GIDs: id.GIDs, Admin: id.Admin, Name: id.Name}, nil
+	return rpc.StoredKey(sum), rpc.Identity{UID: id.UID, GIDs: id.GIDs, Admin: id.Admin, Name: id.Name}, nil
 }

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"fff/internal/capability"
 	"fff/internal/proto"
 	"fff/server/kv"
 )
@@ -85,6 +86,13 @@ type Options struct {
 	RootMode uint32
 	// Now is the clock (time.Now).
 	Now func() time.Time
+	// Capabilities signs the storage capabilities that opens, creates and
+	// truncates hand out (caps.go). Nil: none are issued, and storage
+	// serves such files' chunks to the admin only.
+	Capabilities *capability.Key
+	// CapabilityTTL is how long a capability lasts
+	// (capability.DefaultTTL); clients renew theirs before.
+	CapabilityTTL time.Duration
 }
 
 // Identity is the caller of an operation: its uid and groups (GIDs[0] is the
@@ -147,6 +155,9 @@ func New(db kv.DB, opts Options) *Service {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.CapabilityTTL <= 0 {
+		opts.CapabilityTTL = capability.DefaultTTL
+	}
 	return &Service{db: db, opts: opts}
 }
 
@@ -156,8 +167,22 @@ func (s *Service) DB() kv.DB { return s.db }
 func (s *Service) now() int64 { return s.opts.Now().UnixNano() }
 
 // Init creates the root directory (owned by uid 0, gid 0, Options.RootMode)
-// and the counters if they do not exist yet. It is idempotent.
+// and the counters if they do not exist yet, and brings an older schema up
+// to date (migrateLinks). It is idempotent, and an interrupted Init goes on
+// where it stopped.
 func (s *Service) Init(ctx context.Context) error {
+	if err := s.initRoot(ctx); err != nil {
+		return err
+	}
+	if err := s.indexTokenIDs(ctx); err != nil {
+		return err
+	}
+	return s.migrateLinks(ctx)
+}
+
+// initRoot creates the root and the counters; a new KV starts at schema
+// version 1, which migrateLinks then raises.
+func (s *Service) initRoot(ctx context.Context) error {
 	now := s.now()
 	return s.db.Update(ctx, func(tx kv.Txn) error {
 		v, err := tx.Get(keyVersion)
@@ -193,7 +218,10 @@ func (s *Service) Init(ctx context.Context) error {
 				return err
 			}
 		}
-		return tx.Set(keyVersion, u64Bytes(schemaVersion))
+		if v == nil {
+			return tx.Set(keyVersion, u64Bytes(1))
+		}
+		return nil
 	})
 }
 

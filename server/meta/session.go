@@ -34,18 +34,17 @@ func putSession(tx kv.Txn, id Identity, n *proto.Inode, sid uint64, now int64) (
 	return proto.Session{Ino: n.Ino, ID: sid}, nil
 }
 
-// openIn checks that id may open n with flags, truncates it for
-// proto.OpenTrunc and opens a write session for proto.OpenWrite (tx may be
-// a read-only transaction when neither is set).
-func (s *Service) openIn(tx kv.ReadTxn, id Identity, n *proto.Inode, flags proto.OpenFlags, sid uint64, now int64) (proto.Inode, proto.Session, error) {
+// openCheck checks that id may open n (reachable already) with flags:
+// its type, its link count and its permission bits.
+func openCheck(id Identity, n *proto.Inode, flags proto.OpenFlags) error {
 	writing := flags&(proto.OpenWrite|proto.OpenTrunc) != 0
 	switch {
 	case n.Type == proto.TypeDir && writing:
-		return proto.Inode{}, proto.Session{}, proto.Errorf(proto.EISDIR, "open %d for writing", n.Ino)
+		return proto.Errorf(proto.EISDIR, "open %d for writing", n.Ino)
 	case n.Type == proto.TypeSymlink:
-		return proto.Inode{}, proto.Session{}, proto.Errorf(proto.ELOOP, "open %d: a symlink", n.Ino)
+		return proto.Errorf(proto.ELOOP, "open %d: a symlink", n.Ino)
 	case n.Nlink == 0:
-		return proto.Inode{}, proto.Session{}, proto.Errorf(proto.ENOENT, "open %d: unlinked", n.Ino)
+		return proto.Errorf(proto.ENOENT, "open %d: unlinked", n.Ino)
 	}
 	var want uint32
 	if flags&proto.OpenRead != 0 {
@@ -54,11 +53,18 @@ func (s *Service) openIn(tx kv.ReadTxn, id Identity, n *proto.Inode, flags proto
 	if writing {
 		want |= permW
 	}
-	if err := access(id, n, want, "open"); err != nil {
+	return access(id, n, want, "open")
+}
+
+// openIn checks that id may open n (reachable already) with flags,
+// truncates it for proto.OpenTrunc and opens a write session for
+// proto.OpenWrite (tx may be a read-only transaction when neither is set).
+func (s *Service) openIn(tx kv.ReadTxn, id Identity, n *proto.Inode, flags proto.OpenFlags, sid uint64, now int64) (proto.Inode, proto.Session, error) {
+	if err := openCheck(id, n, flags); err != nil {
 		return proto.Inode{}, proto.Session{}, err
 	}
-	if !writing {
-		return *n, proto.Session{}, nil
+	if flags&(proto.OpenWrite|proto.OpenTrunc) == 0 {
+		return public(n), proto.Session{}, nil
 	}
 	wtx := tx.(kv.Txn)
 	if flags&proto.OpenTrunc != 0 {
@@ -76,20 +82,20 @@ func (s *Service) openIn(tx kv.ReadTxn, id Identity, n *proto.Inode, flags proto
 			return proto.Inode{}, proto.Session{}, err
 		}
 	}
-	return *n, sess, nil
+	return public(n), sess, nil
 }
 
-// Open opens inode ino: it checks read permission for proto.OpenRead and
-// write permission for proto.OpenWrite and proto.OpenTrunc (EISDIR for a
-// directory opened for writing, ELOOP for a symlink, ENOENT for an
-// unlinked file), truncates the file with proto.OpenTrunc, and opens a
-// write session with proto.OpenWrite. A read-only open is a read-only
-// transaction.
+// Open opens inode ino: it checks that id can reach it (reachable), read
+// permission for proto.OpenRead and write permission for proto.OpenWrite
+// and proto.OpenTrunc (EISDIR for a directory opened for writing, ELOOP
+// for a symlink, ENOENT for an unlinked file), truncates the file with
+// proto.OpenTrunc, and opens a write session with proto.OpenWrite. A
+// read-only open is a read-only transaction.
 func (s *Service) Open(ctx context.Context, id Identity, ino uint64, flags proto.OpenFlags) (Opened, error) {
 	var out Opened
 	if flags&(proto.OpenWrite|proto.OpenTrunc) == 0 {
 		err := s.db.View(ctx, func(tx kv.ReadTxn) error {
-			n, err := loadInode(tx, ino)
+			n, err := loadReachable(tx, id, ino, "open")
 			if err != nil {
 				return err
 			}
@@ -101,12 +107,31 @@ func (s *Service) Open(ctx context.Context, id Identity, ino uint64, flags proto
 	now := s.now()
 	sid := newSessionID()
 	err := s.db.Update(ctx, func(tx kv.Txn) error {
-		n, err := loadInode(tx, ino)
+		n, err := loadReachable(tx, id, ino, "open")
 		if err != nil {
 			return err
 		}
 		out.Inode, out.Session, err = s.openIn(tx, id, n, flags, sid, now)
 		return err
+	})
+	return out, err
+}
+
+// Access makes exactly the checks Open makes for flags (reachable,
+// permission bits, type, link count) without opening anything, and
+// returns the inode: for renewing what an open granted.
+func (s *Service) Access(ctx context.Context, id Identity, ino uint64, flags proto.OpenFlags) (proto.Inode, error) {
+	var out proto.Inode
+	err := s.db.View(ctx, func(tx kv.ReadTxn) error {
+		n, err := loadReachable(tx, id, ino, "access")
+		if err != nil {
+			return err
+		}
+		if err := openCheck(id, n, flags); err != nil {
+			return err
+		}
+		out = public(n)
+		return nil
 	})
 	return out, err
 }
@@ -183,7 +208,7 @@ func (s *Service) Close(ctx context.Context, id Identity, sess proto.Session, le
 			return err
 		}
 		changed := applyLength(n, rec, length, wrote, now)
-		out = *n
+		out = public(n)
 		if n.Nlink == 0 {
 			return release(tx, n, now)
 		}
@@ -217,9 +242,9 @@ func (s *Service) ReportLength(ctx context.Context, id Identity, sess proto.Sess
 		if err := tx.Set(sessionKey(sess.Ino, sess.ID), marshal(rec)); err != nil {
 			return err
 		}
-		out = *n
+		out = public(n)
 		if applyLength(n, rec, length, wrote, now) {
-			out = *n
+			out = public(n)
 			return putInode(tx, n)
 		}
 		return nil

@@ -40,7 +40,7 @@ func (s *Service) CreateTemp(ctx context.Context, id Identity, parent uint64, mo
 	var out Opened
 	err = s.withTable(ctx, func(tx kv.Txn, tableID uint32, table []uint32) error {
 		out = Opened{}
-		p, err := loadDir(tx, parent)
+		p, err := loadReachableDir(tx, id, parent, "create temp")
 		if err != nil {
 			return err
 		}
@@ -60,7 +60,7 @@ func (s *Service) CreateTemp(ctx context.Context, id Identity, parent uint64, mo
 		if err := tx.Set(sessionKey(ino, sid), marshal(rec)); err != nil {
 			return err
 		}
-		out = Opened{Inode: *n, Session: proto.Session{Ino: ino, ID: sid}, Created: true}
+		out = Opened{Inode: public(n), Session: proto.Session{Ino: ino, ID: sid}, Created: true}
 		return putInode(tx, n)
 	})
 	return out, err
@@ -99,7 +99,7 @@ func (s *Service) Publish(ctx context.Context, id Identity, r proto.MetaPublishR
 		if err != nil {
 			return err
 		}
-		dp, err := loadDir(tx, r.Parent)
+		dp, err := loadReachableDir(tx, id, r.Parent, "publish")
 		if err != nil {
 			return err
 		}
@@ -124,12 +124,13 @@ func (s *Service) Publish(ctx context.Context, id Identity, r proto.MetaPublishR
 			if old.Type == proto.TypeDir {
 				return proto.Errorf(proto.EISDIR, "publish onto %q in %d: a directory", r.Name, r.Parent)
 			}
-			if err := dropLink(tx, old, now); err != nil {
+			if err := dropLink(tx, old, r.Parent, now); err != nil {
 				return err
 			}
 		}
 		applyLength(n, rec, r.Length, r.Wrote, now)
 		n.Nlink = 1
+		n.Links = []uint64{r.Parent}
 		n.Ctime = now
 		if err := putDentry(tx, r.Parent, r.Name, n); err != nil {
 			return err
@@ -139,7 +140,7 @@ func (s *Service) Publish(ctx context.Context, id Identity, r proto.MetaPublishR
 		}
 		rec.Anon = false
 		rec.Updated = now
-		out = *n
+		out = public(n)
 		return tx.Set(sessionKey(r.Session.Ino, r.Session.ID), marshal(rec))
 	})
 	return out, err

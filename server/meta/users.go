@@ -1,6 +1,7 @@
 package meta
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -9,11 +10,14 @@ import (
 	"slices"
 
 	"fff/internal/proto"
+	"fff/internal/rpc"
 	"fff/server/kv"
 )
 
 // Users and tokens. A user U<name> has a uid, groups, an admin flag and the
-// SHA-256 of its token; T<sha256(token)> indexes users by token hash. The
+// SHA-256 of its token; T<sha256(token)> indexes users by token hash, and
+// T<lookup id> (16 bytes: rpc.StoredKey.LookupID of that hash, what a
+// client names its key by in the RPC handshake) too. The
 // token itself (32 random bytes, base64url without padding: 43 characters)
 // is shown once, when it is made, and never stored: a lost token cannot be
 // recovered, only replaced (RotateToken). An admin user, or a user with uid
@@ -65,7 +69,70 @@ func putUser(tx kv.Txn, u *userRec) error {
 	if err := tx.Set(userKey(u.Name), marshal(u)); err != nil {
 		return err
 	}
-	return tx.Set(tokenKey(u.TokenHash), []byte(u.Name))
+	if err := tx.Set(tokenKey(u.TokenHash), []byte(u.Name)); err != nil {
+		return err
+	}
+	return tx.Set(tokenIDKey(u.TokenHash), []byte(u.Name))
+}
+
+// clearTokenKeys removes the index entries of token hash sum.
+func clearTokenKeys(tx kv.Txn, sum []byte) error {
+	if err := tx.Clear(tokenKey(sum)); err != nil {
+		return err
+	}
+	return tx.Clear(tokenIDKey(sum))
+}
+
+// tokenIDKey is the T<lookup id> key of token hash sum. A lookup id has 16
+// bytes, a hash 32: the two kinds of T keys never collide.
+func tokenIDKey(sum []byte) []byte {
+	var k rpc.StoredKey
+	copy(k[:], sum)
+	id := k.LookupID()
+	return tokenKey(id[:])
+}
+
+// indexTokenIDs adds the T<lookup id> entries that users made before
+// they existed lack (Init runs it).
+func (s *Service) indexTokenIDs(ctx context.Context) error {
+	return s.db.Update(ctx, indexTokenIDsTx)
+}
+
+func indexTokenIDsTx(tx kv.Txn) error {
+	return eachUser(tx, func(u *userRec, err error) error {
+		if err != nil {
+			return nil // reported by fffd check; Lookup fails for this user only
+		}
+		v, err := tx.Get(tokenIDKey(u.TokenHash))
+		if err != nil || v != nil {
+			return err
+		}
+		return tx.Set(tokenIDKey(u.TokenHash), []byte(u.Name))
+	})
+}
+
+// eachUser calls fn with every user record in name order, or with the
+// error that decoding one gave (naming the user); fn's error stops it.
+func eachUser(tx kv.ReadTxn, fn func(u *userRec, err error) error) error {
+	b, e := prefixRange([]byte{pUser})
+	kvs, err := tx.Range(b, e, kv.RangeOptions{})
+	if err != nil {
+		return err
+	}
+	for _, p := range kvs {
+		var u userRec
+		if err := unmarshal(p.Value, &u); err != nil {
+			err = damagedf(err, "user %q", p.Key[1:])
+			if err := fn(nil, err); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := fn(&u, nil); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // AddUser creates user name with uid, groups gids (the first is the
@@ -130,7 +197,7 @@ func (s *Service) RotateToken(ctx context.Context, id Identity, name string) (st
 		if u == nil {
 			return proto.Errorf(proto.ENOENT, "no user %q", name)
 		}
-		if err := tx.Clear(tokenKey(u.TokenHash)); err != nil {
+		if err := clearTokenKeys(tx, u.TokenHash); err != nil {
 			return err
 		}
 		u.TokenHash = sum
@@ -150,19 +217,12 @@ func (s *Service) ListUsers(ctx context.Context, id Identity) ([]proto.User, err
 	var out []proto.User
 	err := s.db.View(ctx, func(tx kv.ReadTxn) error {
 		out = nil
-		b, e := prefixRange([]byte{pUser})
-		kvs, err := tx.Range(b, e, kv.RangeOptions{})
-		if err != nil {
-			return err
-		}
-		for _, p := range kvs {
-			var u userRec
-			if err := unmarshal(p.Value, &u); err != nil {
-				return damagedf(err, "user %q", p.Key[1:])
+		return eachUser(tx, func(u *userRec, err error) error {
+			if err == nil {
+				out = append(out, proto.User{Name: u.Name, UID: u.UID, GIDs: u.GIDs, Admin: u.Admin, Created: u.Created})
 			}
-			out = append(out, proto.User{Name: u.Name, UID: u.UID, GIDs: u.GIDs, Admin: u.Admin, Created: u.Created})
-		}
-		return nil
+			return err
+		})
 	})
 	return out, err
 }
@@ -183,26 +243,21 @@ func (s *Service) RemoveUser(ctx context.Context, id Identity, name string) erro
 			return proto.Errorf(proto.ENOENT, "no user %q", name)
 		}
 		if u.Admin {
-			b, e := prefixRange([]byte{pUser})
-			kvs, err := tx.Range(b, e, kv.RangeOptions{})
-			if err != nil {
-				return err
-			}
 			admins := 0
-			for _, p := range kvs {
-				var o userRec
-				if err := unmarshal(p.Value, &o); err != nil {
-					return damagedf(err, "user %q", p.Key[1:])
-				}
-				if o.Admin {
+			err := eachUser(tx, func(o *userRec, err error) error {
+				if err == nil && o.Admin {
 					admins++
 				}
+				return err
+			})
+			if err != nil {
+				return err
 			}
 			if admins <= 1 {
 				return proto.Errorf(proto.EPERM, "cannot remove user %q: it is the last admin user (add another admin first)", name)
 			}
 		}
-		if err := tx.Clear(tokenKey(u.TokenHash)); err != nil {
+		if err := clearTokenKeys(tx, u.TokenHash); err != nil {
 			return err
 		}
 		return tx.Clear(userKey(name))
@@ -244,4 +299,41 @@ func (s *Service) Authenticate(ctx context.Context, token string) (Identity, err
 		return Identity{}, proto.ErrUnauthenticated
 	}
 	return out, nil
+}
+
+// Credentials returns the token hash (the rpc.StoredKey) and the identity
+// of the user whose token hash has lookup id id (rpc.StoredKey.LookupID),
+// or proto.ErrUnauthenticated. The RPC handshake checks the client's proof
+// against the hash (rpc.Authenticator).
+func (s *Service) Credentials(ctx context.Context, id []byte) ([]byte, Identity, error) {
+	if len(id) != len(rpc.LookupID{}) {
+		return nil, Identity{}, proto.ErrUnauthenticated
+	}
+	var sum []byte
+	var out Identity
+	err := s.db.View(ctx, func(tx kv.ReadTxn) error {
+		sum = nil
+		name, err := tx.Get(tokenKey(id))
+		if err != nil || name == nil {
+			return err
+		}
+		u, err := loadUser(tx, string(name))
+		if err != nil || u == nil {
+			return err
+		}
+		k := tokenIDKey(u.TokenHash)
+		if len(u.TokenHash) != sha256.Size || !bytes.Equal(k[1:], id) {
+			return nil // a stale entry
+		}
+		sum = slices.Clone(u.TokenHash)
+		out = Identity{UID: u.UID, GIDs: slices.Clone(u.GIDs), Admin: u.Admin, Name: u.Name}
+		return nil
+	})
+	if err != nil {
+		return nil, Identity{}, err
+	}
+	if sum == nil {
+		return nil, Identity{}, proto.ErrUnauthenticated
+	}
+	return sum, out, nil
 }

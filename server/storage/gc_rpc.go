@@ -42,14 +42,16 @@ func (q rpcGC) GCDone(ctx context.Context, ids []proto.GCID) error {
 // token, one small pool per node address, dialed on first use.
 type RPCPeers struct {
 	token string
+	opts  rpc.PoolOptions
 	mu    sync.Mutex
 	pools map[string]*rpc.Pool
 }
 
 // NewRPCPeers returns peers that authenticate with token (the admin token:
-// MethodStorageRemoveInode is admin only). Close them when done.
-func NewRPCPeers(token string) *RPCPeers {
-	return &RPCPeers{token: token, pools: map[string]*rpc.Pool{}}
+// MethodStorageRemoveInode is admin only) over pools of opts (TLS between
+// nodes). Close them when done.
+func NewRPCPeers(token string, opts rpc.PoolOptions) *RPCPeers {
+	return &RPCPeers{token: token, opts: opts, pools: map[string]*rpc.Pool{}}
 }
 
 func (p *RPCPeers) pool(addr string) *rpc.Pool {
@@ -57,7 +59,7 @@ func (p *RPCPeers) pool(addr string) *rpc.Pool {
 	defer p.mu.Unlock()
 	pl := p.pools[addr]
 	if pl == nil {
-		pl = rpc.NewPool(addr, p.token, rpc.PoolOptions{Size: 1})
+		pl = rpc.NewPool(addr, p.token, p.opts)
 		p.pools[addr] = pl
 	}
 	return pl

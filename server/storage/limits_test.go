@@ -35,7 +35,7 @@ func TestChunkRangeLimits(t *testing.T) {
 	} {
 		ref := e.ref(10, 99, tc.idx)
 		var resp proto.StorageWriteResp
-		_, err := e.user.Call(e.ctx, proto.MethodStorageWrite, proto.StorageWriteReq{Chunk: ref, Off: tc.off, ChunkSize: tc.cs},
+		_, err := e.user.Call(e.ctx, proto.MethodStorageWrite, proto.StorageWriteReq{Cap: e.cap(ref.Ino), Chunk: ref, Off: tc.off, ChunkSize: tc.cs},
 			&resp, rpc.WithPayload(make([]byte, tc.n)))
 		if got := proto.CodeOf(err); got != tc.want {
 			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
@@ -48,13 +48,13 @@ func TestChunkRangeLimits(t *testing.T) {
 	// A read past any chunk is refused per IO; a truncate likewise.
 	var resp proto.StorageReadResp
 	if _, err := e.user.Call(e.ctx, proto.MethodStorageRead,
-		proto.StorageReadReq{IOs: []proto.ReadIO{{Chunk: e.ref(10, 99, 0), Off: math.MaxUint32, Len: 1}}}, &resp, rpc.IntoBuffer(make([]byte, 1))); err != nil {
+		proto.StorageReadReq{IOs: []proto.ReadIO{{Chunk: e.ref(10, 99, 0), Off: math.MaxUint32, Len: 1}}, Caps: []proto.Capability{*e.cap(99)}}, &resp, rpc.IntoBuffer(make([]byte, 1))); err != nil {
 		t.Fatal(err)
 	}
 	if len(resp.Results) != 1 || resp.Results[0].Code != proto.EINVAL {
 		t.Errorf("read at 2^32-1: %+v, want EINVAL", resp.Results)
 	}
 	var tr proto.StorageTruncateResp
-	_, err := e.user.Call(e.ctx, proto.MethodStorageTruncate, proto.StorageTruncateReq{Chunk: e.ref(10, 99, 1), Length: math.MaxUint32}, &tr)
+	_, err := e.user.Call(e.ctx, proto.MethodStorageTruncate, proto.StorageTruncateReq{Cap: e.cap((e.ref(10, 99, 1)).Ino), Chunk: e.ref(10, 99, 1), Length: math.MaxUint32}, &tr)
 	wantCode(t, err, proto.EINVAL)
 }

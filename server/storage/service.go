@@ -9,6 +9,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"fff/internal/capability"
 	"fff/internal/proto"
 	"fff/internal/rpc"
 	"fff/internal/uring"
@@ -50,6 +51,13 @@ type Options struct {
 	MaxPayload int
 	// Logger receives the service's logs.
 	Logger zerolog.Logger
+	// Capabilities checks the capability of every chunk request from a
+	// caller other than the admin (docs/security.md#capabilities). Nil:
+	// only the admin may use the node's chunks.
+	Capabilities *capability.Key
+	// Unchecked serves chunk requests without capabilities, as before
+	// they existed: only for measuring what the checks cost (make bench).
+	Unchecked bool
 }
 
 // Service is the storage service of one node.
@@ -62,6 +70,8 @@ type Service struct {
 	ids        []uint32    // sorted target ids
 	bufs       bufPool     // read response buffers
 	ownRing    *uring.Ring // the engines' shared ring, if the service made it
+	caps       *capability.Key
+	unchecked  bool
 	closeOnce  sync.Once
 	closeErr   error
 }
@@ -83,6 +93,8 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 		maxPayload: opts.MaxPayload,
 		log:        opts.Logger,
 		targets:    map[uint32]*target{},
+		caps:       opts.Capabilities,
+		unchecked:  opts.Unchecked,
 	}
 	if s.maxPayload <= 0 {
 		s.maxPayload = rpc.DefaultMaxPayload

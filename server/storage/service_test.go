@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"fff/internal/capability"
 	"fff/internal/proto"
 	"fff/internal/rpc"
 	"fff/server/kv/memkv"
@@ -25,6 +26,7 @@ import (
 const (
 	token     = "admin-token"
 	userToken = "user-token"
+	userUID   = 1000
 	nodeID    = 1
 	chunkSize = 256 << 10
 )
@@ -63,17 +65,19 @@ func (f *fakeRouting) update(edit func(ri *proto.RoutingInfo)) {
 }
 
 type env struct {
+	key     *capability.Key
 	ctx     context.Context
 	routing *fakeRouting
 	svc     *storage.Service
 	conn    *rpc.Conn
-	user    *rpc.Conn
+	user    *rpc.Conn // a user's, on TCP
+	local   *rpc.Conn // the user's on the node's Unix socket
 	dirs    map[uint32]string
 }
 
 // Targets 10 and 11 on this node, in chains 1 and 2 (one target each, at
 // version 1); target 20 of node 2 heads chain 3 = [20, 12], with 12 local.
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T, edit ...func(*storage.Options)) *env {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
@@ -100,31 +104,52 @@ func newEnv(t *testing.T) *env {
 		e.dirs[id] = d
 		tcs = append(tcs, storage.TargetConfig{ID: id, Path: d})
 	}
-	svc, err := storage.New(ctx, storage.Options{
+	secret, err := capability.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.key, err = capability.New(secret); err != nil {
+		t.Fatal(err)
+	}
+	opts := storage.Options{
 		NodeID: nodeID, Targets: tcs, Routing: e.routing,
-		Engine: chunkengine.Options{MaxChunkSize: chunkSize},
-	})
+		Engine:       chunkengine.Options{MaxChunkSize: chunkSize},
+		Capabilities: e.key,
+	}
+	for _, f := range edit {
+		f(&opts)
+	}
+	svc, err := storage.New(ctx, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { svc.Close() })
 	e.svc = svc
+	// The node serves a Unix socket too, where locates are answered; the
+	// user's connection e.local moves there, the others stay on TCP.
+	sock := filepath.Join(t.TempDir(), "fffd.sock")
+	uln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv := rpc.NewServer(rpc.ServerOptions{Auth: rpc.NewStaticTokens(map[string]rpc.Identity{
 		token:     {UID: 0, Admin: true, Name: "admin"},
-		userToken: {UID: 1000, GIDs: []uint32{1000}, Name: "user"},
-	})})
+		userToken: {UID: userUID, GIDs: []uint32{userUID}, Name: "user"},
+	}), LocalSocket: sock})
 	svc.RegisterHandlers(srv)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	go srv.Serve(ln)
+	go srv.Serve(uln)
 	t.Cleanup(func() { srv.Close() })
 	for _, p := range []struct {
-		c   **rpc.Conn
-		tok string
-	}{{&e.conn, token}, {&e.user, userToken}} {
-		c, err := rpc.Dial(ctx, ln.Addr().String(), p.tok, rpc.ClientOptions{})
+		c     **rpc.Conn
+		tok   string
+		local bool
+	}{{&e.conn, token, false}, {&e.user, userToken, false}, {&e.local, userToken, true}} {
+		c, err := rpc.Dial(ctx, ln.Addr().String(), p.tok, rpc.ClientOptions{TCPOnly: !p.local})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -132,6 +157,23 @@ func newEnv(t *testing.T) *env {
 		*p.c = c
 	}
 	return e
+}
+
+// cap is a read and write capability of the user's for inode ino.
+func (e *env) cap(ino uint64) *proto.Capability {
+	c := e.key.Issue(ino, proto.CapRead|proto.CapWrite, userUID, time.Now().Add(time.Hour).UnixNano())
+	return &c
+}
+
+// caps are the capabilities of the user's for the inodes of ios.
+func (e *env) caps(ios []proto.ReadIO) []proto.Capability {
+	var out []proto.Capability
+	for _, io := range ios {
+		if !slices.ContainsFunc(out, func(c proto.Capability) bool { return c.Ino == io.Chunk.Ino }) {
+			out = append(out, *e.cap(io.Chunk.Ino))
+		}
+	}
+	return out
 }
 
 // ref names chunk (ino, idx) on target tid with the current chain version.
@@ -144,7 +186,7 @@ func (e *env) ref(tid uint32, ino uint64, idx uint32) proto.ChunkRef {
 func (e *env) write(t *testing.T, ref proto.ChunkRef, off uint32, data []byte) (uint64, error) {
 	t.Helper()
 	var resp proto.StorageWriteResp
-	_, err := e.user.Call(e.ctx, proto.MethodStorageWrite, proto.StorageWriteReq{Chunk: ref, Off: off, ChunkSize: chunkSize},
+	_, err := e.user.Call(e.ctx, proto.MethodStorageWrite, proto.StorageWriteReq{Cap: e.cap(ref.Ino), Chunk: ref, Off: off, ChunkSize: chunkSize},
 		&resp, rpc.WithPayload(data))
 	return resp.Version, err
 }
@@ -164,7 +206,7 @@ func (e *env) read(t *testing.T, ref proto.ChunkRef, off, n uint32) (proto.ReadR
 	dst := bytes.Repeat([]byte{0xEE}, int(n))
 	var resp proto.StorageReadResp
 	got, err := e.user.Call(e.ctx, proto.MethodStorageRead,
-		proto.StorageReadReq{IOs: []proto.ReadIO{{Chunk: ref, Off: off, Len: n}}}, &resp, rpc.IntoBuffer(dst))
+		proto.StorageReadReq{IOs: []proto.ReadIO{{Chunk: ref, Off: off, Len: n}}, Caps: []proto.Capability{*e.cap(ref.Ino)}}, &resp, rpc.IntoBuffer(dst))
 	if err != nil {
 		t.Fatalf("read: %v", err)
 	}
@@ -177,7 +219,7 @@ func (e *env) read(t *testing.T, ref proto.ChunkRef, off, n uint32) (proto.ReadR
 func (e *env) stat(t *testing.T, ref proto.ChunkRef) proto.StorageStatResp {
 	t.Helper()
 	var resp proto.StorageStatResp
-	if _, err := e.user.Call(e.ctx, proto.MethodStorageStat, proto.StorageStatReq{Chunk: ref}, &resp); err != nil {
+	if _, err := e.user.Call(e.ctx, proto.MethodStorageStat, proto.StorageStatReq{Cap: e.cap(ref.Ino), Chunk: ref}, &resp); err != nil {
 		t.Fatalf("stat: %v", err)
 	}
 	return resp
@@ -241,10 +283,10 @@ func TestChunkOps(t *testing.T) {
 
 	// Truncate: shrink, grow, and a missing chunk.
 	var tr proto.StorageTruncateResp
-	if _, err := e.user.Call(e.ctx, proto.MethodStorageTruncate, proto.StorageTruncateReq{Chunk: ref, Length: 5000}, &tr); err != nil || tr.Version != 3 {
+	if _, err := e.user.Call(e.ctx, proto.MethodStorageTruncate, proto.StorageTruncateReq{Cap: e.cap(ref.Ino), Chunk: ref, Length: 5000}, &tr); err != nil || tr.Version != 3 {
 		t.Fatalf("truncate: %v %+v", err, tr)
 	}
-	if _, err := e.user.Call(e.ctx, proto.MethodStorageTruncate, proto.StorageTruncateReq{Chunk: ref, Length: 6000}, &tr); err != nil {
+	if _, err := e.user.Call(e.ctx, proto.MethodStorageTruncate, proto.StorageTruncateReq{Cap: e.cap(ref.Ino), Chunk: ref, Length: 6000}, &tr); err != nil {
 		t.Fatalf("truncate: %v", err)
 	}
 	res, got = e.read(t, ref, 0, 6000)
@@ -252,13 +294,13 @@ func TestChunkOps(t *testing.T) {
 		t.Fatalf("after truncates: %+v", res)
 	}
 	other := e.ref(10, 42, 4)
-	if _, err := e.user.Call(e.ctx, proto.MethodStorageTruncate, proto.StorageTruncateReq{Chunk: other, Length: 0}, &tr); err != nil || tr.Version != 0 {
+	if _, err := e.user.Call(e.ctx, proto.MethodStorageTruncate, proto.StorageTruncateReq{Cap: e.cap(other.Ino), Chunk: other, Length: 0}, &tr); err != nil || tr.Version != 0 {
 		t.Fatalf("truncate missing to 0: %v %+v", err, tr)
 	}
 	if st := e.stat(t, other); st.Exists {
 		t.Fatalf("truncate to 0 created the chunk: %+v", st)
 	}
-	if _, err := e.user.Call(e.ctx, proto.MethodStorageTruncate, proto.StorageTruncateReq{Chunk: other, Length: 9000}, &tr); err != nil {
+	if _, err := e.user.Call(e.ctx, proto.MethodStorageTruncate, proto.StorageTruncateReq{Cap: e.cap(other.Ino), Chunk: other, Length: 9000}, &tr); err != nil {
 		t.Fatalf("truncate missing: %v", err)
 	}
 	if st := e.stat(t, other); !st.Exists || st.Length != 9000 {
@@ -267,7 +309,7 @@ func TestChunkOps(t *testing.T) {
 
 	// Remove, twice (no error when absent).
 	for range 2 {
-		if _, err := e.user.Call(e.ctx, proto.MethodStorageRemove, proto.StorageRemoveReq{Chunk: ref}, nil); err != nil {
+		if _, err := e.user.Call(e.ctx, proto.MethodStorageRemove, proto.StorageRemoveReq{Cap: e.cap(ref.Ino), Chunk: ref}, nil); err != nil {
 			t.Fatalf("remove: %v", err)
 		}
 	}
@@ -318,7 +360,7 @@ func TestBatchedRead(t *testing.T) {
 		dsts = append(dsts, bytes.Repeat([]byte{0xEE}, int(n)))
 	}
 	var resp proto.StorageReadResp
-	n, err := e.user.Call(e.ctx, proto.MethodStorageRead, proto.StorageReadReq{IOs: ios}, &resp, rpc.IntoBuffers(dsts...))
+	n, err := e.user.Call(e.ctx, proto.MethodStorageRead, proto.StorageReadReq{IOs: ios, Caps: e.caps(ios)}, &resp, rpc.IntoBuffers(dsts...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -364,7 +406,7 @@ func TestRoutingChecks(t *testing.T) {
 	var resp proto.StorageReadResp
 	if _, err := e.user.Call(e.ctx, proto.MethodStorageRead, proto.StorageReadReq{IOs: []proto.ReadIO{
 		{Chunk: ref, Len: 5}, {Chunk: good, Len: 5},
-	}}, &resp, rpc.IntoBuffers(dsts...)); err != nil {
+	}, Caps: []proto.Capability{*e.cap(ref.Ino)}}, &resp, rpc.IntoBuffers(dsts...)); err != nil {
 		t.Fatal(err)
 	}
 	if resp.Results[0].Code != proto.ChainVersionMismatch || resp.Results[1].Code != proto.OK ||
@@ -408,7 +450,7 @@ func TestRoutingChecks(t *testing.T) {
 	// Not the head: target 12 is second in chain 3.
 	_, err = e.write(t, e.ref(12, 1, 0), 0, []byte("x"))
 	wantCode(t, err, proto.NotHead)
-	_, err = e.user.Call(e.ctx, proto.MethodStorageTruncate, proto.StorageTruncateReq{Chunk: e.ref(12, 1, 0), Length: 1}, nil)
+	_, err = e.user.Call(e.ctx, proto.MethodStorageTruncate, proto.StorageTruncateReq{Cap: e.cap((e.ref(12, 1, 0)).Ino), Chunk: e.ref(12, 1, 0), Length: 1}, nil)
 	wantCode(t, err, proto.NotHead)
 	if res, _ := e.read(t, e.ref(12, 1, 0), 0, 4); res.Code != proto.OK { // reads go to any serving replica
 		t.Fatalf("read of a non-head: %+v", res)
@@ -419,7 +461,7 @@ func TestRoutingChecks(t *testing.T) {
 	if res, _ := e.read(t, e.ref(11, 1, 1), 0, 5); res.Code != proto.TargetNotServing {
 		t.Fatalf("read of a syncing target: %+v", res)
 	}
-	_, err = e.user.Call(e.ctx, proto.MethodStorageStat, proto.StorageStatReq{Chunk: e.ref(11, 1, 1)}, nil)
+	_, err = e.user.Call(e.ctx, proto.MethodStorageStat, proto.StorageStatReq{Cap: e.cap((e.ref(11, 1, 1)).Ino), Chunk: e.ref(11, 1, 1)}, nil)
 	wantCode(t, err, proto.TargetNotServing)
 	e.mustWrite(t, e.ref(11, 1, 1), 0, []byte("W")) // a syncing head still takes writes
 }
@@ -466,7 +508,7 @@ func TestChecksumMismatch(t *testing.T) {
 	}
 	dsts := [][]byte{make([]byte, 4096), bytes.Repeat([]byte{0xEE}, 4096), make([]byte, 1000), make([]byte, 4096)}
 	var resp proto.StorageReadResp
-	if _, err := e.user.Call(e.ctx, proto.MethodStorageRead, proto.StorageReadReq{IOs: ios}, &resp, rpc.IntoBuffers(dsts...)); err != nil {
+	if _, err := e.user.Call(e.ctx, proto.MethodStorageRead, proto.StorageReadReq{IOs: ios, Caps: e.caps(ios)}, &resp, rpc.IntoBuffers(dsts...)); err != nil {
 		t.Fatal(err)
 	}
 	r := resp.Results

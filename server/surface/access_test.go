@@ -18,7 +18,7 @@ const (
 	admin   = "admin"   // rpc.AccessAdmin: the server refuses every other identity (EPERM)
 	root    = "root"    // meta refuses all but root (uid 0 or admin) with EPERM
 	objects = "objects" // meta checks the caller's permissions on the objects named
-	chunks  = "chunks"  // storage trusts the chunk id: NOT protected yet (capabilities, item 1)
+	chunks  = "chunks"  // storage: a capability from meta for the chunks' inode and access (admin: none needed)
 	anyone  = "anyone"  // nothing secret: routing, who am I, file system totals
 )
 
@@ -53,6 +53,7 @@ var whoMayCall = map[uint16]string{
 	proto.MethodMetaWhoAmI:       anyone,
 	proto.MethodMetaCreateTemp:   objects,
 	proto.MethodMetaPublish:      objects,
+	proto.MethodMetaCapability:   objects,
 
 	proto.MethodMetaUserAdd:       root,
 	proto.MethodMetaUserList:      root,
