@@ -71,13 +71,19 @@ type mount struct {
 // else a lazy unmount and a kill of the mount process.
 func mountCluster(t *testing.T, c *cluster, args ...string) *mount {
 	t.Helper()
+	return mountAs(t, c, c.token, args...)
+}
+
+// mountAs is mountCluster with the cluster identity of token.
+func mountAs(t *testing.T, c *cluster, token string, args ...string) *mount {
+	t.Helper()
 	needFUSE(t)
 	base := t.TempDir()
 	m := &mount{dir: filepath.Join(base, "mnt")}
 	if err := os.Mkdir(m.dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	m.env = append(c.env(c.token), "XDG_RUNTIME_DIR="+filepath.Join(base, "run"))
+	m.env = append(c.env(token), "XDG_RUNTIME_DIR="+filepath.Join(base, "run"))
 	argv := append([]string{"mount", "--daemon", "--log", filepath.Join(base, "mount.log"), m.dir}, args...)
 	t.Cleanup(func() { m.cleanup(t, base) })
 	r := fff(t, m.env, argv...)

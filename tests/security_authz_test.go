@@ -2,6 +2,8 @@ package tests
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -230,5 +232,65 @@ func TestSecurityCapabilityRenewal(t *testing.T) {
 	}
 	if got := get(t, carol, "/carol/f"); len(got) != len(data) || got[10] != 'y' || got[20] != 'z' {
 		t.Fatalf("after the writes: %d bytes", len(got))
+	}
+}
+
+// TestSecurityMountOrdinaryUser: a mount with an ordinary user's token
+// writes, truncates, extends and reads its files through the capabilities
+// meta grants (the mount's opens, creates and size changes), in both
+// close modes, and is refused another user's file.
+func TestSecurityMountOrdinaryUser(t *testing.T) {
+	t.Parallel()
+	needFUSE(t)
+	c := startCluster(t)
+	ctx := ctxFor(t)
+	admin := c.admin(t)
+	tok, err := admin.UserAdd(ctx, "dave", 1004, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range []error{
+		admin.Mkdir(ctx, "/dave", 0o755), admin.Chown(ctx, "/dave", 1004, 1004),
+	} {
+		if step != nil {
+			t.Fatal(step)
+		}
+	}
+	put(t, admin, "/root-only", []byte("not dave's"))
+	if err := admin.Chmod(ctx, "/root-only", 0o600); err != nil {
+		t.Fatal(err)
+	}
+	data := bytes.Repeat([]byte("dave's data "), 50_000) // 600 KB
+	for _, mode := range [][]string{nil, {"--writeback"}} {
+		m := mountAs(t, c, tok, mode...)
+		name := fmt.Sprintf("f%d", len(mode))
+		p := filepath.Join(m.dir, "dave", name)
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatalf("%v: write: %v", mode, err)
+		}
+		if err := os.Truncate(p, 1000); err != nil {
+			t.Fatalf("%v: truncate: %v", mode, err)
+		}
+		f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.Write([]byte("tail")); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatalf("%v: close: %v", mode, err)
+		}
+		want := append(bytes.Clone(data[:1000]), "tail"...)
+		got, err := os.ReadFile(p)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("%v: read back %d bytes (want %d), %v", mode, len(got), len(want), err)
+		}
+		if got := get(t, admin, "/dave/"+name); !bytes.Equal(got, want) {
+			t.Fatalf("%v: the cluster holds %d bytes, want %d", mode, len(got), len(want))
+		}
+		if _, err := os.ReadFile(filepath.Join(m.dir, "root-only")); !errors.Is(err, fs.ErrPermission) {
+			t.Fatalf("%v: reading root's 0600 file: %v, want EACCES", mode, err)
+		}
 	}
 }
