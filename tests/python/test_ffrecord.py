@@ -79,6 +79,25 @@ def test_fff_roundtrip(fff_dir: str, version: int) -> None:
     c.close()
 
 
+def test_ordinary_user_reads(cluster, fff_dir: str) -> None:
+    """An ordinary user's batched reads go through the capabilities meta
+    grants on open (storage refuses a chunk without one), and a file the
+    user may not read is refused before any byte is read."""
+    samples = make_samples(20, seed=77, big=True)
+    p = f"fff://{fff_dir}/shared.ffr"
+    write(p, samples, 2)
+    with fff.open(f"{fff_dir}/secret", "wb", perm=0o600) as f:
+        f.write(b"admin only")
+    r = cluster.cli("admin", "user", "add", f"reader{os.getpid()}", "--uid", "4343")
+    token = r.stdout.strip().splitlines()[-1]
+    with fff.connect(token=token) as user:
+        with ffrecord.Reader(p, client=user) as rd:
+            check_reader(rd, samples)
+        with pytest.raises(PermissionError):
+            with user.open(f"{fff_dir}/secret", "rb") as f:
+                f.read()
+
+
 def test_keyed_writer(tmp_path) -> None:
     p = str(tmp_path / "keyed.ffr")
     with ffrecord.Writer(p) as w:
