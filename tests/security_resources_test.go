@@ -144,3 +144,41 @@ func TestStalledUploadsBounded(t *testing.T) {
 		t.Fatalf("stat after the attack: %v", err)
 	}
 }
+
+// TestIdleConnections: with rpc.idle_timeout, an authenticated connection
+// that sends nothing is sent a goaway (and closed if it stays: the rpc
+// package's tests), while a client whose pooled connections go idle between
+// calls goes on working: its pool dials anew.
+func TestIdleConnections(t *testing.T) {
+	t.Parallel()
+	c := &cluster{data: t.TempDir()}
+	c.config = filepath.Join(t.TempDir(), "fffd.toml")
+	if err := os.WriteFile(c.config, []byte("[rpc]\nidle_timeout = \"300ms\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.start(t)
+	ctx := ctxFor(t)
+	nc, err := net.Dial("tcp", c.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if err := rpc.ClientHandshake(ctx, nc, c.token); err != nil {
+		t.Fatal(err)
+	}
+	nc.SetReadDeadline(time.Now().Add(20 * time.Second))
+	hb := make([]byte, 32)
+	if _, err := io.ReadFull(nc, hb); err != nil || hb[2] != 8 {
+		t.Fatalf("an idle connection got %x, %v; want a goaway frame", hb, err)
+	}
+
+	admin := c.admin(t)
+	for i := range 3 {
+		name := fmt.Sprintf("/idle-%d", i)
+		put(t, admin, name, []byte(name))
+		if got := get(t, admin, name); string(got) != name {
+			t.Fatalf("%s: read %q", name, got)
+		}
+		time.Sleep(time.Second) // the client's connections go idle and are sent away
+	}
+}

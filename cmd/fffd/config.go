@@ -53,6 +53,7 @@ import (
 //	max_total_bytes = 1073741824  # large requests' bytes held by all connections
 //	frame_timeout = "30s"         # a request's bytes must keep coming; "-1s": no limit
 //	handshake_timeout = "10s"
+//	idle_timeout = "10m"          # connections idle this long are sent a goaway; "-1s": never
 //
 //	[tls]                 # TLS on TCP (tls.go); empty: none
 //	cert = ""             # the node's certificate, key, and the cluster's CA
@@ -78,6 +79,7 @@ type RPCConfig struct {
 	MaxTotalBytes    int      `toml:"max_total_bytes"`
 	FrameTimeout     Duration `toml:"frame_timeout"`
 	HandshakeTimeout Duration `toml:"handshake_timeout"`
+	IdleTimeout      Duration `toml:"idle_timeout"`
 }
 
 type NodeConfig struct {
@@ -151,7 +153,8 @@ func defaultConfig() Config {
 		Mgmtd: MgmtdConfig{HeartbeatTimeout: Duration{10 * time.Second}},
 		Meta:  MetaConfig{ChunkSize: 4 << 20, SessionTimeout: Duration{30 * time.Minute}, CapabilityTTL: Duration{capability.DefaultTTL}},
 		RPC: RPCConfig{MaxConns: rpc.DefaultMaxConns, MaxConnBytes: rpc.DefaultMaxInFlightBytes, MaxTotalBytes: rpc.DefaultMaxTotalBytes,
-			FrameTimeout: Duration{rpc.DefaultFrameTimeout}, HandshakeTimeout: Duration{rpc.DefaultHandshakeTimeout}},
+			FrameTimeout: Duration{rpc.DefaultFrameTimeout}, HandshakeTimeout: Duration{rpc.DefaultHandshakeTimeout},
+			IdleTimeout: Duration{rpc.DefaultIdleTimeout}},
 	}
 }
 
@@ -206,8 +209,8 @@ func (c *Config) validate() error {
 	if c.Meta.SessionTimeout.Duration <= 0 {
 		return fmt.Errorf("config: meta.session_timeout must be positive")
 	}
-	if c.RPC.MaxConns <= 0 || c.RPC.MaxConnBytes <= 0 || c.RPC.MaxTotalBytes <= 0 || c.RPC.HandshakeTimeout.Duration <= 0 || c.RPC.FrameTimeout.Duration == 0 {
-		return fmt.Errorf("config: rpc.max_conns, max_conn_bytes, max_total_bytes and handshake_timeout must be positive, frame_timeout not 0 (negative: no limit)")
+	if c.RPC.MaxConns <= 0 || c.RPC.MaxConnBytes <= 0 || c.RPC.MaxTotalBytes <= 0 || c.RPC.HandshakeTimeout.Duration <= 0 || c.RPC.FrameTimeout.Duration == 0 || c.RPC.IdleTimeout.Duration == 0 {
+		return fmt.Errorf("config: rpc.max_conns, max_conn_bytes, max_total_bytes and handshake_timeout must be positive, frame_timeout and idle_timeout not 0 (negative: no limit)")
 	}
 	if c.Meta.ChunkSize <= 0 || c.Meta.ChunkSize&(c.Meta.ChunkSize-1) != 0 {
 		return fmt.Errorf("config: meta.chunk_size %d must be a power of two", c.Meta.ChunkSize)

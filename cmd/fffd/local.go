@@ -134,7 +134,7 @@ func (n *node) serve(ctx context.Context, auth rpc.Authenticator, register func(
 	r := n.cfg.RPC
 	opts := rpc.ServerOptions{Auth: auth, Logger: n.log, MaxConns: r.MaxConns, MaxInFlightBytes: r.MaxConnBytes,
 		MaxTotalBytes: r.MaxTotalBytes, FrameTimeout: r.FrameTimeout.Duration, HandshakeTimeout: r.HandshakeTimeout.Duration,
-		TLS: n.tls.server}
+		IdleTimeout: r.IdleTimeout.Duration, TLS: n.tls.server}
 	if n.uln != nil {
 		opts.LocalSocket = n.uln.Addr().String()
 	}

@@ -154,7 +154,31 @@ type Conn struct {
 	pending map[uint64]*call
 	nextID  uint64
 	err     error // set once, when the connection fails
+	away    bool  // the server sent a goaway: closed once no call is pending
 	done    chan struct{}
+}
+
+// errGoaway closes a connection the server ended for idleness.
+var errGoaway = errors.New("the server closed this idle connection (goaway)")
+
+// usable reports whether new calls should go on c: it has not failed and
+// the server has not asked for it to be given up.
+func (c *Conn) usable() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err == nil && !c.away
+}
+
+// settleAway closes c once the server has sent a goaway and no call is
+// pending; it reports whether it did.
+func (c *Conn) settleAway() bool {
+	c.mu.Lock()
+	done := c.away && len(c.pending) == 0
+	c.mu.Unlock()
+	if done {
+		c.fail(errGoaway)
+	}
+	return done
 }
 
 // Dial connects to addr and performs the handshake with token (under TLS
@@ -612,6 +636,17 @@ func (c *Conn) readLoop() {
 			return
 		}
 		h, err := decodeHeader(hb[:])
+		if err == nil && h.kind == kindGoaway {
+			// The server ends this connection for idleness: no new calls
+			// go on it (a pool dials another); the calls pending end.
+			c.mu.Lock()
+			c.away = true
+			c.mu.Unlock()
+			if c.settleAway() {
+				return
+			}
+			continue
+		}
 		if err == nil && h.kind != kindResponse {
 			err = errFrame("unexpected %v frame from a server", h.kind)
 		}
@@ -638,6 +673,9 @@ func (c *Conn) readLoop() {
 			return
 		}
 		cl.done <- r
+		if c.settleAway() {
+			return
+		}
 	}
 }
 

@@ -87,3 +87,10 @@ func BudgetWaits(s *Server) int {
 	defer s.total.mu.Unlock()
 	return s.total.waits
 }
+
+// GoingAway reports whether the server has sent c a goaway.
+func (c *Conn) GoingAway() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.away
+}

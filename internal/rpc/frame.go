@@ -13,7 +13,7 @@ import (
 //	 0   1   magic        0xF3
 //	 1   1   frame format version (frameVersion)
 //	 2   1   kind         hello, welcome, request, response, cancel,
-//	                      challenge, proof
+//	                      challenge, proof, goaway
 //	 3   1   flags        reserved, must be 0
 //	 4   2   method       requests and responses; 0 otherwise
 //	 6   2   status       proto.Code; responses and welcome only
@@ -44,6 +44,7 @@ const (
 	kindCancel    kind = 5 // client → server: the caller gave up on request id
 	kindChallenge kind = 6 // server → client, after the hello: the server's nonce
 	kindProof     kind = 7 // client → server, after the challenge: the token's proof
+	kindGoaway    kind = 8 // server → client: this idle connection closes; send nothing more on it
 )
 
 func (k kind) String() string {
@@ -62,6 +63,8 @@ func (k kind) String() string {
 		return "challenge"
 	case kindProof:
 		return "proof"
+	case kindGoaway:
+		return "goaway"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -150,6 +153,10 @@ func decodeHeader(b []byte) (header, error) {
 	case kindCancel:
 		if h.id == 0 || h.method != 0 || h.status != proto.OK || h.bodyLen != 0 || h.payloadLen != 0 || h.timeout != 0 {
 			return header{}, errFrame("cancel with fields other than id")
+		}
+	case kindGoaway:
+		if h.id != 0 || h.method != 0 || h.status != proto.OK || h.bodyLen != 0 || h.payloadLen != 0 || h.timeout != 0 {
+			return header{}, errFrame("goaway with fields")
 		}
 	default:
 		return header{}, errFrame("unknown kind %d", uint8(h.kind))

@@ -60,7 +60,7 @@ func (p *Pool) Get(ctx context.Context) (*Conn, error) {
 		return nil, p.errClosed()
 	}
 	s := &p.slots[p.next.Add(1)%uint64(len(p.slots))]
-	if c := s.conn.Load(); c != nil && c.Err() == nil {
+	if c := s.conn.Load(); c != nil && c.usable() {
 		return c, nil
 	}
 	select {
@@ -69,14 +69,16 @@ func (p *Pool) Get(ctx context.Context) (*Conn, error) {
 		return nil, fmt.Errorf("rpc: pool %s: %w: %w", p.addr, ctx.Err(), proto.CodeOf(ctx.Err()).Err())
 	}
 	defer func() { <-s.dial }()
-	if c := s.conn.Load(); c != nil && c.Err() == nil {
+	if c := s.conn.Load(); c != nil && c.usable() {
 		return c, nil // dialed by someone else meanwhile
 	}
 	c, err := Dial(ctx, p.addr, p.token, p.opts)
 	if err != nil {
 		return nil, err
 	}
-	if old := s.conn.Swap(c); old != nil {
+	// A connection the server sent a goaway closes itself once its calls
+	// have ended; any other old one is dead already.
+	if old := s.conn.Swap(c); old != nil && old.usable() {
 		old.Close()
 	}
 	if p.closed.Load() { // Close ran concurrently and may have missed c

@@ -42,7 +42,12 @@ const (
 	DefaultMaxConns         = 4096      // connections served at once
 	DefaultFrameTimeout     = 30 * time.Second
 	DefaultHandshakeTimeout = 10 * time.Second
+	DefaultIdleTimeout      = 10 * time.Minute
 	DefaultWriteTimeout     = 60 * time.Second
+	// DefaultGoawayGrace is how long a connection told to go away is still
+	// read: requests the client sent before the goaway reached it are
+	// served.
+	DefaultGoawayGrace = 10 * time.Second
 
 	// maxErrorMessage bounds the error text a server sends back.
 	maxErrorMessage = 2048
@@ -130,6 +135,17 @@ type ServerOptions struct {
 	FrameTimeout time.Duration
 	// HandshakeTimeout bounds the time from accept to an accepted handshake.
 	HandshakeTimeout time.Duration
+	// IdleTimeout ends connections that stay idle — no request in flight,
+	// none arriving — for this long (an authenticated client parking
+	// connections costs their buffers and goroutines). The server sends a
+	// goaway frame, so the client stops using the connection and closes it
+	// (a pool dials a new one when it needs it), and serves what the
+	// client had sent meanwhile; a connection still open GoawayGrace later
+	// is closed (GoawayGrace). Negative means never.
+	IdleTimeout time.Duration
+	// GoawayGrace is how long a connection sent a goaway is still read
+	// (DefaultGoawayGrace).
+	GoawayGrace time.Duration
 	// WriteTimeout bounds each write to a connection; a peer that does not
 	// read for this long is disconnected. Negative means no limit.
 	WriteTimeout time.Duration
@@ -161,6 +177,12 @@ func (o *ServerOptions) normalize() {
 	}
 	if o.HandshakeTimeout <= 0 {
 		o.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if o.IdleTimeout == 0 {
+		o.IdleTimeout = DefaultIdleTimeout
+	}
+	if o.GoawayGrace <= 0 {
+		o.GoawayGrace = DefaultGoawayGrace
 	}
 	if o.WriteTimeout == 0 {
 		o.WriteTimeout = DefaultWriteTimeout
@@ -552,6 +574,8 @@ func (sc *serverConn) serve() {
 	case errors.Is(err, io.EOF):
 		sc.log.Debug().Msg("rpc: connection closed by peer")
 		sc.cancel()
+	case errors.Is(err, errIdle):
+		sc.log.Debug().Dur("idle_timeout", sc.s.opts.IdleTimeout).Msg("rpc: closed an idle connection the client kept after its goaway")
 	default:
 		var pe *proto.Error
 		if errors.As(err, &pe) { // the peer broke the protocol
@@ -753,8 +777,9 @@ func (sc *serverConn) refuseTLS(hb [headerSize]byte) {
 func (sc *serverConn) readLoop() error {
 	opts := &sc.s.opts
 	var hb [headerSize]byte
+	goingAway := false
 	for {
-		if _, err := io.ReadFull(sc.br, hb[:]); err != nil {
+		if err := sc.readHeader(hb[:], &goingAway); err != nil {
 			return err
 		}
 		h, err := decodeHeader(hb[:])
@@ -804,6 +829,56 @@ func (sc *serverConn) readLoop() error {
 			return err
 		}
 	}
+}
+
+// errIdle ends a connection that stayed idle after its goaway.
+var errIdle = errors.New("rpc: idle connection closed")
+
+// readHeader reads the next frame header into hb. Under IdleTimeout, a
+// connection with nothing in flight and nothing arriving for that long is
+// sent a goaway (*goingAway is set) and read for GoawayGrace more (the
+// client closes it, or requests it sent before the goaway arrive), then
+// ended with errIdle. A header that starts arriving must complete within
+// FrameTimeout, as the rest of a frame.
+func (sc *serverConn) readHeader(hb []byte, goingAway *bool) error {
+	idle := sc.s.opts.IdleTimeout
+	if idle < 0 || sc.br.Buffered() >= len(hb) {
+		_, err := io.ReadFull(sc.br, hb) // no timer for what is already here
+		return err
+	}
+	for {
+		wait := idle
+		if *goingAway {
+			wait = sc.s.opts.GoawayGrace
+		}
+		sc.setReadDeadline(time.Now().Add(wait))
+		n, err := io.ReadFull(sc.br, hb)
+		sc.setReadDeadline(time.Time{})
+		switch {
+		case err == nil:
+			return nil
+		case !errors.Is(err, os.ErrDeadlineExceeded) || sc.isDraining():
+			return err
+		case n > 0:
+			return sc.readFrame(hb[n:])
+		case sc.budget.busy():
+			// Requests in flight: the connection is not idle.
+		case *goingAway:
+			return errIdle
+		default:
+			*goingAway = true
+			sc.goaway()
+		}
+	}
+}
+
+// goaway tells the client to stop using this connection.
+func (sc *serverConn) goaway() {
+	head := sc.s.bufs.get(headerSize)
+	b := (*head)[:headerSize]
+	encodeHeader(b, header{kind: kindGoaway})
+	*head = b
+	_ = sc.w.enqueue(outFrame{head: head})
 }
 
 const (
@@ -1100,6 +1175,13 @@ func (b *budget) wake() {
 	b.mu.Lock()
 	b.mu.Unlock()
 	b.cond.Broadcast()
+}
+
+// busy reports whether requests are in flight.
+func (b *budget) busy() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.n > 0
 }
 
 func (b *budget) close() {
