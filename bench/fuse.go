@@ -41,6 +41,7 @@ import (
 	"strings"
 	"time"
 
+	"fff/internal/fileutil"
 	"fff/libfff"
 	"fff/libfff/fusefs"
 )
@@ -351,7 +352,7 @@ func fuseSmallFiles(ctx context.Context, cfg config, p *fffdProc, c *libfff.Clie
 	}
 	// The first round's copies, as another client sees them (through the
 	// plain mount, once the write-back mount's closes landed).
-	if err := syncDir(mntWB); err != nil {
+	if err := fileutil.SyncDir(mntWB); err != nil {
 		return err
 	}
 	for i, name := range copies {
@@ -388,19 +389,6 @@ func fuseSmallFiles(ctx context.Context, cfg config, p *fffdProc, c *libfff.Clie
 		}
 		fmt.Printf("| %s | %.0f | %.1f | %.2f | %.2f | %s | %.0f–%.0f |\n", r.name, nf/t, float64(total)/(1<<20)/t, t, t/mt, target,
 			nf/slices.Max(r.t), nf/slices.Min(r.t))
-	}
-	return nil
-}
-
-// syncDir fsyncs directory dir.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", dir, err)
 	}
 	return nil
 }

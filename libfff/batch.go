@@ -210,14 +210,12 @@ func (c *Client) readSegs(ctx context.Context, segs []*seg) {
 // capsOf returns the capabilities of the files ios read, one per inode.
 func capsOf(ctx context.Context, ios []rio) []proto.Capability {
 	var out []proto.Capability
-	var seen []*fileCap
 	for _, r := range ios {
 		fc := r.segs[0].caps
-		if fc == nil || slices.Contains(seen, fc) {
+		if fc == nil || slices.ContainsFunc(out, func(c proto.Capability) bool { return c.Ino == fc.ino }) {
 			continue
 		}
-		seen = append(seen, fc)
-		if cp := fc.get(ctx); cp != nil && !slices.ContainsFunc(out, func(c proto.Capability) bool { return c.Ino == cp.Ino }) {
+		if cp := fc.get(ctx); cp != nil {
 			out = append(out, *cp)
 		}
 	}

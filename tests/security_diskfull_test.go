@@ -3,6 +3,7 @@ package tests
 import (
 	"bytes"
 	"errors"
+	"fff/internal/testdisk"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -19,14 +20,7 @@ import (
 // restart (the targets' ballast lets the removals commit), and writes work
 // again afterwards. Needs root, for a small tmpfs as the data disk.
 func TestDiskFullRemovalFreesSpace(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to mount a small tmpfs as the data disk")
-	}
-	disk := t.TempDir()
-	if err := unix.Mount("tmpfs", disk, "tmpfs", 0, "size=128m,mode=0700"); err != nil {
-		t.Skipf("cannot mount a tmpfs: %v", err)
-	}
-	t.Cleanup(func() { unix.Unmount(disk, unix.MNT_DETACH) }) // after fffd is killed (cleanups run last-in first-out)
+	disk := testdisk.Tmpfs(t, "size=128m,mode=0700") // unmounted after fffd is killed
 	c := &cluster{data: filepath.Join(disk, "data")}
 	if err := os.Mkdir(c.data, 0o700); err != nil {
 		t.Fatal(err)

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"fff/internal/certs"
+	"fff/internal/fileutil"
 	"fff/libfff"
 )
 
@@ -178,7 +179,7 @@ func runUp(ctx context.Context, out io.Writer, o upOpts) error {
 		}
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(data, addressFile), []byte(ri.Address+"\n"), 0o600); err != nil {
+	if err := fileutil.WriteAtomic(filepath.Join(data, addressFile), []byte(ri.Address+"\n"), 0o600); err != nil {
 		c.Process.Signal(syscall.SIGTERM)
 		return fmt.Errorf("cannot record the cluster's address: %w", err)
 	}
@@ -355,29 +356,6 @@ func printCluster(out io.Writer, info libfff.ClusterInfo, recorded bool) {
 		fmt.Fprintf(out, " %s=%s", libfff.EnvCA, ca)
 	}
 	fmt.Fprintln(out)
-}
-
-// writeFileAtomic replaces name with data (temporary file, fsync, rename).
-func writeFileAtomic(name string, data []byte, perm os.FileMode) error {
-	tmp := name + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, perm)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, name)
-	}
-	if err != nil {
-		os.Remove(tmp)
-	}
-	return err
 }
 
 // cloexecInherited marks close-on-exec every descriptor above stderr that

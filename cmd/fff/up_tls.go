@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"fff/internal/certs"
+	"fff/internal/fileutil"
 )
 
 // TLS of a cluster started by `fff up --tls`: DATA/tls holds its CA and
@@ -63,7 +64,7 @@ func prepareTLS(data, listen string) (string, error) {
 		return "", fmt.Errorf("TLS certificates: %w", err)
 	}
 	path := filepath.Join(dir, tlsConfigF)
-	if err := writeFileAtomic(path, []byte(tlsConfigText), 0o600); err != nil {
+	if err := fileutil.WriteAtomic(path, []byte(tlsConfigText), 0o600); err != nil {
 		return "", fmt.Errorf("TLS config: %w", err)
 	}
 	return path, nil

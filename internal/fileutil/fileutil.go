@@ -36,14 +36,19 @@ func WriteAtomic(path string, b []byte, perm os.FileMode) error {
 		os.Remove(tmp)
 		return err
 	}
-	dir := filepath.Dir(path)
+	return SyncDir(filepath.Dir(path))
+}
+
+// SyncDir fsyncs directory dir: the entries made or renamed in it are
+// durable.
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
 	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
+		return fmt.Errorf("fsync %s: %w", dir, err)
 	}
 	return nil
 }

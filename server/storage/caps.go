@@ -34,12 +34,17 @@ const maxLinearCaps = 8
 // costs no MAC), so a request with many capabilities costs one check per
 // inode it reads.
 type readGrants struct {
-	s     *Service
-	id    rpc.Identity
-	caps  []proto.Capability
-	errs  []error // per cap, once checked
-	done  []bool
-	index map[uint64]int // ino → caps index, for many caps
+	s       *Service
+	id      rpc.Identity
+	caps    []proto.Capability
+	checked []capCheck     // per cap
+	index   map[uint64]int // ino → caps index, for many caps
+}
+
+// capCheck is one capability's check, once made.
+type capCheck struct {
+	done bool
+	err  error
 }
 
 // grants returns the read checks of a request from id carrying caps. More
@@ -51,7 +56,7 @@ func (s *Service) grants(id rpc.Identity, caps []proto.Capability, ios int) (*re
 	if id.Admin || s.unchecked {
 		return nil, nil
 	}
-	g := &readGrants{s: s, id: id, caps: caps, errs: make([]error, len(caps)), done: make([]bool, len(caps))}
+	g := &readGrants{s: s, id: id, caps: caps, checked: make([]capCheck, len(caps))}
 	if len(caps) > maxLinearCaps {
 		g.index = make(map[uint64]int, len(caps))
 		for i := len(caps) - 1; i >= 0; i-- { // the first of duplicates wins, as in a scan
@@ -83,8 +88,8 @@ func (g *readGrants) check(ino uint64) error {
 	if i < 0 {
 		return g.s.authorize(g.id, nil, ino, proto.CapRead)
 	}
-	if !g.done[i] {
-		g.errs[i], g.done[i] = g.s.authorize(g.id, &g.caps[i], ino, proto.CapRead), true
+	if c := &g.checked[i]; !c.done {
+		c.err, c.done = g.s.authorize(g.id, &g.caps[i], ino, proto.CapRead), true
 	}
-	return g.errs[i]
+	return g.checked[i].err
 }

@@ -9,8 +9,7 @@ import (
 	"syscall"
 	"testing"
 
-	"golang.org/x/sys/unix"
-
+	"fff/internal/testdisk"
 	"fff/server/kv"
 )
 
@@ -19,14 +18,7 @@ import (
 // room again, the next UpdateReserved makes the ballast again. Needs root,
 // for a 24 MiB tmpfs.
 func TestBallast(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to mount a small tmpfs")
-	}
-	disk := t.TempDir()
-	if err := unix.Mount("tmpfs", disk, "tmpfs", 0, "size=24m"); err != nil {
-		t.Skipf("cannot mount a tmpfs: %v", err)
-	}
-	defer unix.Unmount(disk, unix.MNT_DETACH)
+	disk := testdisk.Tmpfs(t, "size=24m")
 	path := filepath.Join(disk, "kv.db")
 	db, err := Open(path, &Options{BallastSize: 2 << 20, InitialMmapSize: 1 << 20})
 	if err != nil {
