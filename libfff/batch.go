@@ -129,7 +129,7 @@ func (c *Client) readSegs(ctx context.Context, segs []*seg) {
 		if attempt > 0 {
 			cause := pending[0].err
 			for _, s := range pending {
-				if proto.CodeOf(s.err) != proto.ChunkPending {
+				if c := proto.CodeOf(s.err); c != proto.ChunkPending && c != proto.ChunkMissing {
 					cause = s.err
 					break
 				}
@@ -149,7 +149,12 @@ func (c *Client) readSegs(ctx context.Context, segs []*seg) {
 		routed := make([]*seg, 0, len(pending))
 		for _, s := range pending {
 			s.attempt = attempt
-			if s.r, s.err = readRoute(ri, s.layout, s.ino, s.index, attempt); s.err == nil {
+			if s.toHead {
+				s.r, s.err = writeRoute(ri, s.layout, s.ino, s.index)
+			} else {
+				s.r, s.err = readRoute(ri, s.layout, s.ino, s.index, attempt)
+			}
+			if s.err == nil {
 				routed = append(routed, s)
 			}
 		}
@@ -198,6 +203,9 @@ func (c *Client) readSegs(ctx context.Context, segs []*seg) {
 					s.err = err
 					continue
 				}
+				again = append(again, s)
+			case proto.CodeOf(s.err) == proto.ChunkMissing && !s.toHead:
+				s.toHead = true
 				again = append(again, s)
 			case retryable(s.err):
 				again = append(again, s)

@@ -156,6 +156,7 @@ type seg struct {
 	caps       *fileCap // the file's capability, sent with the IO
 	attempt    int
 	renewed    bool // its capability was renewed after a refusal
+	toHead     bool // a replica lacked the chunk (ChunkMissing): ask the head
 	err        error
 	// sum is the CRC32C of dst when summed: set only by a local read that
 	// delivered dst (computed over those bytes while verifying their

@@ -65,6 +65,9 @@ const retryPause = 5 * time.Millisecond
 // refreshRouting fetches routing info newer than the cached one (errors
 // are left to the retried call to report).
 func (c *Client) refreshRouting(ctx context.Context, cause error) {
+	if proto.CodeOf(cause) == proto.ChunkMissing {
+		return // the routing is right; the seg goes to the chain's head
+	}
 	if proto.CodeOf(cause) == proto.ChunkPending {
 		select {
 		case <-time.After(retryPause):

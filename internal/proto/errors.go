@@ -98,6 +98,12 @@ const (
 	// access asked; the client asks meta for a new one (which checks
 	// permissions again) and retries.
 	BadCapability Code = 106
+	// ChunkMissing: a replica lacks a chunk that it cannot call a hole,
+	// because it is not the replica the chain's writes reach first (its
+	// head); the client reads the chunk from the head. Chains of more than
+	// one target exist only in clusters whose chains were made before
+	// storage nodes forwarded writes (docs/replication.md).
+	ChunkMissing Code = 107
 )
 
 // RPC layer errors.
@@ -149,6 +155,7 @@ var (
 	ErrChecksumMismatch       error = sentinel(ChecksumMismatch)
 	ErrRoutingVersionMismatch error = sentinel(RoutingVersionMismatch)
 	ErrBadCapability          error = sentinel(BadCapability)
+	ErrChunkMissing           error = sentinel(ChunkMissing)
 
 	ErrUnauthenticated error = sentinel(Unauthenticated)
 	ErrBadRequest      error = sentinel(BadRequest)
@@ -214,6 +221,8 @@ func codeInfo(c Code) (name, desc string, errno syscall.Errno) {
 		return "RoutingVersionMismatch", "routing version mismatch", syscall.EAGAIN
 	case BadCapability:
 		return "BadCapability", "capability refused", syscall.EACCES
+	case ChunkMissing:
+		return "ChunkMissing", "replica lacks the chunk", syscall.EIO
 	case Unauthenticated:
 		return "Unauthenticated", "unauthenticated", syscall.EACCES
 	case BadRequest:
@@ -243,7 +252,7 @@ func Codes() []Code {
 		ENOENT, EEXIST, ENOTDIR, EISDIR, ENOTEMPTY, EACCES, EPERM, EINVAL,
 		ENOSPC, EIO, ENAMETOOLONG, ELOOP, EXDEV, EBADF, EROFS, ENOTSUP, EFBIG,
 		ChainVersionMismatch, NotHead, ChunkPending, TargetNotServing,
-		ChecksumMismatch, RoutingVersionMismatch, BadCapability,
+		ChecksumMismatch, RoutingVersionMismatch, BadCapability, ChunkMissing,
 		Unauthenticated, BadRequest, Internal, Timeout, Unavailable, TooLarge,
 		ProtocolVersion, Canceled, UnknownMethod,
 	}

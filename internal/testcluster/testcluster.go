@@ -17,6 +17,7 @@ import (
 
 	"fff/internal/capability"
 	"fff/internal/cluster"
+	"fff/internal/proto"
 	"fff/internal/rpc"
 	"fff/server/kv"
 	"fff/server/kv/memkv"
@@ -42,6 +43,13 @@ type Options struct {
 	Logger zerolog.Logger
 	// CapabilityTTL is the lifetime of meta's capabilities (an hour).
 	CapabilityTTL time.Duration
+	// PairedChains makes chains of two targets, head first, as an earlier
+	// version's admin API let operators make them: the first half of the
+	// targets on node 1, the second half on a node 2 that this same
+	// process serves (Targets must be even). Storage nodes do not forward
+	// writes, so only the heads get data: for the tests of reads from
+	// such chains.
+	PairedChains bool
 }
 
 // Cluster is a started node. Everything is closed when the test ends.
@@ -90,7 +98,12 @@ func start(tb testing.TB, o Options) (*Cluster, error) {
 	for i := range o.Targets {
 		paths = append(paths, filepath.Join(dir, fmt.Sprintf("t%d", i)))
 	}
-	if err := mgmtd.Bootstrap(ctx, mg, 1, l.Addr().String(), paths, 1); err != nil {
+	if o.PairedChains {
+		err = pairChains(ctx, mg, l.Addr().String(), paths)
+	} else {
+		err = mgmtd.Bootstrap(ctx, mg, 1, l.Addr().String(), paths, 1)
+	}
+	if err != nil {
 		return nil, err
 	}
 	secret, err := capability.Generate()
@@ -138,4 +151,41 @@ func start(tb testing.TB, o Options) (*Cluster, error) {
 	go c.Server.Serve(l)
 	tb.Cleanup(func() { c.Server.Close() })
 	return c, nil
+}
+
+// pairChains registers nodes 1 and 2 at addr, the first half of paths as
+// node 1's targets and the rest as node 2's, and makes chain table 1 of
+// chains [node 1's i-th, node 2's i-th].
+func pairChains(ctx context.Context, mg *mgmtd.Service, addr string, paths []string) error {
+	if len(paths)%2 != 0 {
+		return fmt.Errorf("PairedChains needs an even number of targets, not %d", len(paths))
+	}
+	half := len(paths) / 2
+	var req []proto.Target
+	for i, p := range paths {
+		node := uint32(1)
+		if i >= half {
+			node = 2
+		}
+		if i == 0 || i == half {
+			if _, err := mg.RegisterNode(ctx, proto.Node{ID: node, Roles: proto.RolesAll, Addr: addr}); err != nil {
+				return err
+			}
+		}
+		req = append(req, proto.Target{NodeID: node, Path: p})
+	}
+	ts, err := mg.RegisterTargets(ctx, req)
+	if err != nil {
+		return err
+	}
+	var chains []uint32
+	for i := range half {
+		ch, err := mg.CreateChain(ctx, []uint32{ts[i].ID, ts[half+i].ID})
+		if err != nil {
+			return err
+		}
+		chains = append(chains, ch.ID)
+	}
+	_, err = mg.SetChainTable(ctx, mgmtd.BootstrapTable, chains)
+	return err
 }

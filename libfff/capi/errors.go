@@ -102,7 +102,8 @@ var protoCodes = map[proto.Code]int{
 	proto.TargetNotServing:       cEUNAVAILABLE,
 	proto.ChecksumMismatch:       cECHECKSUM,
 	proto.RoutingVersionMismatch: cEUNAVAILABLE,
-	proto.BadCapability:          cEACCES, // renewed and retried by libfff; left over: meta refused
+	proto.BadCapability:          cEACCES,       // renewed and retried by libfff; left over: meta refused
+	proto.ChunkMissing:           cEUNAVAILABLE, // retried at the head by libfff; left over: the head is unreachable
 	proto.Unauthenticated:        cEAUTH,
 	proto.BadRequest:             cEINVAL,
 	proto.Internal:               cEINTERNAL,

@@ -145,10 +145,10 @@ func (s *Service) handleLocate(ctx context.Context, req *rpc.Request) (*rpc.Resp
 			*res = proto.ChunkLocation{Version: loc.Version, Length: uint32(loc.Length), Path: loc.Path,
 				BlockSize: chunkengine.BlockSize, FirstBlock: uint32(loc.FirstBlock), CRCs: loc.CRCs}
 		}
-		switch {
-		case err == nil, isNotFound(err):
-			// Never written: a hole, no path, zeros.
-		default:
+		if isNotFound(err) {
+			err = s.missing(io.Chunk) // nil: a hole, no path, zeros
+		}
+		if err != nil {
 			res.Code, res.Msg = codeMsg(err)
 		}
 	}
@@ -217,7 +217,9 @@ func (s *Service) ReadInto(ctx context.Context, ios []proto.ReadIO, allow *readG
 			case q.Err == nil:
 				res.N, res.Version = uint32(q.N), q.Version
 			case isNotFound(q.Err):
-				// Never written: a hole, zeros.
+				if err := s.missing(ios[g.idx[i]].Chunk); err != nil {
+					setErr(res, err)
+				} // else never written: a hole, zeros
 			default:
 				setErr(res, q.Err)
 			}
@@ -318,7 +320,7 @@ func (s *Service) Stat(ctx context.Context, r proto.StorageStatReq) (proto.Stora
 	}
 	ci, err := t.eng.Stat(ctx, chunkID(r.Chunk))
 	if isNotFound(err) {
-		return proto.StorageStatResp{}, nil
+		return proto.StorageStatResp{}, s.missing(r.Chunk)
 	}
 	if err != nil {
 		return proto.StorageStatResp{}, err

@@ -229,6 +229,36 @@ func (s *Service) check(ctx context.Context, ref proto.ChunkRef, o op, refreshed
 	return t, nil
 }
 
+// missing is the answer to a read of chunk ref that its target lacks: nil
+// (a hole, zeros) when the target is its chain's only member, or its head
+// (the replica every write reaches) while all members serve; ChunkMissing
+// otherwise. Storage nodes
+// do not forward writes yet, so the other members of a chain of several
+// targets (made by an earlier version; mgmtd's admin API now refuses them)
+// never got the chunks written to the head, and a "hole" there would be
+// zeros in place of data. The client reads such a chunk from the head.
+func (s *Service) missing(ref proto.ChunkRef) error {
+	ri := s.routing.Get()
+	if ri == nil {
+		return proto.Errorf(proto.ChunkMissing, "storage: target %d lacks chunk %d/%d and has no routing to tell a hole", ref.TargetID, ref.Ino, ref.Index)
+	}
+	ch := ri.Chain(ref.ChainID)
+	if ch == nil || len(ch.Targets) <= 1 {
+		return nil
+	}
+	if ch.Targets[0] != ref.TargetID {
+		return proto.Errorf(proto.ChunkMissing, "storage: target %d lacks chunk %d/%d; chain %d's head (target %d) is the replica to read", ref.TargetID, ref.Ino, ref.Index, ref.ChainID, ch.Targets[0])
+	}
+	// The head, but it may have become head when the one that took the
+	// writes went offline: a hole only while every member serves.
+	for _, id := range ch.Targets[1:] {
+		if t := ri.Target(id); t == nil || t.State != proto.TargetServing {
+			return proto.Errorf(proto.ChunkMissing, "storage: target %d lacks chunk %d/%d and chain %d's target %d is not serving: it may hold the chunk", ref.TargetID, ref.Ino, ref.Index, ref.ChainID, id)
+		}
+	}
+	return nil
+}
+
 func chunkID(ref proto.ChunkRef) chunkengine.ChunkID {
 	return chunkengine.ChunkID{Ino: ref.Ino, Index: ref.Index}
 }
