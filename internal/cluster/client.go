@@ -76,6 +76,13 @@ func (c *Client) SetChainTable(ctx context.Context, id uint32, chains []uint32) 
 	return resp.Table, err
 }
 
+// AddToChainTable implements API.
+func (c *Client) AddToChainTable(ctx context.Context, id uint32, chains []uint32) (proto.ChainTable, error) {
+	var resp proto.AddToChainTableResp
+	_, err := c.c.Call(ctx, proto.MgmtdAddToChainTable, &proto.AddToChainTableReq{ID: id, Chains: chains}, &resp)
+	return resp.Table, err
+}
+
 // SetTargetState implements API.
 func (c *Client) SetTargetState(ctx context.Context, id uint32, state proto.TargetState) error {
 	var resp proto.SetTargetStateResp

@@ -30,6 +30,9 @@ const (
 	// MgmtdSetTargetState: SetTargetStateReq → SetTargetStateResp. Admin
 	// only.
 	MgmtdSetTargetState uint16 = 7
+	// MgmtdAddToChainTable: AddToChainTableReq → AddToChainTableResp.
+	// Admin only.
+	MgmtdAddToChainTable uint16 = 8
 
 	// MgmtdMethodMax is the last method number reserved for mgmtd.
 	MgmtdMethodMax uint16 = 99
@@ -332,6 +335,18 @@ type SetChainTableReq struct {
 
 // SetChainTableResp carries the table as stored.
 type SetChainTableResp struct {
+	Table ChainTable `msgpack:"table"`
+}
+
+// AddToChainTableReq appends to chain table ID the chains it does not list
+// yet, creating the table if it does not exist, in one transaction.
+type AddToChainTableReq struct {
+	ID     uint32   `msgpack:"id"`
+	Chains []uint32 `msgpack:"chains"`
+}
+
+// AddToChainTableResp carries the table as stored.
+type AddToChainTableResp struct {
 	Table ChainTable `msgpack:"table"`
 }
 

@@ -86,20 +86,9 @@ func BootstrapTargets(ctx context.Context, api API, nodeID uint32, addr string, 
 			registered[i].ChainID = c.ID
 		}
 	}
-	ri, err := api.GetRouting(ctx, 0)
-	if err != nil {
-		return nil, err
-	}
-	var list []uint32
-	if t := ri.ChainTable(BootstrapTable); t != nil {
-		list = slices.Clone(t.Chains)
-	}
-	for _, c := range chains {
-		if !slices.Contains(list, c) {
-			list = append(list, c)
-		}
-	}
-	if _, err = api.SetChainTable(ctx, BootstrapTable, list); err != nil {
+	// One transaction: storage nodes starting at once each add their
+	// chains without losing the others'.
+	if _, err = api.AddToChainTable(ctx, BootstrapTable, chains); err != nil {
 		return nil, err
 	}
 	return registered, nil

@@ -83,6 +83,9 @@ func TestRPC(t *testing.T) {
 	if tb.ID != 1 || tb.Version != 1 {
 		t.Fatalf("table %+v", tb)
 	}
+	if tb := must[proto.ChainTable](t)(c.AddToChainTable(ctx, 1, []uint32{1})); tb.Version != 1 || !slices.Equal(tb.Chains, []uint32{1}) {
+		t.Fatalf("AddToChainTable of a listed chain: %+v", tb)
+	}
 	if err := c.SetTargetState(ctx, 2, proto.TargetSyncing); err != nil {
 		t.Fatal(err)
 	}
@@ -121,8 +124,12 @@ func TestRPC(t *testing.T) {
 			_, err := user.RegisterTargets(ctx, []proto.Target{{NodeID: 1, Path: "/x"}})
 			return err
 		},
-		"CreateChain":    func() error { _, err := user.CreateChain(ctx, []uint32{4}); return err },
-		"SetChainTable":  func() error { _, err := user.SetChainTable(ctx, 1, []uint32{1}); return err },
+		"CreateChain":   func() error { _, err := user.CreateChain(ctx, []uint32{4}); return err },
+		"SetChainTable": func() error { _, err := user.SetChainTable(ctx, 1, []uint32{1}); return err },
+		"AddToChainTable": func() error {
+			_, err := user.AddToChainTable(ctx, 1, []uint32{1})
+			return err
+		},
 		"SetTargetState": func() error { return user.SetTargetState(ctx, 1, proto.TargetOffline) },
 		"Heartbeat":      func() error { _, err := user.Heartbeat(ctx, proto.HeartbeatReq{NodeID: 1}); return err },
 	} {

@@ -142,6 +142,10 @@ type API interface {
 	CreateChain(ctx context.Context, targets []uint32) (proto.Chain, error)
 	// SetChainTable creates or replaces chain table id (0: a new id).
 	SetChainTable(ctx context.Context, id uint32, chains []uint32) (proto.ChainTable, error)
+	// AddToChainTable appends to table id the chains it does not list,
+	// creating the table if needed, in one transaction: nodes joining at
+	// once never lose each other's chains.
+	AddToChainTable(ctx context.Context, id uint32, chains []uint32) (proto.ChainTable, error)
 	// SetTargetState sets a target's state.
 	SetTargetState(ctx context.Context, id uint32, state proto.TargetState) error
 }
@@ -583,15 +587,8 @@ func (s *Service) SetChainTable(ctx context.Context, id uint32, chains []uint32)
 	var tid uint32
 	ri, err := s.update(ctx, func(st *state) error {
 		tid = id
-		seen := map[uint32]bool{}
-		for _, c := range chains {
-			if seen[c] {
-				return proto.Errorf(proto.EINVAL, "mgmtd: chain table %d: chain %d listed twice", id, c)
-			}
-			if st.chains[c] == nil {
-				return proto.Errorf(proto.ENOENT, "mgmtd: chain table %d: no chain %d", id, c)
-			}
-			seen[c] = true
+		if err := st.checkChainList(id, chains); err != nil {
+			return err
 		}
 		if tid == 0 {
 			var err error
@@ -613,6 +610,61 @@ func (s *Service) SetChainTable(ctx context.Context, id uint32, chains []uint32)
 		return proto.ChainTable{}, err
 	}
 	return *ri.ChainTable(tid), nil
+}
+
+// AddToChainTable implements API. id must be non-zero and chains distinct
+// (EINVAL) and existing (ENOENT). Chains the table lists keep their places;
+// the others are appended in the given order. A new table has version 1;
+// appending increments the version; adding only listed chains changes
+// nothing. Unlike a GetRouting followed by SetChainTable, nothing another
+// caller adds in between is lost.
+func (s *Service) AddToChainTable(ctx context.Context, id uint32, chains []uint32) (proto.ChainTable, error) {
+	if id == 0 {
+		return proto.ChainTable{}, proto.Errorf(proto.EINVAL, "mgmtd: add to chain table: table id 0")
+	}
+	if len(chains) == 0 {
+		return proto.ChainTable{}, proto.Errorf(proto.EINVAL, "mgmtd: add to chain table %d: no chains", id)
+	}
+	ri, err := s.update(ctx, func(st *state) error {
+		if err := st.checkChainList(id, chains); err != nil {
+			return err
+		}
+		t := st.tables[id]
+		if t == nil {
+			st.tables[id] = &proto.ChainTable{ID: id, Version: 1, Chains: slices.Clone(chains)}
+			return nil
+		}
+		n := len(t.Chains)
+		for _, c := range chains {
+			if !slices.Contains(t.Chains[:n], c) {
+				t.Chains = append(t.Chains, c)
+			}
+		}
+		if len(t.Chains) > n {
+			t.Version++
+		}
+		return nil
+	})
+	if err != nil {
+		return proto.ChainTable{}, err
+	}
+	return *ri.ChainTable(id), nil
+}
+
+// checkChainList checks the chains given for table id: distinct (EINVAL)
+// and existing (ENOENT).
+func (st *state) checkChainList(id uint32, chains []uint32) error {
+	seen := map[uint32]bool{}
+	for _, c := range chains {
+		if seen[c] {
+			return proto.Errorf(proto.EINVAL, "mgmtd: chain table %d: chain %d listed twice", id, c)
+		}
+		if st.chains[c] == nil {
+			return proto.Errorf(proto.ENOENT, "mgmtd: chain table %d: no chain %d", id, c)
+		}
+		seen[c] = true
+	}
+	return nil
 }
 
 // SetTargetState implements API: an admin's (and later the resync

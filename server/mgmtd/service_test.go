@@ -785,6 +785,98 @@ func TestBootstrap(t *testing.T) {
 	}
 }
 
+// tableBarrier holds every caller of a chain-table change until n callers
+// have arrived: each has done what it does before its change.
+type tableBarrier struct {
+	API
+	arrived *sync.WaitGroup
+}
+
+func (b tableBarrier) wait() { b.arrived.Done(); b.arrived.Wait() }
+
+func (b tableBarrier) SetChainTable(ctx context.Context, id uint32, chains []uint32) (proto.ChainTable, error) {
+	b.wait()
+	return b.API.SetChainTable(ctx, id, chains)
+}
+
+func (b tableBarrier) AddToChainTable(ctx context.Context, id uint32, chains []uint32) (proto.ChainTable, error) {
+	b.wait()
+	return b.API.AddToChainTable(ctx, id, chains)
+}
+
+// TestBootstrapConcurrentNodes: nodes that bootstrap at once, all of them
+// past their registrations before any changes the table, each add their
+// chains to it: none is lost (a read of the table followed by a write of
+// it, in two calls, kept only the last writer's).
+func TestBootstrapConcurrentNodes(t *testing.T) {
+	ctx := context.Background()
+	s := newService(t, memkv.New(), newFakeClock())
+	const nodes = 4
+	var arrived sync.WaitGroup
+	arrived.Add(nodes)
+	api := tableBarrier{API: s, arrived: &arrived}
+	errs := make(chan error, nodes)
+	for n := uint32(1); n <= nodes; n++ {
+		go func() {
+			errs <- Bootstrap(ctx, api, n, fmt.Sprintf("127.0.0.1:%d", 7000+n), []string{"/t0", "/t1"}, 1)
+		}()
+	}
+	for range nodes {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	ri := routing(t, s)
+	tb := ri.ChainTable(BootstrapTable)
+	if len(ri.Chains) != 2*nodes || tb == nil || len(tb.Chains) != 2*nodes {
+		t.Fatalf("%d chains, table %+v", len(ri.Chains), tb)
+	}
+	for _, c := range ri.Chains {
+		if !slices.Contains(tb.Chains, c.ID) {
+			t.Errorf("chain %d (target %v) is missing from the table %v", c.ID, c.Targets, tb.Chains)
+		}
+	}
+}
+
+func TestAddToChainTable(t *testing.T) {
+	ctx := context.Background()
+	s := newService(t, memkv.New(), newFakeClock())
+	if err := Bootstrap(ctx, s, 1, "127.0.0.1:7000", []string{"/a", "/b", "/c"}, 1); err != nil {
+		t.Fatal(err)
+	}
+	v := s.Version()
+	for _, tc := range []struct {
+		name   string
+		id     uint32
+		chains []uint32
+		code   proto.Code
+	}{
+		{"table 0", 0, []uint32{1}, proto.EINVAL},
+		{"no chains", 5, nil, proto.EINVAL},
+		{"twice", 5, []uint32{1, 1}, proto.EINVAL},
+		{"unknown chain", 5, []uint32{1, 9}, proto.ENOENT},
+	} {
+		_, err := s.AddToChainTable(ctx, tc.id, tc.chains)
+		wantCode(t, err, tc.code)
+		if s.Version() != v {
+			t.Fatalf("%s: refused call changed the cluster", tc.name)
+		}
+	}
+	tb := must[proto.ChainTable](t)(s.AddToChainTable(ctx, 5, []uint32{3, 1}))
+	if tb.ID != 5 || tb.Version != 1 || !slices.Equal(tb.Chains, []uint32{3, 1}) {
+		t.Fatalf("new table %+v", tb)
+	}
+	tb = must[proto.ChainTable](t)(s.AddToChainTable(ctx, 5, []uint32{1, 2, 3}))
+	if tb.Version != 2 || !slices.Equal(tb.Chains, []uint32{3, 1, 2}) {
+		t.Fatalf("after adding %+v", tb)
+	}
+	v = s.Version()
+	tb = must[proto.ChainTable](t)(s.AddToChainTable(ctx, 5, []uint32{2}))
+	if tb.Version != 2 || s.Version() != v {
+		t.Fatalf("adding a listed chain changed the table: %+v, version %d → %d", tb, v, s.Version())
+	}
+}
+
 func TestBadTargetStateParse(t *testing.T) {
 	for _, s := range []string{"serving", "SYNCING", "offline"} {
 		if _, err := proto.ParseTargetState(s); err != nil {
