@@ -3,11 +3,13 @@ package tests
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -31,28 +33,25 @@ func copyFile(t *testing.T, src, dst string) {
 }
 
 // startStorageNode starts `fffd storage` as node id on data directory dir
-// (targets dir/targets/0 and 1), joined to main's mgmtd and taking the GC
-// queue from main's meta over RPC; it returns the node's address. The
-// process is killed when the test ends.
-//
-// Split roles share one KV in production (FoundationDB); bbolt cannot be
-// shared between processes. The storage role uses its KV only to check
-// tokens, so the node gets a copy of main's bbolt file, taken while main was
-// stopped: it knows the admin token, which is all this test uses.
-func startStorageNode(t *testing.T, main *cluster, dir string, id uint32) string {
+// (targets dir/targets/0 and 1), joined to main's mgmtd, asking main's meta
+// about tokens and taking its GC queue, with extra lines for its config's
+// [storage] section; it returns the node's address. The node gets copies of
+// main's admin token and capability key, nothing else: it keeps no
+// metadata. The process is killed when the test ends.
+func startStorageNode(t *testing.T, main *cluster, dir string, id uint32, storageExtra ...string) string {
 	t.Helper()
+	copyFile(t, filepath.Join(main.data, "admin.token"), filepath.Join(dir, "admin.token"))
+	copyFile(t, filepath.Join(main.data, "capability.key"), filepath.Join(dir, "capability.key"))
 	cfg := fmt.Sprintf(`[node]
 id = %d
 
 [mgmtd]
 address = %q
 
-[meta]
-address = %q
-
 [storage]
 targets = ["targets/0", "targets/1"]
-`, id, main.addr, main.addr)
+%s
+`, id, main.addr, strings.Join(storageExtra, "\n"))
 	if err := os.WriteFile(filepath.Join(dir, "fffd.toml"), []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -109,44 +108,10 @@ targets = ["targets/0", "targets/1"]
 func TestStorageRoleGC(t *testing.T) {
 	t.Parallel()
 	main := startCluster(t)
-	main.stop(t)
 	sdir := t.TempDir()
-	copyFile(t, filepath.Join(main.data, "meta.db"), filepath.Join(sdir, "meta.db"))
-	copyFile(t, filepath.Join(main.data, "admin.token"), filepath.Join(sdir, "admin.token"))
-	copyFile(t, filepath.Join(main.data, "capability.key"), filepath.Join(sdir, "capability.key"))
-	main.start(t)
 	saddr := startStorageNode(t, main, sdir, 2)
-
-	// Wait until node 2's targets serve and are in the default chain table.
+	waitStorageNode(t, main, 2, saddr)
 	ctx := ctxFor(t)
-	pool := rpc.NewPool(main.addr, main.token, rpc.PoolOptions{Size: 1})
-	defer pool.Close()
-	mg := fffcluster.NewClient(pool)
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		ri, err := mg.GetRouting(ctx, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		serving, inTable := 0, 0
-		for _, tg := range ri.Targets {
-			if tg.NodeID == 2 && tg.State == proto.TargetServing {
-				serving++
-				if ct := ri.ChainTable(1); ct != nil {
-					for _, c := range ct.Chains {
-						if c == tg.ChainID {
-							inTable++
-						}
-					}
-				}
-			}
-		}
-		if n := ri.Node(2); serving == 2 && inTable == 2 && n != nil && n.Addr == saddr {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("node 2's targets not serving in the chain table: %+v", ri)
-		}
-	}
 
 	c := main.admin(t)
 	chunk := smallChunkDir(t, c, "/split")
@@ -208,6 +173,97 @@ func TestStorageRoleGC(t *testing.T) {
 	if !strings.Contains(string(b), "storage: garbage collected") {
 		t.Errorf("the storage node collected nothing itself; its log:\n%s", lastLines(b, 30))
 	}
+}
+
+// waitStorageNode waits until node id serves at addr with its two targets
+// serving and in the default chain table.
+func waitStorageNode(t *testing.T, main *cluster, id uint32, addr string) {
+	t.Helper()
+	ctx := ctxFor(t)
+	pool := rpc.NewPool(main.addr, main.token, rpc.PoolOptions{Size: 1})
+	defer pool.Close()
+	mg := fffcluster.NewClient(pool)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		ri, err := mg.GetRouting(ctx, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		serving, inTable := 0, 0
+		for _, tg := range ri.Targets {
+			if tg.NodeID == id && tg.State == proto.TargetServing {
+				serving++
+				if ct := ri.ChainTable(1); ct != nil && slices.Contains(ct.Chains, tg.ChainID) {
+					inTable++
+				}
+			}
+		}
+		if n := ri.Node(id); serving == 2 && inTable == 2 && n != nil && n.Addr == addr {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node %d's targets not serving in the chain table: %+v", id, ri)
+		}
+	}
+}
+
+// TestStorageRoleUsers: a storage node keeps no user database; it asks
+// meta. A user added after it started writes and reads files striped over
+// both nodes at once, and once removed, the storage node refuses the
+// user's new connections within its credentials_ttl while the admin's go
+// on.
+func TestStorageRoleUsers(t *testing.T) {
+	t.Parallel()
+	main := startCluster(t)
+	sdir := t.TempDir()
+	saddr := startStorageNode(t, main, sdir, 2, `credentials_ttl = "200ms"`)
+	waitStorageNode(t, main, 2, saddr)
+	if _, err := os.Stat(filepath.Join(sdir, "meta.db")); err == nil {
+		t.Fatal("the storage node made a meta.db")
+	}
+	ctx := ctxFor(t)
+	admin := main.admin(t)
+	chunk := smallChunkDir(t, admin, "/u")
+	if err := admin.Chmod(ctx, "/u", 0o777); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := admin.UserAdd(ctx, "carol", 3100, []uint32{3100}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	carol := main.connect(t, tok)
+	data := randData(rand.New(rand.NewPCG(5, 5)), 8*chunk+7)
+	put(t, carol, "/u/c", data)
+	if got := get(t, carol, "/u/c"); string(got) != string(data) {
+		t.Fatal("carol's file reads back wrong")
+	}
+	ino := inoOf(t, admin, "/u/c")
+	if len(chunkFiles(t, &cluster{data: sdir}, ino)) == 0 || len(chunkFiles(t, main, ino)) == 0 {
+		t.Fatal("carol's file is not striped over both nodes")
+	}
+
+	// Removed: a new connection of carol's to the storage node is refused
+	// (meta says so once the node's answer is older than its TTL).
+	if err := admin.UserRemove(ctx, "carol"); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		c, err := rpc.Dial(ctx, saddr, tok, rpc.ClientOptions{})
+		if err != nil {
+			if !errors.Is(err, proto.ErrUnauthenticated) {
+				t.Fatalf("carol's dial after removal: %v, want Unauthenticated", err)
+			}
+			break
+		}
+		c.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("the storage node still accepts a removed user's token after 30s")
+		}
+	}
+	c, err := rpc.Dial(ctx, saddr, main.token, rpc.ClientOptions{})
+	if err != nil {
+		t.Fatalf("the admin's dial to the storage node: %v", err)
+	}
+	c.Close()
 }
 
 // TestStorageRoleNeedsCapabilityKey: a storage node without a copy of the

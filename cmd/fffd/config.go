@@ -39,13 +39,14 @@ import (
 //	[meta]
 //	chunk_size = 4194304
 //	session_timeout = "30m"   # end write sessions of writers silent this long
-//	address = ""              # where the storage role takes meta's GC queue from;
-//	                          # empty: straight from the shared KV (see runStorage)
+//	address = ""              # the meta server storage nodes ask about users and
+//	                          # take the GC queue from; empty: mgmtd.address
 //	capability_ttl = "1h"     # lifetime of the storage capabilities meta hands out
 //
 //	[storage]
 //	targets = []          # target directories; `local` defaults to 2 under data_dir/targets
 //	unchecked_capabilities = false  # true: serve chunks without capabilities (benchmarks only)
+//	credentials_ttl = "30s"  # how long the storage role trusts meta's answer about a token
 //
 //	[rpc]                 # the limits of the RPC server (docs/security.md)
 //	max_conns = 4096
@@ -113,9 +114,10 @@ type MetaConfig struct {
 	// SessionTimeout ends write sessions whose writer has not reported for
 	// this long (a crashed client); live writers report far more often.
 	SessionTimeout Duration `toml:"session_timeout"`
-	// Address is a meta server that `fffd storage` drains the GC queue of
-	// (over RPC, with the admin token). Empty: storage reads the queue
-	// from the shared KV it opens anyway, through meta's code in process.
+	// Address is the meta server `fffd storage` asks about the tokens of
+	// its clients and drains the GC queue of (over RPC, with the admin
+	// token). Empty: mgmtd's address (a control node that runs both, as
+	// `fffd local` does).
 	Address string `toml:"address"`
 	// CapabilityTTL is how long the storage capabilities meta hands out
 	// last; clients renew theirs at half of it, and a renewal checks the
@@ -129,6 +131,10 @@ type StorageConfig struct {
 	// capability, as before they existed: for measuring what the checks
 	// cost, never for a cluster with users (fffd warns at start).
 	UncheckedCapabilities bool `toml:"unchecked_capabilities"`
+	// CredentialsTTL is how long a storage node uses meta's answer about a
+	// token before asking again: a removed user or rotated token is
+	// refused by new connections within it (meta.RemoteAuthenticator).
+	CredentialsTTL Duration `toml:"credentials_ttl"`
 }
 
 // Duration reads "10s"-style durations from TOML.

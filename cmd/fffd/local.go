@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -42,7 +43,8 @@ type readyInfo struct {
 type node struct {
 	cfg  Config
 	log  zerolog.Logger
-	db   kv.DB
+	db   kv.DB    // nil for the storage role
+	lock *os.File // the data directory's lock when there is no KV to hold it
 	ln   net.Listener
 	uln  net.Listener // the same-host Unix socket, or nil
 	srv  *rpc.Server
@@ -51,7 +53,10 @@ type node struct {
 	tls  nodeTLS         // TLS of the TCP listener and of pools to other nodes (tls.go)
 }
 
-func newNode(cfg Config, role string) (*node, error) {
+// newNode prepares a node of role: logger, data directory, listeners and,
+// with withKV, the metadata KV (every role but storage, which keeps no
+// metadata of its own).
+func newNode(cfg Config, role string, withKV bool) (*node, error) {
 	log, err := logging.New(os.Stderr, cfg.Log.Level, cfg.Log.Format)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", errUsage, err)
@@ -60,16 +65,26 @@ func newNode(cfg Config, role string) (*node, error) {
 	if err := privateDataDir(cfg.Node.DataDir, log); err != nil {
 		return nil, err
 	}
-	db, err := openKV(cfg.KV, log)
-	if err != nil {
+	var db kv.DB
+	var lock *os.File
+	if withKV {
+		if db, err = openKV(cfg.KV, log); err != nil {
+			return nil, err
+		}
+	} else if lock, err = lockDataDir(cfg.Node.DataDir); err != nil {
 		return nil, err
 	}
 	ln, err := net.Listen("tcp", cfg.Node.Listen)
 	if err != nil {
-		db.Close()
+		if db != nil {
+			db.Close()
+		}
+		if lock != nil {
+			lock.Close()
+		}
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Node.Listen, err)
 	}
-	n := &node{cfg: cfg, log: log, db: db, ln: ln, addr: ln.Addr().String()}
+	n := &node{cfg: cfg, log: log, db: db, lock: lock, ln: ln, addr: ln.Addr().String()}
 	if err := n.setupTLS(); err != nil {
 		return nil, n.abort(err)
 	}
@@ -84,8 +99,9 @@ const socketFile = "fffd.sock"
 
 // listenLocal opens the same-host Unix socket. Clients on this host that
 // reach the node over loopback TCP learn its path in the handshake and move
-// to it (it costs about half the CPU per byte). The KV, opened first, locks
-// the data directory, so a socket file already there is a dead node's.
+// to it (it costs about half the CPU per byte). The KV (or, without one,
+// lockDataDir), taken first, locks the data directory, so a socket file
+// already there is a dead node's.
 // Failing here only costs speed: the node serves TCP alone.
 func (n *node) listenLocal() {
 	path := filepath.Join(n.cfg.Node.DataDir, socketFile)
@@ -104,8 +120,35 @@ func (n *node) abort(err error) error {
 	if n.uln != nil {
 		n.uln.Close()
 	}
-	n.db.Close()
+	if n.db != nil {
+		n.db.Close()
+	}
+	if n.lock != nil {
+		n.lock.Close()
+	}
 	return err
+}
+
+// lockFile is the data directory's lock of a node without a KV.
+const lockFile = "fffd.lock"
+
+// lockDataDir takes the lock of a data directory for as long as the
+// returned file stays open: a second fffd on the same directory would
+// remove the first's socket and open its targets again.
+func lockDataDir(dir string) (*os.File, error) {
+	path := filepath.Join(dir, lockFile)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("data directory lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("data directory %s is in use (is another fffd using it?)", dir)
+		}
+		return nil, fmt.Errorf("data directory lock %s: %w", path, err)
+	}
+	return f, nil
 }
 
 // startMgmtd opens the cluster manager over the node's KV.
@@ -171,8 +214,10 @@ func (n *node) serve(ctx context.Context, auth rpc.Authenticator, register func(
 		n.log.Warn().Err(err).Msg("shutdown")
 	}
 	err := g.Wait()
-	if cerr := n.db.Close(); err == nil {
-		err = cerr
+	if n.db != nil {
+		if cerr := n.db.Close(); err == nil {
+			err = cerr
+		}
 	}
 	return err
 }
@@ -217,7 +262,7 @@ func (n *node) ensureAdminToken(ctx context.Context, ms *meta.Service) error {
 // runLocal runs mgmtd, meta and storage in one process over one KV,
 // bootstrapping a single-node cluster on first start.
 func runLocal(ctx context.Context, cfg Config) error {
-	n, err := newNode(cfg, "local")
+	n, err := newNode(cfg, "local", true)
 	if err != nil {
 		return err
 	}
@@ -304,7 +349,7 @@ func (n *node) pruneSessions(ms *meta.Service) func(context.Context) error {
 // runMgmtd runs the cluster manager alone. Tokens are checked against the
 // users in the shared KV.
 func runMgmtd(ctx context.Context, cfg Config) error {
-	n, err := newNode(cfg, "mgmtd")
+	n, err := newNode(cfg, "mgmtd", true)
 	if err != nil {
 		return err
 	}
@@ -332,7 +377,7 @@ func runMeta(ctx context.Context, cfg Config) error {
 	if cfg.Mgmtd.Address == "" {
 		return fmt.Errorf("%w: meta needs mgmtd.address", errUsage)
 	}
-	n, err := newNode(cfg, "meta")
+	n, err := newNode(cfg, "meta", true)
 	if err != nil {
 		return err
 	}

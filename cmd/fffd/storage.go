@@ -74,16 +74,19 @@ func makeTargetDirs(paths []string) error {
 
 // runStorage runs a storage server: it registers its targets with mgmtd
 // (one chain each, added to the default chain table), serves the storage
-// methods and heartbeats with the targets' usage. Tokens are checked
-// against the users in the shared KV.
+// methods and heartbeats with the targets' usage. It keeps no metadata: it
+// asks meta about the tokens of the clients that connect to it
+// (meta.RemoteAuthenticator, answers kept for storage.credentials_ttl), so
+// users added later can use it at once.
 //
-// It collects garbage: it drains meta's GC queue (storage.RunGC), from the
-// meta server at meta.address over RPC if set, else straight from the
-// shared KV. Every storage node runs this loop over the one queue; each
-// record is applied whole by one node, the one holding the head of the
-// file's first chain, which removes the chunks on other nodes' targets
-// through them (storage.GCOnce explains why). Both the RPC queue and the
-// calls to other nodes use the admin token from DATA/admin.token.
+// It collects garbage: it drains meta's GC queue over RPC (storage.RunGC).
+// Every storage node runs this loop over the one queue; each record is
+// applied whole by one node, the one holding the head of the file's first
+// chain, which removes the chunks on other nodes' targets through them
+// (storage.GCOnce explains why). Meta is at meta.address, else at
+// mgmtd.address (a control node that runs both, as `fffd local` does).
+// Every call to mgmtd, meta and other storage nodes uses the admin token
+// from DATA/admin.token.
 func runStorage(ctx context.Context, cfg Config) error {
 	if cfg.Mgmtd.Address == "" {
 		return fmt.Errorf("%w: storage needs mgmtd.address", errUsage)
@@ -91,7 +94,7 @@ func runStorage(ctx context.Context, cfg Config) error {
 	if len(cfg.Storage.Targets) == 0 {
 		return fmt.Errorf("%w: storage needs storage.targets", errUsage)
 	}
-	n, err := newNode(cfg, "storage")
+	n, err := newNode(cfg, "storage", false)
 	if err != nil {
 		return err
 	}
@@ -106,15 +109,12 @@ func runStorage(ctx context.Context, cfg Config) error {
 	if err := makeTargetDirs(cfg.Storage.Targets); err != nil {
 		return n.abort(err)
 	}
-	pool := rpc.NewPool(cfg.Mgmtd.Address, strings.TrimSpace(string(tok)), n.poolOpts(0))
+	admin := strings.TrimSpace(string(tok))
+	pool := rpc.NewPool(cfg.Mgmtd.Address, admin, n.poolOpts(0))
 	defer pool.Close()
 	client := cluster.NewClient(pool)
 	if err := registerTargets(ctx, client, cfg.Node.ID, n.addr, cfg.Storage.Targets); err != nil {
 		return n.abort(fmt.Errorf("registering with mgmtd: %w", err))
-	}
-	users, err := n.startMeta(ctx, meta.Options{})
-	if err != nil {
-		return n.abort(err)
 	}
 	routing := cluster.NewRoutingCache(client, cluster.RoutingCacheOptions{Logger: n.log})
 	svc, err := n.startStorage(ctx, routing, cfg.Storage.Targets)
@@ -122,17 +122,17 @@ func runStorage(ctx context.Context, cfg Config) error {
 		return n.abort(err)
 	}
 	defer svc.Close()
-	admin := strings.TrimSpace(string(tok))
-	gcq := storage.MetaGC(users)
-	if cfg.Meta.Address != "" {
-		metaPool := rpc.NewPool(cfg.Meta.Address, admin, n.poolOpts(1))
-		defer metaPool.Close()
-		gcq = storage.RPCGC(metaPool)
+	metaAddr := cfg.Meta.Address
+	if metaAddr == "" {
+		metaAddr = cfg.Mgmtd.Address
 	}
+	metaPool := rpc.NewPool(metaAddr, admin, n.poolOpts(1))
+	defer metaPool.Close()
+	auth := meta.NewRemoteAuthenticator(metaPool, meta.RemoteAuthOptions{TTL: cfg.Storage.CredentialsTTL.Duration, Logger: n.log})
 	peers := storage.NewRPCPeers(admin, n.poolOpts(1))
 	defer peers.Close()
-	gcq = storage.WithPeers(gcq, peers)
-	return n.serve(ctx, users.Authenticator(), svc.RegisterHandlers,
+	gcq := storage.WithPeers(storage.RPCGC(metaPool), peers)
+	return n.serve(ctx, auth, svc.RegisterHandlers,
 		routing.Run,
 		func(ctx context.Context) error { return svc.RunGC(ctx, gcq, 0) },
 		func(ctx context.Context) error {

@@ -38,6 +38,10 @@ const (
 	MethodMetaUserList   uint16 = 131
 	MethodMetaUserRemove uint16 = 132
 	MethodMetaUserToken  uint16 = 133 // rotate a user's token
+	// MethodMetaCredentials: a token's stored key and identity by lookup
+	// id, for the handshakes of nodes without the user database (storage
+	// nodes). Admin only.
+	MethodMetaCredentials uint16 = 134
 
 	MethodMetaGCList        uint16 = 150
 	MethodMetaGCDone        uint16 = 151
@@ -450,6 +454,19 @@ type (
 	}
 	MetaUserListResp struct {
 		Users []User `msgpack:"users"`
+	}
+	// MetaCredentialsReq names a token by its lookup id (rpc.LookupID).
+	MetaCredentialsReq struct {
+		ID []byte `msgpack:"id"`
+	}
+	// MetaCredentialsResp is the token's stored key (rpc.StoredKey: its
+	// SHA-256, which does not let anyone connect) and its user.
+	MetaCredentialsResp struct {
+		Key   []byte   `msgpack:"key"`
+		Name  string   `msgpack:"name"`
+		UID   uint32   `msgpack:"uid"`
+		GIDs  []uint32 `msgpack:"gids"`
+		Admin bool     `msgpack:"admin"`
 	}
 	// MetaUserReq names a user (UserRemove, UserToken).
 	MetaUserReq struct {

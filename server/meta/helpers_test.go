@@ -3,10 +3,12 @@ package meta
 import (
 	"context"
 	"errors"
+	"net"
 	"path/filepath"
 	"testing"
 
 	"fff/internal/proto"
+	"fff/internal/rpc"
 	"fff/server/kv"
 	"fff/server/kv/bboltkv"
 	"fff/server/kv/memkv"
@@ -141,3 +143,18 @@ func gcRecords(t testing.TB, s *Service) []proto.GCRecord {
 }
 
 func isCode(err error, c proto.Code) bool { return errors.Is(err, c.Err()) }
+
+// serveRPC serves s's methods on a loopback rpc server, authenticating
+// with s's users, until the test ends; it returns the server and address.
+func serveRPC(t *testing.T, s *Service) (*rpc.Server, string) {
+	t.Helper()
+	srv := rpc.NewServer(rpc.ServerOptions{Auth: s.Authenticator()})
+	s.Register(srv)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return srv, l.Addr().String()
+}

@@ -125,6 +125,19 @@ func (s *Service) Register(srv *rpc.Server) {
 		tok, err := s.RotateToken(ctx, id, r.Name)
 		return proto.MetaTokenResp{Token: tok}, err
 	})
+	// Admin only, unlike the user methods: the admin is who storage nodes
+	// connect as, and a token's stored key is nobody else's business.
+	srv.Handle(proto.MethodMetaCredentials, rpc.AccessAdmin, func(ctx context.Context, r *rpc.Request) (*rpc.Response, error) {
+		var req proto.MetaCredentialsReq
+		if err := r.Decode(&req); err != nil {
+			return nil, err
+		}
+		key, u, err := s.Credentials(ctx, req.ID)
+		if err != nil {
+			return nil, err
+		}
+		return &rpc.Response{Body: proto.MetaCredentialsResp{Key: key, Name: u.Name, UID: u.UID, GIDs: u.GIDs, Admin: u.Admin}}, nil
+	})
 	handle(srv, proto.MethodMetaGCList, func(ctx context.Context, id Identity, r *proto.MetaGCListReq) (any, error) {
 		recs, err := s.GCList(ctx, id, r.After, r.Limit)
 		return proto.MetaGCListResp{Records: recs}, err

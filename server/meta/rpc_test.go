@@ -3,7 +3,6 @@ package meta
 import (
 	"errors"
 	"io/fs"
-	"net"
 	"testing"
 	"time"
 
@@ -16,16 +15,9 @@ import (
 func TestRPC(t *testing.T) {
 	s := newMem(t)
 	adminTok := must(s.EnsureAdmin(ctx))(t)
-	srv := rpc.NewServer(rpc.ServerOptions{Auth: s.Authenticator()})
-	s.Register(srv)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
+	_, addr := serveRPC(t, s)
 	dial := func(tok string) *rpc.Conn {
-		c, err := rpc.Dial(ctx, l.Addr().String(), tok, rpc.ClientOptions{})
+		c, err := rpc.Dial(ctx, addr, tok, rpc.ClientOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -50,7 +42,7 @@ func TestRPC(t *testing.T) {
 	if err := call(alice, proto.MethodMetaWhoAmI, nil, &who); err != nil || who.UID != 1000 || who.Admin {
 		t.Fatalf("alice whoami = %+v %v", who, err)
 	}
-	if _, err := rpc.Dial(ctx, l.Addr().String(), "wrong", rpc.ClientOptions{}); !errors.Is(err, proto.ErrUnauthenticated) {
+	if _, err := rpc.Dial(ctx, addr, "wrong", rpc.ClientOptions{}); !errors.Is(err, proto.ErrUnauthenticated) {
 		t.Fatalf("wrong token: %v", err)
 	}
 	var users proto.MetaUserListResp
@@ -63,7 +55,7 @@ func TestRPC(t *testing.T) {
 
 	// Namespace through the wire, errors included.
 	var ir proto.MetaInodeResp
-	err = call(alice, proto.MethodMetaMkdir, proto.MetaMkdirReq{Parent: proto.RootIno, Name: "x", Mode: 0o755}, &ir)
+	err := call(alice, proto.MethodMetaMkdir, proto.MetaMkdirReq{Parent: proto.RootIno, Name: "x", Mode: 0o755}, &ir)
 	if !errors.Is(err, proto.ErrPermissionDenied) || !errors.Is(err, fs.ErrPermission) {
 		t.Fatalf("alice mkdir in /: %v", err)
 	}
@@ -142,7 +134,7 @@ func TestRPC(t *testing.T) {
 	if err := call(admin, proto.MethodMetaUserRemove, proto.MetaUserReq{Name: "alice"}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := rpc.Dial(ctx, l.Addr().String(), tr.Token, rpc.ClientOptions{}); !errors.Is(err, proto.ErrUnauthenticated) {
+	if _, err := rpc.Dial(ctx, addr, tr.Token, rpc.ClientOptions{}); !errors.Is(err, proto.ErrUnauthenticated) {
 		t.Fatalf("removed user's token: %v", err)
 	}
 	// A malformed body is a BadRequest, not a crash.

@@ -1,7 +1,6 @@
 package meta
 
 import (
-	"net"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -367,15 +366,8 @@ func TestConcurrentPublishOneName(t *testing.T) {
 func TestTempRPC(t *testing.T) {
 	s := newMem(t)
 	tok := must(s.EnsureAdmin(ctx))(t)
-	srv := rpc.NewServer(rpc.ServerOptions{Auth: s.Authenticator()})
-	s.Register(srv)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
-	c, err := rpc.Dial(ctx, l.Addr().String(), tok, rpc.ClientOptions{})
+	_, addr := serveRPC(t, s)
+	c, err := rpc.Dial(ctx, addr, tok, rpc.ClientOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

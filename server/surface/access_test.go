@@ -30,6 +30,7 @@ var whoMayCall = map[uint16]string{
 	proto.MgmtdCreateChain:     admin,
 	proto.MgmtdSetChainTable:   admin,
 	proto.MgmtdSetTargetState:  admin,
+	proto.MgmtdAddToChainTable: admin,
 
 	proto.MethodMetaLookup:       objects,
 	proto.MethodMetaStat:         objects,
@@ -59,6 +60,7 @@ var whoMayCall = map[uint16]string{
 	proto.MethodMetaUserList:      root,
 	proto.MethodMetaUserRemove:    root,
 	proto.MethodMetaUserToken:     root,
+	proto.MethodMetaCredentials:   admin,
 	proto.MethodMetaGCList:        root,
 	proto.MethodMetaGCDone:        root,
 	proto.MethodMetaPruneSessions: root,
