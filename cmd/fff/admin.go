@@ -66,10 +66,10 @@ func newAdminCmd() *cobra.Command {
 	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "admin",
-		Short: "Administer the cluster: nodes, targets, chains, users",
+		Short: "Administer the cluster: nodes, targets, chains, chain tables, users",
 		Long: `Administer the default cluster (FFF_CLUSTER and FFF_TOKEN, else the one 'fff up'
 recorded). Listing nodes, targets and chains needs any valid token; managing
-users needs an admin token (the one 'fff up' prints).`,
+chains, chain tables and users needs an admin token (the one 'fff up' prints).`,
 		Args: groupArgs,
 		RunE: groupRun,
 	}
@@ -115,7 +115,7 @@ users needs an admin token (the one 'fff up' prints).`,
 				ChainTables []chainTableJSON `json:"chain_tables"`
 			}{r.Chains, r.ChainTables}
 		}))
-	cmd.AddCommand(newAdminUserCmd(run))
+	cmd.AddCommand(newAdminUserCmd(run), newAdminChainCmd(run), newAdminTableCmd(run))
 	return cmd
 }
 

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+
+	"github.com/spf13/cobra"
+
+	"fff/internal/proto"
+)
+
+// fff admin chain … and fff admin table …: create chains over targets and
+// put them in chain tables (files are striped over a table's chains). The
+// changes are mgmtd's single-transaction operations (docs/cluster.md).
+
+func newAdminChainCmd(run adminRun) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "chain",
+		Short: "Create chains of storage targets (admin token only)",
+		Args:  groupArgs,
+		RunE:  groupRun,
+	}
+	create := &cobra.Command{
+		Use:   "create TARGET [TARGET ...]",
+		Short: "Create a chain over the targets, head first, and print its id",
+		Long: `Create a chain over the given target ids, head first (see 'fff admin targets').
+The targets must be on distinct nodes and in no other chain. Until storage nodes
+replicate writes a chain has one target (docs/replication.md). Add the chain to
+a chain table ('fff admin table add') for new files to use it.`,
+		Args: minArgs(1),
+	}
+	create.RunE = func(cmd *cobra.Command, args []string) error {
+		ids, err := parseIDs("target", args)
+		if err != nil {
+			return err
+		}
+		return run(func(ctx context.Context, c *adminConn, w io.Writer) error {
+			ch, err := c.mgmtd.CreateChain(ctx, ids)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(w, "chain %d: targets %v (version %d)\n", ch.ID, ch.Targets, ch.Version)
+			return nil
+		})(cmd, args)
+	}
+	cmd.AddCommand(create)
+	return cmd
+}
+
+func newAdminTableCmd(run adminRun) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "table",
+		Short: "Edit chain tables, which new files are striped over (admin token only)",
+		Args:  groupArgs,
+		RunE:  groupRun,
+	}
+	edit := func(use, short, long string, op func(ctx context.Context, c *adminConn, id uint32, chains []uint32) (proto.ChainTable, error)) *cobra.Command {
+		sub := &cobra.Command{Use: use, Short: short, Long: long, Args: minArgs(2)}
+		sub.RunE = func(cmd *cobra.Command, args []string) error {
+			ids, err := parseIDs("chain table", args[:1])
+			if err != nil {
+				return err
+			}
+			chains, err := parseIDs("chain", args[1:])
+			if err != nil {
+				return err
+			}
+			return run(func(ctx context.Context, c *adminConn, w io.Writer) error {
+				t, err := op(ctx, c, ids[0], chains)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(w, "chain table %d: chains %v (version %d)\n", t.ID, t.Chains, t.Version)
+				return nil
+			})(cmd, args)
+		}
+		return sub
+	}
+	cmd.AddCommand(
+		edit("add TABLE CHAIN [CHAIN ...]", "Append chains to a table (creating it), keeping the chains it lists",
+			`Append the chains a table does not list yet, creating the table if it does not
+exist, in one transaction. Files keep the chains their layouts recorded; new
+files are striped over the table's chains.`,
+			func(ctx context.Context, c *adminConn, id uint32, chains []uint32) (proto.ChainTable, error) {
+				return c.mgmtd.AddToChainTable(ctx, id, chains)
+			}),
+		edit("set TABLE CHAIN [CHAIN ...]", "Replace a table's list of chains (creating it)",
+			`Replace a table's list of chains, creating the table if it does not exist.
+Chains left out keep their data: files record the chains they use, so only new
+files stop using them.`,
+			func(ctx context.Context, c *adminConn, id uint32, chains []uint32) (proto.ChainTable, error) {
+				return c.mgmtd.SetChainTable(ctx, id, chains)
+			}),
+	)
+	return cmd
+}
+
+// parseIDs parses positive uint32 ids of kind what.
+func parseIDs(what string, args []string) ([]uint32, error) {
+	out := make([]uint32, len(args))
+	for i, a := range args {
+		v, err := strconv.ParseUint(a, 10, 32)
+		if err != nil || v == 0 {
+			return nil, usageErrorf("%s id %q: want a positive number", what, a)
+		}
+		out[i] = uint32(v)
+	}
+	return out, nil
+}
