@@ -233,11 +233,15 @@ func clusterAddr(t *testing.T, b []byte) string {
 	return info.Address
 }
 
-// killCluster kills the fffd serving data, if any.
+// killCluster kills the fffd serving data and its storage nodes (fff up
+// --storage-nodes), if any.
 func killCluster(data string) {
-	var ri struct{ PID int }
-	if b, err := os.ReadFile(filepath.Join(data, "fffd.json")); err == nil && json.Unmarshal(b, &ri) == nil && ri.PID > 0 {
-		syscall.Kill(ri.PID, syscall.SIGKILL)
+	nodes, _ := filepath.Glob(filepath.Join(data, "nodes", "*", "fffd.json"))
+	for _, f := range append(nodes, filepath.Join(data, "fffd.json")) {
+		var ri struct{ PID int }
+		if b, err := os.ReadFile(f); err == nil && json.Unmarshal(b, &ri) == nil && ri.PID > 0 {
+			syscall.Kill(ri.PID, syscall.SIGKILL)
+		}
 	}
 }
 

@@ -56,6 +56,7 @@ type upOpts struct {
 	tls, tlsSet        bool      // --tls, and whether it was given (up_tls.go)
 	warn               io.Writer // warnings (stderr)
 	timeout            time.Duration
+	storageNodes       int // --storage-nodes (up_nodes.go)
 }
 
 func newUpCmd() *cobra.Command {
@@ -82,6 +83,12 @@ records the CA, which clients then pin (FFF_CA names it for FFF_CLUSTER
 users). Without TLS, a cluster listening beyond loopback gets a warning:
 file data and requests would cross the network in clear.
 
+--storage-nodes N also runs N storage nodes as separate 'fffd storage'
+processes, each in DATA/nodes/ID (ids 2, 3, ...) with one target, joined to this
+node: a multi-node cluster on one machine, the same binaries and configs as on
+several machines. Later starts run the nodes made before; 'fff down' stops
+them all. (Each chunk is still kept once: docs/replication.md.)
+
 The cluster of the default data directory is the default cluster. A cluster
 started with another --data becomes the default only when none is recorded
 (or the recorded one's data directory is gone), or with --default; otherwise
@@ -102,6 +109,7 @@ started with another --data becomes the default only when none is recorded
 	f.BoolVar(&o.tls, "tls", false, "serve TCP under TLS with a CA and node certificate made in DATA/tls (kept on by later starts)")
 	f.StringVar(&o.fffd, "fffd", "", "fffd binary (default: next to this fff, else on PATH)")
 	f.DurationVar(&o.timeout, "timeout", 60*time.Second, "how long to wait for the cluster to come up")
+	f.IntVar(&o.storageNodes, "storage-nodes", 0, "also run N storage nodes as separate fffd processes (DATA/nodes/2, …) joined to this one; later starts run those made before too")
 	return cmd
 }
 
@@ -117,6 +125,17 @@ func runUp(ctx context.Context, out io.Writer, o upOpts) error {
 	if err != nil {
 		return err
 	}
+	if o.storageNodes < 0 {
+		return usageErrorf("--storage-nodes %d: want 0 or more", o.storageNodes)
+	}
+	made, err := storageNodes(data)
+	if err != nil {
+		return err
+	}
+	withNodes := o.storageNodes > 0 || len(made) > 0
+	if withNodes && useTLS {
+		return fmt.Errorf("storage nodes under TLS are not supported by 'fff up' yet: start the cluster without --tls, or configure the nodes by hand (docs/operations.md)")
+	}
 	if ri, ok := runningCluster(data); ok {
 		if useTLS && !clusterUsesTLS(data) {
 			return fmt.Errorf("the cluster in %s is up without TLS (pid %d): stop it with 'fff down --data %s', then run 'fff up --tls'", data, ri.PID, data)
@@ -126,6 +145,20 @@ func runUp(ctx context.Context, out io.Writer, o upOpts) error {
 			return err
 		}
 		fmt.Fprintf(out, "fff is already up (pid %d)\n", ri.PID)
+		if withNodes {
+			bin, err := findFFFD(o.fffd)
+			if err != nil {
+				return err
+			}
+			started, err := upStorageNodes(ctx, bin, data, ri.Address, o.storageNodes, o.timeout)
+			if err != nil {
+				return err
+			}
+			for _, p := range started {
+				p.Release()
+			}
+			printStorageNodes(out, data)
+		}
 		printCluster(out, info, def)
 		return nil
 	}
@@ -183,8 +216,22 @@ func runUp(ctx context.Context, out io.Writer, o upOpts) error {
 		c.Process.Signal(syscall.SIGTERM)
 		return fmt.Errorf("cannot record the cluster's address: %w", err)
 	}
+	var nodes []*os.Process
+	if withNodes {
+		if nodes, err = upStorageNodes(ctx, bin, data, ri.Address, o.storageNodes, o.timeout); err != nil {
+			c.Process.Signal(syscall.SIGTERM)
+			return err
+		}
+		printStorageNodes(out, data)
+	}
+	stopNodes := func() {
+		for _, p := range nodes {
+			p.Signal(syscall.SIGTERM)
+		}
+	}
 	info, def, err := recordCluster(data, ri, o.asDefault)
 	if err != nil {
+		stopNodes()
 		c.Process.Signal(syscall.SIGTERM)
 		return err
 	}
@@ -192,6 +239,9 @@ func runUp(ctx context.Context, out io.Writer, o upOpts) error {
 	if o.daemon {
 		fmt.Fprintf(out, "running in the background (pid %d); stop it with: fff down --data %s\n", ri.PID, data)
 		c.Process.Release()
+		for _, p := range nodes {
+			p.Release()
+		}
 		return nil
 	}
 	fmt.Fprintln(out, "running in the foreground; Ctrl-C stops it")
@@ -202,6 +252,7 @@ func runUp(ctx context.Context, out io.Writer, o upOpts) error {
 		}
 		return nil
 	case <-ctx.Done():
+		stopNodes()
 		c.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-exited:
@@ -415,6 +466,13 @@ carry on. Remove the data directory to delete the cluster.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			abs, err := filepath.Abs(data)
+			if err != nil {
+				return err
+			}
+			pids, err := downStorageNodes(cmd.Context(), abs, timeout)
+			if len(pids) > 0 {
+				fmt.Fprintf(cmd.OutOrStdout(), "stopped %d storage node(s) (pids %v)\n", len(pids), pids)
+			}
 			if err != nil {
 				return err
 			}
