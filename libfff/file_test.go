@@ -207,6 +207,13 @@ const testChunk = 4096
 func dataClient(t *testing.T) (*Client, *fakeStorage) {
 	tc, fs := startDataCluster(t)
 	c := connect(t, tc.addr, tc.adminToken)
+	smallChunkDir(t, c)
+	return c, fs
+}
+
+// smallChunkDir makes /d, whose new files have testChunk-byte chunks.
+func smallChunkDir(t *testing.T, c *Client) {
+	t.Helper()
 	ctx := context.Background()
 	if err := c.Mkdir(ctx, "/d", 0o755); err != nil {
 		t.Fatal(err)
@@ -214,7 +221,6 @@ func dataClient(t *testing.T) (*Client, *fakeStorage) {
 	if err := c.SetDirLayout(ctx, "/d", proto.DirLayout{ChunkSize: testChunk}); err != nil {
 		t.Fatal(err)
 	}
-	return c, fs
 }
 
 func TestFilePutGet(t *testing.T) {

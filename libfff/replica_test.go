@@ -6,7 +6,6 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"fff/internal/proto"
 	"fff/internal/testcluster"
 )
 
@@ -19,13 +18,8 @@ func TestReadPairedChains(t *testing.T) {
 	t.Parallel()
 	tc := testcluster.Start(t, testcluster.Options{Targets: 4, Storage: true, PairedChains: true})
 	c := connect(t, tc.Addr, tc.AdminToken)
+	smallChunkDir(t, c)
 	ctx := context.Background()
-	if err := c.Mkdir(ctx, "/d", 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.SetDirLayout(ctx, "/d", proto.DirLayout{ChunkSize: testChunk}); err != nil {
-		t.Fatal(err)
-	}
 	data := randBytes(rand.New(rand.NewPCG(3, 4)), 32*testChunk+17)
 	putFile(t, c, "/d/f", data)
 	if got := getFile(t, c, "/d/f"); !bytes.Equal(got, data) {

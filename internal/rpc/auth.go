@@ -17,6 +17,12 @@ type Identity struct {
 	Name  string
 }
 
+// Clone returns a copy of i that shares no memory with it.
+func (i Identity) Clone() Identity {
+	i.GIDs = slices.Clone(i.GIDs)
+	return i
+}
+
 // StoredKey is all a server keeps of a token: its SHA-256. The handshake
 // proves knowledge of the token against it (docs/wire.md), so a copy of
 // the server's keys does not let anyone connect.
@@ -70,9 +76,8 @@ func NewStaticTokens(m map[string]Identity) *StaticTokens {
 		if tok == "" {
 			continue
 		}
-		id.GIDs = slices.Clone(id.GIDs)
 		k := KeyOf(tok)
-		s.entries[k.LookupID()] = tokenEntry{key: k, id: id}
+		s.entries[k.LookupID()] = tokenEntry{key: k, id: id.Clone()}
 	}
 	return s
 }
@@ -84,7 +89,5 @@ func (s *StaticTokens) Lookup(_ context.Context, id LookupID) (StoredKey, Identi
 	if !ok {
 		return StoredKey{}, Identity{}, proto.ErrUnauthenticated
 	}
-	out := e.id
-	out.GIDs = slices.Clone(out.GIDs)
-	return e.key, out, nil
+	return e.key, e.id.Clone(), nil
 }

@@ -304,17 +304,7 @@ func TestTLS(t *testing.T) {
 		echo(t, dial(t, mutualAddr, rpc.ClientOptions{TLS: p.client(t, true), TCPOnly: true}))
 	})
 	t.Run("local socket", func(t *testing.T) {
-		sock := filepath.Join(t.TempDir(), "s.sock")
-		tl, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ul, err := net.Listen("unix", sock)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s, _, addr := serveOn(t, tl, rpc.ServerOptions{TLS: p.server(t, false), LocalSocket: sock})
-		go s.Serve(ul)
+		addr := serveLocal(t, filepath.Join(t.TempDir(), "s.sock"), rpc.ServerOptions{TLS: p.server(t, false)})
 		c := dial(t, addr, rpc.ClientOptions{TLS: p.client(t, false)})
 		if c.Transport() != "unix" || c.TLS() {
 			t.Fatalf("transport %s, TLS %v: want the plaintext Unix socket", c.Transport(), c.TLS())

@@ -14,17 +14,7 @@ import (
 // socket cannot be reached; every variant serves calls and payloads.
 func TestLocalSocket(t *testing.T) {
 	dir := t.TempDir()
-	sock := filepath.Join(dir, "s.sock")
-	tl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ul, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, _, addr := serveOn(t, tl, rpc.ServerOptions{LocalSocket: sock})
-	go s.Serve(ul)
+	addr := serveLocal(t, filepath.Join(dir, "s.sock"), rpc.ServerOptions{})
 
 	// A server announcing a socket nobody serves: clients stay on TCP.
 	gl, err := net.Listen("tcp", "127.0.0.1:0")

@@ -161,6 +161,24 @@ func serveOn(t testing.TB, l net.Listener, opts rpc.ServerOptions) (*rpc.Server,
 	return s, h, l.Addr().String()
 }
 
+// serveLocal serves the test handlers on a fresh loopback port and on the
+// Unix socket sock, which the server announces (opts.LocalSocket).
+func serveLocal(t testing.TB, sock string, opts rpc.ServerOptions) string {
+	t.Helper()
+	tl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ul, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.LocalSocket = sock
+	s, _, addr := serveOn(t, tl, opts)
+	go s.Serve(ul)
+	return addr
+}
+
 func dial(t testing.TB, addr string, opts rpc.ClientOptions) *rpc.Conn {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

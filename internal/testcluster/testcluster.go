@@ -160,19 +160,15 @@ func pairChains(ctx context.Context, mg *mgmtd.Service, addr string, paths []str
 	if len(paths)%2 != 0 {
 		return fmt.Errorf("PairedChains needs an even number of targets, not %d", len(paths))
 	}
+	for _, id := range []uint32{1, 2} {
+		if _, err := mg.RegisterNode(ctx, proto.Node{ID: id, Roles: proto.RolesAll, Addr: addr}); err != nil {
+			return err
+		}
+	}
 	half := len(paths) / 2
-	var req []proto.Target
+	req := make([]proto.Target, len(paths))
 	for i, p := range paths {
-		node := uint32(1)
-		if i >= half {
-			node = 2
-		}
-		if i == 0 || i == half {
-			if _, err := mg.RegisterNode(ctx, proto.Node{ID: node, Roles: proto.RolesAll, Addr: addr}); err != nil {
-				return err
-			}
-		}
-		req = append(req, proto.Target{NodeID: node, Path: p})
+		req[i] = proto.Target{NodeID: uint32(1 + i/half), Path: p}
 	}
 	ts, err := mg.RegisterTargets(ctx, req)
 	if err != nil {

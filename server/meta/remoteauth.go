@@ -78,7 +78,7 @@ func (a *RemoteAuthenticator) Lookup(ctx context.Context, lid rpc.LookupID) (rpc
 	e, cached := a.cache[lid]
 	a.mu.Unlock()
 	if cached && now.Sub(e.at) < a.opts.TTL {
-		return e.key, cloneIdentity(e.id), nil
+		return e.key, e.id.Clone(), nil
 	}
 	var resp proto.MetaCredentialsResp
 	_, err := a.c.Call(ctx, proto.MethodMetaCredentials, &proto.MetaCredentialsReq{ID: lid[:]}, &resp)
@@ -90,7 +90,7 @@ func (a *RemoteAuthenticator) Lookup(ctx context.Context, lid rpc.LookupID) (rpc
 		e = credEntry{id: rpc.Identity{UID: resp.UID, GIDs: resp.GIDs, Admin: resp.Admin, Name: resp.Name}, at: now}
 		copy(e.key[:], resp.Key)
 		a.store(lid, e)
-		return e.key, cloneIdentity(e.id), nil
+		return e.key, e.id.Clone(), nil
 	case errors.Is(err, proto.ErrUnauthenticated):
 		// Unknown to meta (removed, rotated): forget it.
 		a.mu.Lock()
@@ -99,7 +99,7 @@ func (a *RemoteAuthenticator) Lookup(ctx context.Context, lid rpc.LookupID) (rpc
 		return rpc.StoredKey{}, rpc.Identity{}, err
 	case cached && a.opts.MaxStale > 0 && now.Sub(e.at) < a.opts.TTL+a.opts.MaxStale:
 		a.opts.Logger.Warn().Err(err).Str("user", e.id.Name).Dur("age", now.Sub(e.at)).Msg("meta unreachable: authenticating from a stale answer")
-		return e.key, cloneIdentity(e.id), nil
+		return e.key, e.id.Clone(), nil
 	}
 	return rpc.StoredKey{}, rpc.Identity{}, err
 }
@@ -124,9 +124,4 @@ func (a *RemoteAuthenticator) store(lid rpc.LookupID, e credEntry) {
 		}
 	}
 	a.cache[lid] = e
-}
-
-func cloneIdentity(id rpc.Identity) rpc.Identity {
-	id.GIDs = append([]uint32(nil), id.GIDs...)
-	return id
 }
