@@ -129,7 +129,7 @@ func (c *Client) readSegs(ctx context.Context, segs []*seg) {
 		if attempt > 0 {
 			cause := pending[0].err
 			for _, s := range pending {
-				if c := proto.CodeOf(s.err); c != proto.ChunkPending && c != proto.ChunkMissing {
+				if proto.CodeOf(s.err) != proto.ChunkPending {
 					cause = s.err
 					break
 				}
@@ -149,8 +149,8 @@ func (c *Client) readSegs(ctx context.Context, segs []*seg) {
 		routed := make([]*seg, 0, len(pending))
 		for _, s := range pending {
 			s.attempt = attempt
-			if s.toHead {
-				s.r, s.err = writeRoute(ri, s.layout, s.ino, s.index)
+			if s.toTail {
+				s.r, s.err = tailRoute(ri, s.layout, s.ino, s.index)
 			} else {
 				s.r, s.err = readRoute(ri, s.layout, s.ino, s.index, attempt)
 			}
@@ -204,8 +204,10 @@ func (c *Client) readSegs(ctx context.Context, segs []*seg) {
 					continue
 				}
 				again = append(again, s)
-			case proto.CodeOf(s.err) == proto.ChunkMissing && !s.toHead:
-				s.toHead = true
+			case proto.CodeOf(s.err) == proto.ChunkPending && !s.toTail:
+				// A write is on its way down the chain: the last
+				// serving replica has every committed version.
+				s.toTail = true
 				again = append(again, s)
 			case retryable(s.err):
 				again = append(again, s)

@@ -128,6 +128,22 @@ func readRoute(ri *proto.RoutingInfo, l *proto.Layout, ino, index uint64, attemp
 	return targetRoute(ri, ch, ss[k], ino, index)
 }
 
+// tailRoute returns the last serving target of the chain of chunk (ino,
+// index): the replica whose versions are all committed (CRAQ), where a
+// read goes when another replica had a write of the chunk in flight.
+func tailRoute(ri *proto.RoutingInfo, l *proto.Layout, ino, index uint64) (route, error) {
+	ch, err := chainOf(ri, l, index)
+	if err != nil {
+		return route{}, err
+	}
+	for i := len(ch.Targets) - 1; i >= 0; i-- {
+		if t := ri.Target(ch.Targets[i]); t != nil && t.State == proto.TargetServing {
+			return targetRoute(ri, ch, t.ID, ino, index)
+		}
+	}
+	return route{}, proto.Errorf(proto.TargetNotServing, "chain %d has no serving target", ch.ID)
+}
+
 // writeRoute returns the head of the chain of chunk (ino, index): writes go
 // there (CRAQ).
 func writeRoute(ri *proto.RoutingInfo, l *proto.Layout, ino, index uint64) (route, error) {
@@ -156,7 +172,7 @@ type seg struct {
 	caps       *fileCap // the file's capability, sent with the IO
 	attempt    int
 	renewed    bool // its capability was renewed after a refusal
-	toHead     bool // a replica lacked the chunk (ChunkMissing): ask the head
+	toTail     bool // a replica had a write in flight (ChunkPending): ask the tail
 	err        error
 	// sum is the CRC32C of dst when summed: set only by a local read that
 	// delivered dst (computed over those bytes while verifying their

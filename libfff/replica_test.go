@@ -4,16 +4,17 @@ import (
 	"bytes"
 	"context"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"fff/internal/testcluster"
+	"fff/server/storage/chunkengine"
 )
 
-// TestReadPairedChains: in chains of two targets (made by an earlier
-// version; storage nodes do not forward writes, so only the heads hold
-// data), every read returns the written bytes: reads hashed to the second
-// member get ChunkMissing and go to the head, never zeros. A sparse file's
-// holes still read as zeros.
+// TestReadPairedChains: in chains of two targets every chunk written
+// reaches both replicas (the same versions and bytes), every read returns
+// the written bytes whichever replica serves it, and a sparse file's holes
+// read as zeros.
 func TestReadPairedChains(t *testing.T) {
 	t.Parallel()
 	tc := testcluster.Start(t, testcluster.Options{Targets: 4, Storage: true, PairedChains: true})
@@ -24,6 +25,28 @@ func TestReadPairedChains(t *testing.T) {
 	putFile(t, c, "/d/f", data)
 	if got := getFile(t, c, "/d/f"); !bytes.Equal(got, data) {
 		t.Fatal("sequential read: bytes differ from those written")
+	}
+	ri, err := tc.Mgmtd.GetRouting(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunks := 0
+	for _, ch := range ri.Chains {
+		var lists [2][]chunkengine.ChunkInfo
+		for i, tid := range ch.Targets {
+			l, _, err := tc.Storage.Engine(tid).Scan(ctx, nil, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			lists[i] = l
+		}
+		if !slices.Equal(lists[0], lists[1]) {
+			t.Fatalf("chain %v: the replicas differ:\n%v\n%v", ch.Targets, lists[0], lists[1])
+		}
+		chunks += len(lists[0])
+	}
+	if chunks != 33 {
+		t.Fatalf("%d chunks replicated, want 33", chunks)
 	}
 
 	f, err := c.OpenFile(ctx, "/d/f")

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"sync"
-	"time"
 
 	"fff/internal/proto"
 	"fff/internal/rpc"
@@ -59,21 +58,11 @@ func retryable(err error) bool {
 // refreshing routing, up to two more.
 const maxAttempts = 3
 
-// retryPause is how long a retry waits when a chunk had a write pending.
-const retryPause = 5 * time.Millisecond
-
 // refreshRouting fetches routing info newer than the cached one (errors
 // are left to the retried call to report).
 func (c *Client) refreshRouting(ctx context.Context, cause error) {
-	if proto.CodeOf(cause) == proto.ChunkMissing {
-		return // the routing is right; the seg goes to the chain's head
-	}
 	if proto.CodeOf(cause) == proto.ChunkPending {
-		select {
-		case <-time.After(retryPause):
-		case <-ctx.Done():
-		}
-		return
+		return // the routing is right; the read goes to the chain's tail
 	}
 	if err := c.routing.Refresh(ctx); err != nil {
 		c.log.Debug().Err(err).Msg("routing refresh after a storage error")

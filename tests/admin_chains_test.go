@@ -30,8 +30,7 @@ func adminTables(t *testing.T, c *cluster) map[uint32][]uint32 {
 
 // TestAdminChainsAndTables: `fff admin chain create` and `fff admin table
 // add|set` change the cluster as an admin asks and refuse, changing
-// nothing, what they must: a chain of two targets (one copy per chunk until
-// storage nodes replicate), a target already chained, a bad id, a user's
+// nothing, what they must: a target already chained, a bad id, a user's
 // token.
 func TestAdminChainsAndTables(t *testing.T) {
 	t.Parallel()
@@ -49,7 +48,6 @@ func TestAdminChainsAndTables(t *testing.T) {
 		code int
 		want string
 	}{
-		{[]string{"chain", "create", fmt.Sprint(ts[0].ID), fmt.Sprint(ts[1].ID)}, 1, "one copy"},
 		{[]string{"chain", "create", fmt.Sprint(ts[0].ID)}, 1, "already belongs to chain"},
 		{[]string{"chain", "create", "x"}, 2, "positive number"},
 		{[]string{"table", "add", "0", fmt.Sprint(c1)}, 2, "positive number"},

@@ -26,9 +26,9 @@ func newAdminChainCmd(run adminRun) *cobra.Command {
 		Use:   "create TARGET [TARGET ...]",
 		Short: "Create a chain over the targets, head first, and print its id",
 		Long: `Create a chain over the given target ids, head first (see 'fff admin targets').
-The targets must be on distinct nodes and in no other chain. Until storage nodes
-replicate writes a chain has one target (docs/replication.md). Add the chain to
-a chain table ('fff admin table add') for new files to use it.`,
+The targets must be on distinct nodes and in no other chain; each holds a copy
+of the chain's chunks (docs/replication.md). Add the chain to a chain table
+('fff admin table add') for new files to use it.`,
 		Args: minArgs(1),
 	}
 	create.RunE = func(cmd *cobra.Command, args []string) error {

@@ -291,19 +291,20 @@ func runLocal(ctx context.Context, cfg Config) error {
 		return n.abort(err)
 	}
 	routing := cluster.NewRoutingCache(mg, cluster.RoutingCacheOptions{Logger: n.log})
-	st, err := n.startStorage(ctx, routing, targets)
-	if err != nil {
-		return n.abort(err)
-	}
-	defer st.Close()
-	// GC: chunks of deleted files on storage nodes that joined this one are
-	// removed through them, with the admin token (see runStorage).
+	// Storage nodes that joined this one are reached with the admin token:
+	// chain updates to their targets, GC of chunks of deleted files on
+	// them (see runStorage).
 	tok, err := os.ReadFile(filepath.Join(cfg.Node.DataDir, tokenFile))
 	if err != nil {
 		return n.abort(fmt.Errorf("admin token: %w", err))
 	}
-	peers := storage.NewRPCPeers(strings.TrimSpace(string(tok)), n.poolOpts(1))
+	peers := storage.NewRPCPeers(strings.TrimSpace(string(tok)), n.poolOpts(0))
 	defer peers.Close()
+	st, err := n.startStorage(ctx, routing, targets, peers)
+	if err != nil {
+		return n.abort(err)
+	}
+	defer st.Close()
 	gcq := storage.WithPeers(storage.MetaGC(ms), peers)
 	return n.serve(ctx, ms.Authenticator(),
 		func(s *rpc.Server) {

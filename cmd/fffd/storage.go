@@ -17,7 +17,7 @@ import (
 // startStorage opens the storage service over the node's target
 // directories, whose ids it finds in the routing info (by node id and path:
 // registerTargets registered them, recording their current paths).
-func (n *node) startStorage(ctx context.Context, routing *cluster.RoutingCache, paths []string) (*storage.Service, error) {
+func (n *node) startStorage(ctx context.Context, routing *cluster.RoutingCache, paths []string, fwd storage.Forwarder) (*storage.Service, error) {
 	if err := routing.Refresh(ctx); err != nil {
 		return nil, fmt.Errorf("storage: routing: %w", err)
 	}
@@ -47,6 +47,7 @@ func (n *node) startStorage(ctx context.Context, routing *cluster.RoutingCache, 
 		Logger:       n.log,
 		Capabilities: n.caps,
 		Unchecked:    n.cfg.Storage.UncheckedCapabilities,
+		Forwarder:    fwd,
 	})
 	if err != nil {
 		return nil, err
@@ -117,7 +118,9 @@ func runStorage(ctx context.Context, cfg Config) error {
 		return n.abort(fmt.Errorf("registering with mgmtd: %w", err))
 	}
 	routing := cluster.NewRoutingCache(client, cluster.RoutingCacheOptions{Logger: n.log})
-	svc, err := n.startStorage(ctx, routing, cfg.Storage.Targets)
+	peers := storage.NewRPCPeers(admin, n.poolOpts(0))
+	defer peers.Close()
+	svc, err := n.startStorage(ctx, routing, cfg.Storage.Targets, peers)
 	if err != nil {
 		return n.abort(err)
 	}
@@ -129,8 +132,6 @@ func runStorage(ctx context.Context, cfg Config) error {
 	metaPool := rpc.NewPool(metaAddr, admin, n.poolOpts(1))
 	defer metaPool.Close()
 	auth := meta.NewRemoteAuthenticator(metaPool, meta.RemoteAuthOptions{TTL: cfg.Storage.CredentialsTTL.Duration, Logger: n.log})
-	peers := storage.NewRPCPeers(admin, n.poolOpts(1))
-	defer peers.Close()
 	gcq := storage.WithPeers(storage.RPCGC(metaPool), peers)
 	return n.serve(ctx, auth, svc.RegisterHandlers,
 		routing.Run,

@@ -98,12 +98,15 @@ const (
 	// access asked; the client asks meta for a new one (which checks
 	// permissions again) and retries.
 	BadCapability Code = 106
-	// ChunkMissing: a replica lacks a chunk that it cannot call a hole,
-	// because it is not the replica the chain's writes reach first (its
-	// head); the client reads the chunk from the head. Chains of more than
-	// one target exist only in clusters whose chains were made before
-	// storage nodes forwarded writes (docs/replication.md).
+	// ChunkMissing: a replica lacked a chunk it could not call a hole.
+	// Sent only by versions before chain replication (whose chains of
+	// several targets had the data on the head alone); reserved.
 	ChunkMissing Code = 107
+	// ChunkVersionMismatch: an update forwarded down a chain does not apply
+	// on the successor's committed version of the chunk (the successor
+	// missed updates, or is being resynced); the predecessor sends the
+	// whole chunk instead (docs/replication.md). Never reaches clients.
+	ChunkVersionMismatch Code = 108
 )
 
 // RPC layer errors.
@@ -156,6 +159,7 @@ var (
 	ErrRoutingVersionMismatch error = sentinel(RoutingVersionMismatch)
 	ErrBadCapability          error = sentinel(BadCapability)
 	ErrChunkMissing           error = sentinel(ChunkMissing)
+	ErrChunkVersionMismatch   error = sentinel(ChunkVersionMismatch)
 
 	ErrUnauthenticated error = sentinel(Unauthenticated)
 	ErrBadRequest      error = sentinel(BadRequest)
@@ -223,6 +227,8 @@ func codeInfo(c Code) (name, desc string, errno syscall.Errno) {
 		return "BadCapability", "capability refused", syscall.EACCES
 	case ChunkMissing:
 		return "ChunkMissing", "replica lacks the chunk", syscall.EIO
+	case ChunkVersionMismatch:
+		return "ChunkVersionMismatch", "replica's chunk version does not match the update", syscall.EAGAIN
 	case Unauthenticated:
 		return "Unauthenticated", "unauthenticated", syscall.EACCES
 	case BadRequest:
@@ -253,6 +259,7 @@ func Codes() []Code {
 		ENOSPC, EIO, ENAMETOOLONG, ELOOP, EXDEV, EBADF, EROFS, ENOTSUP, EFBIG,
 		ChainVersionMismatch, NotHead, ChunkPending, TargetNotServing,
 		ChecksumMismatch, RoutingVersionMismatch, BadCapability, ChunkMissing,
+		ChunkVersionMismatch,
 		Unauthenticated, BadRequest, Internal, Timeout, Unavailable, TooLarge,
 		ProtocolVersion, Canceled, UnknownMethod,
 	}

@@ -41,6 +41,15 @@ const (
 	// into its own buffers) and verifies the checksums. Served only on the
 	// same-host Unix socket (EPERM elsewhere). See docs/wire.md.
 	MethodStorageLocate uint16 = 206
+	// MethodStorageForward carries a chain update from a target to its
+	// successor (CRAQ): a write, truncate or removal the head ordered, or
+	// a whole chunk (resync, or a successor that missed updates). Admin
+	// only: storage nodes call it with the cluster's admin token. See
+	// docs/replication.md.
+	MethodStorageForward uint16 = 207
+	// MethodStorageDump lists the chunks of one target with their
+	// committed versions and checksums, for resync and scrub. Admin only.
+	MethodStorageDump uint16 = 208
 )
 
 // ChunkRef names a chunk on a target, with the chain version the caller's
@@ -209,4 +218,79 @@ type StorageRemoveInodeReq struct {
 // StorageRemoveInodeResp says how many chunks were removed.
 type StorageRemoveInodeResp struct {
 	Removed uint32 `msgpack:"n"`
+}
+
+// ForwardKind says what a StorageForwardReq does.
+type ForwardKind uint8
+
+// Forwarded updates.
+const (
+	// ForwardWrite writes the payload at Off (Base → Version).
+	ForwardWrite ForwardKind = 1
+	// ForwardTruncate sets the length to Length (Base → Version).
+	ForwardTruncate ForwardKind = 2
+	// ForwardRemove removes the chunk (no error when absent).
+	ForwardRemove ForwardKind = 3
+	// ForwardReplace makes the chunk exactly the payload at Version,
+	// whatever the successor had.
+	ForwardReplace ForwardKind = 4
+)
+
+func (k ForwardKind) String() string {
+	switch k {
+	case ForwardWrite:
+		return "write"
+	case ForwardTruncate:
+		return "truncate"
+	case ForwardRemove:
+		return "remove"
+	case ForwardReplace:
+		return "replace"
+	}
+	return fmt.Sprintf("ForwardKind(%d)", uint8(k))
+}
+
+// StorageForwardReq is one chain update sent to the successor target named
+// by Chunk (with the chain version the sender routes by). Write and
+// truncate apply only on committed version Base and must produce Version;
+// otherwise the successor answers ChunkVersionMismatch and changes
+// nothing, and the sender replaces the chunk whole.
+type StorageForwardReq struct {
+	Chunk     ChunkRef    `msgpack:"k"`
+	Kind      ForwardKind `msgpack:"kd"`
+	Off       uint32      `msgpack:"o,omitempty"`
+	Length    uint32      `msgpack:"l,omitempty"`
+	ChunkSize uint32      `msgpack:"cs,omitempty"`
+	Base      uint64      `msgpack:"b,omitempty"`
+	Version   uint64      `msgpack:"v,omitempty"`
+}
+
+// StorageForwardResp reports the successor's version after the update.
+type StorageForwardResp struct {
+	Version uint64 `msgpack:"v"`
+}
+
+// StorageDumpReq lists target TargetID's chunks after After (nil: from
+// the first), at most Limit (0: the server's page size).
+type StorageDumpReq struct {
+	TargetID uint32      `msgpack:"t"`
+	After    *ChunkState `msgpack:"a,omitempty"`
+	Limit    int         `msgpack:"n,omitempty"`
+}
+
+// ChunkState is one chunk of a dump: its committed version, length and
+// content checksum (equal Length and Checksum: equal bytes).
+type ChunkState struct {
+	Ino      uint64 `msgpack:"i"`
+	Index    uint32 `msgpack:"x"`
+	Version  uint64 `msgpack:"v"`
+	Length   uint32 `msgpack:"l"`
+	Checksum uint32 `msgpack:"c"`
+}
+
+// StorageDumpResp is one page of a dump, in chunk order; More says
+// whether chunks follow the last one.
+type StorageDumpResp struct {
+	Chunks []ChunkState `msgpack:"c"`
+	More   bool         `msgpack:"m"`
 }

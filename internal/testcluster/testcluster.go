@@ -43,12 +43,11 @@ type Options struct {
 	Logger zerolog.Logger
 	// CapabilityTTL is the lifetime of meta's capabilities (an hour).
 	CapabilityTTL time.Duration
-	// PairedChains makes chains of two targets, head first, as an earlier
-	// version's admin API let operators make them: the first half of the
-	// targets on node 1, the second half on a node 2 that this same
-	// process serves (Targets must be even). Storage nodes do not forward
-	// writes, so only the heads get data: for the tests of reads from
-	// such chains.
+	// PairedChains makes chains of two targets, head first: the first
+	// half of the targets on node 1, the second half on a node 2 that this
+	// same process serves (Targets must be even). Writes replicate from
+	// head to tail inside the process (storage's chain updates between
+	// local targets).
 	PairedChains bool
 }
 

@@ -103,7 +103,8 @@ var protoCodes = map[proto.Code]int{
 	proto.ChecksumMismatch:       cECHECKSUM,
 	proto.RoutingVersionMismatch: cEUNAVAILABLE,
 	proto.BadCapability:          cEACCES,       // renewed and retried by libfff; left over: meta refused
-	proto.ChunkMissing:           cEUNAVAILABLE, // retried at the head by libfff; left over: the head is unreachable
+	proto.ChunkMissing:           cEUNAVAILABLE, // sent by servers before chain replication
+	proto.ChunkVersionMismatch:   cEUNAVAILABLE, // between storage nodes only
 	proto.Unauthenticated:        cEAUTH,
 	proto.BadRequest:             cEINVAL,
 	proto.Internal:               cEINTERNAL,

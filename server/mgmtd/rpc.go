@@ -60,14 +60,6 @@ func RegisterHandlers(s *rpc.Server, svc *Service) {
 		if err := req.Decode(&r); err != nil {
 			return nil, err
 		}
-		if len(r.Targets) > 1 {
-			// Storage nodes do not forward writes along a chain yet: the
-			// other members would never get the head's chunks, and reads
-			// they served would be zeros. Refused at the admin surface;
-			// the Service keeps the general operation for the chain-state
-			// logic that replication builds on.
-			return nil, proto.Errorf(proto.ENOTSUP, "mgmtd: create chain of %d targets: this version keeps one copy of each chunk (storage nodes do not replicate writes yet); create one chain per target", len(r.Targets))
-		}
 		c, err := svc.CreateChain(ctx, r.Targets)
 		return &proto.CreateChainResp{Chain: c}, err
 	}))

@@ -41,8 +41,11 @@
 //
 //   - serving, if it is the only target of its chain (replication 1: there
 //     is nothing to resync from) or belongs to no chain;
-//   - syncing otherwise, until the resync protocol (a later issue) or an
-//     admin (SetTargetState) declares it serving.
+//   - syncing otherwise, until the resync protocol or an admin
+//     (SetTargetState) declares it serving.
+//
+// A node that registers while up restarted before the timeout noticed: its
+// serving targets in chains with another serving member become syncing.
 //
 // # One active mgmtd
 //
@@ -390,7 +393,11 @@ func (s *Service) silentSince(id uint32, deadline time.Time) bool {
 // updates its address, roles and hostname if they changed (the id is the
 // node's identity; the last registration wins) and counts as a heartbeat:
 // a down node comes back up (see the package documentation for its
-// targets). Registering with unchanged fields while up changes nothing.
+// targets). A node registers when its process starts, so a registration
+// while up is a restart that the heartbeat timeout did not see: its
+// targets in chains with another serving member become syncing
+// (restarted). Otherwise registering with unchanged fields while up
+// changes nothing.
 func (s *Service) RegisterNode(ctx context.Context, n proto.Node) (proto.Node, error) {
 	switch {
 	case n.ID == 0:
@@ -416,7 +423,9 @@ func (s *Service) RegisterNode(ctx context.Context, n proto.Node) (proto.Node, e
 		if ex.State != proto.NodeUp {
 			wasDown = true
 			st.revive(n.ID)
+			return nil
 		}
+		st.restarted(n.ID)
 		return nil
 	})
 	if err != nil {
@@ -441,6 +450,30 @@ func (st *state) revive(id uint32) {
 		t.State = proto.TargetSyncing
 		if c := st.chains[t.ChainID]; c == nil || len(c.Targets) == 1 {
 			t.State = proto.TargetServing
+		}
+	}
+}
+
+// restarted handles the registration of node id while it is up: its
+// process restarted before the heartbeat timeout noticed. What its targets
+// knew in memory (writes in flight down their chains) is gone, so each
+// target of a chain that has another serving member goes through resync
+// (syncing). The only serving member of its chain stays serving: nobody
+// holds newer data.
+func (st *state) restarted(id uint32) {
+	for _, t := range st.targets {
+		if t.NodeID != id || t.State != proto.TargetServing {
+			continue
+		}
+		c := st.chains[t.ChainID]
+		if c == nil {
+			continue
+		}
+		for _, o := range c.Targets {
+			if ot := st.targets[o]; o != t.ID && ot != nil && ot.State == proto.TargetServing {
+				t.State = proto.TargetSyncing
+				break
+			}
 		}
 	}
 }

@@ -901,3 +901,35 @@ func TestCapacity(t *testing.T) {
 		t.Fatalf("Capacity = %d, %d, %v; want 80, 50", total, free, err)
 	}
 }
+
+// TestRestartMakesSyncing: a node that registers again while up restarted
+// unseen; its targets in chains with another serving member become
+// syncing (what they knew in memory is gone), its chain's only serving
+// member stays serving, and its chains of one stay serving.
+func TestRestartMakesSyncing(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, db kv.DB) {
+		ctx := context.Background()
+		s := newService(t, db, newFakeClock())
+		ts := registerCluster(t, s, 3, "/a") // targets 1, 2, 3 on nodes 1, 2, 3
+		must[proto.Chain](t)(s.CreateChain(ctx, []uint32{ts[0].ID, ts[1].ID}))
+		solo := must[proto.Chain](t)(s.CreateChain(ctx, []uint32{ts[2].ID}))
+		must[proto.Node](t)(s.RegisterNode(ctx, node(2)))
+		ri := routing(t, s)
+		if st := ri.Target(ts[1].ID).State; st != proto.TargetSyncing {
+			t.Fatalf("restarted node's target in a chain of two: %v, want syncing", st)
+		}
+		if c := ri.Chain(1); c.Version != 2 || c.Targets[0] != ts[0].ID {
+			t.Fatalf("chain after the restart: %+v", c)
+		}
+		// Node 1 restarts now: its target is the chain's only serving one.
+		must[proto.Node](t)(s.RegisterNode(ctx, node(1)))
+		must[proto.Node](t)(s.RegisterNode(ctx, node(3)))
+		ri = routing(t, s)
+		if st := ri.Target(ts[0].ID).State; st != proto.TargetServing {
+			t.Fatalf("the only serving member after its restart: %v", st)
+		}
+		if st := ri.Target(ts[2].ID).State; st != proto.TargetServing || ri.Chain(solo.ID).Version != 1 {
+			t.Fatalf("a chain of one after its node's restart: %v, %+v", st, ri.Chain(solo.ID))
+		}
+	})
+}

@@ -1,6 +1,6 @@
 // Package storage is the storage service (DESIGN §7): it owns a node's
 // storage targets, one chunkengine.Engine each, and answers the storage RPCs
-// (proto methods 200–205) over them.
+// (proto methods 200–208) over them.
 //
 // Every chunk request names a target, a chain and the chain version the
 // caller's routing info has. The service checks, against its own routing
@@ -10,11 +10,13 @@
 //   - the chain exists and holds the target (ChainVersionMismatch if the
 //     chain is unknown, EINVAL if the target is not in it);
 //   - the chain version equals the routing info's (ChainVersionMismatch);
-//   - reads: the target is serving (TargetNotServing);
+//   - the target is serving (TargetNotServing);
 //   - writes, truncates and removes: the target is the chain's head (NotHead).
 //
-// With one target per chain the head is also the tail; replication proper
-// (CRAQ forwarding) comes later.
+// Writes, truncates and removals travel down the chain (CRAQ, chain.go and
+// docs/replication.md) and are acknowledged once every member that takes
+// writes has them; a read of a chunk with an update in flight answers
+// ChunkPending on every member but the chain's last serving one.
 //
 // A batched read (MethodStorageRead) reports these checks per IO, in
 // ReadResult.Code: one IO with a stale chain version or a damaged block does

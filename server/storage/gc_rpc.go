@@ -38,8 +38,9 @@ func (q rpcGC) GCDone(ctx context.Context, ids []proto.GCID) error {
 	return err
 }
 
-// RPCPeers reaches other storage nodes for GC (GCPeers) with the admin
-// token, one small pool per node address, dialed on first use.
+// RPCPeers reaches other storage nodes with the admin token, one small
+// pool per node address, dialed on first use: for GC (GCPeers) and for
+// chain replication (Forwarder).
 type RPCPeers struct {
 	token string
 	opts  rpc.PoolOptions
@@ -91,6 +92,16 @@ func (p *RPCPeers) CutChunk(ctx context.Context, addr string, ref proto.ChunkRef
 	}
 	_, err := pl.Call(ctx, proto.MethodStorageTruncate, &proto.StorageTruncateReq{Chunk: ref, Length: length}, nil)
 	return err
+}
+
+// Forward implements Forwarder: chain updates go to successors over the
+// same admin-token pools.
+func (p *RPCPeers) Forward(ctx context.Context, addr string, req *proto.StorageForwardReq, payload []byte) (uint64, error) {
+	var resp proto.StorageForwardResp
+	if _, err := p.pool(addr).Call(ctx, proto.MethodStorageForward, req, &resp, rpc.WithPayload(payload)); err != nil {
+		return 0, err
+	}
+	return resp.Version, nil
 }
 
 // Close closes the pools.

@@ -69,6 +69,29 @@ func (s *Service) RegisterHandlers(srv *rpc.Server) {
 		}
 		return &rpc.Response{Body: &resp}, nil
 	})
+	// Chain replication's, between storage nodes: admin only.
+	srv.Handle(proto.MethodStorageForward, rpc.AccessAdmin, func(ctx context.Context, req *rpc.Request) (*rpc.Response, error) {
+		var r proto.StorageForwardReq
+		if err := req.Decode(&r); err != nil {
+			return nil, err
+		}
+		v, err := s.Forwarded(ctx, r, req.Payload)
+		if err != nil {
+			return nil, err
+		}
+		return &rpc.Response{Body: &proto.StorageForwardResp{Version: v}}, nil
+	})
+	srv.Handle(proto.MethodStorageDump, rpc.AccessAdmin, func(ctx context.Context, req *rpc.Request) (*rpc.Response, error) {
+		var r proto.StorageDumpReq
+		if err := req.Decode(&r); err != nil {
+			return nil, err
+		}
+		resp, err := s.Dump(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		return &rpc.Response{Body: &resp}, nil
+	})
 	// Garbage collection's: admin only (the server refuses others).
 	srv.Handle(proto.MethodStorageRemoveInode, rpc.AccessAdmin, func(ctx context.Context, req *rpc.Request) (*rpc.Response, error) {
 		var r proto.StorageRemoveInodeReq
@@ -142,11 +165,16 @@ func (s *Service) handleLocate(ctx context.Context, req *rpc.Request) (*rpc.Resp
 		if err == nil {
 			var loc chunkengine.Location
 			loc, err = t.eng.Locate(ctx, chunkID(io.Chunk), int64(io.Off), int64(io.Len))
-			*res = proto.ChunkLocation{Version: loc.Version, Length: uint32(loc.Length), Path: loc.Path,
-				BlockSize: chunkengine.BlockSize, FirstBlock: uint32(loc.FirstBlock), CRCs: loc.CRCs}
+			if err == nil {
+				err = s.committedRead(t, io.Chunk, loc.Version)
+			}
+			if err == nil {
+				*res = proto.ChunkLocation{Version: loc.Version, Length: uint32(loc.Length), Path: loc.Path,
+					BlockSize: chunkengine.BlockSize, FirstBlock: uint32(loc.FirstBlock), CRCs: loc.CRCs}
+			}
 		}
 		if isNotFound(err) {
-			err = s.missing(io.Chunk) // nil: a hole, no path, zeros
+			err = nil // never written: a hole, no path, zeros
 		}
 		if err != nil {
 			res.Code, res.Msg = codeMsg(err)
@@ -215,11 +243,14 @@ func (s *Service) ReadInto(ctx context.Context, ios []proto.ReadIO, allow *readG
 			res := &results[g.idx[i]]
 			switch {
 			case q.Err == nil:
-				res.N, res.Version = uint32(q.N), q.Version
-			case isNotFound(q.Err):
-				if err := s.missing(ios[g.idx[i]].Chunk); err != nil {
+				if err := s.committedRead(g.t, ios[g.idx[i]].Chunk, q.Version); err != nil {
 					setErr(res, err)
-				} // else never written: a hole, zeros
+				} else {
+					res.N, res.Version = uint32(q.N), q.Version
+				}
+			case isNotFound(q.Err):
+				// Never written: a hole, zeros. (A chunk whose creation
+				// is in flight is not committed yet: a hole too.)
 			default:
 				setErr(res, q.Err)
 			}
@@ -255,8 +286,8 @@ func codeMsg(err error) (proto.Code, string) {
 	return code, err.Error()
 }
 
-// Write writes data into r.Chunk at r.Off on the chain's head and returns the
-// chunk's new version.
+// Write writes data into r.Chunk at r.Off on the chain's head and returns
+// the chunk's new version once every replica has it.
 func (s *Service) Write(ctx context.Context, r proto.StorageWriteReq, data []byte) (uint64, error) {
 	refreshed := false
 	t, err := s.check(ctx, r.Chunk, opWrite, &refreshed)
@@ -269,7 +300,7 @@ func (s *Service) Write(ctx context.Context, r proto.StorageWriteReq, data []byt
 	if err := proto.CheckChunkRange(r.Chunk.Index, r.ChunkSize, r.Off, int64(len(data))); err != nil {
 		return 0, fmt.Errorf("storage: write to chunk %d/%d: %w", r.Chunk.Ino, r.Chunk.Index, err)
 	}
-	return t.eng.Write(ctx, chunkID(r.Chunk), int64(r.Off), data)
+	return s.headUpdate(ctx, t, r.Chunk, update{kind: proto.ForwardWrite, off: int64(r.Off), data: data, chunkSize: r.ChunkSize})
 }
 
 // Truncate sets r.Chunk's length; a missing chunk is created (zeros) when
@@ -283,31 +314,18 @@ func (s *Service) Truncate(ctx context.Context, r proto.StorageTruncateReq) (uin
 	if r.Length > proto.MaxChunkSize {
 		return 0, proto.Errorf(proto.EINVAL, "storage: truncate chunk %d/%d to %d: past the largest chunk size %d", r.Chunk.Ino, r.Chunk.Index, r.Length, proto.MaxChunkSize)
 	}
-	id := chunkID(r.Chunk)
-	v, err := t.eng.Truncate(ctx, id, int64(r.Length))
-	if !isNotFound(err) {
-		return v, err
-	}
-	if r.Length == 0 {
-		return 0, nil
-	}
-	if _, err := t.eng.Write(ctx, id, 0, nil); err != nil {
-		return 0, err
-	}
-	return t.eng.Truncate(ctx, id, int64(r.Length))
+	return s.headUpdate(ctx, t, r.Chunk, update{kind: proto.ForwardTruncate, length: int64(r.Length)})
 }
 
-// Remove removes r.Chunk; a missing chunk is no error.
+// Remove removes r.Chunk from every replica; a missing chunk is no error.
 func (s *Service) Remove(ctx context.Context, r proto.StorageRemoveReq) error {
 	refreshed := false
 	t, err := s.check(ctx, r.Chunk, opWrite, &refreshed)
 	if err != nil {
 		return err
 	}
-	if err := t.eng.Remove(ctx, chunkID(r.Chunk)); err != nil && !isNotFound(err) {
-		return err
-	}
-	return nil
+	_, err = s.headUpdate(ctx, t, r.Chunk, update{kind: proto.ForwardRemove})
+	return err
 }
 
 // Stat returns r.Chunk's committed state (Exists false for a chunk never
@@ -320,7 +338,10 @@ func (s *Service) Stat(ctx context.Context, r proto.StorageStatReq) (proto.Stora
 	}
 	ci, err := t.eng.Stat(ctx, chunkID(r.Chunk))
 	if isNotFound(err) {
-		return proto.StorageStatResp{}, s.missing(r.Chunk)
+		return proto.StorageStatResp{}, nil
+	}
+	if err == nil {
+		err = s.committedRead(t, r.Chunk, ci.Version)
 	}
 	if err != nil {
 		return proto.StorageStatResp{}, err

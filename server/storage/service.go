@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -58,6 +59,13 @@ type Options struct {
 	// Unchecked serves chunk requests without capabilities, as before
 	// they existed: only for measuring what the checks cost (make bench).
 	Unchecked bool
+	// Forwarder reaches the successors of the node's targets on other
+	// nodes (chain replication). Nil: only chains whose members are all
+	// on this node replicate; forwarding to another node fails.
+	Forwarder Forwarder
+	// ForwardTimeout bounds how long an update waits for its successor
+	// (DefaultForwardTimeout if 0).
+	ForwardTimeout time.Duration
 }
 
 // Service is the storage service of one node.
@@ -72,14 +80,18 @@ type Service struct {
 	ownRing    *uring.Ring // the engines' shared ring, if the service made it
 	caps       *capability.Key
 	unchecked  bool
+	fwd        Forwarder
+	fwdTimeout time.Duration
 	closeOnce  sync.Once
 	closeErr   error
 }
 
 type target struct {
-	id   uint32
-	path string
-	eng  *chunkengine.Engine
+	id    uint32
+	path  string
+	eng   *chunkengine.Engine
+	locks chunkLocks // held by chain updates (chain.go)
+	pend  pendingSet // chunks with an update not yet acknowledged downstream
 }
 
 // New opens a chunk engine per target.
@@ -95,6 +107,11 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 		targets:    map[uint32]*target{},
 		caps:       opts.Capabilities,
 		unchecked:  opts.Unchecked,
+		fwd:        opts.Forwarder,
+		fwdTimeout: opts.ForwardTimeout,
+	}
+	if s.fwdTimeout <= 0 {
+		s.fwdTimeout = DefaultForwardTimeout
 	}
 	if s.maxPayload <= 0 {
 		s.maxPayload = rpc.DefaultMaxPayload
@@ -187,76 +204,28 @@ func (s *Service) check(ctx context.Context, ref proto.ChunkRef, o op, refreshed
 	if t == nil {
 		return nil, proto.Errorf(proto.EINVAL, "storage: node %d: target %d: not my target", s.nodeID, ref.TargetID)
 	}
-	ri := s.routing.Get()
-	var chain *proto.Chain
-	if ri != nil {
-		chain = ri.Chain(ref.ChainID)
-	}
-	if (chain == nil || ref.ChainVersion > chain.Version) && !*refreshed {
-		*refreshed = true
-		if err := s.routing.Refresh(ctx); err != nil {
-			s.log.Warn().Err(err).Msg("storage: routing refresh")
-		}
-		if ri = s.routing.Get(); ri != nil {
-			chain = ri.Chain(ref.ChainID)
-		}
-	}
-	if chain == nil {
-		return nil, proto.Errorf(proto.ChainVersionMismatch, "storage: target %d: unknown chain %d", ref.TargetID, ref.ChainID)
-	}
-	if chain.Version != ref.ChainVersion {
-		return nil, proto.Errorf(proto.ChainVersionMismatch, "storage: chain %d is at version %d, request has %d",
-			ref.ChainID, chain.Version, ref.ChainVersion)
+	ri, chain, err := s.chainAt(ctx, ref, refreshed)
+	if err != nil {
+		return nil, err
 	}
 	if !slices.Contains(chain.Targets, ref.TargetID) {
 		return nil, proto.Errorf(proto.EINVAL, "storage: target %d is not in chain %d", ref.TargetID, ref.ChainID)
 	}
-	switch o {
-	case opRead:
-		if ti := ri.Target(ref.TargetID); ti == nil || ti.State != proto.TargetServing {
-			state := "unknown"
-			if ti != nil {
-				state = ti.State.String()
-			}
-			return nil, proto.Errorf(proto.TargetNotServing, "storage: target %d is %s", ref.TargetID, state)
+	if o == opWrite && chain.Targets[0] != ref.TargetID {
+		return nil, proto.Errorf(proto.NotHead, "storage: target %d is not the head of chain %d (%d is)",
+			ref.TargetID, ref.ChainID, chain.Targets[0])
+	}
+	// Reads need a serving target; so do writes, which only a serving head
+	// takes (a head that is not serving heads a chain with no serving
+	// member: nothing may be acknowledged).
+	if ti := ri.Target(ref.TargetID); ti == nil || ti.State != proto.TargetServing {
+		state := "unknown"
+		if ti != nil {
+			state = ti.State.String()
 		}
-	case opWrite:
-		if chain.Targets[0] != ref.TargetID {
-			return nil, proto.Errorf(proto.NotHead, "storage: target %d is not the head of chain %d (%d is)",
-				ref.TargetID, ref.ChainID, chain.Targets[0])
-		}
+		return nil, proto.Errorf(proto.TargetNotServing, "storage: target %d is %s", ref.TargetID, state)
 	}
 	return t, nil
-}
-
-// missing is the answer to a read of chunk ref that its target lacks: nil
-// (a hole, zeros) when the target is its chain's only member, or its head
-// (the replica every write reaches) while all members serve; ChunkMissing
-// otherwise. Storage nodes
-// do not forward writes yet, so the other members of a chain of several
-// targets (made by an earlier version; mgmtd's admin API now refuses them)
-// never got the chunks written to the head, and a "hole" there would be
-// zeros in place of data. The client reads such a chunk from the head.
-func (s *Service) missing(ref proto.ChunkRef) error {
-	ri := s.routing.Get()
-	if ri == nil {
-		return proto.Errorf(proto.ChunkMissing, "storage: target %d lacks chunk %d/%d and has no routing to tell a hole", ref.TargetID, ref.Ino, ref.Index)
-	}
-	ch := ri.Chain(ref.ChainID)
-	if ch == nil || len(ch.Targets) <= 1 {
-		return nil
-	}
-	if ch.Targets[0] != ref.TargetID {
-		return proto.Errorf(proto.ChunkMissing, "storage: target %d lacks chunk %d/%d; chain %d's head (target %d) is the replica to read", ref.TargetID, ref.Ino, ref.Index, ref.ChainID, ch.Targets[0])
-	}
-	// The head, but it may have become head when the one that took the
-	// writes went offline: a hole only while every member serves.
-	for _, id := range ch.Targets[1:] {
-		if t := ri.Target(id); t == nil || t.State != proto.TargetServing {
-			return proto.Errorf(proto.ChunkMissing, "storage: target %d lacks chunk %d/%d and chain %d's target %d is not serving: it may hold the chunk", ref.TargetID, ref.Ino, ref.Index, ref.ChainID, id)
-		}
-	}
-	return nil
 }
 
 func chunkID(ref proto.ChunkRef) chunkengine.ChunkID {

@@ -452,8 +452,7 @@ func TestRoutingChecks(t *testing.T) {
 	wantCode(t, err, proto.NotHead)
 	_, err = e.user.Call(e.ctx, proto.MethodStorageTruncate, proto.StorageTruncateReq{Cap: e.cap((e.ref(12, 1, 0)).Ino), Chunk: e.ref(12, 1, 0), Length: 1}, nil)
 	wantCode(t, err, proto.NotHead)
-	// Reads go to any serving replica (a non-head lacking the chunk says
-	// so: TestMissingOnNonHead).
+	// Reads go to any serving replica.
 	if _, err := e.svc.Engine(12).Write(e.ctx, chunkengine.ChunkID{Ino: 1, Index: 0}, 0, []byte("abcd")); err != nil {
 		t.Fatal(err)
 	}
@@ -468,60 +467,10 @@ func TestRoutingChecks(t *testing.T) {
 	}
 	_, err = e.user.Call(e.ctx, proto.MethodStorageStat, proto.StorageStatReq{Cap: e.cap((e.ref(11, 1, 1)).Ino), Chunk: e.ref(11, 1, 1)}, nil)
 	wantCode(t, err, proto.TargetNotServing)
-	e.mustWrite(t, e.ref(11, 1, 1), 0, []byte("W")) // a syncing head still takes writes
-}
-
-// TestMissingOnNonHead: a chunk that a chain's non-head member lacks is not
-// a hole there (storage nodes do not forward writes yet, so it may hold
-// data on the head): read, locate and stat answer ChunkMissing, changing
-// nothing. On the head, or in a chain of one, it is a hole: zeros.
-func TestMissingOnNonHead(t *testing.T) {
-	e := newEnv(t)
-	ref := e.ref(12, 7, 0) // second in chain 3 = [20, 12]
-	res, got := e.read(t, ref, 0, 16)
-	if res.Code != proto.ChunkMissing || res.N != 0 || !bytes.Equal(got, make([]byte, 16)) {
-		t.Fatalf("read of a chunk the non-head lacks: %+v %x", res, got)
-	}
-	_, err := e.user.Call(e.ctx, proto.MethodStorageStat, proto.StorageStatReq{Cap: e.cap(ref.Ino), Chunk: ref}, nil)
-	wantCode(t, err, proto.ChunkMissing)
-	var loc proto.StorageLocateResp
-	if _, err := e.local.Call(e.ctx, proto.MethodStorageLocate, proto.StorageLocateReq{IOs: []proto.ReadIO{{Chunk: ref, Len: 16}}, Caps: []proto.Capability{*e.cap(ref.Ino)}}, &loc); err != nil {
-		t.Fatal(err)
-	}
-	if len(loc.Results) != 1 || loc.Results[0].Code != proto.ChunkMissing || loc.Results[0].Path != "" {
-		t.Fatalf("locate of a chunk the non-head lacks: %+v", loc.Results)
-	}
-	if _, err := e.svc.Engine(12).Stat(e.ctx, chunkengine.ChunkID{Ino: 7}); proto.CodeOf(err) != proto.ENOENT {
-		t.Fatalf("the refusals created the chunk: %v", err)
-	}
-
-	// Head, but the member after it is offline (it may have been the head
-	// that took the writes): not a hole either.
-	e.routing.update(func(ri *proto.RoutingInfo) {
-		c := ri.Chain(3)
-		c.Targets = []uint32{12, 20}
-		c.Version++
-		ri.Target(20).State = proto.TargetOffline
-	})
-	if res, _ := e.read(t, e.ref(12, 7, 0), 0, 16); res.Code != proto.ChunkMissing {
-		t.Fatalf("read of a chunk the head lacks, other member offline: %+v", res)
-	}
-
-	for name, chain := range map[string][]uint32{"head": {12, 20}, "alone": {12}} {
-		e.routing.update(func(ri *proto.RoutingInfo) {
-			c := ri.Chain(3)
-			c.Targets = chain
-			c.Version++
-			ri.Target(20).State = proto.TargetServing
-		})
-		ref := e.ref(12, 7, 0)
-		if res, got := e.read(t, ref, 0, 16); res.Code != proto.OK || res.N != 0 || !bytes.Equal(got, make([]byte, 16)) {
-			t.Fatalf("%s: read of a hole: %+v %x", name, res, got)
-		}
-		if st := e.stat(t, ref); st.Exists {
-			t.Fatalf("%s: stat of a hole: %+v", name, st)
-		}
-	}
+	// Nor writes: a head that is not serving heads a chain with no
+	// serving member.
+	_, err = e.write(t, e.ref(11, 1, 1), 0, []byte("W"))
+	wantCode(t, err, proto.TargetNotServing)
 }
 
 // TestChecksumMismatch flips a byte of a chunk on disk: the IO reading it

@@ -72,6 +72,8 @@ var whoMayCall = map[uint16]string{
 	proto.MethodStorageStat:        chunks,
 	proto.MethodStorageLocate:      chunks,
 	proto.MethodStorageRemoveInode: admin,
+	proto.MethodStorageForward:     admin,
+	proto.MethodStorageDump:        admin,
 }
 
 // TestEveryMethodStatesWhoMayCallIt walks every method registered on a node

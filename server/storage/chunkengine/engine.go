@@ -478,22 +478,29 @@ func (e *Engine) List(ctx context.Context, ino uint64) ([]ChunkInfo, error) {
 		if err != nil {
 			return err
 		}
-		out = make([]ChunkInfo, 0, len(kvs))
-		for _, x := range kvs {
-			id, ok := parseChunkKey(x.Key)
-			if !ok {
-				continue
-			}
-			rec, err := decodeRecord(x.Value)
-			if err != nil {
-				return damagedRecord(id, err)
-			}
-			out = append(out, info(id, rec))
-		}
-		return nil
+		out, err = infos(kvs)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("chunkengine: list inode %d: %w", ino, err)
+	}
+	return out, nil
+}
+
+// infos decodes chunk records (other keys are skipped); a damaged record
+// is an error.
+func infos(kvs []kv.KeyValue) ([]ChunkInfo, error) {
+	out := make([]ChunkInfo, 0, len(kvs))
+	for _, x := range kvs {
+		id, ok := parseChunkKey(x.Key)
+		if !ok {
+			continue
+		}
+		rec, err := decodeRecord(x.Value)
+		if err != nil {
+			return nil, damagedRecord(id, err)
+		}
+		out = append(out, info(id, rec))
 	}
 	return out, nil
 }

@@ -442,14 +442,18 @@ func isHexByte(s string) bool {
 
 // removeAllFiles removes every data file of id whatever its generation
 // (Remove of a chunk whose record is damaged).
-func (e *Engine) removeAllFiles(id ChunkID) {
+func (e *Engine) removeAllFiles(id ChunkID) { e.removeFilesExcept(id, 0) }
+
+// removeFilesExcept removes every data file of id but generation keep (0:
+// none kept).
+func (e *Engine) removeFilesExcept(id ChunkID, keep uint64) {
 	dir := e.fileDir(id)
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return
 	}
 	for _, ent := range ents {
-		if fid, gen, ok := parseFileName(ent.Name()); ok && fid == id {
+		if fid, gen, ok := parseFileName(ent.Name()); ok && fid == id && gen != keep {
 			e.retire(id, gen)
 			e.removeFile(id, gen)
 		}
