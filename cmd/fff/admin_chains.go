@@ -45,8 +45,51 @@ of the chain's chunks (docs/replication.md). Add the chain to a chain table
 			return nil
 		})(cmd, args)
 	}
-	cmd.AddCommand(create)
+	var replicas int
+	var table uint32
+	place := &cobra.Command{
+		Use:   "place --replicas R",
+		Short: "Make chains of R targets on distinct nodes from the targets in no chain",
+		Long: `Make as many chains of R targets as the serving targets in no chain allow,
+each chain's targets on R distinct nodes and the chains' heads spread over the
+nodes, and append them to a chain table (--table, default 1), in one mgmtd
+transaction. Storage nodes with storage.chains = "manual" register their
+targets unchained for this (docs/replication.md). Targets left over (too few
+distinct nodes) are listed and stay unchained.`,
+		Args: cobra.NoArgs,
+	}
+	place.Flags().IntVar(&replicas, "replicas", 0, "targets per chain (copies of each chunk)")
+	place.Flags().Uint32Var(&table, "table", 1, "chain table to append the chains to")
+	place.RunE = func(cmd *cobra.Command, args []string) error {
+		if replicas < 1 || table == 0 {
+			return usageErrorf("--replicas %d --table %d: want a positive number of replicas and table id", replicas, table)
+		}
+		return run(func(ctx context.Context, c *adminConn, w io.Writer) error {
+			resp, err := c.mgmtd.PlaceChains(ctx, table, replicas)
+			if err != nil {
+				return err
+			}
+			printPlaced(w, resp)
+			return nil
+		})(cmd, args)
+	}
+	cmd.AddCommand(create, place)
 	return cmd
+}
+
+// printPlaced reports what PlaceChains made.
+func printPlaced(w io.Writer, resp proto.PlaceChainsResp) {
+	for _, ch := range resp.Chains {
+		fmt.Fprintf(w, "chain %d: targets %v\n", ch.ID, ch.Targets)
+	}
+	if len(resp.Chains) > 0 {
+		fmt.Fprintf(w, "chain table %d: chains %v (version %d)\n", resp.Table.ID, resp.Table.Chains, resp.Table.Version)
+	} else {
+		fmt.Fprintln(w, "no unchained serving targets: no chain made")
+	}
+	if len(resp.Unplaced) > 0 {
+		fmt.Fprintf(w, "left in no chain (too few distinct nodes): targets %v\n", resp.Unplaced)
+	}
 }
 
 func newAdminTableCmd(run adminRun) *cobra.Command {

@@ -57,6 +57,7 @@ type upOpts struct {
 	warn               io.Writer // warnings (stderr)
 	timeout            time.Duration
 	storageNodes       int // --storage-nodes (up_nodes.go)
+	replicas           int // --replicas (up_replicas.go)
 }
 
 func newUpCmd() *cobra.Command {
@@ -87,7 +88,9 @@ file data and requests would cross the network in clear.
 processes, each in DATA/nodes/ID (ids 2, 3, ...) with one target, joined to this
 node: a multi-node cluster on one machine, the same binaries and configs as on
 several machines. Later starts run the nodes made before; 'fff down' stops
-them all. (Each chunk is still kept once: docs/replication.md.)
+them all. --replicas R keeps each chunk on R of these nodes (chain
+replication, docs/replication.md): the targets join chains of R targets on
+distinct nodes once all nodes are up. R is chosen when the cluster is made.
 
 The cluster of the default data directory is the default cluster. A cluster
 started with another --data becomes the default only when none is recorded
@@ -110,6 +113,7 @@ started with another --data becomes the default only when none is recorded
 	f.StringVar(&o.fffd, "fffd", "", "fffd binary (default: next to this fff, else on PATH)")
 	f.DurationVar(&o.timeout, "timeout", 60*time.Second, "how long to wait for the cluster to come up")
 	f.IntVar(&o.storageNodes, "storage-nodes", 0, "also run N storage nodes as separate fffd processes (DATA/nodes/2, …) joined to this one; later starts run those made before too")
+	f.IntVar(&o.replicas, "replicas", 0, "copies of each chunk, on distinct nodes (chains of R targets; needs --storage-nodes R-1 or more; chosen when the cluster is made)")
 	return cmd
 }
 
@@ -133,6 +137,10 @@ func runUp(ctx context.Context, out io.Writer, o upOpts) error {
 		return err
 	}
 	withNodes := o.storageNodes > 0 || len(made) > 0
+	replicas, err := upReplicas(data, o.replicas, max(o.storageNodes, len(made)))
+	if err != nil {
+		return err
+	}
 	if withNodes && useTLS {
 		return fmt.Errorf("storage nodes under TLS are not supported by 'fff up' yet: start the cluster without --tls, or configure the nodes by hand (docs/operations.md)")
 	}
@@ -150,7 +158,7 @@ func runUp(ctx context.Context, out io.Writer, o upOpts) error {
 			if err != nil {
 				return err
 			}
-			started, err := upStorageNodes(ctx, bin, data, ri.Address, o.storageNodes, o.timeout)
+			started, err := upStorageNodes(ctx, bin, data, ri.Address, o.storageNodes, replicas > 1, o.timeout)
 			if err != nil {
 				return err
 			}
@@ -158,6 +166,11 @@ func runUp(ctx context.Context, out io.Writer, o upOpts) error {
 				p.Release()
 			}
 			printStorageNodes(out, data)
+			if replicas > 1 {
+				if err := placeChains(ctx, out, data, ri.Address, replicas); err != nil {
+					return err
+				}
+			}
 		}
 		printCluster(out, info, def)
 		return nil
@@ -181,7 +194,10 @@ func runUp(ctx context.Context, out io.Writer, o upOpts) error {
 			return err
 		}
 		args = append(args, "--config", cfg)
-	} else if !loopbackListen(listen) && o.warn != nil {
+	} else if p := filepath.Join(data, localConfig); fileExists(p) {
+		args = append(args, "--config", p)
+	}
+	if !useTLS && !loopbackListen(listen) && o.warn != nil {
 		fmt.Fprintf(o.warn, "warning: %s is reachable from other hosts without TLS: file data and requests cross the network in clear, and a connection can be taken over after its handshake; use 'fff up --tls'\n", listen)
 	}
 	c := exec.Command(bin, args...)
@@ -218,11 +234,20 @@ func runUp(ctx context.Context, out io.Writer, o upOpts) error {
 	}
 	var nodes []*os.Process
 	if withNodes {
-		if nodes, err = upStorageNodes(ctx, bin, data, ri.Address, o.storageNodes, o.timeout); err != nil {
+		if nodes, err = upStorageNodes(ctx, bin, data, ri.Address, o.storageNodes, replicas > 1, o.timeout); err != nil {
 			c.Process.Signal(syscall.SIGTERM)
 			return err
 		}
 		printStorageNodes(out, data)
+		if replicas > 1 {
+			if err := placeChains(ctx, out, data, ri.Address, replicas); err != nil {
+				for _, p := range nodes {
+					p.Signal(syscall.SIGTERM)
+				}
+				c.Process.Signal(syscall.SIGTERM)
+				return err
+			}
+		}
 	}
 	stopNodes := func() {
 		for _, p := range nodes {

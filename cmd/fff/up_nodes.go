@@ -52,7 +52,9 @@ func storageNodes(data string) ([]uint32, error) {
 // those made by earlier starts, and new ones until there are n. Each runs
 // in its own session (it outlives this command when daemon) and logs to its
 // directory's fffd.log. It returns the processes it started.
-func upStorageNodes(ctx context.Context, bin, data, control string, n int, timeout time.Duration) ([]*os.Process, error) {
+// With manual, their targets wait for placement in replicated chains
+// (up_replicas.go).
+func upStorageNodes(ctx context.Context, bin, data, control string, n int, manual bool, timeout time.Duration) ([]*os.Process, error) {
 	ids, err := storageNodes(data)
 	if err != nil {
 		return nil, err
@@ -64,7 +66,7 @@ func upStorageNodes(ctx context.Context, bin, data, control string, n int, timeo
 	}
 	var started []*os.Process
 	for _, id := range ids {
-		p, err := upStorageNode(ctx, bin, data, control, id, timeout)
+		p, err := upStorageNode(ctx, bin, data, control, id, manual, timeout)
 		if err != nil {
 			for _, q := range started {
 				q.Signal(syscall.SIGTERM)
@@ -79,7 +81,7 @@ func upStorageNodes(ctx context.Context, bin, data, control string, n int, timeo
 }
 
 // upStorageNode starts storage node id unless it runs (nil process then).
-func upStorageNode(ctx context.Context, bin, data, control string, id uint32, timeout time.Duration) (*os.Process, error) {
+func upStorageNode(ctx context.Context, bin, data, control string, id uint32, manual bool, timeout time.Duration) (*os.Process, error) {
 	dir := filepath.Join(data, nodesDir, strconv.FormatUint(uint64(id), 10))
 	if _, ok := runningCluster(dir); ok {
 		return nil, nil
@@ -99,6 +101,9 @@ func upStorageNode(ctx context.Context, bin, data, control string, id uint32, ti
 		}
 	}
 	cfg := fmt.Sprintf("# written by fff up --storage-nodes\n[node]\nid = %d\n\n[mgmtd]\naddress = %q\n\n[storage]\ntargets = [\"targets/0\"]\n", id, control)
+	if manual {
+		cfg += "chains = \"manual\"\n"
+	}
 	cfgPath := filepath.Join(dir, "fffd.toml")
 	if err := fileutil.WriteAtomic(cfgPath, []byte(cfg), 0o600); err != nil {
 		return nil, err

@@ -47,6 +47,8 @@ import (
 //	targets = []          # target directories; `local` defaults to 2 under data_dir/targets
 //	unchecked_capabilities = false  # true: serve chunks without capabilities (benchmarks only)
 //	credentials_ttl = "30s"  # how long the storage role trusts meta's answer about a token
+//	chains = "single"     # single: each target a chain of its own in chain table 1;
+//	                      # manual: targets join chains an admin makes (fff admin chain place|create)
 //
 //	[rpc]                 # the limits of the RPC server (docs/security.md)
 //	max_conns = 4096
@@ -135,6 +137,12 @@ type StorageConfig struct {
 	// token before asking again: a removed user or rotated token is
 	// refused by new connections within it (meta.RemoteAuthenticator).
 	CredentialsTTL Duration `toml:"credentials_ttl"`
+	// Chains says how the node's new targets join chains: "single" (the
+	// default) makes each one a chain of its own in chain table 1 (one
+	// copy per chunk); "manual" leaves them unchained, for replicated
+	// chains an admin makes over several nodes (`fff admin chain place`,
+	// `fff admin chain create`; docs/replication.md).
+	Chains string `toml:"chains"`
 }
 
 // Duration reads "10s"-style durations from TOML.
@@ -206,6 +214,13 @@ func (c *Config) validate() error {
 	}
 	if err := c.TLS.resolve(abs); err != nil {
 		return err
+	}
+	switch c.Storage.Chains {
+	case "":
+		c.Storage.Chains = "single"
+	case "single", "manual":
+	default:
+		return fmt.Errorf("config: storage.chains %q: use single or manual", c.Storage.Chains)
 	}
 	switch c.KV.Backend {
 	case "bbolt", "fdb":

@@ -280,7 +280,7 @@ func runLocal(ctx context.Context, cfg Config) error {
 	if err := makeTargetDirs(targets); err != nil {
 		return n.abort(err)
 	}
-	if err := registerTargets(ctx, mg, cfg.Node.ID, n.addr, targets); err != nil {
+	if err := registerTargets(ctx, mg, cfg.Node.ID, n.addr, targets, cfg.Storage.Chains == "single"); err != nil {
 		return n.abort(fmt.Errorf("bootstrap: %w", err))
 	}
 	ms, err := n.startMeta(ctx, meta.Options{ChainTables: mg, Capacity: mg})
@@ -321,6 +321,7 @@ func runLocal(ctx context.Context, cfg Config) error {
 		},
 		n.pruneSessions(ms),
 		func(ctx context.Context) error { return st.RunGC(ctx, gcq, 0) },
+		func(ctx context.Context) error { return st.RunResync(ctx, mg, 0) },
 	)
 }
 

@@ -114,7 +114,7 @@ func runStorage(ctx context.Context, cfg Config) error {
 	pool := rpc.NewPool(cfg.Mgmtd.Address, admin, n.poolOpts(0))
 	defer pool.Close()
 	client := cluster.NewClient(pool)
-	if err := registerTargets(ctx, client, cfg.Node.ID, n.addr, cfg.Storage.Targets); err != nil {
+	if err := registerTargets(ctx, client, cfg.Node.ID, n.addr, cfg.Storage.Targets, cfg.Storage.Chains == "single"); err != nil {
 		return n.abort(fmt.Errorf("registering with mgmtd: %w", err))
 	}
 	routing := cluster.NewRoutingCache(client, cluster.RoutingCacheOptions{Logger: n.log})
@@ -136,6 +136,7 @@ func runStorage(ctx context.Context, cfg Config) error {
 	return n.serve(ctx, auth, svc.RegisterHandlers,
 		routing.Run,
 		func(ctx context.Context) error { return svc.RunGC(ctx, gcq, 0) },
+		func(ctx context.Context) error { return svc.RunResync(ctx, client, 0) },
 		func(ctx context.Context) error {
 			return cluster.RunHeartbeats(ctx, client, cluster.HeartbeatOptions{
 				NodeID: cfg.Node.ID, Stats: svc.Stats, Cache: routing, Logger: n.log,

@@ -79,8 +79,10 @@ func checkTargetID(dir string, id targetID, ri *proto.RoutingInfo, nodeID uint32
 // mgmtd (mgmtd.BootstrapTargets): a directory with an id file by the id it
 // records, once checked to belong to this cluster and node; one without (a
 // new target, or one from before id files) by path, and it then gets its
-// id file.
-func registerTargets(ctx context.Context, api mgmtd.API, nodeID uint32, addr string, paths []string) error {
+// id file. With ownChains each target without a chain gets one of its own
+// in chain table 1; without, targets stay unchained (storage.chains =
+// "manual").
+func registerTargets(ctx context.Context, api mgmtd.API, nodeID uint32, addr string, paths []string, ownChains bool) error {
 	ri, err := api.GetRouting(ctx, 0)
 	if err != nil {
 		return fmt.Errorf("routing: %w", err)
@@ -103,7 +105,12 @@ func registerTargets(ctx context.Context, api mgmtd.API, nodeID uint32, addr str
 		}
 		req[i].Path, has[i] = p, ok
 	}
-	ts, err := mgmtd.BootstrapTargets(ctx, api, nodeID, addr, req, 1)
+	var ts []proto.Target
+	if ownChains {
+		ts, err = mgmtd.BootstrapTargets(ctx, api, nodeID, addr, req, 1)
+	} else {
+		ts, err = mgmtd.RegisterNodeTargets(ctx, api, nodeID, addr, req)
+	}
 	if err != nil {
 		return err
 	}

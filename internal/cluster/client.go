@@ -83,6 +83,14 @@ func (c *Client) AddToChainTable(ctx context.Context, id uint32, chains []uint32
 	return resp.Table, err
 }
 
+// PlaceChains makes chains of replicas targets on distinct nodes from the
+// unchained serving targets and appends them to chain table table.
+func (c *Client) PlaceChains(ctx context.Context, table uint32, replicas int) (proto.PlaceChainsResp, error) {
+	var resp proto.PlaceChainsResp
+	_, err := c.c.Call(ctx, proto.MgmtdPlaceChains, &proto.PlaceChainsReq{Table: table, Replicas: replicas}, &resp)
+	return resp, err
+}
+
 // SetTargetState implements API.
 func (c *Client) SetTargetState(ctx context.Context, id uint32, state proto.TargetState) error {
 	var resp proto.SetTargetStateResp

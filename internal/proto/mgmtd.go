@@ -33,6 +33,8 @@ const (
 	// MgmtdAddToChainTable: AddToChainTableReq → AddToChainTableResp.
 	// Admin only.
 	MgmtdAddToChainTable uint16 = 8
+	// MgmtdPlaceChains: PlaceChainsReq → PlaceChainsResp. Admin only.
+	MgmtdPlaceChains uint16 = 9
 
 	// MgmtdMethodMax is the last method number reserved for mgmtd.
 	MgmtdMethodMax uint16 = 99
@@ -348,6 +350,22 @@ type AddToChainTableReq struct {
 // AddToChainTableResp carries the table as stored.
 type AddToChainTableResp struct {
 	Table ChainTable `msgpack:"table"`
+}
+
+// PlaceChainsReq makes chains of Replicas targets on distinct nodes out of
+// the serving targets in no chain, and appends them to chain table Table,
+// in one transaction.
+type PlaceChainsReq struct {
+	Table    uint32 `msgpack:"table"`
+	Replicas int    `msgpack:"replicas"`
+}
+
+// PlaceChainsResp lists the chains made, the table as stored, and the
+// targets left out (too few distinct nodes left to make another chain).
+type PlaceChainsResp struct {
+	Chains   []Chain    `msgpack:"chains"`
+	Table    ChainTable `msgpack:"table"`
+	Unplaced []uint32   `msgpack:"unplaced"`
 }
 
 // SetTargetStateReq sets a target's state.

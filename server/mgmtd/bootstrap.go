@@ -52,25 +52,7 @@ func BootstrapTargets(ctx context.Context, api API, nodeID uint32, addr string, 
 	if replication != 1 {
 		return nil, proto.Errorf(proto.EINVAL, "mgmtd: bootstrap: replication %d needs as many nodes; a single node supports 1", replication)
 	}
-	if len(targets) == 0 {
-		return nil, proto.Errorf(proto.EINVAL, "mgmtd: bootstrap: no target paths")
-	}
-	paths := make([]string, len(targets))
-	for i, t := range targets {
-		paths[i] = filepath.Clean(t.Path)
-		if slices.Contains(paths[:i], paths[i]) {
-			return nil, proto.Errorf(proto.EINVAL, "mgmtd: bootstrap: target path %q listed twice", t.Path)
-		}
-	}
-	host, _ := os.Hostname()
-	if _, err := api.RegisterNode(ctx, proto.Node{ID: nodeID, Roles: proto.RolesAll, Addr: addr, Hostname: host}); err != nil {
-		return nil, err
-	}
-	req := make([]proto.Target, len(paths))
-	for i, p := range paths {
-		req[i] = proto.Target{ID: targets[i].ID, NodeID: nodeID, Path: p}
-	}
-	registered, err := api.RegisterTargets(ctx, req)
+	registered, err := RegisterNodeTargets(ctx, api, nodeID, addr, targets)
 	if err != nil {
 		return nil, err
 	}
@@ -92,4 +74,30 @@ func BootstrapTargets(ctx context.Context, api API, nodeID uint32, addr string, 
 		return nil, err
 	}
 	return registered, nil
+}
+
+// RegisterNodeTargets registers node nodeID at addr with every role and
+// its targets (as BootstrapTargets does) and makes no chains: a storage
+// node whose targets join replicated chains that an admin makes
+// (`fff admin chain create`, `fff admin chain place`).
+func RegisterNodeTargets(ctx context.Context, api API, nodeID uint32, addr string, targets []proto.Target) ([]proto.Target, error) {
+	if len(targets) == 0 {
+		return nil, proto.Errorf(proto.EINVAL, "mgmtd: bootstrap: no target paths")
+	}
+	paths := make([]string, len(targets))
+	for i, t := range targets {
+		paths[i] = filepath.Clean(t.Path)
+		if slices.Contains(paths[:i], paths[i]) {
+			return nil, proto.Errorf(proto.EINVAL, "mgmtd: bootstrap: target path %q listed twice", t.Path)
+		}
+	}
+	host, _ := os.Hostname()
+	if _, err := api.RegisterNode(ctx, proto.Node{ID: nodeID, Roles: proto.RolesAll, Addr: addr, Hostname: host}); err != nil {
+		return nil, err
+	}
+	req := make([]proto.Target, len(paths))
+	for i, p := range paths {
+		req[i] = proto.Target{ID: targets[i].ID, NodeID: nodeID, Path: p}
+	}
+	return api.RegisterTargets(ctx, req)
 }

@@ -79,6 +79,14 @@ func RegisterHandlers(s *rpc.Server, svc *Service) {
 		t, err := svc.AddToChainTable(ctx, r.ID, r.Chains)
 		return &proto.AddToChainTableResp{Table: t}, err
 	}))
+	s.Handle(proto.MgmtdPlaceChains, rpc.AccessAdmin, reply(func(ctx context.Context, req *rpc.Request) (any, error) {
+		var r proto.PlaceChainsReq
+		if err := req.Decode(&r); err != nil {
+			return nil, err
+		}
+		resp, err := svc.PlaceChains(ctx, r.Table, r.Replicas)
+		return &resp, err
+	}))
 	s.Handle(proto.MgmtdSetTargetState, rpc.AccessAdmin, reply(func(ctx context.Context, req *rpc.Request) (any, error) {
 		var r proto.SetTargetStateReq
 		if err := req.Decode(&r); err != nil {

@@ -29,11 +29,14 @@ import (
 // write moves down the chain while each disk writes it (pipelined). A hop
 // checks the update's base version before it forwards anything.
 
-// Forwarder sends chain updates to targets on other nodes (RPCPeers).
+// Forwarder reaches targets on other nodes (RPCPeers): chain updates, and
+// the dumps resync compares.
 type Forwarder interface {
 	// Forward sends req (with payload: a write's data, a replace's chunk)
 	// to the node at addr and returns the successor's new version.
 	Forward(ctx context.Context, addr string, req *proto.StorageForwardReq, payload []byte) (uint64, error)
+	// Dump lists a page of a target's chunks on the node at addr.
+	Dump(ctx context.Context, addr string, req proto.StorageDumpReq) (proto.StorageDumpResp, error)
 }
 
 // DefaultForwardTimeout bounds how long a hop keeps trying to hand an

@@ -30,6 +30,10 @@ func (f *forwarder) Forward(ctx context.Context, addr string, req *proto.Storage
 	return fn(req, payload)
 }
 
+func (f *forwarder) Dump(context.Context, string, proto.StorageDumpReq) (proto.StorageDumpResp, error) {
+	return proto.StorageDumpResp{}, proto.Errorf(proto.Unavailable, "test: no dumps")
+}
+
 func (f *forwarder) recorded() ([]proto.StorageForwardReq, [][]byte) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

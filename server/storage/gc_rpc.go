@@ -104,6 +104,13 @@ func (p *RPCPeers) Forward(ctx context.Context, addr string, req *proto.StorageF
 	return resp.Version, nil
 }
 
+// Dump implements Forwarder.
+func (p *RPCPeers) Dump(ctx context.Context, addr string, req proto.StorageDumpReq) (proto.StorageDumpResp, error) {
+	var resp proto.StorageDumpResp
+	_, err := p.pool(addr).Call(ctx, proto.MethodStorageDump, &req, &resp)
+	return resp, err
+}
+
 // Close closes the pools.
 func (p *RPCPeers) Close() error {
 	p.mu.Lock()

@@ -82,6 +82,7 @@ type Service struct {
 	unchecked  bool
 	fwd        Forwarder
 	fwdTimeout time.Duration
+	rs         resyncs
 	closeOnce  sync.Once
 	closeErr   error
 }

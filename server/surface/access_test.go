@@ -31,6 +31,7 @@ var whoMayCall = map[uint16]string{
 	proto.MgmtdSetChainTable:   admin,
 	proto.MgmtdSetTargetState:  admin,
 	proto.MgmtdAddToChainTable: admin,
+	proto.MgmtdPlaceChains:     admin,
 
 	proto.MethodMetaLookup:       objects,
 	proto.MethodMetaStat:         objects,

@@ -1,0 +1,293 @@
+package storage
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"fff/internal/proto"
+	"fff/server/storage/chunkengine"
+)
+
+// Resync (DESIGN §7, docs/replication.md): a syncing target receives every
+// new write of its chain, and its predecessor — the chain's last serving
+// member, a target of this node — sends it every chunk whose committed
+// version or content differs (full-chunk replace, under the chunk's lock,
+// so it orders with the writes flowing down the chain) and removes the
+// chunks it has that the predecessor does not. Then the predecessor asks
+// mgmtd to make it serving. No admin call is needed.
+
+// TargetStates sets targets' public states: mgmtd (in process, or a
+// cluster.Client).
+type TargetStates interface {
+	SetTargetState(ctx context.Context, id uint32, state proto.TargetState) error
+}
+
+// resyncParallel is how many chunks a resync sends at once.
+const resyncParallel = 4
+
+// ResyncProgress describes one running resync.
+type ResyncProgress struct {
+	Chain, From, To uint32 // chain, serving predecessor, syncing target
+	Chunks          int64  // chunks compared so far
+	Sent            int64  // chunks sent whole or removed
+	Bytes           int64  // bytes sent
+}
+
+// resyncs tracks the node's running resyncs, one per syncing target.
+type resyncs struct {
+	mu  sync.Mutex
+	run map[uint32]*resyncRun // by syncing target
+}
+
+type resyncRun struct {
+	chain, from, to      uint32
+	chunks, sent, nbytes atomic.Int64
+}
+
+// Resyncs reports the resyncs this node runs now, by syncing target.
+func (s *Service) Resyncs() []ResyncProgress {
+	s.rs.mu.Lock()
+	defer s.rs.mu.Unlock()
+	out := make([]ResyncProgress, 0, len(s.rs.run))
+	for _, r := range s.rs.run {
+		out = append(out, ResyncProgress{Chain: r.chain, From: r.from, To: r.to,
+			Chunks: r.chunks.Load(), Sent: r.sent.Load(), Bytes: r.nbytes.Load()})
+	}
+	return out
+}
+
+// RunResync starts a resync for every syncing target whose predecessor is
+// a serving target of this node, checking the routing every interval (a
+// second if 0), until ctx ends. Without states (nil) it does nothing: the
+// node cannot tell mgmtd that a target caught up.
+func (s *Service) RunResync(ctx context.Context, states TargetStates, interval time.Duration) error {
+	if states == nil {
+		<-ctx.Done()
+		return nil
+	}
+	if interval <= 0 {
+		interval = time.Second
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		var chains []proto.Chain
+		ri := s.routing.Get()
+		if ri != nil {
+			chains = ri.Chains
+		}
+		for _, c := range chains {
+			for _, tid := range c.Targets {
+				t := s.targets[tid]
+				if t == nil {
+					continue
+				}
+				next, _ := successor(ri, &c, tid)
+				if next == 0 || ri.Target(tid).State != proto.TargetServing || ri.Target(next).State != proto.TargetSyncing {
+					continue
+				}
+				r := s.startResync(c.ID, tid, next)
+				if r == nil {
+					continue // already running
+				}
+				wg.Go(func() {
+					defer s.endResync(r)
+					start := time.Now()
+					if err := s.resync(ctx, t, r, c.Version, states); err != nil {
+						if ctx.Err() == nil {
+							s.log.Warn().Err(err).Uint32("chain", r.chain).Uint32("target", r.to).Msg("storage: resync failed; retrying")
+						}
+						return
+					}
+					s.log.Info().Uint32("chain", r.chain).Uint32("target", r.to).Uint32("from", r.from).
+						Int64("chunks", r.chunks.Load()).Int64("sent", r.sent.Load()).Int64("bytes", r.nbytes.Load()).
+						Dur("took", time.Since(start)).Msg("storage: resync done; target serving")
+				})
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+func (s *Service) startResync(chain, from, to uint32) *resyncRun {
+	s.rs.mu.Lock()
+	defer s.rs.mu.Unlock()
+	if s.rs.run == nil {
+		s.rs.run = map[uint32]*resyncRun{}
+	}
+	if s.rs.run[to] != nil {
+		return nil
+	}
+	r := &resyncRun{chain: chain, from: from, to: to}
+	s.rs.run[to] = r
+	return r
+}
+
+func (s *Service) endResync(r *resyncRun) {
+	s.rs.mu.Lock()
+	defer s.rs.mu.Unlock()
+	delete(s.rs.run, r.to)
+}
+
+// resync brings target r.to up to date from t (= r.from) and makes it
+// serving, if chain r.chain is still at version cv then: a change of the
+// chain meanwhile (r.to went offline and back, say) means starting over.
+func (s *Service) resync(ctx context.Context, t *target, r *resyncRun, cv uint32, states TargetStates) error {
+	remote, err := s.dumpAll(ctx, r.chain, r.to)
+	if err != nil {
+		return err
+	}
+	work := make(chan chunkengine.ChunkID)
+	errc := make(chan error, resyncParallel)
+	var wg sync.WaitGroup
+	for range resyncParallel {
+		wg.Go(func() {
+			for id := range work {
+				if err := s.syncChunk(ctx, t, r, id); err != nil {
+					errc <- err
+					return
+				}
+			}
+		})
+	}
+	failed := func() error {
+		select {
+		case err := <-errc:
+			return err
+		default:
+			return ctx.Err()
+		}
+	}
+	send := func(id chunkengine.ChunkID) error {
+		select {
+		case work <- id:
+			return nil
+		case err := <-errc:
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	err = func() error {
+		var after *chunkengine.ChunkID
+		for {
+			page, more, err := t.eng.Scan(ctx, after, dumpPage)
+			if err != nil {
+				return err
+			}
+			for _, ci := range page {
+				r.chunks.Add(1)
+				rs, ok := remote[ci.ID]
+				delete(remote, ci.ID)
+				if ok && rs.Version == ci.Version && int64(rs.Length) == ci.Length && rs.Checksum == ci.Checksum {
+					continue
+				}
+				if err := send(ci.ID); err != nil {
+					return err
+				}
+			}
+			if !more || len(page) == 0 {
+				break
+			}
+			after = &page[len(page)-1].ID
+		}
+		for id := range remote { // only the syncing target has them
+			r.chunks.Add(1)
+			if err := send(id); err != nil {
+				return err
+			}
+		}
+		return nil
+	}()
+	close(work)
+	wg.Wait()
+	if err == nil {
+		err = failed()
+	}
+	if err != nil {
+		return err
+	}
+	ri := s.routing.Get()
+	c := ri.Chain(r.chain)
+	if c == nil || c.Version != cv {
+		return proto.Errorf(proto.ChainVersionMismatch, "storage: chain %d changed during the resync of target %d", r.chain, r.to)
+	}
+	return states.SetTargetState(ctx, r.to, proto.TargetServing)
+}
+
+// syncChunk sends t's chunk id whole to r.to (a removal if t has none),
+// under the chunk's lock.
+func (s *Service) syncChunk(ctx context.Context, t *target, r *resyncRun, id chunkengine.ChunkID) error {
+	unlock := t.locks.lock(id)
+	defer unlock()
+	ri := s.routing.Get()
+	c := ri.Chain(r.chain)
+	if c == nil {
+		return proto.Errorf(proto.ChainVersionMismatch, "storage: chain %d is gone", r.chain)
+	}
+	if next, _ := successor(ri, c, t.id); next != r.to {
+		return proto.Errorf(proto.ChainVersionMismatch, "storage: target %d no longer follows %d in chain %d", r.to, t.id, r.chain)
+	}
+	req := &proto.StorageForwardReq{Chunk: proto.ChunkRef{Ino: id.Ino, Index: id.Index, ChainID: c.ID, ChainVersion: c.Version, TargetID: r.to}}
+	payload, release, err := s.wholeChunk(ctx, t, id, req)
+	if err != nil {
+		return err
+	}
+	if release != nil {
+		defer release()
+	}
+	if _, err := s.send(ctx, ri, req, payload); err != nil {
+		return fmt.Errorf("storage: resync of chunk %v to target %d: %w", id, r.to, err)
+	}
+	r.sent.Add(1)
+	r.nbytes.Add(int64(len(payload)))
+	return nil
+}
+
+// dumpAll lists every chunk of target tid (on this node or another).
+func (s *Service) dumpAll(ctx context.Context, chain, tid uint32) (map[chunkengine.ChunkID]proto.ChunkState, error) {
+	out := map[chunkengine.ChunkID]proto.ChunkState{}
+	req := proto.StorageDumpReq{TargetID: tid}
+	for {
+		var resp proto.StorageDumpResp
+		var err error
+		if s.targets[tid] != nil {
+			resp, err = s.Dump(ctx, req)
+		} else {
+			resp, err = s.remoteDump(ctx, tid, req)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("storage: dump of target %d (chain %d): %w", tid, chain, err)
+		}
+		for _, cs := range resp.Chunks {
+			out[chunkengine.ChunkID{Ino: cs.Ino, Index: cs.Index}] = cs
+		}
+		if !resp.More || len(resp.Chunks) == 0 {
+			return out, nil
+		}
+		last := resp.Chunks[len(resp.Chunks)-1]
+		req.After = &last
+	}
+}
+
+func (s *Service) remoteDump(ctx context.Context, tid uint32, req proto.StorageDumpReq) (proto.StorageDumpResp, error) {
+	ri := s.routing.Get()
+	tg := ri.Target(tid)
+	if tg == nil {
+		return proto.StorageDumpResp{}, proto.Errorf(proto.ENOENT, "storage: no target %d", tid)
+	}
+	n := ri.Node(tg.NodeID)
+	if n == nil || n.Addr == "" || s.fwd == nil {
+		return proto.StorageDumpResp{}, proto.Errorf(proto.Unavailable, "storage: cannot reach node %d of target %d", tg.NodeID, tid)
+	}
+	return s.fwd.Dump(ctx, n.Addr, req)
+}

@@ -1,0 +1,180 @@
+package tests
+
+import (
+	"bytes"
+	"encoding/json"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+type adminTarget struct {
+	ID    uint32 `json:"id"`
+	Node  uint32 `json:"node_id"`
+	Chain uint32 `json:"chain_id"`
+	State string `json:"state"`
+	Path  string `json:"path"`
+}
+
+func targetsOf(t *testing.T, env []string) []adminTarget {
+	t.Helper()
+	var ts []adminTarget
+	if err := json.Unmarshal([]byte(mustFFF(t, env, "admin", "targets", "--json")), &ts); err != nil {
+		t.Fatal(err)
+	}
+	return ts
+}
+
+// replicaChunks maps each chunk data file of target directory dir, by chunk
+// (the name without its generation), to its bytes without the zero
+// padding of whole-block writes.
+func replicaChunks(t *testing.T, dir string) map[string][]byte {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, "data", "*", "*", "*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]byte{}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := filepath.Base(f)
+		name = name[:strings.LastIndexByte(name, '.')]
+		if _, dup := out[name]; dup {
+			t.Fatalf("%s: two data files of chunk %s", dir, name)
+		}
+		out[name] = bytes.TrimRight(b, "\x00")
+	}
+	return out
+}
+
+// TestReplicatedCluster: `fff up --storage-nodes 2 --replicas 3` keeps every
+// chunk on three nodes (separate fffd processes). With one storage node
+// killed (-9), a file reads back at once and a new file is written once
+// mgmtd notices (its heartbeat timeout); restarted, the node's target is
+// syncing, receives what it missed from its predecessor and becomes
+// serving by itself, and every replica of every chunk is then the same.
+func TestReplicatedCluster(t *testing.T) {
+	t.Parallel()
+	config, data := t.TempDir(), t.TempDir()
+	env := append(cleanEnv(), "XDG_CONFIG_HOME="+config)
+	t.Cleanup(func() { killCluster(data) })
+	out := mustFFF(t, env, "up", "--daemon", "--data", data, "--storage-nodes", "2", "--replicas", "3")
+	if !strings.Contains(out, "chain table 1") {
+		t.Fatalf("fff up --replicas 3 made no chains:\n%s", out)
+	}
+	// A short heartbeat timeout for the failover below; the restart of
+	// every node also sends the control node's and one storage node's
+	// targets through resync.
+	mustFFF(t, env, "down", "--data", data)
+	f, err := os.OpenFile(filepath.Join(data, "local.toml"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("\n[mgmtd]\nheartbeat_timeout = \"2s\"\n")
+	f.Close()
+	mustFFF(t, env, "up", "--daemon", "--data", data)
+	chained := waitServing(t, env)
+	if len(chained) != 3 {
+		t.Fatalf("targets in chains: %+v, want 3 on 3 nodes", chained)
+	}
+
+	rng := rand.New(rand.NewPCG(5, 5))
+	put := func(name string, n int) []byte {
+		b := randData(rng, n)
+		src := filepath.Join(t.TempDir(), "src")
+		if err := os.WriteFile(src, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		mustFFF(t, env, "put", src, name)
+		return b
+	}
+	get := func(name string, want []byte) {
+		t.Helper()
+		dst := filepath.Join(t.TempDir(), "dst")
+		mustFFF(t, env, "get", name, dst)
+		if got, err := os.ReadFile(dst); err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("%s: %d bytes, %v; differs from what was put", name, len(got), err)
+		}
+	}
+	a := put("/a", 10<<20+123)
+	get("/a", a)
+
+	var ri struct{ PID int }
+	b, err := os.ReadFile(filepath.Join(data, "nodes", "3", "fffd.json"))
+	if err != nil || json.Unmarshal(b, &ri) != nil || ri.PID <= 0 {
+		t.Fatalf("storage node 3: fffd.json %s %v", b, err)
+	}
+	if err := syscall.Kill(ri.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	get("/a", a)
+	c := put("/c", 6<<20+5) // stalls until node 3 is offline, then goes on
+	get("/c", c)
+	for _, tg := range targetsOf(t, env) {
+		if tg.Node == 3 && tg.State != "offline" {
+			t.Fatalf("target %+v of the killed node", tg)
+		}
+	}
+
+	mustFFF(t, env, "up", "--daemon", "--data", data)
+	chained = waitServing(t, env)
+	get("/a", a)
+	get("/c", c)
+	var first map[string][]byte
+	for i, tg := range chained {
+		files := replicaChunks(t, tg.Path)
+		if i == 0 {
+			first = files
+			if len(files) != 5 { // 3 chunks of /a, 2 of /c
+				names := make([]string, 0, len(files))
+				for n := range files {
+					names = append(names, n)
+				}
+				sort.Strings(names)
+				t.Fatalf("target %d holds chunks %v, want 5", tg.ID, names)
+			}
+			continue
+		}
+		if len(files) != len(first) {
+			t.Fatalf("target %d holds %d chunks, target %d %d", tg.ID, len(files), chained[0].ID, len(first))
+		}
+		for name, b := range files {
+			if !bytes.Equal(b, first[name]) {
+				t.Fatalf("chunk %s differs between targets %d and %d", name, tg.ID, chained[0].ID)
+			}
+		}
+	}
+	mustFFF(t, env, "down", "--data", data)
+}
+
+// waitServing waits until every target in a chain serves (resyncs done)
+// and returns those targets.
+func waitServing(t *testing.T, env []string) []adminTarget {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute) // a bound for failure only
+	for {
+		var chained []adminTarget
+		all := true
+		for _, tg := range targetsOf(t, env) {
+			if tg.Chain != 0 {
+				chained = append(chained, tg)
+				all = all && tg.State == "serving"
+			}
+		}
+		if all && len(chained) > 0 {
+			return chained
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("targets not all serving: %+v", chained)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
