@@ -355,3 +355,56 @@ func TestForwardedChecks(t *testing.T) {
 	}
 	e.sameReplicas(t, "forwarded by hand", 6, 0, []byte("BAse"), 11, 12)
 }
+
+// gcPeers are node 2's GC side for TestGCCutFollowsChain: removals are
+// accepted (and counted); cuts must not reach it directly.
+type gcPeers struct {
+	mu      sync.Mutex
+	removes int
+	cuts    int
+}
+
+func (p *gcPeers) RemoveInode(context.Context, string, uint32, uint64, uint32) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.removes++
+	return nil
+}
+
+func (p *gcPeers) CutChunk(context.Context, string, proto.ChunkRef, uint32) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cuts++
+	return nil
+}
+
+// TestGCCutFollowsChain: garbage collection of a truncated file cuts its
+// last chunk through the chain's head, here this node's target, so the
+// replica on node 2 is cut too (a forwarded truncate), and removes the
+// chunks past it on every member.
+func TestGCCutFollowsChain(t *testing.T) {
+	fw := &forwarder{fn: func(req *proto.StorageForwardReq, _ []byte) (uint64, error) { return req.Version, nil }}
+	e := newEnv(t, func(o *storage.Options) { o.Forwarder = fw })
+	e.addChain(5, 10, 20)
+	for idx := range uint32(2) {
+		e.mustWrite(t, e.refOn(5, 10, 77, idx), 0, pattern(uint64(idx), 5000))
+	}
+	l := proto.Layout{ChunkSize: chunkSize, Stripe: 1, Chains: []uint32{5}}
+	q := &fakeQueue{recs: []proto.GCRecord{{ID: proto.GCID{Ino: 77, Seq: 1}, Kind: proto.GCTruncate, Layout: l, From: 1000}}}
+	peers := &gcPeers{}
+	if n, err := e.svc.GCOnce(e.ctx, storage.WithPeers(q, peers)); err != nil || n != 1 {
+		t.Fatalf("GCOnce: %d, %v", n, err)
+	}
+	calls, _ := fw.recorded()
+	last := calls[len(calls)-1]
+	if last.Kind != proto.ForwardTruncate || last.Length != 1000 || last.Chunk.TargetID != 20 || last.Chunk.Index != 0 {
+		t.Fatalf("last forward %+v, want a truncate of chunk 0 to 1000 for target 20", last)
+	}
+	if peers.cuts != 0 || peers.removes != 1 {
+		t.Fatalf("node 2 got %d direct cuts and %d removals, want 0 and 1", peers.cuts, peers.removes)
+	}
+	chunks, err := e.svc.Engine(10).List(e.ctx, 77)
+	if err != nil || len(chunks) != 1 || chunks[0].Length != 1000 {
+		t.Fatalf("head's chunks after the cut: %+v, %v", chunks, err)
+	}
+}

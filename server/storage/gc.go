@@ -244,9 +244,12 @@ func (s *Service) applyGC(ctx context.Context, ri *proto.RoutingInfo, peers GCPe
 		}
 		cutHere := cutLen > 0 && cut <= math.MaxUint32 && rec.Layout.ChainOf(cut) == cid
 		for i, tid := range chain.Targets {
+			// A chunk is cut through its chain's head, the only member
+			// that takes truncates: the other replicas follow the chain.
 			if t := s.targets[tid]; t != nil {
-				if cutHere {
-					if err := s.cutChunk(ctx, t, ino, uint32(cut), int64(cutLen)); err != nil {
+				if cutHere && i == 0 {
+					ref := proto.ChunkRef{Ino: ino, Index: uint32(cut), ChainID: cid, ChainVersion: chain.Version, TargetID: tid}
+					if err := s.cutChunk(ctx, t, ref, int64(cutLen)); err != nil {
 						return fmt.Errorf("gc record %d/%d: target %d: %w", ino, rec.ID.Seq, tid, err)
 					}
 				}
@@ -261,8 +264,6 @@ func (s *Service) applyGC(ctx context.Context, ri *proto.RoutingInfo, peers GCPe
 			if peers == nil || addr == "" {
 				return fmt.Errorf("gc record %d/%d: target %d of chain %d is on another node, which this GC loop cannot reach", ino, rec.ID.Seq, tid, cid)
 			}
-			// A remote chunk is cut through its chain's head, the only
-			// member that takes truncates (replicas follow the chain).
 			if cutHere && i == 0 {
 				ref := proto.ChunkRef{Ino: ino, Index: uint32(cut), ChainID: cid, ChainVersion: chain.Version, TargetID: tid}
 				if err := peers.CutChunk(ctx, addr, ref, uint32(cutLen)); err != nil {
@@ -291,10 +292,10 @@ func targetAddr(ri *proto.RoutingInfo, tid uint32) string {
 	return ""
 }
 
-// cutChunk shortens chunk (ino, idx) on t to length, if it is longer.
-func (s *Service) cutChunk(ctx context.Context, t *target, ino uint64, idx uint32, length int64) error {
-	id := chunkID(proto.ChunkRef{Ino: ino, Index: idx})
-	ci, err := t.eng.Stat(ctx, id)
+// cutChunk shortens chunk ref on head t to length, if it is longer, down
+// the whole chain.
+func (s *Service) cutChunk(ctx context.Context, t *target, ref proto.ChunkRef, length int64) error {
+	ci, err := t.eng.Stat(ctx, chunkID(ref))
 	if isNotFound(err) {
 		return nil
 	}
@@ -304,6 +305,6 @@ func (s *Service) cutChunk(ctx context.Context, t *target, ino uint64, idx uint3
 	if ci.Length <= length {
 		return nil
 	}
-	_, err = t.eng.Truncate(ctx, id, length)
+	_, err = s.headUpdate(ctx, t, ref, update{kind: proto.ForwardTruncate, length: length})
 	return err
 }
