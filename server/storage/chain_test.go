@@ -30,6 +30,15 @@ func (f *forwarder) Forward(ctx context.Context, addr string, req *proto.Storage
 	return fn(req, payload)
 }
 
+// set makes fn answer the forwards from now on. Under the lock: the race
+// detector does not see the order the RPC socket gives between the test
+// and the server's handler goroutines.
+func (f *forwarder) set(fn func(req *proto.StorageForwardReq, payload []byte) (uint64, error)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.fn = fn
+}
+
 func (f *forwarder) Dump(context.Context, string, proto.StorageDumpReq) (proto.StorageDumpResp, error) {
 	return proto.StorageDumpResp{}, proto.Errorf(proto.Unavailable, "test: no dumps")
 }
@@ -228,17 +237,15 @@ func TestChainPendingReads(t *testing.T) {
 	e := newEnv(t, func(o *storage.Options) { o.Forwarder = fw })
 	e.addChain(5, 10, 20) // 20 is on node 2: the forwarder
 	ref := e.refOn(5, 10, 3, 0)
-	fw.fn = func(*proto.StorageForwardReq, []byte) (uint64, error) { return 1, nil }
+	fw.set(func(*proto.StorageForwardReq, []byte) (uint64, error) { return 1, nil })
 	e.mustWrite(t, e.refOn(5, 10, 3, 1), 0, []byte("other chunk"))
 
 	arrived, release := make(chan struct{}), make(chan struct{})
-	fw.mu.Lock()
-	fw.fn = func(*proto.StorageForwardReq, []byte) (uint64, error) {
+	fw.set(func(*proto.StorageForwardReq, []byte) (uint64, error) {
 		close(arrived)
 		<-release
 		return 1, nil
-	}
-	fw.mu.Unlock()
+	})
 	done := make(chan error, 1)
 	go func() { _, err := e.write(t, ref, 0, []byte("new bytes")); done <- err }()
 	<-arrived
@@ -275,12 +282,12 @@ func TestChainForwardRecovers(t *testing.T) {
 	data := pattern(9, 12345)
 
 	// Version mismatch → replace with the head's chunk.
-	fw.fn = func(req *proto.StorageForwardReq, _ []byte) (uint64, error) {
+	fw.set(func(req *proto.StorageForwardReq, _ []byte) (uint64, error) {
 		if req.Kind != proto.ForwardReplace {
 			return 0, proto.Errorf(proto.ChunkVersionMismatch, "test: behind")
 		}
 		return req.Version, nil
-	}
+	})
 	e.mustWrite(t, ref, 0, data)
 	calls, payloads := fw.recorded()
 	if len(calls) != 2 || calls[1].Kind != proto.ForwardReplace || calls[1].Version != 1 || int(calls[1].Length) != len(data) || !bytes.Equal(payloads[1], data) {
@@ -291,10 +298,10 @@ func TestChainForwardRecovers(t *testing.T) {
 	// the head, alone, finishes the write.
 	fw.mu.Lock()
 	fw.calls, fw.data = nil, nil
-	fw.fn = func(*proto.StorageForwardReq, []byte) (uint64, error) {
-		return 0, proto.Errorf(proto.Unavailable, "test: node 2 is gone")
-	}
 	fw.mu.Unlock()
+	fw.set(func(*proto.StorageForwardReq, []byte) (uint64, error) {
+		return 0, proto.Errorf(proto.Unavailable, "test: node 2 is gone")
+	})
 	e.routing.mu.Lock()
 	next := e.routing.cur.Clone()
 	next.Target(20).State = proto.TargetOffline
@@ -400,8 +407,11 @@ func TestGCCutFollowsChain(t *testing.T) {
 	if last.Kind != proto.ForwardTruncate || last.Length != 1000 || last.Chunk.TargetID != 20 || last.Chunk.Index != 0 {
 		t.Fatalf("last forward %+v, want a truncate of chunk 0 to 1000 for target 20", last)
 	}
-	if peers.cuts != 0 || peers.removes != 1 {
-		t.Fatalf("node 2 got %d direct cuts and %d removals, want 0 and 1", peers.cuts, peers.removes)
+	peers.mu.Lock()
+	cuts, removes := peers.cuts, peers.removes
+	peers.mu.Unlock()
+	if cuts != 0 || removes != 1 {
+		t.Fatalf("node 2 got %d direct cuts and %d removals, want 0 and 1", cuts, removes)
 	}
 	chunks, err := e.svc.Engine(10).List(e.ctx, 77)
 	if err != nil || len(chunks) != 1 || chunks[0].Length != 1000 {
