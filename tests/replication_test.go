@@ -13,23 +13,6 @@ import (
 	"time"
 )
 
-type adminTarget struct {
-	ID    uint32 `json:"id"`
-	Node  uint32 `json:"node_id"`
-	Chain uint32 `json:"chain_id"`
-	State string `json:"state"`
-	Path  string `json:"path"`
-}
-
-func targetsOf(t *testing.T, env []string) []adminTarget {
-	t.Helper()
-	var ts []adminTarget
-	if err := json.Unmarshal([]byte(mustFFF(t, env, "admin", "targets", "--json")), &ts); err != nil {
-		t.Fatal(err)
-	}
-	return ts
-}
-
 // replicaChunks maps each chunk data file of target directory dir, by chunk
 // (the name without its generation), to its bytes without the zero
 // padding of whole-block writes.
@@ -157,14 +140,14 @@ func TestReplicatedCluster(t *testing.T) {
 
 // waitServing waits until every target in a chain serves (resyncs done)
 // and returns those targets.
-func waitServing(t *testing.T, env []string) []adminTarget {
+func waitServing(t *testing.T, env []string) []targetRow {
 	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute) // a bound for failure only
 	for {
-		var chained []adminTarget
+		var chained []targetRow
 		all := true
 		for _, tg := range targetsOf(t, env) {
-			if tg.Chain != 0 {
+			if tg.ChainID != 0 {
 				chained = append(chained, tg)
 				all = all && tg.State == "serving"
 			}

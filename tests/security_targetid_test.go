@@ -15,15 +15,20 @@ import (
 // targetRow is a target as `fff admin targets --json` lists it.
 type targetRow struct {
 	ID      uint32 `json:"id"`
+	Node    uint32 `json:"node_id"`
 	Path    string `json:"path"`
 	ChainID uint32 `json:"chain_id"`
+	State   string `json:"state"`
 }
 
 // adminTargets returns the targets `fff admin targets --json` lists.
-func adminTargets(t *testing.T, c *cluster) []targetRow {
+func adminTargets(t *testing.T, c *cluster) []targetRow { return targetsOf(t, c.env(c.token)) }
+
+// targetsOf is adminTargets for the cluster env reaches.
+func targetsOf(t *testing.T, env []string) []targetRow {
 	t.Helper()
 	var ts []targetRow
-	out := mustFFF(t, c.env(c.token), "admin", "targets", "--json")
+	out := mustFFF(t, env, "admin", "targets", "--json")
 	if err := json.Unmarshal([]byte(out), &ts); err != nil {
 		t.Fatalf("admin targets --json: %v\n%s", err, out)
 	}

@@ -29,14 +29,7 @@ func TestUpStorageNodes(t *testing.T) {
 		}
 	}
 
-	var ts []struct {
-		Node  uint32 `json:"node_id"`
-		Chain uint32 `json:"chain_id"`
-		State string `json:"state"`
-	}
-	if err := json.Unmarshal([]byte(mustFFF(t, env, "admin", "targets", "--json")), &ts); err != nil {
-		t.Fatal(err)
-	}
+	ts := targetsOf(t, env)
 	var tables struct {
 		Tables []struct {
 			ID     uint32   `json:"id"`
@@ -49,7 +42,7 @@ func TestUpStorageNodes(t *testing.T) {
 	perNode := map[uint32]int{}
 	for _, tg := range ts {
 		perNode[tg.Node]++
-		if tg.State != "serving" || len(tables.Tables) != 1 || !slices.Contains(tables.Tables[0].Chains, tg.Chain) {
+		if tg.State != "serving" || len(tables.Tables) != 1 || !slices.Contains(tables.Tables[0].Chains, tg.ChainID) {
 			t.Fatalf("target %+v: not serving in chain table 1 (%+v)", tg, tables)
 		}
 	}

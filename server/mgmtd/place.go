@@ -50,13 +50,7 @@ func (s *Service) PlaceChains(ctx context.Context, table uint32, replicas int) (
 			}
 			made = append(made, id)
 		}
-		t := st.tables[table]
-		if t == nil {
-			st.tables[table] = &proto.ChainTable{ID: table, Version: 1, Chains: slices.Clone(made)}
-		} else {
-			t.Chains = append(t.Chains, made...)
-			t.Version++
-		}
+		st.addToTable(table, made)
 		return nil
 	})
 	if err != nil {

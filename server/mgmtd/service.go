@@ -662,26 +662,32 @@ func (s *Service) AddToChainTable(ctx context.Context, id uint32, chains []uint3
 		if err := st.checkChainList(id, chains); err != nil {
 			return err
 		}
-		t := st.tables[id]
-		if t == nil {
-			st.tables[id] = &proto.ChainTable{ID: id, Version: 1, Chains: slices.Clone(chains)}
-			return nil
-		}
-		n := len(t.Chains)
-		for _, c := range chains {
-			if !slices.Contains(t.Chains[:n], c) {
-				t.Chains = append(t.Chains, c)
-			}
-		}
-		if len(t.Chains) > n {
-			t.Version++
-		}
+		st.addToTable(id, chains)
 		return nil
 	})
 	if err != nil {
 		return proto.ChainTable{}, err
 	}
 	return *ri.ChainTable(id), nil
+}
+
+// addToTable appends to table id the chains it does not list (creating it
+// at version 1), version +1 if any was added.
+func (st *state) addToTable(id uint32, chains []uint32) {
+	t := st.tables[id]
+	if t == nil {
+		st.tables[id] = &proto.ChainTable{ID: id, Version: 1, Chains: slices.Clone(chains)}
+		return
+	}
+	n := len(t.Chains)
+	for _, c := range chains {
+		if !slices.Contains(t.Chains[:n], c) {
+			t.Chains = append(t.Chains, c)
+		}
+	}
+	if len(t.Chains) > n {
+		t.Version++
+	}
 }
 
 // checkChainList checks the chains given for table id: distinct (EINVAL)

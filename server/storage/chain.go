@@ -2,7 +2,6 @@ package storage
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -140,6 +139,7 @@ type update struct {
 	data      []byte // write, replace
 	length    int64  // truncate
 	chunkSize uint32 // write
+	version   uint64 // replace
 }
 
 // successor returns the member after target tid in chain c that takes
@@ -239,7 +239,7 @@ func (s *Service) apply(ctx context.Context, t *target, id chunkengine.ChunkID, 
 		}
 		return 0, nil
 	case proto.ForwardReplace:
-		return 0, errors.New("storage: replace goes through replace, not apply") // a bug
+		return u.version, t.eng.Replace(ctx, id, u.version, u.data)
 	}
 	return 0, proto.Errorf(proto.EINVAL, "storage: unknown update kind %v", u.kind)
 }
@@ -346,18 +346,28 @@ func (s *Service) send(ctx context.Context, ri *proto.RoutingInfo, req *proto.St
 	if s.targets[req.Chunk.TargetID] != nil {
 		return s.Forwarded(ctx, *req, payload)
 	}
-	tg := ri.Target(req.Chunk.TargetID)
+	addr, err := s.peerAddr(ri, req.Chunk.TargetID)
+	if err != nil {
+		return 0, err
+	}
+	return s.fwd.Forward(ctx, addr, req, payload)
+}
+
+// peerAddr is the address of the node holding target tid, which is not
+// this node's, for the Forwarder.
+func (s *Service) peerAddr(ri *proto.RoutingInfo, tid uint32) (string, error) {
+	tg := ri.Target(tid)
 	if tg == nil {
-		return 0, proto.Errorf(proto.ChainVersionMismatch, "storage: target %d is not in the routing info", req.Chunk.TargetID)
+		return "", proto.Errorf(proto.ChainVersionMismatch, "storage: target %d is not in the routing info", tid)
 	}
 	n := ri.Node(tg.NodeID)
 	if n == nil || n.Addr == "" {
-		return 0, proto.Errorf(proto.Unavailable, "storage: node %d of target %d has no address", tg.NodeID, tg.ID)
+		return "", proto.Errorf(proto.Unavailable, "storage: node %d of target %d has no address", tg.NodeID, tid)
 	}
 	if s.fwd == nil {
-		return 0, proto.Errorf(proto.Unavailable, "storage: node %d cannot reach other storage nodes (no forwarder)", s.nodeID)
+		return "", proto.Errorf(proto.Unavailable, "storage: node %d cannot reach other storage nodes (no forwarder)", s.nodeID)
 	}
-	return s.fwd.Forward(ctx, n.Addr, req, payload)
+	return n.Addr, nil
 }
 
 // Forwarded applies an update forwarded by target req.Chunk.TargetID's
@@ -377,7 +387,7 @@ func (s *Service) Forwarded(ctx context.Context, req proto.StorageForwardReq, pa
 	if !ok {
 		return 0, proto.Errorf(proto.TargetNotServing, "storage: target %d takes no writes of chain %d at version %d", t.id, c.ID, c.Version)
 	}
-	u := update{kind: req.Kind, off: int64(req.Off), length: int64(req.Length), chunkSize: req.ChunkSize, data: payload}
+	u := update{kind: req.Kind, off: int64(req.Off), length: int64(req.Length), chunkSize: req.ChunkSize, data: payload, version: req.Version}
 	switch req.Kind {
 	case proto.ForwardWrite:
 		if err := proto.CheckChunkRange(req.Chunk.Index, req.ChunkSize, req.Off, int64(len(payload))); err != nil {
@@ -409,9 +419,6 @@ func (s *Service) Forwarded(ctx context.Context, req proto.StorageForwardReq, pa
 		t.pend.mark(id, cur)
 	}
 	local := func() (uint64, error) {
-		if req.Kind == proto.ForwardReplace {
-			return req.Version, t.eng.Replace(ctx, id, req.Version, payload)
-		}
 		v, err := s.apply(ctx, t, id, u)
 		if err == nil && req.Kind != proto.ForwardRemove && v != req.Version {
 			// Cannot happen to replicas that agree on the base; if it

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"fff/internal/proto"
 	"fff/server/storage/chunkengine"
 )
@@ -146,41 +148,15 @@ func (s *Service) resync(ctx context.Context, t *target, r *resyncRun, cv uint32
 	if err != nil {
 		return err
 	}
-	work := make(chan chunkengine.ChunkID)
-	errc := make(chan error, resyncParallel)
-	var wg sync.WaitGroup
-	for range resyncParallel {
-		wg.Go(func() {
-			for id := range work {
-				if err := s.syncChunk(ctx, t, r, id); err != nil {
-					errc <- err
-					return
-				}
-			}
-		})
-	}
-	failed := func() error {
-		select {
-		case err := <-errc:
-			return err
-		default:
-			return ctx.Err()
-		}
-	}
-	send := func(id chunkengine.ChunkID) error {
-		select {
-		case work <- id:
-			return nil
-		case err := <-errc:
-			return err
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(resyncParallel)
+	copyChunk := func(id chunkengine.ChunkID) {
+		g.Go(func() error { return s.syncChunk(gctx, t, r, id) })
 	}
 	err = func() error {
 		var after *chunkengine.ChunkID
 		for {
-			page, more, err := t.eng.Scan(ctx, after, dumpPage)
+			page, more, err := t.eng.Scan(gctx, after, dumpPage)
 			if err != nil {
 				return err
 			}
@@ -191,9 +167,7 @@ func (s *Service) resync(ctx context.Context, t *target, r *resyncRun, cv uint32
 				if ok && rs.Version == ci.Version && int64(rs.Length) == ci.Length && rs.Checksum == ci.Checksum {
 					continue
 				}
-				if err := send(ci.ID); err != nil {
-					return err
-				}
+				copyChunk(ci.ID)
 			}
 			if !more || len(page) == 0 {
 				break
@@ -202,16 +176,12 @@ func (s *Service) resync(ctx context.Context, t *target, r *resyncRun, cv uint32
 		}
 		for id := range remote { // only the syncing target has them
 			r.chunks.Add(1)
-			if err := send(id); err != nil {
-				return err
-			}
+			copyChunk(id)
 		}
 		return nil
 	}()
-	close(work)
-	wg.Wait()
-	if err == nil {
-		err = failed()
+	if werr := g.Wait(); err == nil {
+		err = werr
 	}
 	if err != nil {
 		return err
@@ -280,14 +250,9 @@ func (s *Service) dumpAll(ctx context.Context, chain, tid uint32) (map[chunkengi
 }
 
 func (s *Service) remoteDump(ctx context.Context, tid uint32, req proto.StorageDumpReq) (proto.StorageDumpResp, error) {
-	ri := s.routing.Get()
-	tg := ri.Target(tid)
-	if tg == nil {
-		return proto.StorageDumpResp{}, proto.Errorf(proto.ENOENT, "storage: no target %d", tid)
+	addr, err := s.peerAddr(s.routing.Get(), tid)
+	if err != nil {
+		return proto.StorageDumpResp{}, err
 	}
-	n := ri.Node(tg.NodeID)
-	if n == nil || n.Addr == "" || s.fwd == nil {
-		return proto.StorageDumpResp{}, proto.Errorf(proto.Unavailable, "storage: cannot reach node %d of target %d", tg.NodeID, tid)
-	}
-	return s.fwd.Dump(ctx, n.Addr, req)
+	return s.fwd.Dump(ctx, addr, req)
 }
