@@ -125,7 +125,9 @@ func (c *Client) ReadBatch(ctx context.Context, ops []ReadOp) error {
 func (c *Client) readSegs(ctx context.Context, segs []*seg) {
 	pending := segs
 	var o outage
-	for attempt := 0; attempt < maxAttempts && len(pending) > 0; attempt++ {
+	// round counts every pass (it moves reads to the next replica);
+	// attempt only those that were not an outage or failover waited out.
+	for round, attempt := 0, 0; attempt < maxAttempts && len(pending) > 0; round, attempt = round+1, attempt+1 {
 		if attempt > 0 {
 			cause := pending[0].err
 			for _, s := range pending {
@@ -148,11 +150,11 @@ func (c *Client) readSegs(ctx context.Context, segs []*seg) {
 		}
 		routed := make([]*seg, 0, len(pending))
 		for _, s := range pending {
-			s.attempt = attempt
+			s.attempt = round
 			if s.toTail {
 				s.r, s.err = tailRoute(ri, s.layout, s.ino, s.index)
 			} else {
-				s.r, s.err = readRoute(ri, s.layout, s.ino, s.index, attempt)
+				s.r, s.err = readRoute(ri, s.layout, s.ino, s.index, round)
 			}
 			if s.err == nil {
 				routed = append(routed, s)

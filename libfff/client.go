@@ -230,10 +230,14 @@ func (c *Client) Routing(ctx context.Context) (*proto.RoutingInfo, error) {
 	c.mu.Lock()
 	if !c.closed && !c.refreshing {
 		c.refreshing = true
-		c.wg.Add(1)
+		c.wg.Add(2)
 		go func() {
 			defer c.wg.Done()
 			c.routing.Run(c.bg)
+		}()
+		go func() {
+			defer c.wg.Done()
+			cluster.WatchDown(c.bg, c.routing, c.cutStorage)
 		}()
 	}
 	c.mu.Unlock()

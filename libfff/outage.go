@@ -9,7 +9,8 @@ import (
 	"fff/internal/rpc"
 )
 
-// Riding through an outage. A cluster that cannot be reached at all
+// Riding through an outage. A chain being reconfigured (failingOver) is
+// waited for like an unreachable cluster. A cluster that cannot be reached at all
 // (proto.Unavailable: connection refused or lost, as while `fff down; fff
 // up` restarts a local cluster, or while a node reboots) is waited for, up
 // to Options.RetryTimeout from the first failure of the call, with backoff;
@@ -41,6 +42,19 @@ func idempotent(method uint16) bool {
 	return false
 }
 
+// failingOver reports whether a storage node's refusal says that the chain
+// is being reconfigured: the target stopped serving (or its node is fenced,
+// having lost mgmtd), it is no longer the head, or the chain's version
+// moved. mgmtd's new routing ends it within a heartbeat timeout; the node
+// refused the request, so repeating it is safe for any method.
+func failingOver(code proto.Code) bool {
+	switch code {
+	case proto.TargetNotServing, proto.NotHead, proto.ChainVersionMismatch:
+		return true
+	}
+	return false
+}
+
 // outage is the wait of one call for an unreachable cluster.
 type outage struct {
 	deadline time.Time
@@ -52,16 +66,24 @@ type outage struct {
 // error, once the wait exceeds the client's RetryTimeout, for a canceled
 // ctx and for a closed client.
 func (c *Client) again(ctx context.Context, o *outage, method uint16, err error) bool {
-	if proto.CodeOf(err) != proto.Unavailable || c.retryTimeout <= 0 || ctx.Err() != nil || c.bg.Err() != nil {
+	if c.retryTimeout <= 0 || ctx.Err() != nil || c.bg.Err() != nil {
 		return false
 	}
-	if !idempotent(method) && !errors.Is(err, rpc.ErrNotSent) {
+	msg := "cluster unreachable; waiting for it"
+	switch code := proto.CodeOf(err); {
+	case code == proto.Unavailable:
+		if !idempotent(method) && !errors.Is(err, rpc.ErrNotSent) {
+			return false
+		}
+	case failingOver(code):
+		msg = "chain failing over; waiting for its new routing"
+	default:
 		return false
 	}
 	now := time.Now()
 	if o.deadline.IsZero() {
 		o.deadline, o.backoff = now.Add(c.retryTimeout), 20*time.Millisecond
-		c.log.Warn().Err(err).Dur("for", c.retryTimeout).Msg("cluster unreachable; waiting for it")
+		c.log.Warn().Err(err).Dur("for", c.retryTimeout).Msg(msg)
 	}
 	if !now.Before(o.deadline) {
 		return false

@@ -32,6 +32,19 @@ func (c *Client) storagePool(addr string) *rpc.Pool {
 	return p
 }
 
+// cutStorage closes the connections to the storage node at addr, which
+// mgmtd declared down (cluster.WatchDown): reads and writes waiting on a
+// hung node fail at once and are retried on the new routing.
+func (c *Client) cutStorage(addr string) {
+	c.spMu.Lock()
+	p := c.storagePools[addr]
+	c.spMu.Unlock()
+	if p != nil {
+		c.log.Debug().Str("node", addr).Msg("storage node declared down: closing connections to it")
+		p.Reset()
+	}
+}
+
 func (c *Client) closeStoragePools() {
 	c.spMu.Lock()
 	defer c.spMu.Unlock()

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -108,21 +109,53 @@ func TestReplicatedCluster(t *testing.T) {
 	}
 
 	mustFFF(t, env, "up", "--daemon", "--data", data)
-	chained = waitServing(t, env)
+	waitServing(t, env)
 	get("/a", a)
 	get("/c", c)
+
+	// A gray failure: a storage node stops (SIGSTOP) and answers nothing, its
+	// connections open. Reads and writes that wait on it fail over once
+	// mgmtd declares it down (the nodes and clients cut their
+	// connections to it; a call would otherwise wait a minute); back, its
+	// lease has run out, so it serves nothing on its old routing, and it
+	// resyncs.
+	victim := stopVictim(t, env)
+	b, err = os.ReadFile(filepath.Join(data, "nodes", strconv.Itoa(int(victim)), "fffd.json"))
+	if err != nil || json.Unmarshal(b, &ri) != nil || ri.PID <= 0 {
+		t.Fatalf("storage node %d: fffd.json %s %v", victim, b, err)
+	}
+	put("/w", 1<<20) // connections to the victim open: calls on them hang
+	if err := syscall.Kill(ri.PID, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := true
+	defer func() {
+		if stopped {
+			syscall.Kill(ri.PID, syscall.SIGCONT)
+		}
+	}()
+	d := put("/d", 5<<20+77)
+	get("/a", a)
+	get("/d", d)
+	if err := syscall.Kill(ri.PID, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	stopped = false
+	chained = waitServing(t, env)
+	get("/c", c)
+	get("/d", d)
 	var first map[string][]byte
 	for i, tg := range chained {
 		files := replicaChunks(t, tg.Path)
 		if i == 0 {
 			first = files
-			if len(files) != 5 { // 3 chunks of /a, 2 of /c
+			if len(files) != 8 { // 3 chunks of /a, 2 of /c, 2 of /d, 1 of /w
 				names := make([]string, 0, len(files))
 				for n := range files {
 					names = append(names, n)
 				}
 				sort.Strings(names)
-				t.Fatalf("target %d holds chunks %v, want 5", tg.ID, names)
+				t.Fatalf("target %d holds chunks %v, want 8", tg.ID, names)
 			}
 			continue
 		}
@@ -160,4 +193,30 @@ func waitServing(t *testing.T, env []string) []targetRow {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// stopVictim picks the storage node to stop: the last one in the chain's
+// order that is not the control node (1), so that a write's forward waits
+// on it over a connection already open.
+func stopVictim(t *testing.T, env []string) uint32 {
+	t.Helper()
+	var cs struct {
+		Chains []struct{ Targets []uint32 } `json:"chains"`
+	}
+	out := mustFFF(t, env, "admin", "chains", "--json")
+	if err := json.Unmarshal([]byte(out), &cs); err != nil || len(cs.Chains) == 0 {
+		t.Fatalf("admin chains --json: %v\n%s", err, out)
+	}
+	node := map[uint32]uint32{}
+	for _, tg := range targetsOf(t, env) {
+		node[tg.ID] = tg.Node
+	}
+	ts := cs.Chains[0].Targets
+	for i := len(ts) - 1; i > 0; i-- {
+		if n := node[ts[i]]; n != 1 {
+			return n
+		}
+	}
+	t.Fatalf("chain %v has no storage node after its head", ts)
+	return 0
 }

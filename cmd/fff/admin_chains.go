@@ -77,6 +77,47 @@ distinct nodes) are listed and stay unchained.`,
 	return cmd
 }
 
+// newAdminTargetCmd is `fff admin target state ID STATE`: an operator's
+// override of a target's state, e.g. to make a syncing member serve when
+// the chain's last serving member is lost for good.
+func newAdminTargetCmd(run adminRun) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "target",
+		Short: "Change a storage target's state (admin token only)",
+		Args:  groupArgs,
+		RunE:  groupRun,
+	}
+	state := &cobra.Command{
+		Use:   "state TARGET serving|syncing|offline",
+		Short: "Set a target's state by hand",
+		Long: `Set a target's state by hand. Resync makes returning targets serving by
+itself; this is for what it cannot decide (docs/replication.md): a chain whose
+last serving member is lost for good waits for it, and making another member
+serving accepts losing what only the lost one had. Setting a target offline
+takes it out of its chain's reads and writes.`,
+		Args: exactArgs(2),
+	}
+	state.RunE = func(cmd *cobra.Command, args []string) error {
+		ids, err := parseIDs("target", args[:1])
+		if err != nil {
+			return err
+		}
+		st, err := proto.ParseTargetState(args[1])
+		if err != nil {
+			return usageErrorf("%v", err)
+		}
+		return run(func(ctx context.Context, c *adminConn, w io.Writer) error {
+			if err := c.mgmtd.SetTargetState(ctx, ids[0], st); err != nil {
+				return err
+			}
+			fmt.Fprintf(w, "target %d: %v\n", ids[0], st)
+			return nil
+		})(cmd, args)
+	}
+	cmd.AddCommand(state)
+	return cmd
+}
+
 // printPlaced reports what PlaceChains made.
 func printPlaced(w io.Writer, resp proto.PlaceChainsResp) {
 	for _, ch := range resp.Chains {

@@ -322,6 +322,7 @@ func runLocal(ctx context.Context, cfg Config) error {
 		n.pruneSessions(ms),
 		func(ctx context.Context) error { return st.RunGC(ctx, gcq, 0) },
 		func(ctx context.Context) error { return st.RunResync(ctx, mg, 0) },
+		func(ctx context.Context) error { return cluster.WatchDown(ctx, routing, n.cutPeers(peers)) },
 	)
 }
 

@@ -139,8 +139,19 @@ func runStorage(ctx context.Context, cfg Config) error {
 		func(ctx context.Context) error { return svc.RunResync(ctx, client, 0) },
 		func(ctx context.Context) error {
 			return cluster.RunHeartbeats(ctx, client, cluster.HeartbeatOptions{
-				NodeID: cfg.Node.ID, Stats: svc.Stats, Cache: routing, Logger: n.log,
+				NodeID: cfg.Node.ID, Stats: svc.Stats, Cache: routing, Lease: svc.Lease, Logger: n.log,
 			})
 		},
+		func(ctx context.Context) error { return cluster.WatchDown(ctx, routing, n.cutPeers(peers)) },
 	)
+}
+
+// cutPeers closes the connections of peers to a node that mgmtd declared
+// down (cluster.WatchDown), logging when there were any.
+func (n *node) cutPeers(peers *storage.RPCPeers) func(addr string) {
+	return func(addr string) {
+		if k := peers.Cut(addr); k > 0 {
+			n.log.Info().Str("peer", addr).Int("connections", k).Msg("storage: peer declared down; its connections closed")
+		}
+	}
 }

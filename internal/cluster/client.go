@@ -97,3 +97,11 @@ func (c *Client) SetTargetState(ctx context.Context, id uint32, state proto.Targ
 	_, err := c.c.Call(ctx, proto.MgmtdSetTargetState, &proto.SetTargetStateReq{TargetID: id, State: state}, &resp)
 	return err
 }
+
+// Synced ends target id's resync: serving, if it is syncing and its chain
+// is still at version cv (ChainVersionMismatch otherwise).
+func (c *Client) Synced(ctx context.Context, id uint32, cv uint32) error {
+	var resp proto.SetTargetStateResp
+	_, err := c.c.Call(ctx, proto.MgmtdSetTargetState, &proto.SetTargetStateReq{TargetID: id, State: proto.TargetServing, ChainVersion: cv}, &resp)
+	return err
+}

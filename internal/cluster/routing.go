@@ -191,6 +191,10 @@ type HeartbeatOptions struct {
 	// Cache, if set, is refreshed when a heartbeat answer shows a newer
 	// routing version.
 	Cache *RoutingCache
+	// Lease, if set, is told after each heartbeat that got through (and
+	// the routing refresh it called for) until when the node may serve:
+	// the heartbeat's send time plus the lease mgmtd granted.
+	Lease func(until time.Time)
 	// Logger receives failures.
 	Logger zerolog.Logger
 }
@@ -209,11 +213,15 @@ func RunHeartbeats(ctx context.Context, hb Heartbeater, opts HeartbeatOptions) e
 			req.Targets = opts.Stats()
 		}
 		cctx, cancel := context.WithTimeout(ctx, max(opts.Interval, time.Second))
+		sent := time.Now()
 		resp, err := hb.Heartbeat(cctx, req)
 		if err == nil && opts.Cache != nil {
 			err = opts.Cache.Observe(cctx, resp.RoutingVersion)
 		}
 		cancel()
+		if err == nil && opts.Lease != nil && resp.LeaseMillis > 0 {
+			opts.Lease(sent.Add(time.Duration(resp.LeaseMillis) * time.Millisecond))
+		}
 		if err != nil && ctx.Err() == nil {
 			opts.Logger.Warn().Err(err).Uint32("node", opts.NodeID).Msg("heartbeat failed")
 		}
@@ -221,6 +229,28 @@ func RunHeartbeats(ctx context.Context, hb Heartbeater, opts HeartbeatOptions) e
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		}
+	}
+}
+
+// WatchDown calls cut with the address of every node that the routing in
+// c shows down, at each new routing version, until ctx ends. Callers close
+// their connections to it: a call in flight to a node that hangs (SIGSTOP,
+// a dead link: no reset ever comes) then fails at once and is retried on
+// the chain's new routing, instead of waiting for its own timeout. Nothing
+// is routed to a down node, so repeated cuts cost nothing.
+func WatchDown(ctx context.Context, c *RoutingCache, cut func(addr string)) error {
+	var after uint64
+	for {
+		ri, err := c.Wait(ctx, after)
+		if err != nil {
+			return nil // ctx ended
+		}
+		after = ri.Version
+		for _, n := range ri.Nodes {
+			if n.State != proto.NodeUp && n.Addr != "" {
+				cut(n.Addr)
+			}
 		}
 	}
 }

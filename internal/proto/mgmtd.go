@@ -174,6 +174,11 @@ type Chain struct {
 	ID      uint32   `msgpack:"id"`
 	Version uint32   `msgpack:"version"`
 	Targets []uint32 `msgpack:"targets"`
+	// LastServing is the target that served last when no member of the
+	// chain serves (0 while one does): the one that holds every
+	// acknowledged write, which alone may serve again when it returns
+	// (the others resync from it).
+	LastServing uint32 `msgpack:"last_serving,omitempty"`
 }
 
 // ChainTable is an ordered list of chains that files are striped over.
@@ -294,6 +299,12 @@ type HeartbeatReq struct {
 // routing info is older refreshes it.
 type HeartbeatResp struct {
 	RoutingVersion uint64 `msgpack:"routing_version"`
+	// LeaseMillis is how long, from when it sent the heartbeat, the node
+	// may serve on the routing it has (mgmtd's heartbeat timeout): past
+	// it, mgmtd may have declared the node down and given its chains to
+	// others, so the node refuses requests until a heartbeat gets through
+	// (fencing; docs/replication.md). 0: no lease.
+	LeaseMillis uint32 `msgpack:"lease_ms,omitempty"`
 }
 
 // RegisterNodeReq registers (or re-registers) a node. State and
@@ -372,6 +383,11 @@ type PlaceChainsResp struct {
 type SetTargetStateReq struct {
 	TargetID uint32      `msgpack:"target_id"`
 	State    TargetState `msgpack:"state"`
+	// ChainVersion, if not 0, makes the change conditional (the end of a
+	// resync): the target must be syncing and its chain still at this
+	// version (ChainVersionMismatch otherwise), so a resync based on a
+	// chain that changed meanwhile never declares its target caught up.
+	ChainVersion uint32 `msgpack:"chain_version,omitempty"`
 }
 
 // SetTargetStateResp is empty.

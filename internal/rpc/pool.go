@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 
 	"fff/internal/proto"
@@ -30,6 +31,11 @@ type Pool struct {
 	slots       []poolSlot
 	next        atomic.Uint64
 	closed      atomic.Bool
+
+	mu     sync.Mutex
+	cut    context.Context // canceled by Reset: dials in progress give up
+	end    context.CancelFunc
+	resets atomic.Uint64 // Reset calls: a call failed by one is not retried
 }
 
 type poolSlot struct {
@@ -44,6 +50,7 @@ func NewPool(addr, token string, opts PoolOptions) *Pool {
 		opts.Size = DefaultPoolSize
 	}
 	p := &Pool{addr: addr, token: token, opts: opts.Client, slots: make([]poolSlot, opts.Size)}
+	p.cut, p.end = context.WithCancel(context.Background())
 	for i := range p.slots {
 		p.slots[i].dial = make(chan struct{}, 1)
 	}
@@ -72,8 +79,17 @@ func (p *Pool) Get(ctx context.Context) (*Conn, error) {
 	if c := s.conn.Load(); c != nil && c.usable() {
 		return c, nil // dialed by someone else meanwhile
 	}
-	c, err := Dial(ctx, p.addr, p.token, p.opts)
+	p.mu.Lock()
+	cut := p.cut
+	p.mu.Unlock()
+	dctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(cut, cancel)()
+	c, err := Dial(dctx, p.addr, p.token, p.opts)
 	if err != nil {
+		if cut.Err() != nil && ctx.Err() == nil {
+			return nil, fmt.Errorf("rpc: pool %s: %w: dial abandoned (the pool was reset)", p.addr, proto.ErrUnavailable)
+		}
 		return nil, err
 	}
 	// A connection the server sent a goaway closes itself once its calls
@@ -100,12 +116,13 @@ var ErrNotSent = errors.New("rpc: request not sent")
 
 // Call is Conn.Call on a connection from the pool. A call that failed
 // because its connection had died before any of the request was sent is
-// retried once on another (possibly redialed) connection; nothing else is
-// retried. Errors of calls that never left satisfy errors.Is(err,
+// retried once on another (possibly redialed) connection, unless Reset
+// failed it; nothing else is retried. Errors of calls that never left satisfy errors.Is(err,
 // ErrNotSent).
 func (p *Pool) Call(ctx context.Context, method uint16, req, resp any, opts ...CallOption) (int, error) {
 	var err error
-	for attempt := 0; attempt < 2; attempt++ {
+	resets := p.resets.Load()
+	for attempt := 0; attempt < 2 && (attempt == 0 || p.resets.Load() == resets); attempt++ {
 		var c *Conn
 		c, err = p.Get(ctx)
 		if err != nil {
@@ -121,13 +138,29 @@ func (p *Pool) Call(ctx context.Context, method uint16, req, resp any, opts ...C
 	return 0, fmt.Errorf("%w (%w)", err, ErrNotSent)
 }
 
-// Close closes every connection; later calls fail with proto.Unavailable.
-func (p *Pool) Close() error {
-	p.closed.Store(true)
+// Reset closes the pool's connections, failing the calls in flight on them
+// and the dials in progress (proto.Unavailable); later calls dial again. For a server known dead or
+// hung, whose connections would otherwise wait for their timeouts.
+// It returns how many connections it closed.
+func (p *Pool) Reset() int {
+	p.resets.Add(1)
+	p.mu.Lock()
+	p.end()
+	p.cut, p.end = context.WithCancel(context.Background())
+	p.mu.Unlock()
+	n := 0
 	for i := range p.slots {
 		if c := p.slots[i].conn.Swap(nil); c != nil {
 			c.Close()
+			n++
 		}
 	}
+	return n
+}
+
+// Close closes every connection; later calls fail with proto.Unavailable.
+func (p *Pool) Close() error {
+	p.closed.Store(true)
+	p.Reset()
 	return nil
 }

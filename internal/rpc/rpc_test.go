@@ -1016,3 +1016,27 @@ func TestPoolNotSent(t *testing.T) {
 		t.Fatalf("call of an unknown method: %v; want an error that does not claim the request was never sent", err)
 	}
 }
+
+// TestPoolReset: Reset fails the calls in flight on the pool's connections
+// (a server that hangs never answers them) and later calls dial again.
+func TestPoolReset(t *testing.T) {
+	_, h, addr := startServer(t, rpc.ServerOptions{})
+	p := rpc.NewPool(addr, testToken, rpc.PoolOptions{Size: 1})
+	defer p.Close()
+	ctx := ctxT(t)
+	if _, err := p.Call(ctx, mEcho, echoMsg{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := p.Call(ctx, mSlow, nil, nil); done <- err }()
+	for h.calls.Load() < 2 { // the slow call reached its handler
+		time.Sleep(time.Millisecond)
+	}
+	p.Reset()
+	if err := <-done; !errors.Is(err, proto.ErrUnavailable) {
+		t.Fatalf("call in flight across Reset: %v, want Unavailable", err)
+	}
+	if _, err := p.Call(ctx, mEcho, echoMsg{}, nil); err != nil {
+		t.Fatalf("call after Reset: %v", err)
+	}
+}

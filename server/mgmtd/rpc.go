@@ -92,6 +92,12 @@ func RegisterHandlers(s *rpc.Server, svc *Service) {
 		if err := req.Decode(&r); err != nil {
 			return nil, err
 		}
+		if r.ChainVersion != 0 {
+			if r.State != proto.TargetServing {
+				return nil, proto.Errorf(proto.EINVAL, "mgmtd: a conditional state change (chain version %d) makes a target serving, not %v", r.ChainVersion, r.State)
+			}
+			return &proto.SetTargetStateResp{}, svc.Synced(ctx, r.TargetID, r.ChainVersion)
+		}
 		return &proto.SetTargetStateResp{}, svc.SetTargetState(ctx, r.TargetID, r.State)
 	}))
 }

@@ -440,7 +440,11 @@ func (s *Service) RegisterNode(ctx context.Context, n proto.Node) (proto.Node, e
 }
 
 // revive marks node id up and its offline targets syncing, or serving when
-// they have nothing to resync from (no chain, or a chain of one).
+// they have nothing to resync from: no chain, a chain of one, or a chain
+// with no serving member of which the target served last (LastServing;
+// the chain's other members then resync from it). A chain whose last
+// serving member stays away stays unavailable: only that member surely
+// holds every acknowledged write (docs/replication.md).
 func (st *state) revive(id uint32) {
 	st.nodes[id].State = proto.NodeUp
 	for _, t := range st.targets {
@@ -448,7 +452,7 @@ func (st *state) revive(id uint32) {
 			continue
 		}
 		t.State = proto.TargetSyncing
-		if c := st.chains[t.ChainID]; c == nil || len(c.Targets) == 1 {
+		if c := st.chains[t.ChainID]; c == nil || len(c.Targets) == 1 || c.LastServing == t.ID {
 			t.State = proto.TargetServing
 		}
 	}
@@ -712,6 +716,18 @@ func (st *state) checkChainList(id uint32, chains []uint32) error {
 // target's chain is reordered and its version incremented as for any
 // state change; setting the current state changes nothing.
 func (s *Service) SetTargetState(ctx context.Context, id uint32, ts proto.TargetState) error {
+	return s.setTargetState(ctx, id, ts, 0)
+}
+
+// Synced ends the resync of target id: it becomes serving if it is
+// syncing and its chain is still at version cv, in the same transaction
+// (ChainVersionMismatch otherwise: the chain changed while the resync ran,
+// which must start over).
+func (s *Service) Synced(ctx context.Context, id uint32, cv uint32) error {
+	return s.setTargetState(ctx, id, proto.TargetServing, cv)
+}
+
+func (s *Service) setTargetState(ctx context.Context, id uint32, ts proto.TargetState, cv uint32) error {
 	if !ts.Valid() {
 		return proto.Errorf(proto.EINVAL, "mgmtd: target %d: invalid state %d", id, ts)
 	}
@@ -722,6 +738,13 @@ func (s *Service) SetTargetState(ctx context.Context, id uint32, ts proto.Target
 		}
 		if ts != proto.TargetOffline && st.nodes[t.NodeID].State != proto.NodeUp {
 			return proto.Errorf(proto.EINVAL, "mgmtd: target %d cannot be %v: node %d is down", id, ts, t.NodeID)
+		}
+		if cv != 0 {
+			c := st.chains[t.ChainID]
+			if t.State != proto.TargetSyncing || c == nil || c.Version != cv {
+				return proto.Errorf(proto.ChainVersionMismatch, "mgmtd: target %d is %v in chain %d; the resync that ends was of chain version %d",
+					id, t.State, t.ChainID, cv)
+			}
 		}
 		t.State = ts
 		return nil
@@ -771,7 +794,7 @@ func (s *Service) Heartbeat(ctx context.Context, req proto.HeartbeatReq) (proto.
 			s.log.Info().Uint32("node", req.NodeID).Msg("node is up again (heartbeat)")
 		}
 	}
-	return proto.HeartbeatResp{RoutingVersion: s.cur.Load().Version}, nil
+	return proto.HeartbeatResp{RoutingVersion: s.cur.Load().Version, LeaseMillis: uint32(s.opts.HeartbeatTimeout.Milliseconds())}, nil
 }
 
 // CheckHeartbeats marks down every node that is up and has not been heard

@@ -933,3 +933,81 @@ func TestRestartMakesSyncing(t *testing.T) {
 		}
 	})
 }
+
+// TestLastServing: when every member of a chain has gone down, only the
+// one that served last may serve again on its return; the others return
+// syncing and wait for it (they may lack acknowledged writes).
+func TestLastServing(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, db kv.DB) {
+		ctx := context.Background()
+		clk := newFakeClock()
+		s := newService(t, db, clk)
+		registerCluster(t, s, 3, "/a") // targets 1, 2, 3 on nodes 1, 2, 3
+		must[proto.Chain](t)(s.CreateChain(ctx, []uint32{1, 2, 3}))
+		down := func(keep ...uint32) {
+			t.Helper()
+			clk.Advance(testTimeout / 2)
+			for _, id := range keep {
+				must[proto.HeartbeatResp](t)(s.Heartbeat(ctx, proto.HeartbeatReq{NodeID: id}))
+			}
+			clk.Advance(testTimeout/2 + time.Millisecond)
+			must[struct{}](t)(struct{}{}, s.CheckHeartbeats(ctx))
+		}
+		down(1, 3) // node 2 first
+		down(3)    // then node 1
+		if c := routing(t, s).Chain(1); c.LastServing != 0 || c.Targets[0] != 3 {
+			t.Fatalf("chain with target 3 serving: %+v", c)
+		}
+		down() // and node 3, the last to serve
+		if c := routing(t, s).Chain(1); c.LastServing != 3 {
+			t.Fatalf("chain with no serving member: %+v, want last serving 3", c)
+		}
+		for _, id := range []uint32{1, 2} {
+			must[proto.HeartbeatResp](t)(s.Heartbeat(ctx, proto.HeartbeatReq{NodeID: id}))
+		}
+		ri := routing(t, s)
+		for _, id := range []uint32{1, 2} {
+			if st := ri.Target(id).State; st != proto.TargetSyncing {
+				t.Fatalf("target %d back before the last serving one: %v, want syncing", id, st)
+			}
+		}
+		must[proto.HeartbeatResp](t)(s.Heartbeat(ctx, proto.HeartbeatReq{NodeID: 3}))
+		ri = routing(t, s)
+		if st := ri.Target(3).State; st != proto.TargetServing {
+			t.Fatalf("the last serving target back: %v, want serving", st)
+		}
+		if c := ri.Chain(1); c.LastServing != 0 || c.Targets[0] != 3 {
+			t.Fatalf("chain after the last serving target returned: %+v", c)
+		}
+	})
+}
+
+// TestSynced: the end of a resync makes its target serving only while the
+// chain is at the version the resync ran against, and only from syncing.
+func TestSynced(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, db kv.DB) {
+		ctx := context.Background()
+		s := newService(t, db, newFakeClock())
+		registerCluster(t, s, 2, "/a")
+		must[proto.Chain](t)(s.CreateChain(ctx, []uint32{1, 2}))
+		must[struct{}](t)(struct{}{}, s.SetTargetState(ctx, 2, proto.TargetSyncing))
+		cv := routing(t, s).Chain(1).Version
+		if err := s.Synced(ctx, 1, cv); !errors.Is(err, proto.ErrChainVersionMismatch) {
+			t.Fatalf("Synced of a serving target: %v", err)
+		}
+		if err := s.Synced(ctx, 2, cv-1); !errors.Is(err, proto.ErrChainVersionMismatch) {
+			t.Fatalf("Synced at an old chain version: %v", err)
+		}
+		if st := routing(t, s).Target(2).State; st != proto.TargetSyncing {
+			t.Fatalf("after refused Synced calls: %v", st)
+		}
+		must[struct{}](t)(struct{}{}, s.Synced(ctx, 2, cv))
+		if st := routing(t, s).Target(2).State; st != proto.TargetServing {
+			t.Fatalf("after Synced: %v", st)
+		}
+		resp := must[proto.HeartbeatResp](t)(s.Heartbeat(ctx, proto.HeartbeatReq{NodeID: 2}))
+		if resp.LeaseMillis != uint32(testTimeout.Milliseconds()) {
+			t.Fatalf("heartbeat lease %d ms, want the heartbeat timeout %v", resp.LeaseMillis, testTimeout)
+		}
+	})
+}

@@ -256,6 +256,7 @@ func (st *state) normalizeChains() {
 			return cmp.Compare(stateRank(st.targets[a].State), stateRank(st.targets[b].State))
 		})
 		old, existed := st.startChains[id]
+		st.noteLastServing(c, old)
 		if !existed {
 			continue
 		}
@@ -267,6 +268,28 @@ func (st *state) normalizeChains() {
 		}
 		if changed {
 			c.Version++
+		}
+	}
+}
+
+// noteLastServing keeps c.LastServing: 0 while a member serves; when the
+// last serving member stops (old: the chain's order when the transaction
+// started), that member — the head of the serving ones, which holds every
+// acknowledged write. revive lets only it serve again on its return.
+func (st *state) noteLastServing(c *proto.Chain, old []uint32) {
+	for _, tid := range c.Targets {
+		if st.targets[tid].State == proto.TargetServing {
+			c.LastServing = 0
+			return
+		}
+	}
+	if c.LastServing != 0 {
+		return
+	}
+	for _, tid := range old {
+		if st.startStates[tid] == proto.TargetServing {
+			c.LastServing = tid
+			return
 		}
 	}
 }

@@ -378,6 +378,9 @@ func (s *Service) Forwarded(ctx context.Context, req proto.StorageForwardReq, pa
 	if t == nil {
 		return 0, proto.Errorf(proto.EINVAL, "storage: node %d: target %d: not my target", s.nodeID, req.Chunk.TargetID)
 	}
+	if err := s.fenced(); err != nil {
+		return 0, err
+	}
 	refreshed := false
 	ri, c, err := s.chainAt(ctx, req.Chunk, &refreshed)
 	if err != nil {

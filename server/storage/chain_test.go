@@ -5,6 +5,7 @@ import (
 	"context"
 	"sync"
 	"testing"
+	"time"
 
 	"fff/internal/proto"
 	"fff/internal/rpc"
@@ -417,4 +418,27 @@ func TestGCCutFollowsChain(t *testing.T) {
 	if err != nil || len(chunks) != 1 || chunks[0].Length != 1000 {
 		t.Fatalf("head's chunks after the cut: %+v, %v", chunks, err)
 	}
+}
+
+// TestFencing: a node whose lease from mgmtd ran out (its heartbeats did
+// not get through: stopped, cut off) refuses reads, writes and forwarded
+// updates, since mgmtd may have given its chains to others; a renewed
+// lease ends it. Leases are set in the past and future, not waited for.
+func TestFencing(t *testing.T) {
+	e := newEnv(t)
+	ref := e.ref(10, 1, 0)
+	e.mustWrite(t, ref, 0, []byte("before"))
+	e.svc.Lease(time.Now().Add(-time.Second))
+	if res, _ := e.read(t, ref, 0, 6); res.Code != proto.TargetNotServing {
+		t.Fatalf("read while fenced: %+v, want TargetNotServing", res)
+	}
+	_, err := e.write(t, ref, 0, []byte("during"))
+	wantCode(t, err, proto.TargetNotServing)
+	_, err = e.svc.Forwarded(e.ctx, proto.StorageForwardReq{Chunk: e.refOn(1, 10, 1, 0), Kind: proto.ForwardWrite, Base: 1, Version: 2, ChunkSize: chunkSize}, []byte("fwd"))
+	wantCode(t, err, proto.TargetNotServing)
+	e.svc.Lease(time.Now().Add(time.Hour))
+	if res, got := e.read(t, ref, 0, 6); res.Code != proto.OK || string(got) != "before" {
+		t.Fatalf("read with a lease: %+v %q", res, got)
+	}
+	e.mustWrite(t, ref, 0, []byte("after!"))
 }

@@ -111,6 +111,19 @@ func (p *RPCPeers) Dump(ctx context.Context, addr string, req proto.StorageDumpR
 	return resp, err
 }
 
+// Cut closes the connections to the node at addr (cluster.WatchDown: it
+// was declared down), failing forwards that wait on it, and returns how
+// many it closed.
+func (p *RPCPeers) Cut(addr string) int {
+	p.mu.Lock()
+	pl := p.pools[addr]
+	p.mu.Unlock()
+	if pl == nil {
+		return 0
+	}
+	return pl.Reset()
+}
+
 // Close closes the pools.
 func (p *RPCPeers) Close() error {
 	p.mu.Lock()

@@ -21,10 +21,11 @@ import (
 // chunks it has that the predecessor does not. Then the predecessor asks
 // mgmtd to make it serving. No admin call is needed.
 
-// TargetStates sets targets' public states: mgmtd (in process, or a
-// cluster.Client).
+// TargetStates ends resyncs at mgmtd (in process, or a cluster.Client).
 type TargetStates interface {
-	SetTargetState(ctx context.Context, id uint32, state proto.TargetState) error
+	// Synced makes syncing target id serving if its chain is still at
+	// version cv (ChainVersionMismatch otherwise).
+	Synced(ctx context.Context, id uint32, cv uint32) error
 }
 
 // resyncParallel is how many chunks a resync sends at once.
@@ -101,10 +102,19 @@ func (s *Service) RunResync(ctx context.Context, states TargetStates, interval t
 					defer s.endResync(r)
 					start := time.Now()
 					if err := s.resync(ctx, t, r, c.Version, states); err != nil {
-						if ctx.Err() == nil {
+						switch {
+						case ctx.Err() != nil:
+						case proto.CodeOf(err) == proto.ChainVersionMismatch:
+							s.log.Info().Err(err).Uint32("chain", r.chain).Uint32("target", r.to).Msg("storage: the chain changed during a resync; starting over if the target still syncs")
+						default:
 							s.log.Warn().Err(err).Uint32("chain", r.chain).Uint32("target", r.to).Msg("storage: resync failed; retrying")
 						}
 						return
+					}
+					// The next round must see the target serving, not
+					// start a resync again on old routing.
+					if err := s.routing.Refresh(ctx); err != nil {
+						s.log.Debug().Err(err).Msg("storage: routing refresh after a resync")
 					}
 					s.log.Info().Uint32("chain", r.chain).Uint32("target", r.to).Uint32("from", r.from).
 						Int64("chunks", r.chunks.Load()).Int64("sent", r.sent.Load()).Int64("bytes", r.nbytes.Load()).
@@ -191,7 +201,7 @@ func (s *Service) resync(ctx context.Context, t *target, r *resyncRun, cv uint32
 	if c == nil || c.Version != cv {
 		return proto.Errorf(proto.ChainVersionMismatch, "storage: chain %d changed during the resync of target %d", r.chain, r.to)
 	}
-	return states.SetTargetState(ctx, r.to, proto.TargetServing)
+	return states.Synced(ctx, r.to, cv)
 }
 
 // syncChunk sends t's chunk id whole to r.to (a removal if t has none),

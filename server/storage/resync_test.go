@@ -2,6 +2,7 @@ package storage_test
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -10,24 +11,30 @@ import (
 	"fff/server/storage/chunkengine"
 )
 
-// states is mgmtd's SetTargetState over the test's routing: the target's
-// state changes, its chain is reordered as mgmtd orders it, and the
-// chain's version goes up.
+// states is mgmtd's Synced over the test's routing: if the target's chain
+// is at the resync's version, the target serves and the chain's version
+// goes up.
 type states struct{ e *env }
 
-func (s states) SetTargetState(ctx context.Context, id uint32, st proto.TargetState) error {
+func (s states) Synced(ctx context.Context, id uint32, cv uint32) error {
+	var err error
 	s.e.routing.update(func(ri *proto.RoutingInfo) {
-		ri.Target(id).State = st
+		// The tests' chains share targets: one of the target's chains
+		// must be at the resync's version.
+		if ri.Target(id).State != proto.TargetSyncing || !slices.ContainsFunc(ri.Chains, func(c proto.Chain) bool {
+			return c.Version == cv && slices.Contains(c.Targets, id)
+		}) {
+			err = proto.Errorf(proto.ChainVersionMismatch, "target %d: no chain at version %d", id, cv)
+			return
+		}
 		for i := range ri.Chains {
-			c := &ri.Chains[i]
-			for _, tid := range c.Targets {
-				if tid == id {
-					c.Version++
-				}
+			if c := &ri.Chains[i]; slices.Contains(c.Targets, id) {
+				c.Version++
 			}
 		}
+		ri.Target(id).State = proto.TargetServing
 	})
-	return nil
+	return err
 }
 
 // TestResync: a syncing member gets, from its serving predecessor, every

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -83,6 +84,8 @@ type Service struct {
 	fwd        Forwarder
 	fwdTimeout time.Duration
 	rs         resyncs
+	epoch      time.Time    // lease's clock origin (monotonic)
+	lease      atomic.Int64 // lease end, ns after epoch; 0: none yet
 	closeOnce  sync.Once
 	closeErr   error
 }
@@ -110,6 +113,7 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 		unchecked:  opts.Unchecked,
 		fwd:        opts.Forwarder,
 		fwdTimeout: opts.ForwardTimeout,
+		epoch:      time.Now(),
 	}
 	if s.fwdTimeout <= 0 {
 		s.fwdTimeout = DefaultForwardTimeout
@@ -205,6 +209,9 @@ func (s *Service) check(ctx context.Context, ref proto.ChunkRef, o op, refreshed
 	if t == nil {
 		return nil, proto.Errorf(proto.EINVAL, "storage: node %d: target %d: not my target", s.nodeID, ref.TargetID)
 	}
+	if err := s.fenced(); err != nil {
+		return nil, err
+	}
 	ri, chain, err := s.chainAt(ctx, ref, refreshed)
 	if err != nil {
 		return nil, err
@@ -227,6 +234,29 @@ func (s *Service) check(ctx context.Context, ref proto.ChunkRef, o op, refreshed
 		return nil, proto.Errorf(proto.TargetNotServing, "storage: target %d is %s", ref.TargetID, state)
 	}
 	return t, nil
+}
+
+// Lease records until when the node may serve on its routing info
+// (cluster.HeartbeatOptions.Lease: a heartbeat got through). Until the
+// first lease the node is not fenced (tests, and a node without mgmtd's
+// leases).
+func (s *Service) Lease(until time.Time) {
+	s.lease.Store(max(int64(until.Sub(s.epoch)), 1))
+}
+
+// fenced refuses requests once the node's lease ran out: mgmtd may have
+// declared it down (a stopped process, a cut link, a stalled disk) and
+// given its chains to others, so its routing may be stale and its data
+// too. A heartbeat that gets through renews the lease with fresh routing.
+func (s *Service) fenced() error {
+	end := s.lease.Load()
+	if end == 0 {
+		return nil
+	}
+	if over := time.Since(s.epoch) - time.Duration(end); over > 0 {
+		return proto.Errorf(proto.TargetNotServing, "storage: node %d has not reached mgmtd for longer than its lease (%v over): fenced until a heartbeat gets through", s.nodeID, over.Round(time.Millisecond))
+	}
+	return nil
 }
 
 func chunkID(ref proto.ChunkRef) chunkengine.ChunkID {
