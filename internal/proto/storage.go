@@ -50,6 +50,17 @@ const (
 	// MethodStorageDump lists the chunks of one target with their
 	// committed versions and checksums, for resync and scrub. Admin only.
 	MethodStorageDump uint16 = 208
+	// MethodStorageRepair asks the head of a chunk's chain to make every
+	// replica of the chunk equal to a good copy: the head's own if its
+	// checksums hold, else one fetched from another serving member.
+	// Storage nodes call it when a read finds a damaged replica; scrub
+	// when replicas differ. Admin only. See docs/replication.md.
+	MethodStorageRepair uint16 = 209
+	// MethodStorageScrub verifies a page of one target's chunks against
+	// their checksums (reading every byte) and, on a chain's head, against
+	// the other replicas, repairing what differs. Admin only (fff admin
+	// scrub).
+	MethodStorageScrub uint16 = 210
 )
 
 // ChunkRef names a chunk on a target, with the chain version the caller's
@@ -293,4 +304,42 @@ type ChunkState struct {
 type StorageDumpResp struct {
 	Chunks []ChunkState `msgpack:"c"`
 	More   bool         `msgpack:"m"`
+}
+
+// StorageRepairReq names the chunk to repair: Chunk.TargetID is the head of
+// its chain, at Chunk.ChainVersion.
+type StorageRepairReq struct {
+	Chunk ChunkRef `msgpack:"c"`
+}
+
+// StorageRepairResp reports the chunk's version after the repair (0: the
+// chain holds no such chunk: it was removed from every replica).
+type StorageRepairResp struct {
+	Version uint64 `msgpack:"v"`
+}
+
+// StorageScrubReq verifies target TargetID's chunks after After (nil: from
+// the first), at most Limit of them (0: the server's page). With Repair,
+// damaged and diverged chunks are repaired through their chain's head.
+type StorageScrubReq struct {
+	TargetID uint32      `msgpack:"t"`
+	After    *ChunkState `msgpack:"a,omitempty"`
+	Limit    int         `msgpack:"n,omitempty"`
+	Repair   bool        `msgpack:"r,omitempty"`
+}
+
+// StorageScrubResp is one page of a scrub. Damaged chunks failed their
+// checksums on this target; Diverged ones (found by a chain's head) differ
+// between serving replicas in version, length or content. Repaired counts
+// those made good again; Errors says why others were not. Last is the last
+// chunk verified, the next page's After; More says whether chunks follow.
+type StorageScrubResp struct {
+	Chunks   int          `msgpack:"k"`
+	Bytes    int64        `msgpack:"b"`
+	Damaged  []ChunkState `msgpack:"d,omitempty"`
+	Diverged []ChunkState `msgpack:"v,omitempty"`
+	Repaired int          `msgpack:"p,omitempty"`
+	Errors   []string     `msgpack:"e,omitempty"`
+	Last     *ChunkState  `msgpack:"l,omitempty"`
+	More     bool         `msgpack:"m"`
 }

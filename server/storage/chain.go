@@ -36,6 +36,12 @@ type Forwarder interface {
 	Forward(ctx context.Context, addr string, req *proto.StorageForwardReq, payload []byte) (uint64, error)
 	// Dump lists a page of a target's chunks on the node at addr.
 	Dump(ctx context.Context, addr string, req proto.StorageDumpReq) (proto.StorageDumpResp, error)
+	// Fetch returns chunk ref whole (version 0: none), checksums verified
+	// by its node: a good copy for a damaged head (repair.go).
+	Fetch(ctx context.Context, addr string, ref proto.ChunkRef) (uint64, []byte, error)
+	// Repair asks the head of a chunk's chain, on the node at addr, to
+	// repair the chunk's replicas.
+	Repair(ctx context.Context, addr string, req proto.StorageRepairReq) (uint64, error)
 }
 
 // DefaultForwardTimeout bounds how long a hop keeps trying to hand an
@@ -523,7 +529,7 @@ func (s *Service) Dump(ctx context.Context, r proto.StorageDumpReq) (proto.Stora
 	}
 	out := proto.StorageDumpResp{Chunks: make([]proto.ChunkState, len(cis)), More: more}
 	for i, ci := range cis {
-		out.Chunks[i] = proto.ChunkState{Ino: ci.ID.Ino, Index: ci.ID.Index, Version: ci.Version, Length: uint32(ci.Length), Checksum: ci.Checksum}
+		out.Chunks[i] = chunkState(ci)
 	}
 	return out, nil
 }

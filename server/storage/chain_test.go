@@ -44,6 +44,14 @@ func (f *forwarder) Dump(context.Context, string, proto.StorageDumpReq) (proto.S
 	return proto.StorageDumpResp{}, proto.Errorf(proto.Unavailable, "test: no dumps")
 }
 
+func (f *forwarder) Fetch(context.Context, string, proto.ChunkRef) (uint64, []byte, error) {
+	return 0, nil, proto.Errorf(proto.Unavailable, "the test's forwarder fetches nothing")
+}
+
+func (f *forwarder) Repair(context.Context, string, proto.StorageRepairReq) (uint64, error) {
+	return 0, proto.Errorf(proto.Unavailable, "the test's forwarder repairs nothing")
+}
+
 func (f *forwarder) recorded() ([]proto.StorageForwardReq, [][]byte) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -111,6 +111,46 @@ func (p *RPCPeers) Dump(ctx context.Context, addr string, req proto.StorageDumpR
 	return resp, err
 }
 
+// Fetch implements Forwarder: a Stat, then a Read of the whole chunk,
+// both as the admin.
+func (p *RPCPeers) Fetch(ctx context.Context, addr string, ref proto.ChunkRef) (uint64, []byte, error) {
+	pl := p.pool(addr)
+	var st proto.StorageStatResp
+	if _, err := pl.Call(ctx, proto.MethodStorageStat, &proto.StorageStatReq{Chunk: ref}, &st); err != nil {
+		return 0, nil, err
+	}
+	if !st.Exists {
+		return 0, nil, nil
+	}
+	buf := make([]byte, st.Length)
+	var resp proto.StorageReadResp
+	req := proto.StorageReadReq{IOs: []proto.ReadIO{{Chunk: ref, Len: st.Length}}}
+	if _, err := pl.Call(ctx, proto.MethodStorageRead, &req, &resp, rpc.IntoBuffers(buf)); err != nil {
+		return 0, nil, err
+	}
+	if len(resp.Results) != 1 {
+		return 0, nil, proto.Errorf(proto.EIO, "storage %s: %d results for one read", addr, len(resp.Results))
+	}
+	res := resp.Results[0]
+	if res.Code != proto.OK {
+		return 0, nil, &proto.Error{Code: res.Code, Msg: res.Msg}
+	}
+	if res.N != st.Length || res.Version != st.Version {
+		return 0, nil, proto.Errorf(proto.ChunkVersionMismatch, "storage %s: chunk %d/%d changed while fetched (version %d→%d, %d of %d bytes)",
+			addr, ref.Ino, ref.Index, st.Version, res.Version, res.N, st.Length)
+	}
+	return res.Version, buf, nil
+}
+
+// Repair implements Forwarder.
+func (p *RPCPeers) Repair(ctx context.Context, addr string, req proto.StorageRepairReq) (uint64, error) {
+	var resp proto.StorageRepairResp
+	if _, err := p.pool(addr).Call(ctx, proto.MethodStorageRepair, &req, &resp); err != nil {
+		return 0, err
+	}
+	return resp.Version, nil
+}
+
 // Cut closes the connections to the node at addr (cluster.WatchDown: it
 // was declared down), failing forwards that wait on it, and returns how
 // many it closed.

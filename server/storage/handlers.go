@@ -92,6 +92,28 @@ func (s *Service) RegisterHandlers(srv *rpc.Server) {
 		}
 		return &rpc.Response{Body: &resp}, nil
 	})
+	srv.Handle(proto.MethodStorageRepair, rpc.AccessAdmin, func(ctx context.Context, req *rpc.Request) (*rpc.Response, error) {
+		var r proto.StorageRepairReq
+		if err := req.Decode(&r); err != nil {
+			return nil, err
+		}
+		v, err := s.Repair(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		return &rpc.Response{Body: &proto.StorageRepairResp{Version: v}}, nil
+	})
+	srv.Handle(proto.MethodStorageScrub, rpc.AccessAdmin, func(ctx context.Context, req *rpc.Request) (*rpc.Response, error) {
+		var r proto.StorageScrubReq
+		if err := req.Decode(&r); err != nil {
+			return nil, err
+		}
+		resp, err := s.Scrub(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		return &rpc.Response{Body: &resp}, nil
+	})
 	// Garbage collection's: admin only (the server refuses others).
 	srv.Handle(proto.MethodStorageRemoveInode, rpc.AccessAdmin, func(ctx context.Context, req *rpc.Request) (*rpc.Response, error) {
 		var r proto.StorageRemoveInodeReq
@@ -252,6 +274,11 @@ func (s *Service) ReadInto(ctx context.Context, ios []proto.ReadIO, allow *readG
 				// Never written: a hole, zeros. (A chunk whose creation
 				// is in flight is not committed yet: a hole too.)
 			default:
+				if proto.CodeOf(q.Err) == proto.ChecksumMismatch {
+					// The client reads another replica; the
+					// chain's head rewrites this one.
+					s.damaged(ios[g.idx[i]].Chunk)
+				}
 				setErr(res, q.Err)
 			}
 		}

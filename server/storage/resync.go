@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -235,28 +236,11 @@ func (s *Service) syncChunk(ctx context.Context, t *target, r *resyncRun, id chu
 
 // dumpAll lists every chunk of target tid (on this node or another).
 func (s *Service) dumpAll(ctx context.Context, chain, tid uint32) (map[chunkengine.ChunkID]proto.ChunkState, error) {
-	out := map[chunkengine.ChunkID]proto.ChunkState{}
-	req := proto.StorageDumpReq{TargetID: tid}
-	for {
-		var resp proto.StorageDumpResp
-		var err error
-		if s.targets[tid] != nil {
-			resp, err = s.Dump(ctx, req)
-		} else {
-			resp, err = s.remoteDump(ctx, tid, req)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("storage: dump of target %d (chain %d): %w", tid, chain, err)
-		}
-		for _, cs := range resp.Chunks {
-			out[chunkengine.ChunkID{Ino: cs.Ino, Index: cs.Index}] = cs
-		}
-		if !resp.More || len(resp.Chunks) == 0 {
-			return out, nil
-		}
-		last := resp.Chunks[len(resp.Chunks)-1]
-		req.After = &last
+	m, err := s.dumpRange(ctx, tid, nil, chunkengine.ChunkID{Ino: math.MaxUint64, Index: math.MaxUint32})
+	if err != nil {
+		return nil, fmt.Errorf("chain %d: %w", chain, err)
 	}
+	return m, nil
 }
 
 func (s *Service) remoteDump(ctx context.Context, tid uint32, req proto.StorageDumpReq) (proto.StorageDumpResp, error) {

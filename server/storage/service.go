@@ -84,10 +84,20 @@ type Service struct {
 	fwd        Forwarder
 	fwdTimeout time.Duration
 	rs         resyncs
+	rp         repairs
+	bg         context.Context // ends on Close: background repairs
+	stopBg     context.CancelFunc
 	epoch      time.Time    // lease's clock origin (monotonic)
 	lease      atomic.Int64 // lease end, ns after epoch; 0: none yet
 	closeOnce  sync.Once
 	closeErr   error
+}
+
+// repairs tracks the repairs reads asked for, one per chunk at a time.
+type repairs struct {
+	mu   sync.Mutex
+	busy map[chunkengine.ChunkID]bool
+	wg   sync.WaitGroup
 }
 
 type target struct {
@@ -115,6 +125,7 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 		fwdTimeout: opts.ForwardTimeout,
 		epoch:      time.Now(),
 	}
+	s.bg, s.stopBg = context.WithCancel(context.WithoutCancel(ctx))
 	if s.fwdTimeout <= 0 {
 		s.fwdTimeout = DefaultForwardTimeout
 	}
@@ -151,6 +162,8 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 // Close closes the engines.
 func (s *Service) Close() error {
 	s.closeOnce.Do(func() {
+		s.stopBg()
+		s.rp.wg.Wait()
 		for _, t := range s.targets {
 			if err := t.eng.Close(); err != nil && s.closeErr == nil {
 				s.closeErr = err

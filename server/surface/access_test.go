@@ -75,6 +75,8 @@ var whoMayCall = map[uint16]string{
 	proto.MethodStorageRemoveInode: admin,
 	proto.MethodStorageForward:     admin,
 	proto.MethodStorageDump:        admin,
+	proto.MethodStorageRepair:      admin,
+	proto.MethodStorageScrub:       admin,
 }
 
 // TestEveryMethodStatesWhoMayCallIt walks every method registered on a node

@@ -1,10 +1,12 @@
 package chunkengine
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fff/internal/crc32c"
 	"fmt"
+	"math"
 )
 
 // BlockSize is the checksum block: every 4 KiB of a chunk has its own
@@ -30,6 +32,26 @@ type ChunkID struct {
 // String renders the id as the data files name it: 16 hex digits of the
 // inode, a dash, 8 hex digits of the index.
 func (id ChunkID) String() string { return fmt.Sprintf("%016x-%08x", id.Ino, id.Index) }
+
+// Compare orders chunk ids as Scan lists them: by inode, then index.
+func (id ChunkID) Compare(o ChunkID) int {
+	if c := cmp.Compare(id.Ino, o.Ino); c != 0 {
+		return c
+	}
+	return cmp.Compare(id.Index, o.Index)
+}
+
+// Prev returns the id just before id in that order (false for the first
+// id): a Scan after it starts at id.
+func (id ChunkID) Prev() (ChunkID, bool) {
+	switch {
+	case id.Index > 0:
+		return ChunkID{Ino: id.Ino, Index: id.Index - 1}, true
+	case id.Ino > 0:
+		return ChunkID{Ino: id.Ino - 1, Index: math.MaxUint32}, true
+	}
+	return ChunkID{}, false
+}
 
 // KV keys. One bbolt file per target holds nothing but this engine's keys:
 //
