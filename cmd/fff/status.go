@@ -204,6 +204,16 @@ type targetJSON struct {
 	Capacity uint64 `json:"capacity_bytes"`
 	Used     uint64 `json:"used_bytes"`
 	FSID     uint64 `json:"fsid,omitempty"`
+	// Resync is a syncing target's resync progress.
+	Resync *resyncJSON `json:"resync,omitempty"`
+}
+
+type resyncJSON struct {
+	From          uint32 `json:"from"`
+	ChunksChecked int64  `json:"chunks_compared"`
+	ChunksTotal   int64  `json:"chunks_total"`
+	ChunksSent    int64  `json:"chunks_sent"`
+	BytesSent     int64  `json:"bytes_sent"`
 }
 
 type chainJSON struct {
@@ -229,8 +239,12 @@ func routingToJSON(ri *proto.RoutingInfo) routingJSON {
 		out.Nodes = append(out.Nodes, j)
 	}
 	for _, t := range ri.Targets {
-		out.Targets = append(out.Targets, targetJSON{ID: t.ID, NodeID: t.NodeID, Path: t.Path, State: t.State.String(),
-			ChainID: t.ChainID, Capacity: t.Capacity, Used: t.Used, FSID: t.FSID})
+		j := targetJSON{ID: t.ID, NodeID: t.NodeID, Path: t.Path, State: t.State.String(),
+			ChainID: t.ChainID, Capacity: t.Capacity, Used: t.Used, FSID: t.FSID}
+		if r := t.Resync; r != nil {
+			j.Resync = &resyncJSON{From: r.From, ChunksChecked: r.Chunks, ChunksTotal: r.Total, ChunksSent: r.Sent, BytesSent: r.Bytes}
+		}
+		out.Targets = append(out.Targets, j)
 	}
 	for _, c := range ri.Chains {
 		out.Chains = append(out.Chains, chainJSON{ID: c.ID, Version: c.Version, Targets: nonNil(c.Targets)})
@@ -358,6 +372,22 @@ func printStatus(w io.Writer, st *clusterStatus) error {
 		targets += "; not serving: " + joinIDs(t.NotServing)
 	}
 	line("targets", "%s", targets)
+	for _, tg := range st.routing.Targets {
+		if tg.State != proto.TargetSyncing {
+			continue
+		}
+		r := tg.Resync
+		if r == nil {
+			line("resync", "target %d (chain %d): waiting for its predecessor to start", tg.ID, tg.ChainID)
+			continue
+		}
+		done := ""
+		if r.Total > 0 {
+			done = fmt.Sprintf(" (%.0f%%)", 100*float64(min(r.Chunks, r.Total))/float64(r.Total))
+		}
+		line("resync", "target %d (chain %d) from %d: %d of %d chunks compared%s, %d sent (%s)",
+			tg.ID, tg.ChainID, r.From, r.Chunks, r.Total, done, r.Sent, humanize.IBytes(uint64(r.Bytes)))
+	}
 	switch {
 	case st.StatFS != nil && st.StatFS.TotalBytes > 0:
 		used := st.StatFS.TotalBytes - min(st.StatFS.FreeBytes, st.StatFS.TotalBytes)

@@ -316,7 +316,7 @@ func runLocal(ctx context.Context, cfg Config) error {
 		routing.Run,
 		func(ctx context.Context) error {
 			return cluster.RunHeartbeats(ctx, mg, cluster.HeartbeatOptions{
-				NodeID: cfg.Node.ID, Stats: st.Stats, Cache: routing, Logger: n.log,
+				NodeID: cfg.Node.ID, Stats: st.Stats, Resyncs: st.Resyncs, Cache: routing, Logger: n.log,
 			})
 		},
 		n.pruneSessions(ms),

@@ -188,6 +188,8 @@ type HeartbeatOptions struct {
 	Interval time.Duration
 	// Stats, if set, reports the node's targets' usage for each heartbeat.
 	Stats func() []proto.TargetStats
+	// Resyncs, if set, reports the resyncs the node runs.
+	Resyncs func() []proto.ResyncStats
 	// Cache, if set, is refreshed when a heartbeat answer shows a newer
 	// routing version.
 	Cache *RoutingCache
@@ -211,6 +213,9 @@ func RunHeartbeats(ctx context.Context, hb Heartbeater, opts HeartbeatOptions) e
 		req := proto.HeartbeatReq{NodeID: opts.NodeID}
 		if opts.Stats != nil {
 			req.Targets = opts.Stats()
+		}
+		if opts.Resyncs != nil {
+			req.Resyncs = opts.Resyncs()
 		}
 		cctx, cancel := context.WithTimeout(ctx, max(opts.Interval, time.Second))
 		sent := time.Now()

@@ -164,6 +164,9 @@ type Target struct {
 	// FSID identifies the target's file system on its node (see
 	// TargetStats.FSID; 0: unknown). Live information, like Capacity.
 	FSID uint64 `msgpack:"fsid,omitempty"`
+	// Resync is the progress of a syncing target's resync, as its
+	// predecessor's node last reported it (nil: none reported). Live.
+	Resync *ResyncStats `msgpack:"resync,omitempty"`
 }
 
 // Chain is an ordered list of targets on distinct nodes, head first. Its
@@ -293,6 +296,22 @@ type GetRoutingResp struct {
 type HeartbeatReq struct {
 	NodeID  uint32        `msgpack:"node_id"`
 	Targets []TargetStats `msgpack:"targets"`
+	// Resyncs are the resyncs the node runs now (as predecessor), each
+	// heartbeat's list replacing the last.
+	Resyncs []ResyncStats `msgpack:"resyncs,omitempty"`
+}
+
+// ResyncStats is the progress of the resync of syncing target Target from
+// its predecessor From: chunks compared so far, chunks sent whole or
+// removed, bytes sent, and the predecessor's chunk count (Total, 0 if not
+// known yet).
+type ResyncStats struct {
+	Target uint32 `msgpack:"t"`
+	From   uint32 `msgpack:"f"`
+	Chunks int64  `msgpack:"c"`
+	Total  int64  `msgpack:"n,omitempty"`
+	Sent   int64  `msgpack:"s"`
+	Bytes  int64  `msgpack:"b"`
 }
 
 // HeartbeatResp carries the current routing version; a caller whose

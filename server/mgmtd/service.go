@@ -153,6 +153,12 @@ type API interface {
 	SetTargetState(ctx context.Context, id uint32, state proto.TargetState) error
 }
 
+// resyncReport is a resync's progress and the node that reported it.
+type resyncReport struct {
+	node  uint32
+	stats proto.ResyncStats
+}
+
 // Service is the cluster manager over a kv.DB. It is safe for concurrent
 // use. See the package documentation.
 type Service struct {
@@ -165,7 +171,8 @@ type Service struct {
 
 	mu    sync.Mutex
 	live  map[uint32]*liveNode         // node id → heartbeat times
-	stats map[uint32]proto.TargetStats // target id → last reported usage
+	stats   map[uint32]proto.TargetStats // target id → last reported usage
+	resyncs map[uint32]resyncReport      // syncing target id → its resync's progress
 
 	clusterID string // set by New, never changes
 }
@@ -186,7 +193,8 @@ func New(ctx context.Context, db kv.DB, opts Options) (*Service, error) {
 		opts:  opts,
 		log:   opts.Logger.With().Str("component", "mgmtd").Logger(),
 		live:  map[uint32]*liveNode{},
-		stats: map[uint32]proto.TargetStats{},
+		stats:   map[uint32]proto.TargetStats{},
+		resyncs: map[uint32]resyncReport{},
 	}
 	var ri *proto.RoutingInfo
 	if err := db.View(ctx, func(tx kv.ReadTxn) error {
@@ -324,6 +332,9 @@ func (s *Service) withLive(ri *proto.RoutingInfo) *proto.RoutingInfo {
 	for i := range c.Targets {
 		if st, ok := s.stats[c.Targets[i].ID]; ok {
 			c.Targets[i].Capacity, c.Targets[i].Used, c.Targets[i].FSID = st.Capacity, st.Used, st.FSID
+		}
+		if r, ok := s.resyncs[c.Targets[i].ID]; ok && c.Targets[i].State == proto.TargetSyncing {
+			c.Targets[i].Resync = &r.stats
 		}
 	}
 	return c
@@ -775,6 +786,14 @@ func (s *Service) Heartbeat(ctx context.Context, req proto.HeartbeatReq) (proto.
 		if t := cur.Target(ts.ID); t != nil && t.NodeID == req.NodeID {
 			s.stats[ts.ID] = ts
 		}
+	}
+	for id, r := range s.resyncs {
+		if r.node == req.NodeID {
+			delete(s.resyncs, id)
+		}
+	}
+	for _, rs := range req.Resyncs {
+		s.resyncs[rs.Target] = resyncReport{node: req.NodeID, stats: rs}
 	}
 	s.mu.Unlock()
 	if n.State != proto.NodeUp {

@@ -1011,3 +1011,30 @@ func TestSynced(t *testing.T) {
 		}
 	})
 }
+
+// TestResyncProgress: a node's heartbeat reports the resyncs it runs; the
+// routing shows each on its syncing target until a heartbeat no longer
+// lists it, and never on a target that is not syncing.
+func TestResyncProgress(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, db kv.DB) {
+		ctx := context.Background()
+		s := newService(t, db, newFakeClock())
+		registerCluster(t, s, 3, "/a")
+		must[proto.Chain](t)(s.CreateChain(ctx, []uint32{1, 2, 3}))
+		must[struct{}](t)(struct{}{}, s.SetTargetState(ctx, 3, proto.TargetSyncing))
+		rs := proto.ResyncStats{Target: 3, From: 2, Chunks: 10, Total: 40, Sent: 4, Bytes: 1 << 20}
+		must[proto.HeartbeatResp](t)(s.Heartbeat(ctx, proto.HeartbeatReq{NodeID: 2, Resyncs: []proto.ResyncStats{rs, {Target: 1, From: 3}}}))
+		ri := must[*proto.RoutingInfo](t)(s.GetRouting(ctx, 0))
+		if got := ri.Target(3).Resync; got == nil || *got != rs {
+			t.Fatalf("syncing target's resync: %+v, want %+v", got, rs)
+		}
+		if got := ri.Target(1).Resync; got != nil {
+			t.Fatalf("serving target with a resync: %+v", got)
+		}
+		must[proto.HeartbeatResp](t)(s.Heartbeat(ctx, proto.HeartbeatReq{NodeID: 2}))
+		ri = must[*proto.RoutingInfo](t)(s.GetRouting(ctx, 0))
+		if got := ri.Target(3).Resync; got != nil {
+			t.Fatalf("resync no longer reported: %+v", got)
+		}
+	})
+}

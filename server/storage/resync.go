@@ -32,14 +32,6 @@ type TargetStates interface {
 // resyncParallel is how many chunks a resync sends at once.
 const resyncParallel = 4
 
-// ResyncProgress describes one running resync.
-type ResyncProgress struct {
-	Chain, From, To uint32 // chain, serving predecessor, syncing target
-	Chunks          int64  // chunks compared so far
-	Sent            int64  // chunks sent whole or removed
-	Bytes           int64  // bytes sent
-}
-
 // resyncs tracks the node's running resyncs, one per syncing target.
 type resyncs struct {
 	mu  sync.Mutex
@@ -47,18 +39,19 @@ type resyncs struct {
 }
 
 type resyncRun struct {
-	chain, from, to      uint32
-	chunks, sent, nbytes atomic.Int64
+	chain, from, to             uint32
+	chunks, total, sent, nbytes atomic.Int64
 }
 
-// Resyncs reports the resyncs this node runs now, by syncing target.
-func (s *Service) Resyncs() []ResyncProgress {
+// Resyncs reports the resyncs this node runs now, by syncing target
+// (heartbeats carry them to mgmtd, fff status shows them).
+func (s *Service) Resyncs() []proto.ResyncStats {
 	s.rs.mu.Lock()
 	defer s.rs.mu.Unlock()
-	out := make([]ResyncProgress, 0, len(s.rs.run))
+	out := make([]proto.ResyncStats, 0, len(s.rs.run))
 	for _, r := range s.rs.run {
-		out = append(out, ResyncProgress{Chain: r.chain, From: r.from, To: r.to,
-			Chunks: r.chunks.Load(), Sent: r.sent.Load(), Bytes: r.nbytes.Load()})
+		out = append(out, proto.ResyncStats{Target: r.to, From: r.from, Chunks: r.chunks.Load(), Total: r.total.Load(),
+			Sent: r.sent.Load(), Bytes: r.nbytes.Load()})
 	}
 	return out
 }
@@ -159,6 +152,9 @@ func (s *Service) resync(ctx context.Context, t *target, r *resyncRun, cv uint32
 	if err != nil {
 		return err
 	}
+	if err := s.count(ctx, t, r); err != nil {
+		return err
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(resyncParallel)
 	copyChunk := func(id chunkengine.ChunkID) {
@@ -185,6 +181,7 @@ func (s *Service) resync(ctx context.Context, t *target, r *resyncRun, cv uint32
 			}
 			after = &page[len(page)-1].ID
 		}
+		r.total.Add(int64(len(remote)))
 		for id := range remote { // only the syncing target has them
 			r.chunks.Add(1)
 			copyChunk(id)
@@ -203,6 +200,25 @@ func (s *Service) resync(ctx context.Context, t *target, r *resyncRun, cv uint32
 		return proto.Errorf(proto.ChainVersionMismatch, "storage: chain %d changed during the resync of target %d", r.chain, r.to)
 	}
 	return states.Synced(ctx, r.to, cv)
+}
+
+// count sets r's total to t's chunk count (metadata only: a pass over the
+// engine's index), for fff status to show how far the resync is.
+func (s *Service) count(ctx context.Context, t *target, r *resyncRun) error {
+	var after *chunkengine.ChunkID
+	var n int64
+	for {
+		page, more, err := t.eng.Scan(ctx, after, dumpPage)
+		if err != nil {
+			return err
+		}
+		n += int64(len(page))
+		if !more || len(page) == 0 {
+			r.total.Store(n)
+			return nil
+		}
+		after = &page[len(page)-1].ID
+	}
 }
 
 // syncChunk sends t's chunk id whole to r.to (a removal if t has none),
