@@ -169,8 +169,8 @@ type Service struct {
 	cur   atomic.Pointer[proto.RoutingInfo] // last committed state; live fields zero; read-only
 	pubMu sync.Mutex                        // serializes publish
 
-	mu    sync.Mutex
-	live  map[uint32]*liveNode         // node id → heartbeat times
+	mu      sync.Mutex
+	live    map[uint32]*liveNode         // node id → heartbeat times
 	stats   map[uint32]proto.TargetStats // target id → last reported usage
 	resyncs map[uint32]resyncReport      // syncing target id → its resync's progress
 
@@ -189,10 +189,10 @@ var _ API = (*Service)(nil)
 func New(ctx context.Context, db kv.DB, opts Options) (*Service, error) {
 	opts.normalize()
 	s := &Service{
-		db:    db,
-		opts:  opts,
-		log:   opts.Logger.With().Str("component", "mgmtd").Logger(),
-		live:  map[uint32]*liveNode{},
+		db:      db,
+		opts:    opts,
+		log:     opts.Logger.With().Str("component", "mgmtd").Logger(),
+		live:    map[uint32]*liveNode{},
 		stats:   map[uint32]proto.TargetStats{},
 		resyncs: map[uint32]resyncReport{},
 	}
