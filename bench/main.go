@@ -30,6 +30,11 @@
 //   - loader: an epoch through fff.torch.DataLoader next to torchvision's
 //     ImageFolder on local JPEGs, without and with decode (loader.go).
 //
+//   - replication: clusters of three fffd processes made by `fff up` with 3
+//     copies of each chunk against 1: sequential write/read, write latency,
+//     the write stall after a kill -9 of a storage node, and the resync rate
+//     against fio sequential write (replication.go).
+//
 //     go run ./bench -dir /var/tmp/fff-bench -file-size 2GiB -duration 10s
 package main
 
@@ -88,7 +93,7 @@ func main() {
 	flag.BoolVar(&cfg.noDrop, "no-drop-cache", false, "do not drop the page cache before measurements")
 	flag.StringVar(&cfg.fioBinary, "fio", "fio", "fio binary")
 	flag.IntVar(&cfg.rounds, "rounds", 3, "alternating fio/fff rounds per size; the table shows medians")
-	suites := flag.String("suites", "ffrecord,rpc,meta,data,caps,tls,fuse,python,loader", "benchmarks to run: ffrecord (batch reads vs fio), rpc (RPC vs raw TCP), meta (metadata rates of fffd local), data (libfff data path of fffd local vs fio and loopback TCP), caps (ReadBatch of 4 KiB samples with storage's capability checks vs without), tls (bulk reads with TLS vs plaintext over loopback TCP), fuse (the FUSE mount vs the native client and fio), python (the Python package's batched reads vs Go and fio), loader (fff.torch.DataLoader vs ImageFolder, an epoch with and without decode)")
+	suites := flag.String("suites", "ffrecord,rpc,meta,data,caps,tls,fuse,python,loader,replication", "benchmarks to run: ffrecord (batch reads vs fio), rpc (RPC vs raw TCP), meta (metadata rates of fffd local), data (libfff data path of fffd local vs fio and loopback TCP), caps (ReadBatch of 4 KiB samples with storage's capability checks vs without), tls (bulk reads with TLS vs plaintext over loopback TCP), fuse (the FUSE mount vs the native client and fio), python (the Python package's batched reads vs Go and fio), loader (fff.torch.DataLoader vs ImageFolder, an epoch with and without decode), replication (3 copies vs 1 on clusters made by fff up: throughput, write latency, the stall after a kill -9, resync vs fio)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the fff measurements to this file")
 	tcpOnly := flag.Bool("tcp-only", false, "clients reach fffd over loopback TCP instead of its same-host Unix socket (sets FFF_TCP_ONLY=1 for this process and the ones it starts)")
 	flag.Parse()
@@ -170,6 +175,11 @@ func main() {
 	}
 	if cfg.suites["loader"] {
 		if err := runLoaderSuite(ctx, cfg); err != nil {
+			fatal(err)
+		}
+	}
+	if cfg.suites["replication"] {
+		if err := runReplicationSuite(ctx, cfg); err != nil {
 			fatal(err)
 		}
 	}
