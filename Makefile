@@ -11,7 +11,7 @@ FUZZTIME ?= 10s
 # Packages whose concurrency matters run under the race detector.
 RACE_PKGS := ./ffrecord/... ./internal/... ./server/...
 
-.PHONY: all build lib test test-python test-go test-race test-fdb vet-fdb fuzz demo bench lint deps clean
+.PHONY: all build lib test test-python test-go test-race test-fdb vet-fdb fuzz demo bench lint deps clean chaos
 
 all: build
 
@@ -42,9 +42,19 @@ test-python: deps
 
 # gotestsum (a go.mod tool) prints a dot per finished test, so the long
 # end-to-end packages show progress, and repeats every failure at the end.
+# The .venv (python) is for the chaos test's fff.torch DataLoader.
 test-go: deps
-	@scripts/bootstrap.sh test
+	@scripts/bootstrap.sh test python
 	$(GO) tool gotestsum --format dots -- -count=1 ./...
+
+# The long form of the replication chaos test (tests/chaos_test.go; `make test`
+# runs its reduced form): about ten minutes of kill -9s, restarts and SIGSTOPs
+# of storage nodes under writers, readers and an fff.torch DataLoader (from
+# the .venv that `scripts/bootstrap.sh python` makes). FFF_CHAOS_SEED=N
+# replays another seed, FFF_CHAOS_KEEP=1 keeps the cluster's data and logs.
+chaos: deps
+	@scripts/bootstrap.sh python
+	FFF_CHAOS_LONG=1 $(GO) test -count=1 -timeout 40m -run '^TestChaos$$' -v ./tests/
 
 test-race: deps
 	$(GO) test -count=1 -race $(RACE_PKGS)

@@ -96,6 +96,9 @@ const EnvTCPOnly = "FFF_TCP_ONLY"
 type Client struct {
 	addr string
 	log  zerolog.Logger
+	// waitLog receives the "waiting for the cluster" warnings: one per
+	// few seconds, however many calls wait (a failover makes thousands).
+	waitLog zerolog.Logger
 
 	// One pool per service address: mgmtd's and meta's are the same pool
 	// while both roles share an address (fffd local).
@@ -176,7 +179,7 @@ func Connect(ctx context.Context, opts Options) (*Client, error) {
 	case opts.RetryTimeout < 0:
 		opts.RetryTimeout = 0
 	}
-	c := &Client{addr: addr, log: opts.Logger, token: token, popts: popts, writeBuffer: opts.WriteBuffer, reportEvery: opts.LengthReportInterval, retryTimeout: opts.RetryTimeout}
+	c := &Client{addr: addr, log: opts.Logger, waitLog: opts.Logger.Sample(&zerolog.BurstSampler{Burst: 1, Period: 5 * time.Second}), token: token, popts: popts, writeBuffer: opts.WriteBuffer, reportEvery: opts.LengthReportInterval, retryTimeout: opts.RetryTimeout}
 	if !tcpOnly && !opts.NoLocalRead && os.Getenv(EnvNoLocalRead) != "1" {
 		c.local = newLocalReads(opts.Logger)
 	}

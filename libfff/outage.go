@@ -83,7 +83,7 @@ func (c *Client) again(ctx context.Context, o *outage, method uint16, err error)
 	now := time.Now()
 	if o.deadline.IsZero() {
 		o.deadline, o.backoff = now.Add(c.retryTimeout), 20*time.Millisecond
-		c.log.Warn().Err(err).Dur("for", c.retryTimeout).Msg(msg)
+		c.waitLog.Warn().Err(err).Dur("for", c.retryTimeout).Msg(msg)
 	}
 	if !now.Before(o.deadline) {
 		return false

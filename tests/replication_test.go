@@ -51,21 +51,10 @@ func TestReplicatedCluster(t *testing.T) {
 	config, data := t.TempDir(), t.TempDir()
 	env := append(cleanEnv(), "XDG_CONFIG_HOME="+config)
 	t.Cleanup(func() { killCluster(data) })
-	out := mustFFF(t, env, "up", "--daemon", "--data", data, "--storage-nodes", "2", "--replicas", "3")
-	if !strings.Contains(out, "chain table 1") {
-		t.Fatalf("fff up --replicas 3 made no chains:\n%s", out)
-	}
 	// A short heartbeat timeout for the failover below; the restart of
 	// every node also sends the control node's and one storage node's
 	// targets through resync.
-	mustFFF(t, env, "down", "--data", data)
-	f, err := os.OpenFile(filepath.Join(data, "local.toml"), os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.WriteString("\n[mgmtd]\nheartbeat_timeout = \"2s\"\n")
-	f.Close()
-	mustFFF(t, env, "up", "--daemon", "--data", data)
+	upReplicated(t, env, data, 2, 2*time.Second)
 	chained := waitServing(t, env)
 	if len(chained) != 3 {
 		t.Fatalf("targets in chains: %+v, want 3 on 3 nodes", chained)
@@ -296,4 +285,26 @@ func TestFlippedByte(t *testing.T) {
 		}
 	}
 	mustFFF(t, env, "down", "--data", data)
+}
+
+// upReplicated starts a cluster of a control node and n storage nodes with
+// replication 3 in data (`fff up --storage-nodes n --replicas 3`), and
+// restarts it with mgmtd's heartbeat timeout set to hb: tests of failovers
+// want a short one.
+func upReplicated(t *testing.T, env []string, data string, n int, hb time.Duration) {
+	t.Helper()
+	out := mustFFF(t, env, "up", "--daemon", "--data", data, "--storage-nodes", strconv.Itoa(n), "--replicas", "3")
+	if !strings.Contains(out, "chain table 1") {
+		t.Fatalf("fff up --replicas 3 made no chains:\n%s", out)
+	}
+	mustFFF(t, env, "down", "--data", data)
+	f, err := os.OpenFile(filepath.Join(data, "local.toml"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(f, "\n[mgmtd]\nheartbeat_timeout = %q\n", hb.String())
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	mustFFF(t, env, "up", "--daemon", "--data", data)
 }
