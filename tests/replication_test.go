@@ -308,3 +308,36 @@ func upReplicated(t *testing.T, env []string, data string, n int, hb time.Durati
 	}
 	mustFFF(t, env, "up", "--daemon", "--data", data)
 }
+
+// TestReplicatedTLS: `fff up --tls --storage-nodes 2 --replicas 3` runs the
+// storage nodes under the cluster's TLS too: they register, take part in
+// the chain (forwards between nodes over TLS) and serve reads, and a file
+// round-trips.
+func TestReplicatedTLS(t *testing.T) {
+	t.Parallel()
+	config, data := t.TempDir(), t.TempDir()
+	env := append(cleanEnv(), "XDG_CONFIG_HOME="+config)
+	t.Cleanup(func() { killCluster(data) })
+	mustFFF(t, env, "up", "--daemon", "--tls", "--data", data, "--storage-nodes", "2", "--replicas", "3")
+	if chained := waitServing(t, env); len(chained) != 3 {
+		t.Fatalf("targets in chains: %+v, want 3 on 3 nodes", chained)
+	}
+	cfg, err := os.ReadFile(filepath.Join(data, "nodes", "2", "fffd.toml"))
+	if err != nil || !strings.Contains(string(cfg), "[tls]") {
+		t.Fatalf("storage node 2's config without [tls] (%v):\n%s", err, cfg)
+	}
+	want := randData(rand.New(rand.NewPCG(4, 4)), 6<<20+9)
+	src, dst := filepath.Join(t.TempDir(), "src"), filepath.Join(t.TempDir(), "dst")
+	if err := os.WriteFile(src, want, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustFFF(t, env, "put", src, "/f")
+	mustFFF(t, env, "get", "/f", dst)
+	if got, err := os.ReadFile(dst); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("get: %d bytes, %v; differs from what was put", len(got), err)
+	}
+	if r := fff(t, env, "admin", "scrub", "--dry-run"); r.code != 0 || !strings.Contains(r.stdout, "total (3 targets)") {
+		t.Fatalf("scrub of a TLS cluster: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	mustFFF(t, env, "down", "--data", data)
+}

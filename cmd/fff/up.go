@@ -141,9 +141,6 @@ func runUp(ctx context.Context, out io.Writer, o upOpts) error {
 	if err != nil {
 		return err
 	}
-	if withNodes && useTLS {
-		return fmt.Errorf("storage nodes under TLS are not supported by 'fff up' yet: start the cluster without --tls, or configure the nodes by hand (docs/operations.md)")
-	}
 	if ri, ok := runningCluster(data); ok {
 		if useTLS && !clusterUsesTLS(data) {
 			return fmt.Errorf("the cluster in %s is up without TLS (pid %d): stop it with 'fff down --data %s', then run 'fff up --tls'", data, ri.PID, data)

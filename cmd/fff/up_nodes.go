@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"fff/internal/certs"
 	"fff/internal/fileutil"
 )
 
@@ -103,6 +104,14 @@ func upStorageNode(ctx context.Context, bin, data, control string, id uint32, ma
 	cfg := fmt.Sprintf("# written by fff up --storage-nodes\n[node]\nid = %d\n\n[mgmtd]\naddress = %q\n\n[storage]\ntargets = [\"targets/0\"]\n", id, control)
 	if manual {
 		cfg += "chains = \"manual\"\n"
+	}
+	if clusterUsesTLS(data) {
+		// The control node's certificate: it names the loopback
+		// addresses the storage nodes listen on, and it is the
+		// cluster CA's, which every node trusts.
+		tdir := filepath.Join(data, tlsDir)
+		cfg += fmt.Sprintf("\n[tls]\ncert = %q\nkey = %q\nca = %q\n",
+			filepath.Join(tdir, certs.NodeFile), filepath.Join(tdir, certs.NodeKey), filepath.Join(tdir, certs.CAFile))
 	}
 	cfgPath := filepath.Join(dir, "fffd.toml")
 	if err := fileutil.WriteAtomic(cfgPath, []byte(cfg), 0o600); err != nil {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"fff/internal/certs"
 	"fff/internal/cluster"
 	"fff/internal/fileutil"
 	"fff/internal/proto"
@@ -83,7 +84,16 @@ func placeChains(ctx context.Context, out io.Writer, data, addr string, r int) e
 	if err != nil {
 		return err
 	}
-	pool := rpc.NewPool(addr, strings.TrimSpace(string(tok)), rpc.PoolOptions{Size: 1})
+	var popts rpc.PoolOptions
+	if ca, err := readCA(data); err != nil {
+		return err
+	} else if ca != "" {
+		if popts.Client.TLS, err = certs.ClientConfig([]byte(ca), "", ""); err != nil {
+			return err
+		}
+	}
+	popts.Size = 1
+	pool := rpc.NewPool(addr, strings.TrimSpace(string(tok)), popts)
 	defer pool.Close()
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()

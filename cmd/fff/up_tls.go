@@ -63,8 +63,16 @@ func prepareTLS(data, listen string) (string, error) {
 		}
 		return "", fmt.Errorf("TLS certificates: %w", err)
 	}
+	// fffd takes one config: DATA/local.toml (replication's manual
+	// chains, an operator's settings) follows the [tls] section.
+	text := tlsConfigText
+	if b, err := os.ReadFile(filepath.Join(data, localConfig)); err == nil {
+		text += "\n# From " + localConfig + ":\n" + string(b)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return "", err
+	}
 	path := filepath.Join(dir, tlsConfigF)
-	if err := fileutil.WriteAtomic(path, []byte(tlsConfigText), 0o600); err != nil {
+	if err := fileutil.WriteAtomic(path, []byte(text), 0o600); err != nil {
 		return "", fmt.Errorf("TLS config: %w", err)
 	}
 	return path, nil
