@@ -154,7 +154,7 @@ func (c *Client) readSegs(ctx context.Context, segs []*seg) {
 			if s.toTail {
 				s.r, s.err = tailRoute(ri, s.layout, s.ino, s.index)
 			} else {
-				s.r, s.err = readRoute(ri, s.layout, s.ino, s.index, round)
+				s.r, s.err = readRoute(ri, s.layout, s.ino, s.index, round, c.near())
 			}
 			if s.err == nil {
 				routed = append(routed, s)

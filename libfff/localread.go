@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -74,6 +75,8 @@ type localReads struct {
 	blocks  *crc32c.Blocks // the checker for the last block size seen
 
 	bytes, fallbacks atomic.Int64
+
+	hostIPs func() map[string]bool // this host's addresses, listed once
 }
 
 type localFile struct {
@@ -83,7 +86,33 @@ type localFile struct {
 }
 
 func newLocalReads(log zerolog.Logger) *localReads {
-	return &localReads{log: log, files: map[string]*localFile{}, off: map[string]bool{}}
+	return &localReads{log: log, files: map[string]*localFile{}, off: map[string]bool{}, hostIPs: sync.OnceValue(interfaceIPs)}
+}
+
+// interfaceIPs lists the addresses of this host's interfaces.
+func interfaceIPs() map[string]bool {
+	out := map[string]bool{}
+	addrs, _ := net.InterfaceAddrs() // none: only loopback counts as here
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok {
+			out[n.IP.String()] = true
+		}
+	}
+	return out
+}
+
+// here reports whether node n listens on this host: a loopback address or
+// one of the host's, where its chunk files can be read directly.
+func (l *localReads) here(n *proto.Node) bool {
+	host, _, err := net.SplitHostPort(n.Addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && (ip.IsLoopback() || l.hostIPs()[ip.String()])
 }
 
 // usable returns the ring to read with, or nil when local reads are off for

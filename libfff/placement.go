@@ -108,8 +108,11 @@ func targetRoute(ri *proto.RoutingInfo, ch *proto.Chain, tid uint32, ino, index 
 // readRoute picks the replica that serves a read of chunk (ino, index): one
 // of the chain's serving targets, chosen by a hash of the chunk id so that
 // reads spread over the replicas; attempt > 0 moves to the next replica
-// (after ChecksumMismatch or TargetNotServing).
-func readRoute(ri *proto.RoutingInfo, l *proto.Layout, ino, index uint64, attempt int) (route, error) {
+// (after ChecksumMismatch or TargetNotServing). With near (nil: no
+// preference), the first try goes to a replica on a node near reports on
+// this host, where the client reads chunk files itself, if the chain has
+// one (spread the same way over several).
+func readRoute(ri *proto.RoutingInfo, l *proto.Layout, ino, index uint64, attempt int, near func(*proto.Node) bool) (route, error) {
 	ch, err := chainOf(ri, l, index)
 	if err != nil {
 		return route{}, err
@@ -124,8 +127,21 @@ func readRoute(ri *proto.RoutingInfo, l *proto.Layout, ino, index uint64, attemp
 	if len(ss) == 0 {
 		return route{}, proto.Errorf(proto.TargetNotServing, "chain %d has no serving target", ch.ID)
 	}
-	k := (chunkHash(ino, index) + uint64(attempt)) % uint64(len(ss))
-	return targetRoute(ri, ch, ss[k], ino, index)
+	h := chunkHash(ino, index)
+	first := int(h % uint64(len(ss)))
+	if near != nil {
+		var here [8]int
+		hs := here[:0]
+		for i, tid := range ss {
+			if n := ri.Node(ri.Target(tid).NodeID); n != nil && near(n) {
+				hs = append(hs, i)
+			}
+		}
+		if len(hs) > 0 {
+			first = hs[h%uint64(len(hs))]
+		}
+	}
+	return targetRoute(ri, ch, ss[(first+attempt)%len(ss)], ino, index)
 }
 
 // tailRoute returns the last serving target of the chain of chunk (ino,
@@ -257,4 +273,14 @@ func splitRequests(ios []rio, maxIOs, maxBytes int) [][]rio {
 
 func (r route) String() string {
 	return fmt.Sprintf("chunk %d/%d on target %d (chain %d v%d) at %s", r.ref.Ino, r.ref.Index, r.ref.TargetID, r.ref.ChainID, r.ref.ChainVersion, r.addr)
+}
+
+// near returns the test readRoute prefers replicas with: nodes whose
+// address is one of this host's (where the client reads chunk files
+// itself), or nil when the client does not read locally.
+func (c *Client) near() func(*proto.Node) bool {
+	if c.local == nil {
+		return nil
+	}
+	return c.local.here
 }

@@ -96,7 +96,7 @@ func TestRouteRefusesWideIndex(t *testing.T) {
 		if _, err := writeRoute(ri, l, 7, index); !errors.Is(err, proto.ErrFileTooLarge) {
 			t.Errorf("writeRoute(index %d) = %v, want EFBIG", index, err)
 		}
-		if _, err := readRoute(ri, l, 7, index, 0); !errors.Is(err, proto.ErrFileTooLarge) {
+		if _, err := readRoute(ri, l, 7, index, 0, nil); !errors.Is(err, proto.ErrFileTooLarge) {
 			t.Errorf("readRoute(index %d) = %v, want EFBIG", index, err)
 		}
 	}

@@ -79,7 +79,7 @@ func TestPlacement(t *testing.T) {
 		}
 		seen := map[string]bool{}
 		for attempt := range 4 {
-			r, err := readRoute(ri, l, 9, tc.index, attempt)
+			r, err := readRoute(ri, l, 9, tc.index, attempt, nil)
 			if tc.readAddrs == nil {
 				if err == nil || proto.CodeOf(err) != proto.TargetNotServing {
 					t.Errorf("chunk %d: read routed to %v, %v; want TargetNotServing", tc.index, r, err)
@@ -101,16 +101,31 @@ func TestPlacement(t *testing.T) {
 	// Reads of a 2-replica chain spread over both replicas.
 	count := map[uint32]int{}
 	for idx := uint64(0); idx < 3000; idx += 3 {
-		r, _ := readRoute(ri, l, 42, idx, 0)
+		r, _ := readRoute(ri, l, 42, idx, 0, nil)
 		count[r.ref.TargetID]++
 	}
 	if count[1] < 300 || count[2] < 300 {
 		t.Errorf("reads spread %v over the replicas of chain 1", count)
 	}
+	// A replica on this host is read first; retries still reach the other.
+	onN2 := func(n *proto.Node) bool { return n.Addr == "n2:1" }
+	for idx := uint64(0); idx < 300; idx += 3 {
+		if r, _ := readRoute(ri, l, 42, idx, 0, onN2); r.addr != "n2:1" {
+			t.Fatalf("chunk %d: first read from %s with a replica on this host (n2:1)", idx, r.addr)
+		}
+		seen := map[string]bool{}
+		for attempt := range 2 {
+			r, _ := readRoute(ri, l, 42, idx, attempt, onN2)
+			seen[r.addr] = true
+		}
+		if len(seen) != 2 {
+			t.Fatalf("chunk %d: retries read from %v only", idx, seen)
+		}
+	}
 	if _, err := writeRoute(ri, &proto.Layout{ChunkSize: 4096}, 1, 0); err == nil {
 		t.Error("a layout without chains routed a write")
 	}
-	if _, err := readRoute(ri, &proto.Layout{ChunkSize: 4096, Chains: []uint32{99}}, 1, 0, 0); err == nil {
+	if _, err := readRoute(ri, &proto.Layout{ChunkSize: 4096, Chains: []uint32{99}}, 1, 0, 0, nil); err == nil {
 		t.Error("an unknown chain routed a read")
 	}
 }
