@@ -202,9 +202,11 @@ func runFFRecord(ctx context.Context, cfg config) error {
 			return err
 		}
 		cfg.dir = d
-	}
-	if !cfg.keep {
-		defer os.RemoveAll(cfg.dir)
+		if !cfg.keep {
+			defer os.RemoveAll(cfg.dir)
+		}
+	} else if err := os.MkdirAll(cfg.dir, 0o755); err != nil {
+		return err // a -dir of the user's: only the datasets made here are removed
 	}
 	fmt.Printf("## FFRecord batch reads vs fio (random reads, cold cache)\n\n")
 	fmt.Printf("machine: %s; %d CPUs; data dir %s; %s per dataset; %s per measurement; queue depth %d (fff: %d concurrent ReadBatch calls of %d samples); both sides read into huge-page-backed buffers (fio: --iomem=shmhuge)\n\n",
