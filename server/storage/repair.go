@@ -68,6 +68,7 @@ func (s *Service) repairLocked(ctx context.Context, t *target, ri *proto.Routing
 	if err := s.forward(context.WithoutCancel(ctx), t, ref, update{kind: proto.ForwardReplace}, 0, v, nil); err != nil {
 		return 0, fmt.Errorf("storage: repair of chunk %v (chain %d): %w", id, c.ID, err)
 	}
+	t.pend.clear(id) // every writer holds v: a stale mark is settled
 	return v, nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"fff/internal/proto"
+	"fff/server/storage"
 	"fff/server/storage/chunkengine"
 )
 
@@ -155,5 +156,32 @@ func TestScrub(t *testing.T) {
 		if r := e.scrub(t, tid, true); len(r.Damaged)+len(r.Diverged)+len(r.Errors) != 0 || r.Chunks != 8 {
 			t.Fatalf("second scrub of target %d: %+v", tid, r)
 		}
+	}
+}
+
+// TestRepairClearsStaleMark: a write whose forward failed for good (the
+// successor unreachable past the forward timeout) leaves the head's chunk
+// marked pending, so reads of it go to the chain's tail; a repair, which
+// brings every replica to the head's version, settles the mark.
+func TestRepairClearsStaleMark(t *testing.T) {
+	fw := &forwarder{}
+	e := newEnv(t, func(o *storage.Options) { o.Forwarder = fw; o.ForwardTimeout = 50 * time.Millisecond })
+	e.addChain(5, 10, 20) // 20 is on node 2: the forwarder
+	ref := e.refOn(5, 10, 3, 0)
+	fw.set(func(*proto.StorageForwardReq, []byte) (uint64, error) {
+		return 0, proto.Errorf(proto.Unavailable, "node 2 unreachable")
+	})
+	if _, err := e.write(t, ref, 0, []byte("lost forward")); err == nil {
+		t.Fatal("a write whose forward failed was acknowledged")
+	}
+	if res, _ := e.read(t, ref, 0, 12); res.Code != proto.ChunkPending {
+		t.Fatalf("read of the head after the failed forward: %+v, want ChunkPending", res)
+	}
+	fw.set(func(*proto.StorageForwardReq, []byte) (uint64, error) { return 1, nil })
+	if _, err := e.svc.Repair(e.ctx, proto.StorageRepairReq{Chunk: ref}); err != nil {
+		t.Fatal(err)
+	}
+	if res, got := e.read(t, ref, 0, 12); res.Code != proto.OK || string(got) != "lost forward" {
+		t.Fatalf("read of the head after the repair: %+v %q", res, got)
 	}
 }

@@ -245,6 +245,10 @@ func (s *Service) syncChunk(ctx context.Context, t *target, r *resyncRun, id chu
 	if _, err := s.send(ctx, ri, req, payload); err != nil {
 		return fmt.Errorf("storage: resync of chunk %v to target %d: %w", id, r.to, err)
 	}
+	// Under the lock no update of the chunk is in flight here: a pending
+	// mark is a forward's that failed for good, and the chain holds t's
+	// version now.
+	t.pend.clear(id)
 	r.sent.Add(1)
 	r.nbytes.Add(int64(len(payload)))
 	return nil
