@@ -274,7 +274,14 @@ func (c *Client) readLocal(ctx context.Context, addr string, pool *rpc.Pool, all
 		return all
 	}
 	conn, err := pool.Get(ctx)
-	if err != nil || conn.Transport() != "unix" {
+	if err != nil {
+		// The node cannot be reached (or was declared down and its
+		// connections cut): a read through its socket would dial it
+		// again and wait, so every IO fails now and is routed again.
+		failAll(all, err)
+		return nil
+	}
+	if conn.Transport() != "unix" {
 		return all
 	}
 	req := proto.StorageLocateReq{IOs: make([]proto.ReadIO, len(ios)), Caps: capsOf(ctx, ios)}
@@ -283,8 +290,12 @@ func (c *Client) readLocal(ctx context.Context, addr string, pool *rpc.Pool, all
 	}
 	var resp proto.StorageLocateResp
 	if _, err := conn.Call(ctx, proto.MethodStorageLocate, &req, &resp); err != nil {
-		if code := proto.CodeOf(err); code == proto.UnknownMethod || code == proto.EPERM {
+		switch proto.CodeOf(err) {
+		case proto.UnknownMethod, proto.EPERM:
 			l.disable(addr, err)
+		case proto.Unavailable, proto.Timeout, proto.Canceled:
+			failAll(all, err) // as above: the node is gone or hung
+			return nil
 		}
 		return all
 	}
@@ -431,4 +442,11 @@ func (c *Client) ReadStats() ReadStats {
 		return ReadStats{}
 	}
 	return ReadStats{LocalBytes: c.local.bytes.Load(), LocalFallbacks: c.local.fallbacks.Load()}
+}
+
+// failAll fails every seg of ios with err.
+func failAll(ios []rio, err error) {
+	for _, r := range ios {
+		setSegErr(r.segs, err)
+	}
 }

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"time"
 
 	"fff/internal/proto"
 	"fff/internal/rpc"
@@ -32,6 +33,23 @@ func (c *Client) GetRouting(ctx context.Context, since uint64) (*proto.RoutingIn
 		return nil, proto.Errorf(proto.EIO, "mgmtd: GetRouting: version %d without routing info", resp.Version)
 	}
 	return resp.Routing, nil
+}
+
+// WaitRouting is GetRouting as a long poll: when since is current, mgmtd
+// answers once a newer version exists or wait passed (nil: unchanged).
+// waited is false when the server answered at once without supporting it.
+func (c *Client) WaitRouting(ctx context.Context, since uint64, wait time.Duration) (ri *proto.RoutingInfo, waited bool, err error) {
+	var resp proto.GetRoutingResp
+	req := proto.GetRoutingReq{Since: since, WaitMillis: uint32(wait.Milliseconds())}
+	ctx, cancel := context.WithTimeout(ctx, wait+30*time.Second)
+	defer cancel()
+	if _, err := c.c.Call(ctx, proto.MgmtdGetRouting, &req, &resp); err != nil {
+		return nil, false, err
+	}
+	if resp.Routing == nil && (since == 0 || since != resp.Version) {
+		return nil, false, proto.Errorf(proto.EIO, "mgmtd: GetRouting: version %d without routing info", resp.Version)
+	}
+	return resp.Routing, resp.Waited, nil
 }
 
 // Heartbeat implements API.

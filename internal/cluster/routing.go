@@ -35,9 +35,22 @@ type RoutingCacheOptions struct {
 	// an up-to-date cache costs one small round trip: mgmtd answers
 	// "unchanged" from memory.
 	Interval time.Duration
+	// LongPoll is how long each of Run's requests waits at mgmtd for a
+	// newer version when the source supports it (RoutingWaiter: a
+	// *Client), so changes arrive as mgmtd publishes them (default 30 s;
+	// negative: poll every Interval instead).
+	LongPoll time.Duration
 	// Logger receives refresh failures in Run.
 	Logger zerolog.Logger
 }
+
+// RoutingWaiter is a RoutingSource that long-polls (*Client).
+type RoutingWaiter interface {
+	WaitRouting(ctx context.Context, since uint64, wait time.Duration) (*proto.RoutingInfo, bool, error)
+}
+
+// DefaultRoutingLongPoll is RoutingCacheOptions.LongPoll's default.
+const DefaultRoutingLongPoll = 30 * time.Second
 
 // RoutingCache holds the newest routing info a client or service has seen
 // (DESIGN §5: pulled periodically, and at once when a peer shows a newer
@@ -60,6 +73,9 @@ type RoutingCache struct {
 func NewRoutingCache(src RoutingSource, opts RoutingCacheOptions) *RoutingCache {
 	if opts.Interval <= 0 {
 		opts.Interval = DefaultRoutingRefreshInterval
+	}
+	if opts.LongPoll == 0 {
+		opts.LongPoll = DefaultRoutingLongPoll
 	}
 	return &RoutingCache{src: src, opts: opts, sem: make(chan struct{}, 1), changed: make(chan struct{})}
 }
@@ -97,17 +113,23 @@ func (c *RoutingCache) Refresh(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("mgmtd: routing refresh: %w", err)
 	}
-	if ri != nil {
-		if cur := c.cur.Load(); cur == nil || ri.Version > cur.Version {
-			c.mu.Lock()
-			c.cur.Store(ri)
-			close(c.changed)
-			c.changed = make(chan struct{})
-			c.mu.Unlock()
-		}
-	}
+	c.install(ri)
 	c.succeeded.Store(n)
 	return nil
+}
+
+// install makes ri the cached info if it is newer.
+func (c *RoutingCache) install(ri *proto.RoutingInfo) {
+	if ri == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cur := c.cur.Load(); cur == nil || ri.Version > cur.Version {
+		c.cur.Store(ri)
+		close(c.changed)
+		c.changed = make(chan struct{})
+	}
 }
 
 // Observe tells the cache that a peer (a heartbeat answer, a storage
@@ -157,9 +179,14 @@ func (c *RoutingCache) ChainTable(ctx context.Context, id uint32) ([]uint32, err
 	}
 }
 
-// Run refreshes the cache now and then every Interval until ctx ends
-// (returning nil). Failures are logged; the last good info stays.
+// Run keeps the cache fresh until ctx ends (returning nil): with a source
+// that long-polls, one request after another, each answered when mgmtd
+// publishes a newer version (or after LongPoll); otherwise a refresh now
+// and every Interval. Failures are logged; the last good info stays.
 func (c *RoutingCache) Run(ctx context.Context) error {
+	if w, ok := c.src.(RoutingWaiter); ok && c.opts.LongPoll > 0 {
+		return c.longPoll(ctx, w)
+	}
 	t := time.NewTicker(c.opts.Interval)
 	defer t.Stop()
 	for {
@@ -170,6 +197,29 @@ func (c *RoutingCache) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		}
+	}
+}
+
+// longPoll is Run over a source that long-polls. After a failure, or an
+// answer that did not wait (a server without long polls), it pauses for
+// Interval before the next request.
+func (c *RoutingCache) longPoll(ctx context.Context, w RoutingWaiter) error {
+	for {
+		ri, waited, err := w.WaitRouting(ctx, c.Version(), c.opts.LongPoll)
+		if ctx.Err() != nil {
+			return nil
+		}
+		c.install(ri)
+		if err != nil {
+			c.opts.Logger.Warn().Err(err).Msg("routing refresh failed")
+		}
+		if err != nil || (!waited && ri == nil) {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(c.opts.Interval):
+			}
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -82,5 +83,66 @@ func TestWatchDown(t *testing.T) {
 	case a := <-cuts:
 		t.Fatalf("an extra cut of %s", a)
 	default:
+	}
+}
+
+// waitSource long-polls: it answers a caller that is up to date once set
+// publishes a newer version.
+type waitSource struct {
+	source
+	changed chan struct{}
+	calls   atomic.Int64
+}
+
+func (w *waitSource) WaitRouting(ctx context.Context, since uint64, wait time.Duration) (*proto.RoutingInfo, bool, error) {
+	w.calls.Add(1)
+	for {
+		w.mu.Lock()
+		ri, ch := w.ri, w.changed
+		w.mu.Unlock()
+		if ri != nil && ri.Version != since {
+			return ri.Clone(), true, nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, false, ctx.Err()
+		}
+	}
+}
+
+func (w *waitSource) publish(v uint64) {
+	w.set(v, proto.NodeUp)
+	w.mu.Lock()
+	close(w.changed)
+	w.changed = make(chan struct{})
+	w.mu.Unlock()
+}
+
+// TestRunLongPolls: over a source that long-polls, Run installs each new
+// version as the source publishes it — no refresh interval involved (it
+// is an hour here).
+func TestRunLongPolls(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	src := &waitSource{changed: make(chan struct{})}
+	src.publish(1)
+	cache := cluster.NewRoutingCache(src, cluster.RoutingCacheOptions{Interval: time.Hour})
+	rctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- cache.Run(rctx) }()
+	for v := uint64(2); v <= 4; v++ {
+		src.publish(v)
+		ri, err := cache.Wait(ctx, v-1)
+		if err != nil || ri.Version != v {
+			t.Fatalf("after publishing version %d: %v, %v", v, ri, err)
+		}
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := src.calls.Load(); n > 6 {
+		t.Fatalf("%d requests for 4 versions: the long poll spins", n)
 	}
 }

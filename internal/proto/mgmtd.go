@@ -283,6 +283,11 @@ type TargetStats struct {
 // has (0: none).
 type GetRoutingReq struct {
 	Since uint64 `msgpack:"since"`
+	// WaitMillis, if not 0, makes a caller that is up to date (Since is
+	// the current version) wait up to that long for a newer version
+	// before the answer (a long poll: clients learn a failover as it is
+	// published, not at their next refresh). mgmtd caps it.
+	WaitMillis uint32 `msgpack:"wait_ms,omitempty"`
 }
 
 // GetRoutingResp carries the current version, and the routing info unless
@@ -290,6 +295,9 @@ type GetRoutingReq struct {
 type GetRoutingResp struct {
 	Version uint64       `msgpack:"version"`
 	Routing *RoutingInfo `msgpack:"routing"`
+	// Waited says the server honoured WaitMillis (an older one answers at
+	// once, and its caller must not poll in a loop).
+	Waited bool `msgpack:"waited,omitempty"`
 }
 
 // HeartbeatReq tells mgmtd that a node is alive, with its targets' usage.

@@ -2,6 +2,7 @@ package mgmtd
 
 import (
 	"context"
+	"time"
 
 	"fff/internal/cluster"
 	"fff/internal/proto"
@@ -20,12 +21,12 @@ func RegisterHandlers(s *rpc.Server, svc *Service) {
 		if err := req.Decode(&r); err != nil {
 			return nil, err
 		}
-		ri, err := svc.GetRouting(ctx, r.Since)
+		ri, err := svc.WaitRouting(ctx, r.Since, time.Duration(r.WaitMillis)*time.Millisecond)
 		if err != nil {
 			return nil, err
 		}
 		// Unchanged: the version is the caller's.
-		resp := proto.GetRoutingResp{Version: r.Since, Routing: ri}
+		resp := proto.GetRoutingResp{Version: r.Since, Routing: ri, Waited: r.WaitMillis > 0}
 		if ri != nil {
 			resp.Version = ri.Version
 		}

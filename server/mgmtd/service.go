@@ -166,8 +166,11 @@ type Service struct {
 	opts Options
 	log  zerolog.Logger
 
-	cur   atomic.Pointer[proto.RoutingInfo] // last committed state; live fields zero; read-only
-	pubMu sync.Mutex                        // serializes publish
+	cur     atomic.Pointer[proto.RoutingInfo] // last committed state; live fields zero; read-only
+	pubMu   sync.Mutex                        // serializes publish
+	changed chan struct{}                     // closed and replaced by publish (under pubMu)
+	ended   chan struct{}                     // closed when Run returns: long polls answer
+	endOnce sync.Once
 
 	mu      sync.Mutex
 	live    map[uint32]*liveNode         // node id → heartbeat times
@@ -195,6 +198,8 @@ func New(ctx context.Context, db kv.DB, opts Options) (*Service, error) {
 		live:    map[uint32]*liveNode{},
 		stats:   map[uint32]proto.TargetStats{},
 		resyncs: map[uint32]resyncReport{},
+		changed: make(chan struct{}),
+		ended:   make(chan struct{}),
 	}
 	var ri *proto.RoutingInfo
 	if err := db.View(ctx, func(tx kv.ReadTxn) error {
@@ -252,6 +257,8 @@ func (s *Service) publish(ri *proto.RoutingInfo) {
 		return
 	}
 	s.cur.Store(ri)
+	close(s.changed)
+	s.changed = make(chan struct{})
 	// Nodes that are up but unknown to this instance (loaded at start or
 	// registered through another instance) get a full timeout of grace.
 	now := s.opts.Clock.Now()
@@ -359,6 +366,38 @@ func (s *Service) GetRouting(ctx context.Context, since uint64) (*proto.RoutingI
 		return nil, nil
 	}
 	return s.withLive(cur), nil
+}
+
+// MaxRoutingWait caps a GetRouting long poll.
+const MaxRoutingWait = time.Minute
+
+// WaitRouting is GetRouting that, when since is the current version, waits
+// up to wait (at most MaxRoutingWait) for a newer one, and answers nil
+// (unchanged) if none came.
+func (s *Service) WaitRouting(ctx context.Context, since uint64, wait time.Duration) (*proto.RoutingInfo, error) {
+	if since == 0 || wait <= 0 {
+		return s.GetRouting(ctx, since)
+	}
+	t := time.NewTimer(min(wait, MaxRoutingWait))
+	defer t.Stop()
+	for {
+		s.pubMu.Lock()
+		ch := s.changed
+		s.pubMu.Unlock()
+		ri, err := s.GetRouting(ctx, since)
+		if err != nil || ri != nil {
+			return ri, err
+		}
+		select {
+		case <-ch:
+		case <-t.C:
+			return nil, nil
+		case <-ctx.Done():
+			return nil, nil // the caller went away, or the server stops
+		case <-s.ended:
+			return nil, nil
+		}
+	}
 }
 
 // ChainTable returns the chain ids of chain table id, in order (ENOENT if
@@ -861,6 +900,9 @@ func (s *Service) CheckHeartbeats(ctx context.Context) error {
 // when ctx ends. Run only one instance per cluster (see the package
 // documentation).
 func (s *Service) Run(ctx context.Context) error {
+	// The node is stopping: long polls answer now, so the RPC server's
+	// graceful shutdown does not wait for them.
+	defer s.endOnce.Do(func() { close(s.ended) })
 	check := time.NewTicker(s.opts.CheckInterval)
 	defer check.Stop()
 	refresh := time.NewTicker(s.opts.RefreshInterval)

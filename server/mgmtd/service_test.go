@@ -1038,3 +1038,38 @@ func TestResyncProgress(t *testing.T) {
 		}
 	})
 }
+
+// TestWaitRouting: a caller that is up to date waits for the next version
+// (answered as soon as it is published), a caller behind is answered at
+// once, and a wait with nothing new answers unchanged (nil).
+func TestWaitRouting(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, db kv.DB) {
+		ctx := context.Background()
+		s := newService(t, db, newFakeClock())
+		registerCluster(t, s, 2, "/a")
+		v := s.Version()
+		if ri, err := s.WaitRouting(ctx, v, time.Millisecond); ri != nil || err != nil {
+			t.Fatalf("a wait with nothing new: %v, %v", ri, err)
+		}
+		if ri, err := s.WaitRouting(ctx, v-1, time.Hour); err != nil || ri == nil || ri.Version != v {
+			t.Fatalf("a caller behind: %+v, %v", ri, err)
+		}
+		got := make(chan *proto.RoutingInfo, 1)
+		go func() {
+			ri, err := s.WaitRouting(ctx, v, time.Hour)
+			if err != nil {
+				t.Error(err)
+			}
+			got <- ri
+		}()
+		must[proto.Chain](t)(s.CreateChain(ctx, []uint32{1, 2}))
+		select {
+		case ri := <-got:
+			if ri == nil || ri.Version <= v || ri.Chain(1) == nil {
+				t.Fatalf("the wait answered %+v, want the version with the new chain", ri)
+			}
+		case <-time.After(30 * time.Second): // a bound for failure only
+			t.Fatal("the wait did not end when a new version was published")
+		}
+	})
+}
