@@ -1040,3 +1040,38 @@ func TestPoolReset(t *testing.T) {
 		t.Fatalf("call after Reset: %v", err)
 	}
 }
+
+// TestDetach: a request larger than the server's total budget waits until
+// nothing else is held — but not for a handler that detached its request
+// (a long poll), which may wait far longer.
+func TestDetach(t *testing.T) {
+	const mWait, mBig uint16 = 900, 901
+	s := rpc.NewServer(rpc.ServerOptions{Auth: testAuth(), MaxTotalBytes: 256 << 10})
+	hold := make(chan struct{})
+	defer close(hold)
+	waiting := make(chan struct{}, 1)
+	s.Handle(mWait, rpc.AccessUser, func(ctx context.Context, req *rpc.Request) (*rpc.Response, error) {
+		req.Detach()
+		waiting <- struct{}{}
+		<-hold
+		return &rpc.Response{}, nil
+	})
+	s.Handle(mBig, rpc.AccessUser, func(ctx context.Context, req *rpc.Request) (*rpc.Response, error) {
+		return &rpc.Response{Body: len(req.Payload)}, nil
+	})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(l)
+	defer s.Close()
+	ctx := ctxT(t)
+	waiter := dial(t, l.Addr().String(), rpc.ClientOptions{})
+	go waiter.Call(ctx, mWait, nil, nil)
+	<-waiting
+	big := dial(t, l.Addr().String(), rpc.ClientOptions{})
+	var n int
+	if _, err := big.Call(ctx, mBig, nil, &n, rpc.WithPayload(make([]byte, 1<<20))); err != nil || n != 1<<20 {
+		t.Fatalf("a request over the total budget while a detached one waits: %d, %v", n, err)
+	}
+}

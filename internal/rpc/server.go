@@ -74,12 +74,25 @@ type Request struct {
 	// into a pooled buffer (nil if there is none).
 	Payload []byte
 
-	body []byte
+	body   []byte
+	detach func()
 }
 
 // Decode decodes the request's msgpack body into v. An empty body leaves v
 // untouched. Malformed bodies give an error with code proto.BadRequest.
 func (r *Request) Decode(v any) error { return decodeBody(r.body, v) }
+
+// Detach tells the server that the handler will wait long (a long poll)
+// and needs no more of the request's bytes than it decoded: the request
+// stops counting in the server-wide budget (MaxTotalBytes), where a
+// request larger than the budget waits until nothing else is held, so
+// such requests of other connections do not wait for it. The
+// connection's own limits still count it.
+func (r *Request) Detach() {
+	if r.detach != nil {
+		r.detach()
+	}
+}
 
 // Response is what a handler returns.
 type Response struct {
@@ -968,6 +981,7 @@ type serverCall struct {
 	payload  *[]byte
 	cancel   context.CancelFunc
 	canceled atomic.Bool // by a cancel frame from the client
+	detached atomic.Bool // out of the server's total budget (Request.Detach)
 	done     func()      // the Response's Done
 }
 
@@ -976,7 +990,16 @@ func (c *serverCall) release() {
 	c.sc.s.bufs.put(c.body)
 	c.sc.s.bufs.put(c.payload)
 	c.sc.budget.release(c.size)
-	c.sc.s.total.release(c.size)
+	if !c.detached.Load() {
+		c.sc.s.total.release(c.size)
+	}
+}
+
+// detach is Request.Detach.
+func (c *serverCall) detach() {
+	if c.detached.CompareAndSwap(false, true) {
+		c.sc.s.total.release(c.size)
+	}
 }
 
 // finish ends a started call: after its response was written or dropped.
@@ -1019,6 +1042,7 @@ func (c *serverCall) run(ctx context.Context) {
 			Identity: c.sc.identity,
 			Remote:   c.sc.nc.RemoteAddr(),
 			body:     *c.body,
+			detach:   c.detach,
 		}
 		if c.payload != nil {
 			req.Payload = *c.payload

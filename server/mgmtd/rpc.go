@@ -21,12 +21,15 @@ func RegisterHandlers(s *rpc.Server, svc *Service) {
 		if err := req.Decode(&r); err != nil {
 			return nil, err
 		}
-		ri, err := svc.WaitRouting(ctx, r.Since, time.Duration(r.WaitMillis)*time.Millisecond)
+		if r.WaitMillis > 0 {
+			req.Detach() // a long poll: large requests must not wait for it
+		}
+		ri, waited, err := svc.WaitRouting(ctx, r.Since, time.Duration(r.WaitMillis)*time.Millisecond)
 		if err != nil {
 			return nil, err
 		}
 		// Unchanged: the version is the caller's.
-		resp := proto.GetRoutingResp{Version: r.Since, Routing: ri, Waited: r.WaitMillis > 0}
+		resp := proto.GetRoutingResp{Version: r.Since, Routing: ri, Waited: waited}
 		if ri != nil {
 			resp.Version = ri.Version
 		}

@@ -171,6 +171,7 @@ type Service struct {
 	changed chan struct{}                     // closed and replaced by publish (under pubMu)
 	ended   chan struct{}                     // closed when Run returns: long polls answer
 	endOnce sync.Once
+	running atomic.Bool // Run is running: long polls wait (see WaitRouting)
 
 	mu      sync.Mutex
 	live    map[uint32]*liveNode         // node id → heartbeat times
@@ -373,10 +374,14 @@ const MaxRoutingWait = time.Minute
 
 // WaitRouting is GetRouting that, when since is the current version, waits
 // up to wait (at most MaxRoutingWait) for a newer one, and answers nil
-// (unchanged) if none came.
-func (s *Service) WaitRouting(ctx context.Context, since uint64, wait time.Duration) (*proto.RoutingInfo, error) {
-	if since == 0 || wait <= 0 {
-		return s.GetRouting(ctx, since)
+// (unchanged) if none came. It waits only while Run runs (waited says
+// whether it did): Run's end is what releases waiting callers when the
+// node stops, so an RPC server's graceful shutdown never waits for them; a
+// service without Run (tests) answers at once, and its callers poll.
+func (s *Service) WaitRouting(ctx context.Context, since uint64, wait time.Duration) (ri *proto.RoutingInfo, waited bool, err error) {
+	if since == 0 || wait <= 0 || !s.running.Load() {
+		ri, err := s.GetRouting(ctx, since)
+		return ri, false, err
 	}
 	t := time.NewTimer(min(wait, MaxRoutingWait))
 	defer t.Stop()
@@ -386,16 +391,16 @@ func (s *Service) WaitRouting(ctx context.Context, since uint64, wait time.Durat
 		s.pubMu.Unlock()
 		ri, err := s.GetRouting(ctx, since)
 		if err != nil || ri != nil {
-			return ri, err
+			return ri, true, err
 		}
 		select {
 		case <-ch:
 		case <-t.C:
-			return nil, nil
+			return nil, true, nil
 		case <-ctx.Done():
-			return nil, nil // the caller went away, or the server stops
+			return nil, true, nil // the caller went away, or the server stops
 		case <-s.ended:
-			return nil, nil
+			return nil, true, nil
 		}
 	}
 }
@@ -902,6 +907,7 @@ func (s *Service) CheckHeartbeats(ctx context.Context) error {
 func (s *Service) Run(ctx context.Context) error {
 	// The node is stopping: long polls answer now, so the RPC server's
 	// graceful shutdown does not wait for them.
+	s.running.Store(true)
 	defer s.endOnce.Do(func() { close(s.ended) })
 	check := time.NewTicker(s.opts.CheckInterval)
 	defer check.Stop()

@@ -1048,15 +1048,24 @@ func TestWaitRouting(t *testing.T) {
 		s := newService(t, db, newFakeClock())
 		registerCluster(t, s, 2, "/a")
 		v := s.Version()
-		if ri, err := s.WaitRouting(ctx, v, time.Millisecond); ri != nil || err != nil {
-			t.Fatalf("a wait with nothing new: %v, %v", ri, err)
+		if ri, waited, err := s.WaitRouting(ctx, v, time.Hour); ri != nil || waited || err != nil {
+			t.Fatalf("a wait before Run: %v, waited %v, %v; want an answer at once", ri, waited, err)
 		}
-		if ri, err := s.WaitRouting(ctx, v-1, time.Hour); err != nil || ri == nil || ri.Version != v {
+		rctx, stop := context.WithCancel(ctx)
+		ran := make(chan error, 1)
+		go func() { ran <- s.Run(rctx) }()
+		for { // Run has started (a bound for failure only: the test's deadline)
+			if _, waited, _ := s.WaitRouting(ctx, v, time.Millisecond); waited {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+		if ri, err := must2(s.WaitRouting(ctx, v-1, time.Hour)); err != nil || ri == nil || ri.Version != v {
 			t.Fatalf("a caller behind: %+v, %v", ri, err)
 		}
 		got := make(chan *proto.RoutingInfo, 1)
 		go func() {
-			ri, err := s.WaitRouting(ctx, v, time.Hour)
+			ri, _, err := s.WaitRouting(ctx, v, time.Hour)
 			if err != nil {
 				t.Error(err)
 			}
@@ -1071,5 +1080,24 @@ func TestWaitRouting(t *testing.T) {
 		case <-time.After(30 * time.Second): // a bound for failure only
 			t.Fatal("the wait did not end when a new version was published")
 		}
+		// A wait in progress ends (unchanged) when Run does.
+		go func() {
+			ri, _, _ := s.WaitRouting(ctx, s.Version(), time.Hour)
+			got <- ri
+		}()
+		stop()
+		if err := <-ran; err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case ri := <-got:
+			if ri != nil {
+				t.Fatalf("the wait at Run's end answered %+v, want unchanged", ri)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("a wait outlived Run")
+		}
 	})
 }
+
+func must2(ri *proto.RoutingInfo, _ bool, err error) (*proto.RoutingInfo, error) { return ri, err }
