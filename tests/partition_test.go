@@ -280,22 +280,7 @@ func TestPartition(t *testing.T) {
 	if r := fff(t, env, "admin", "scrub", "--dry-run"); r.code != 0 || !strings.Contains(r.stdout, "0 damaged, 0 diverging") {
 		t.Fatalf("scrub after the cut: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
-	var first map[string][]byte
-	for i, tg := range chained {
-		got := replicaChunks(t, tg.Path)
-		if i == 0 {
-			first = got
-			continue
-		}
-		if len(got) != len(first) {
-			t.Fatalf("target %d holds %d chunks, target %d %d", tg.ID, len(got), chained[0].ID, len(first))
-		}
-		for name, b := range got {
-			if !bytes.Equal(b, first[name]) {
-				t.Fatalf("chunk %s differs between targets %d and %d", name, tg.ID, chained[0].ID)
-			}
-		}
-	}
+	identicalReplicas(t, chained)
 	mustFFF(t, env, "down", "--data", data)
 }
 

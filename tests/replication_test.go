@@ -134,31 +134,34 @@ func TestReplicatedCluster(t *testing.T) {
 	chained = waitServing(t, env)
 	get("/c", c)
 	get("/d", d)
-	var first map[string][]byte
-	for i, tg := range chained {
-		files := replicaChunks(t, tg.Path)
-		if i == 0 {
-			first = files
-			if len(files) != 8 { // 3 chunks of /a, 2 of /c, 2 of /d, 1 of /w
-				names := make([]string, 0, len(files))
-				for n := range files {
-					names = append(names, n)
-				}
-				sort.Strings(names)
-				t.Fatalf("target %d holds chunks %v, want 8", tg.ID, names)
-			}
-			continue
+	if files := identicalReplicas(t, chained); len(files) != 8 { // 3 chunks of /a, 2 of /c, 2 of /d, 1 of /w
+		names := make([]string, 0, len(files))
+		for n := range files {
+			names = append(names, n)
 		}
+		sort.Strings(names)
+		t.Fatalf("target %d holds chunks %v, want 8", chained[0].ID, names)
+	}
+	mustFFF(t, env, "down", "--data", data)
+}
+
+// identicalReplicas fails the test unless the targets (a chain's) hold the
+// same chunks with the same bytes, and returns the first one's chunks.
+func identicalReplicas(t *testing.T, targets []targetRow) map[string][]byte {
+	t.Helper()
+	first := replicaChunks(t, targets[0].Path)
+	for _, tg := range targets[1:] {
+		files := replicaChunks(t, tg.Path)
 		if len(files) != len(first) {
-			t.Fatalf("target %d holds %d chunks, target %d %d", tg.ID, len(files), chained[0].ID, len(first))
+			t.Fatalf("target %d holds %d chunks, target %d %d", tg.ID, len(files), targets[0].ID, len(first))
 		}
 		for name, b := range files {
 			if !bytes.Equal(b, first[name]) {
-				t.Fatalf("chunk %s differs between targets %d and %d", name, tg.ID, chained[0].ID)
+				t.Fatalf("chunk %s differs between targets %d and %d", name, tg.ID, targets[0].ID)
 			}
 		}
 	}
-	mustFFF(t, env, "down", "--data", data)
+	return first
 }
 
 // waitServing waits until every target in a chain serves (resyncs done)
@@ -271,19 +274,7 @@ func TestFlippedByte(t *testing.T) {
 	if !strings.Contains(out, "0 damaged, 0 diverging, 0 repaired") || strings.Contains(out, "damaged: ") {
 		t.Fatalf("second scrub:\n%s", out)
 	}
-	var first map[string][]byte
-	for i, tg := range chained {
-		got := replicaChunks(t, tg.Path)
-		if i == 0 {
-			first = got
-			continue
-		}
-		for name, b := range got {
-			if !bytes.Equal(b, first[name]) {
-				t.Fatalf("chunk %s differs between targets %d and %d after the scrub", name, tg.ID, chained[0].ID)
-			}
-		}
-	}
+	identicalReplicas(t, chained)
 	mustFFF(t, env, "down", "--data", data)
 }
 

@@ -325,25 +325,43 @@ func (s *Service) forward(ctx context.Context, t *target, ref proto.ChunkRef, u 
 // t has none) and returns the payload and its release.
 func (s *Service) wholeChunk(ctx context.Context, t *target, id chunkengine.ChunkID, req *proto.StorageForwardReq) ([]byte, func(), error) {
 	req.Off, req.Length, req.ChunkSize, req.Base = 0, 0, 0, 0
-	ci, err := t.eng.Stat(ctx, id)
-	if isNotFound(err) {
-		req.Kind, req.Version = proto.ForwardRemove, 0
-		return nil, nil, nil
-	}
+	v, data, release, err := s.readWhole(ctx, t, id)
 	if err != nil {
 		return nil, nil, err
 	}
+	if v == 0 {
+		req.Kind, req.Version = proto.ForwardRemove, 0
+		return nil, nil, nil
+	}
+	req.Kind, req.Version, req.Length = proto.ForwardReplace, v, uint32(len(data))
+	return data, release, nil
+}
+
+// readWhole reads t's chunk id whole into a pooled buffer, every block's
+// checksum checked, and returns its version and bytes (version 0: t has no
+// such chunk) and the buffer's release (nil on error).
+func (s *Service) readWhole(ctx context.Context, t *target, id chunkengine.ChunkID) (uint64, []byte, func(), error) {
+	ci, err := t.eng.Stat(ctx, id)
+	if isNotFound(err) {
+		return 0, nil, func() {}, nil
+	}
+	if err != nil {
+		return 0, nil, nil, err
+	}
 	buf := s.bufs.get(int(ci.Length))
-	n, err := 0, error(nil)
+	data := (*buf)[:ci.Length]
+	n := 0
 	if ci.Length > 0 {
-		n, _, err = t.eng.Read(ctx, id, 0, *buf)
+		n, _, err = t.eng.Read(ctx, id, 0, data)
 	}
-	if err != nil || int64(n) != ci.Length {
+	if err == nil && int64(n) != ci.Length {
+		err = proto.Errorf(proto.ChecksumMismatch, "read %d of its %d bytes", n, ci.Length)
+	}
+	if err != nil {
 		s.bufs.put(buf)
-		return nil, nil, fmt.Errorf("storage: reading chunk %v (%d of %d bytes) to send it whole: %w", id, n, ci.Length, err)
+		return 0, nil, nil, fmt.Errorf("storage: reading chunk %v of target %d whole: %w", id, t.id, err)
 	}
-	req.Kind, req.Version, req.Length = proto.ForwardReplace, ci.Version, uint32(n)
-	return (*buf)[:n], func() { s.bufs.put(buf) }, nil
+	return ci.Version, data, func() { s.bufs.put(buf) }, nil
 }
 
 // send delivers req to its target: through this node's own handler when
@@ -511,19 +529,7 @@ func (s *Service) committedRead(t *target, io proto.ChunkRef, v uint64) error {
 
 // Dump lists a page of target r.TargetID's chunks (proto.MethodStorageDump).
 func (s *Service) Dump(ctx context.Context, r proto.StorageDumpReq) (proto.StorageDumpResp, error) {
-	t := s.targets[r.TargetID]
-	if t == nil {
-		return proto.StorageDumpResp{}, proto.Errorf(proto.EINVAL, "storage: node %d: target %d: not my target", s.nodeID, r.TargetID)
-	}
-	limit := r.Limit
-	if limit <= 0 || limit > dumpPage {
-		limit = dumpPage
-	}
-	var after *chunkengine.ChunkID
-	if r.After != nil {
-		after = &chunkengine.ChunkID{Ino: r.After.Ino, Index: r.After.Index}
-	}
-	cis, more, err := t.eng.Scan(ctx, after, limit)
+	_, cis, more, err := s.page(ctx, r.TargetID, r.After, r.Limit, dumpPage)
 	if err != nil {
 		return proto.StorageDumpResp{}, err
 	}
@@ -532,6 +538,24 @@ func (s *Service) Dump(ctx context.Context, r proto.StorageDumpReq) (proto.Stora
 		out.Chunks[i] = chunkState(ci)
 	}
 	return out, nil
+}
+
+// page scans up to limit (at most, and by default, max) chunks of this
+// node's target tid after after (nil: from the first): dumps and scrubs.
+func (s *Service) page(ctx context.Context, tid uint32, after *proto.ChunkState, limit, max int) (*target, []chunkengine.ChunkInfo, bool, error) {
+	t := s.targets[tid]
+	if t == nil {
+		return nil, nil, false, proto.Errorf(proto.EINVAL, "storage: node %d: target %d: not my target", s.nodeID, tid)
+	}
+	if limit <= 0 || limit > max {
+		limit = max
+	}
+	var from *chunkengine.ChunkID
+	if after != nil {
+		from = &chunkengine.ChunkID{Ino: after.Ino, Index: after.Index}
+	}
+	cis, more, err := t.eng.Scan(ctx, from, limit)
+	return t, cis, more, err
 }
 
 // dumpPage is the most chunks a dump answers at once (~30 bytes each).

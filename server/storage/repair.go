@@ -75,20 +75,12 @@ func (s *Service) repairLocked(ctx context.Context, t *target, ri *proto.Routing
 // verify reads chunk id of t whole, checking every block's checksum, and
 // returns its version (0: t has no such chunk).
 func (s *Service) verify(ctx context.Context, t *target, id chunkengine.ChunkID) (uint64, error) {
-	ci, err := t.eng.Stat(ctx, id)
-	if isNotFound(err) {
-		return 0, nil
-	}
+	v, _, release, err := s.readWhole(ctx, t, id)
 	if err != nil {
 		return 0, err
 	}
-	buf := s.bufs.get(int(ci.Length))
-	defer s.bufs.put(buf)
-	n, v, err := t.eng.Read(ctx, id, 0, (*buf)[:ci.Length])
-	if err == nil && int64(n) != ci.Length {
-		err = proto.Errorf(proto.ChecksumMismatch, "storage: chunk %v on target %d: read %d of its %d bytes", id, t.id, n, ci.Length)
-	}
-	return v, err
+	release()
+	return v, nil
 }
 
 // takeGood replaces head t's damaged chunk id with the copy of another
@@ -124,20 +116,7 @@ func (s *Service) takeGood(ctx context.Context, t *target, ri *proto.RoutingInfo
 // here or on another node, checksums verified, and the buffer's release.
 func (s *Service) fetch(ctx context.Context, ri *proto.RoutingInfo, ref proto.ChunkRef) (uint64, []byte, func(), error) {
 	if o := s.targets[ref.TargetID]; o != nil {
-		ci, err := o.eng.Stat(ctx, chunkID(ref))
-		if isNotFound(err) {
-			return 0, nil, func() {}, nil
-		}
-		if err != nil {
-			return 0, nil, nil, err
-		}
-		buf := s.bufs.get(int(ci.Length))
-		n, v, err := o.eng.Read(ctx, chunkID(ref), 0, (*buf)[:ci.Length])
-		if err != nil || int64(n) != ci.Length {
-			s.bufs.put(buf)
-			return 0, nil, nil, fmt.Errorf("reading %d of %d bytes: %w", n, ci.Length, err)
-		}
-		return v, (*buf)[:n], func() { s.bufs.put(buf) }, nil
+		return s.readWhole(ctx, o, chunkID(ref))
 	}
 	addr, err := s.peerAddr(ri, ref.TargetID)
 	if err != nil {
@@ -200,24 +179,16 @@ func (s *Service) repairVia(ctx context.Context, ref proto.ChunkRef) (uint64, er
 // own; with r.Repair, what fails is repaired through the chain's head.
 func (s *Service) Scrub(ctx context.Context, r proto.StorageScrubReq) (proto.StorageScrubResp, error) {
 	var resp proto.StorageScrubResp
-	t := s.targets[r.TargetID]
-	if t == nil {
-		return resp, proto.Errorf(proto.EINVAL, "storage: node %d: target %d: not my target", s.nodeID, r.TargetID)
-	}
 	if err := s.fenced(); err != nil {
 		return resp, err
 	}
-	limit := r.Limit
-	if limit <= 0 || limit > scrubPage {
-		limit = scrubPage
+	t, page, more, err := s.page(ctx, r.TargetID, r.After, r.Limit, scrubPage)
+	if err != nil {
+		return resp, err
 	}
 	var after *chunkengine.ChunkID
 	if r.After != nil {
 		after = &chunkengine.ChunkID{Ino: r.After.Ino, Index: r.After.Index}
-	}
-	page, more, err := t.eng.Scan(ctx, after, limit)
-	if err != nil {
-		return resp, err
 	}
 	resp.More = more
 	if len(page) > 0 {
