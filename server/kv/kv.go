@@ -19,7 +19,9 @@
 // Every backend passes the one conformance suite in package kvtest:
 //
 //   - bboltkv: embedded, single file, the default (go.etcd.io/bbolt).
-//   - fdbkv: FoundationDB, for clusters; built only with -tags fdb.
+//   - etcdkv: etcd v3, for replicated clusters (several meta servers, no
+//     single point of failure); an fffd node can embed an etcd member.
+//   - fdbkv: FoundationDB, for large clusters; built only with -tags fdb.
 //   - memkv: in memory, for fast unit tests of code that uses a kv.DB.
 //
 // Code above this package (meta, mgmtd) must not know which backend runs.
@@ -93,10 +95,11 @@
 //
 // The sentinel errors below are matched with errors.Is; the errors returned
 // wrap them with detail. ErrConflict is only returned after a backend has
-// exhausted its retries (bbolt and memkv never conflict). A context that is
-// canceled or past its deadline aborts a transaction with an error that
-// wraps ctx.Err(); a backend checks the context before running fn and at
-// every operation inside it.
+// exhausted its retries (bbolt and memkv never conflict). ErrUnknownResult
+// comes only from replicated backends (etcdkv) when a commit's answer was
+// lost. A context that is canceled or past its deadline aborts a
+// transaction with an error that wraps ctx.Err(); a backend checks the
+// context before running fn and at every operation inside it.
 package kv
 
 import (
@@ -185,6 +188,11 @@ var (
 	ErrConflict      = errors.New("kv: transaction conflict, retries exhausted")
 	ErrClosed        = errors.New("kv: database closed")
 	ErrEmptyKey      = errors.New("kv: empty key")
+	// ErrUnknownResult: the commit was sent but its outcome is unknown (the
+	// connection or the store's leader was lost before the answer came). The
+	// transaction may or may not have committed; only a caller that knows
+	// its body is idempotent may run it again.
+	ErrUnknownResult = errors.New("kv: transaction outcome unknown")
 )
 
 // PrefixEnd returns the smallest key greater than every key that starts

@@ -113,6 +113,7 @@ func TestChecksFailOnBrokenBackend(t *testing.T) {
 	}{
 		{"LostUpdates", kvtest.CheckLostUpdates},
 		{"WriteSkew", kvtest.CheckWriteSkew},
+		{"DeleteSkew", kvtest.CheckDeleteSkew},
 		{"Isolation", kvtest.CheckIsolation},
 		{"RetriedBodies", kvtest.CheckRetriedBodies},
 	}

@@ -6,7 +6,7 @@
 //	}
 //
 // The concurrency cases are also exported as functions that return an
-// error (CheckLostUpdates, CheckWriteSkew, CheckIsolation,
+// error (CheckLostUpdates, CheckWriteSkew, CheckDeleteSkew, CheckIsolation,
 // CheckRetriedBodies), so that the suite itself is tested: they must fail
 // on a deliberately non-serializable backend (broken_test.go).
 package kvtest
@@ -48,6 +48,7 @@ func Run(t *testing.T, open func(t *testing.T) kv.DB) {
 		{"Isolation", check(CheckIsolation)},
 		{"LostUpdates", check(CheckLostUpdates)},
 		{"WriteSkew", check(CheckWriteSkew)},
+		{"DeleteSkew", check(CheckDeleteSkew)},
 		{"RetriedBodies", check(CheckRetriedBodies)},
 		{"KeyLimit", testKeyLimit},
 		{"ValueLimit", testValueLimit},
