@@ -12,6 +12,7 @@ import (
 
 	"fff/internal/capability"
 	"fff/internal/rpc"
+	"fff/server/mgmtd"
 )
 
 // Config is fffd's configuration: a TOML file (--config) with flags on top.
@@ -27,14 +28,25 @@ import (
 //	format = "auto"       # auto (console on a TTY, else JSON), console, json
 //
 //	[kv]
-//	backend = "bbolt"     # bbolt (embedded, default) or fdb (-tags fdb builds)
+//	backend = "bbolt"     # bbolt (embedded, default), etcd, or fdb (-tags fdb builds)
 //	path = "meta.db"      # bbolt file, relative to data_dir
 //	cluster_file = ""     # fdb cluster file
-//	prefix = "fff"        # fdb key prefix: one FoundationDB cluster can hold several fff clusters
+//	endpoints = []        # etcd client URLs; empty: the [etcd] member this node runs
+//	prefix = "fff"        # etcd/fdb key prefix: one store can hold several fff clusters
+//
+//	[etcd]                # an etcd member inside this fffd (kv.backend = "etcd"); docs/kv.md
+//	name = ""             # the member's name (empty: no embedded member)
+//	client_url = "http://127.0.0.1:2379"
+//	peer_url = "http://127.0.0.1:2380"
+//	initial_cluster = ""  # "n1=http://10.0.0.1:2380,n2=…" for a new cluster; empty: this member alone
+//	join = false          # true: join an existing cluster (after `etcdctl member add`)
+//	token = "fff"         # tells clusters apart on a shared network
+//	dir = "etcd"          # the member's data, relative to data_dir
 //
 //	[mgmtd]
 //	address = ""          # where the meta/storage roles find mgmtd (empty in `local`)
 //	heartbeat_timeout = "10s"
+//	leader_lease = "3s"   # over a shared KV (etcd, fdb): the elected leader's lease
 //
 //	[meta]
 //	chunk_size = 4194304
@@ -72,6 +84,18 @@ type Config struct {
 	Storage StorageConfig `toml:"storage"`
 	RPC     RPCConfig     `toml:"rpc"`
 	TLS     TLSConfig     `toml:"tls"`
+	Etcd    EtcdConfig    `toml:"etcd"`
+}
+
+// EtcdConfig is an etcd member run inside fffd (etcdkv.MemberConfig).
+type EtcdConfig struct {
+	Name           string `toml:"name"`
+	ClientURL      string `toml:"client_url"`
+	PeerURL        string `toml:"peer_url"`
+	InitialCluster string `toml:"initial_cluster"`
+	Join           bool   `toml:"join"`
+	Token          string `toml:"token"`
+	Dir            string `toml:"dir"`
 }
 
 // RPCConfig bounds what clients can make the RPC server hold
@@ -100,15 +124,24 @@ type LogConfig struct {
 }
 
 type KVConfig struct {
-	Backend     string `toml:"backend"`
-	Path        string `toml:"path"`
-	ClusterFile string `toml:"cluster_file"`
-	Prefix      string `toml:"prefix"`
+	Backend     string   `toml:"backend"`
+	Path        string   `toml:"path"`
+	ClusterFile string   `toml:"cluster_file"`
+	Endpoints   []string `toml:"endpoints"`
+	Prefix      string   `toml:"prefix"`
 }
+
+// shared reports whether the KV is shared by several nodes (etcd, fdb):
+// mgmtd then elects a leader and the cluster's secrets live in the KV.
+func (c KVConfig) shared() bool { return c.Backend != "bbolt" }
 
 type MgmtdConfig struct {
 	Address          string   `toml:"address"`
 	HeartbeatTimeout Duration `toml:"heartbeat_timeout"`
+	// LeaderLease is the mgmtd leader's lease over a shared KV
+	// (mgmtd.ElectOptions.Lease): a new leader takes over within about
+	// 1.25 leases of the old one's death.
+	LeaderLease Duration `toml:"leader_lease"`
 }
 
 type MetaConfig struct {
@@ -164,7 +197,8 @@ func defaultConfig() Config {
 		Node:  NodeConfig{ID: 1, Listen: "127.0.0.1:9400"},
 		Log:   LogConfig{Level: "info", Format: "auto"},
 		KV:    KVConfig{Backend: "bbolt", Path: "meta.db", Prefix: "fff"},
-		Mgmtd: MgmtdConfig{HeartbeatTimeout: Duration{10 * time.Second}},
+		Etcd:  EtcdConfig{ClientURL: "http://127.0.0.1:2379", PeerURL: "http://127.0.0.1:2380", Token: "fff", Dir: "etcd"},
+		Mgmtd: MgmtdConfig{HeartbeatTimeout: Duration{10 * time.Second}, LeaderLease: Duration{mgmtd.DefaultLease}},
 		Meta:  MetaConfig{ChunkSize: 4 << 20, SessionTimeout: Duration{30 * time.Minute}, CapabilityTTL: Duration{capability.DefaultTTL}},
 		RPC: RPCConfig{MaxConns: rpc.DefaultMaxConns, MaxConnBytes: rpc.DefaultMaxInFlightBytes, MaxTotalBytes: rpc.DefaultMaxTotalBytes,
 			FrameTimeout: Duration{rpc.DefaultFrameTimeout}, HandshakeTimeout: Duration{rpc.DefaultHandshakeTimeout},
@@ -224,8 +258,18 @@ func (c *Config) validate() error {
 	}
 	switch c.KV.Backend {
 	case "bbolt", "fdb":
+	case "etcd":
+		if len(c.KV.Endpoints) == 0 && c.Etcd.Name == "" {
+			return errors.New("config: kv.backend etcd needs kv.endpoints (an etcd cluster) or an [etcd] member (etcd.name)")
+		}
 	default:
-		return fmt.Errorf("config: kv.backend %q: use bbolt or fdb", c.KV.Backend)
+		return fmt.Errorf("config: kv.backend %q: use bbolt, etcd or fdb", c.KV.Backend)
+	}
+	if c.Etcd.Dir != "" && !filepath.IsAbs(c.Etcd.Dir) {
+		c.Etcd.Dir = filepath.Join(abs, c.Etcd.Dir)
+	}
+	if c.KV.shared() && (c.Mgmtd.LeaderLease.Duration <= 0 || c.Mgmtd.LeaderLease.Duration >= c.Mgmtd.HeartbeatTimeout.Duration) {
+		return fmt.Errorf("config: mgmtd.leader_lease %v must be positive and shorter than mgmtd.heartbeat_timeout %v", c.Mgmtd.LeaderLease.Duration, c.Mgmtd.HeartbeatTimeout.Duration)
 	}
 	if c.Meta.SessionTimeout.Duration <= 0 {
 		return fmt.Errorf("config: meta.session_timeout must be positive")

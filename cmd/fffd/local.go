@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -19,8 +20,10 @@ import (
 	"fff/internal/capability"
 	"fff/internal/cluster"
 	"fff/internal/logging"
+	"fff/internal/proto"
 	"fff/internal/rpc"
 	"fff/server/kv"
+	"fff/server/kv/etcdkv"
 	"fff/server/meta"
 	"fff/server/mgmtd"
 	"fff/server/storage"
@@ -41,16 +44,21 @@ type readyInfo struct {
 
 // node is what every role shares: config, logger, KV, listener, RPC server.
 type node struct {
-	cfg  Config
-	log  zerolog.Logger
-	db   kv.DB    // nil for the storage role
-	lock *os.File // the data directory's lock when there is no KV to hold it
-	ln   net.Listener
-	uln  net.Listener // the same-host Unix socket, or nil
-	srv  *rpc.Server
-	addr string
-	caps *capability.Key // the cluster's capability key (meta and storage roles)
-	tls  nodeTLS         // TLS of the TCP listener and of pools to other nodes (tls.go)
+	cfg    Config
+	log    zerolog.Logger
+	db     kv.DB          // nil for the storage role
+	member *etcdkv.Member // the etcd member this node runs, or nil
+	lock   *os.File       // the data directory's lock when no bbolt KV holds it
+	// campaign stops mgmtd's election (startMgmtd) and waits for it.
+	campaign func()
+	ln       net.Listener
+	uln      net.Listener // the same-host Unix socket, or nil
+	srv      *rpc.Server
+	addr     string
+	caps     *capability.Key // the cluster's capability key (meta and storage roles)
+	// adminToken is the cluster's admin token over a shared KV (secrets.go).
+	adminToken string
+	tls        nodeTLS // TLS of the TCP listener and of pools to other nodes (tls.go)
 }
 
 // newNode prepares a node of role: logger, data directory, listeners and,
@@ -67,24 +75,35 @@ func newNode(cfg Config, role string, withKV bool) (*node, error) {
 	}
 	var db kv.DB
 	var lock *os.File
-	if withKV {
-		if db, err = openKV(cfg.KV, log); err != nil {
+	var member *etcdkv.Member
+	// bbolt's file lock guards the data directory; other KVs need one.
+	if !withKV || cfg.KV.Backend != "bbolt" {
+		if lock, err = lockDataDir(cfg.Node.DataDir); err != nil {
 			return nil, err
 		}
-	} else if lock, err = lockDataDir(cfg.Node.DataDir); err != nil {
-		return nil, err
+	}
+	if withKV {
+		if db, member, err = openKV(cfg, log); err != nil {
+			if lock != nil {
+				lock.Close()
+			}
+			return nil, err
+		}
 	}
 	ln, err := net.Listen("tcp", cfg.Node.Listen)
 	if err != nil {
 		if db != nil {
 			db.Close()
 		}
+		if member != nil {
+			member.Close()
+		}
 		if lock != nil {
 			lock.Close()
 		}
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Node.Listen, err)
 	}
-	n := &node{cfg: cfg, log: log, db: db, lock: lock, ln: ln, addr: ln.Addr().String()}
+	n := &node{cfg: cfg, log: log, db: db, member: member, lock: lock, ln: ln, addr: ln.Addr().String()}
 	if err := n.setupTLS(); err != nil {
 		return nil, n.abort(err)
 	}
@@ -120,8 +139,12 @@ func (n *node) abort(err error) error {
 	if n.uln != nil {
 		n.uln.Close()
 	}
+	n.stopCampaign()
 	if n.db != nil {
 		n.db.Close()
+	}
+	if n.member != nil {
+		n.member.Close()
 	}
 	if n.lock != nil {
 		n.lock.Close()
@@ -151,13 +174,71 @@ func lockDataDir(dir string) (*os.File, error) {
 	return f, nil
 }
 
-// startMgmtd opens the cluster manager over the node's KV.
+// startMgmtd opens the cluster manager over the node's KV. Over a shared
+// KV several nodes run mgmtd and elect a leader (mgmtd/leader.go): the
+// cluster's secrets are fetched or made first (secrets.go), since a
+// follower reaches the leader with the admin token, then the campaign
+// starts; it runs until the node stops.
 func (n *node) startMgmtd(ctx context.Context) (*mgmtd.Service, error) {
-	mg, err := mgmtd.New(ctx, n.db, mgmtd.Options{HeartbeatTimeout: n.cfg.Mgmtd.HeartbeatTimeout.Duration, Logger: n.log})
+	opts := mgmtd.Options{HeartbeatTimeout: n.cfg.Mgmtd.HeartbeatTimeout.Duration, Logger: n.log}
+	shared := n.cfg.KV.shared()
+	if shared {
+		if err := n.shareSecrets(ctx); err != nil {
+			return nil, err
+		}
+		opts.Elect = &mgmtd.ElectOptions{NodeID: n.cfg.Node.ID, Addr: n.addr, Lease: n.cfg.Mgmtd.LeaderLease.Duration, Dial: n.dialMgmtd}
+	}
+	mg, err := mgmtd.New(ctx, n.db, opts)
 	if err != nil {
 		return nil, fmt.Errorf("mgmtd: %w", err)
 	}
+	if shared {
+		cctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			mg.Campaign(cctx)
+		}()
+		n.campaign = func() { cancel(); <-done }
+	}
 	return mg, nil
+}
+
+// stopCampaign ends mgmtd's election, if it runs.
+func (n *node) stopCampaign() {
+	if n.campaign != nil {
+		n.campaign()
+		n.campaign = nil
+	}
+}
+
+// dialMgmtd reaches the mgmtd leader at addr with the admin token
+// (mgmtd.ElectOptions.Dial).
+func (n *node) dialMgmtd(addr string) (mgmtd.Remote, io.Closer) {
+	pool := rpc.NewPool(addr, n.adminToken, n.poolOpts(0))
+	return cluster.NewClient(pool), pool
+}
+
+// untilLeader runs a call that goes to the mgmtd leader until one is
+// elected (proto.Unavailable), for at most two minutes.
+func untilLeader(ctx context.Context, log zerolog.Logger, f func() error) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	for logged := false; ; {
+		err := f()
+		if !errors.Is(err, proto.ErrUnavailable) {
+			return err
+		}
+		if !logged {
+			log.Info().Err(err).Msg("waiting for an mgmtd leader")
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // startMeta opens the meta service over the node's KV and initializes it.
@@ -214,10 +295,14 @@ func (n *node) serve(ctx context.Context, auth rpc.Authenticator, register func(
 		n.log.Warn().Err(err).Msg("shutdown")
 	}
 	err := g.Wait()
+	n.stopCampaign()
 	if n.db != nil {
 		if cerr := n.db.Close(); err == nil {
 			err = cerr
 		}
+	}
+	if n.member != nil {
+		n.member.Close()
 	}
 	return err
 }
@@ -270,8 +355,10 @@ func runLocal(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return n.abort(err)
 	}
-	if err := n.loadCapabilityKey(true); err != nil {
-		return n.abort(err)
+	if !cfg.KV.shared() {
+		if err := n.loadCapabilityKey(true); err != nil {
+			return n.abort(err)
+		}
 	}
 	targets := cfg.Storage.Targets
 	if len(targets) == 0 {
@@ -280,15 +367,19 @@ func runLocal(ctx context.Context, cfg Config) error {
 	if err := makeTargetDirs(targets); err != nil {
 		return n.abort(err)
 	}
-	if err := registerTargets(ctx, mg, cfg.Node.ID, n.addr, targets, cfg.Storage.Chains == "single"); err != nil {
+	if err := untilLeader(ctx, n.log, func() error {
+		return registerTargets(ctx, mg, cfg.Node.ID, n.addr, targets, cfg.Storage.Chains == "single")
+	}); err != nil {
 		return n.abort(fmt.Errorf("bootstrap: %w", err))
 	}
 	ms, err := n.startMeta(ctx, meta.Options{ChainTables: mg, Capacity: mg})
 	if err != nil {
 		return n.abort(err)
 	}
-	if err := n.ensureAdminToken(ctx, ms); err != nil {
-		return n.abort(err)
+	if !cfg.KV.shared() {
+		if err := n.ensureAdminToken(ctx, ms); err != nil {
+			return n.abort(err)
+		}
 	}
 	routing := cluster.NewRoutingCache(mg, cluster.RoutingCacheOptions{Logger: n.log})
 	// Storage nodes that joined this one are reached with the admin token:
@@ -361,16 +452,20 @@ func runMgmtd(ctx context.Context, cfg Config) error {
 		return n.abort(err)
 	}
 	// mgmtd's node creates the cluster: it makes the key meta and storage
-	// nodes are given a copy of.
-	if err := n.loadCapabilityKey(true); err != nil {
-		return n.abort(err)
+	// nodes are given a copy of (over a shared KV, startMgmtd did).
+	if !cfg.KV.shared() {
+		if err := n.loadCapabilityKey(true); err != nil {
+			return n.abort(err)
+		}
 	}
 	users, err := n.startMeta(ctx, meta.Options{})
 	if err != nil {
 		return n.abort(err)
 	}
-	if err := n.ensureAdminToken(ctx, users); err != nil {
-		return n.abort(err)
+	if !cfg.KV.shared() {
+		if err := n.ensureAdminToken(ctx, users); err != nil {
+			return n.abort(err)
+		}
 	}
 	return n.serve(ctx, users.Authenticator(), func(s *rpc.Server) { mgmtd.RegisterHandlers(s, mg) }, mg.Run)
 }
@@ -384,15 +479,25 @@ func runMeta(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(cfg.Node.DataDir, tokenFile)
-	tok, err := os.ReadFile(path)
-	if err != nil {
-		return n.abort(fmt.Errorf("meta needs the admin token in %s to talk to mgmtd: %w", path, err))
+	var tok string
+	if cfg.KV.shared() {
+		// The cluster's secrets are in the shared KV.
+		if err := n.shareSecrets(ctx); err != nil {
+			return n.abort(err)
+		}
+		tok = n.adminToken
+	} else {
+		path := filepath.Join(cfg.Node.DataDir, tokenFile)
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return n.abort(fmt.Errorf("meta needs the admin token in %s to talk to mgmtd: %w", path, err))
+		}
+		tok = strings.TrimSpace(string(b))
+		if err := n.loadCapabilityKey(false); err != nil {
+			return n.abort(fmt.Errorf("meta: %w", err))
+		}
 	}
-	if err := n.loadCapabilityKey(false); err != nil {
-		return n.abort(fmt.Errorf("meta: %w", err))
-	}
-	pool := rpc.NewPool(cfg.Mgmtd.Address, strings.TrimSpace(string(tok)), n.poolOpts(0))
+	pool := rpc.NewPool(cfg.Mgmtd.Address, tok, n.poolOpts(0))
 	defer pool.Close()
 	routing := cluster.NewRoutingCache(cluster.NewClient(pool), cluster.RoutingCacheOptions{Logger: n.log})
 	ms, err := n.startMeta(ctx, meta.Options{ChainTables: routing})

@@ -77,6 +77,15 @@ func Create(path string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	return Save(path, secret)
+}
+
+// Save writes the key secret to path as Create does, unless a file is there
+// already; it reports whether it wrote one.
+func Save(path string, secret []byte) (bool, error) {
+	if len(secret) != KeySize {
+		return false, fmt.Errorf("capability key: %d bytes, want %d", len(secret), KeySize)
+	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
 	if errors.Is(err, fs.ErrExist) {
 		return false, nil
@@ -132,6 +141,11 @@ func (k *Key) Issue(ino uint64, mode uint8, uid uint32, expiry int64) proto.Capa
 	c := proto.Capability{Ino: ino, Mode: mode, UID: uid, Expiry: expiry}
 	c.MAC = k.sum(&c, make([]byte, 0, sha256.Size))[:macSize]
 	return c
+}
+
+// Equal reports whether k and o are the same key: they sign alike.
+func (k *Key) Equal(o *Key) bool {
+	return hmac.Equal(k.Issue(0, proto.CapRead, 0, 0).MAC, o.Issue(0, proto.CapRead, 0, 0).MAC)
 }
 
 // Check verifies that c is this key's capability granting uid the access

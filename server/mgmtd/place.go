@@ -17,6 +17,12 @@ import (
 // with some, but on fewer than replicas distinct nodes, it is EINVAL and
 // changes nothing.
 func (s *Service) PlaceChains(ctx context.Context, table uint32, replicas int) (proto.PlaceChainsResp, error) {
+	if f, err := s.forward(); f != nil || err != nil {
+		if err != nil {
+			return proto.PlaceChainsResp{}, err
+		}
+		return f.PlaceChains(ctx, table, replicas)
+	}
 	if replicas < 1 || table == 0 {
 		return proto.PlaceChainsResp{}, proto.Errorf(proto.EINVAL, "mgmtd: place chains: replicas %d, table %d: want replicas ≥ 1 and a table id", replicas, table)
 	}

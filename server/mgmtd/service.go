@@ -107,6 +107,10 @@ type Options struct {
 	Clock Clock
 	// Logger receives node and target state changes.
 	Logger zerolog.Logger
+	// Elect makes the service one of several over a shared KV, with a
+	// leader elected through the KV (leader.go; run Campaign). Nil: the
+	// only instance.
+	Elect *ElectOptions
 }
 
 func (o *Options) normalize() {
@@ -121,6 +125,9 @@ func (o *Options) normalize() {
 	}
 	if o.Clock == nil {
 		o.Clock = SystemClock()
+	}
+	if o.Elect != nil && o.Elect.Lease <= 0 {
+		o.Elect.Lease = DefaultLease
 	}
 }
 
@@ -179,6 +186,8 @@ type Service struct {
 	resyncs map[uint32]resyncReport      // syncing target id → its resync's progress
 
 	clusterID string // set by New, never changes
+
+	elect *election // nil without Options.Elect
 }
 
 type liveNode struct {
@@ -201,6 +210,9 @@ func New(ctx context.Context, db kv.DB, opts Options) (*Service, error) {
 		resyncs: map[uint32]resyncReport{},
 		changed: make(chan struct{}),
 		ended:   make(chan struct{}),
+	}
+	if opts.Elect != nil {
+		s.elect = &election{opts: *opts.Elect}
 	}
 	var ri *proto.RoutingInfo
 	if err := db.View(ctx, func(tx kv.ReadTxn) error {
@@ -279,6 +291,9 @@ func (s *Service) update(ctx context.Context, fn func(st *state) error) (*proto.
 	var ri *proto.RoutingInfo
 	err := s.db.Update(ctx, func(tx kv.Txn) error {
 		ri = nil
+		if err := s.fence(tx); err != nil {
+			return err
+		}
 		st, err := loadState(tx)
 		if err != nil {
 			return err
@@ -356,6 +371,16 @@ func (s *Service) Version() uint64 { return s.cur.Load().Version }
 // A since newer than the cached version makes the service reread the KV
 // first.
 func (s *Service) GetRouting(ctx context.Context, since uint64) (*proto.RoutingInfo, error) {
+	if f, _ := s.forward(); f != nil {
+		if ri, err := f.GetRouting(ctx, since); err == nil || ctx.Err() != nil {
+			return ri, err
+		}
+	}
+	return s.getRouting(ctx, since)
+}
+
+// getRouting is GetRouting from this instance's copy of the state.
+func (s *Service) getRouting(ctx context.Context, since uint64) (*proto.RoutingInfo, error) {
 	cur := s.cur.Load()
 	if since > cur.Version {
 		var err error
@@ -379,8 +404,13 @@ const MaxRoutingWait = time.Minute
 // node stops, so an RPC server's graceful shutdown never waits for them; a
 // service without Run (tests) answers at once, and its callers poll.
 func (s *Service) WaitRouting(ctx context.Context, since uint64, wait time.Duration) (ri *proto.RoutingInfo, waited bool, err error) {
+	if f, _ := s.forward(); f != nil {
+		if ri, waited, err := f.WaitRouting(ctx, since, wait); err == nil || ctx.Err() != nil {
+			return ri, waited, err
+		}
+	}
 	if since == 0 || wait <= 0 || !s.running.Load() {
-		ri, err := s.GetRouting(ctx, since)
+		ri, err := s.getRouting(ctx, since)
 		return ri, false, err
 	}
 	t := time.NewTimer(min(wait, MaxRoutingWait))
@@ -389,7 +419,7 @@ func (s *Service) WaitRouting(ctx context.Context, since uint64, wait time.Durat
 		s.pubMu.Lock()
 		ch := s.changed
 		s.pubMu.Unlock()
-		ri, err := s.GetRouting(ctx, since)
+		ri, err := s.getRouting(ctx, since)
 		if err != nil || ri != nil {
 			return ri, true, err
 		}
@@ -454,6 +484,12 @@ func (s *Service) silentSince(id uint32, deadline time.Time) bool {
 // (restarted). Otherwise registering with unchanged fields while up
 // changes nothing.
 func (s *Service) RegisterNode(ctx context.Context, n proto.Node) (proto.Node, error) {
+	if f, err := s.forward(); f != nil || err != nil {
+		if err != nil {
+			return proto.Node{}, err
+		}
+		return f.RegisterNode(ctx, n)
+	}
 	switch {
 	case n.ID == 0:
 		return proto.Node{}, proto.Errorf(proto.EINVAL, "mgmtd: register node: id 0")
@@ -557,6 +593,12 @@ func (st *state) markDown(id uint32) {
 // otherwise, and belongs to no chain. All targets are registered in one
 // transaction: all or none.
 func (s *Service) RegisterTargets(ctx context.Context, ts []proto.Target) ([]proto.Target, error) {
+	if f, err := s.forward(); f != nil || err != nil {
+		if err != nil {
+			return nil, err
+		}
+		return f.RegisterTargets(ctx, ts)
+	}
 	for _, t := range ts {
 		if t.NodeID == 0 || t.Path == "" {
 			return nil, proto.Errorf(proto.EINVAL, "mgmtd: register target %d: node id and path are required", t.ID)
@@ -619,6 +661,12 @@ func (s *Service) RegisterTargets(ctx context.Context, ts []proto.Target) ([]pro
 // the given order, except that non-serving targets go after the serving
 // ones as always.
 func (s *Service) CreateChain(ctx context.Context, targets []uint32) (proto.Chain, error) {
+	if f, err := s.forward(); f != nil || err != nil {
+		if err != nil {
+			return proto.Chain{}, err
+		}
+		return f.CreateChain(ctx, targets)
+	}
 	if len(targets) == 0 {
 		return proto.Chain{}, proto.Errorf(proto.EINVAL, "mgmtd: create chain: no targets")
 	}
@@ -673,6 +721,12 @@ func (s *Service) CreateChainTable(ctx context.Context, chains []uint32) (proto.
 // Chains may be added to, reordered in or removed from a table: file
 // layouts record the chain ids they use, not positions in the table.
 func (s *Service) SetChainTable(ctx context.Context, id uint32, chains []uint32) (proto.ChainTable, error) {
+	if f, err := s.forward(); f != nil || err != nil {
+		if err != nil {
+			return proto.ChainTable{}, err
+		}
+		return f.SetChainTable(ctx, id, chains)
+	}
 	if len(chains) == 0 {
 		return proto.ChainTable{}, proto.Errorf(proto.EINVAL, "mgmtd: chain table %d: no chains", id)
 	}
@@ -711,6 +765,12 @@ func (s *Service) SetChainTable(ctx context.Context, id uint32, chains []uint32)
 // nothing. Unlike a GetRouting followed by SetChainTable, nothing another
 // caller adds in between is lost.
 func (s *Service) AddToChainTable(ctx context.Context, id uint32, chains []uint32) (proto.ChainTable, error) {
+	if f, err := s.forward(); f != nil || err != nil {
+		if err != nil {
+			return proto.ChainTable{}, err
+		}
+		return f.AddToChainTable(ctx, id, chains)
+	}
 	if id == 0 {
 		return proto.ChainTable{}, proto.Errorf(proto.EINVAL, "mgmtd: add to chain table: table id 0")
 	}
@@ -771,6 +831,12 @@ func (st *state) checkChainList(id uint32, chains []uint32) error {
 // target's chain is reordered and its version incremented as for any
 // state change; setting the current state changes nothing.
 func (s *Service) SetTargetState(ctx context.Context, id uint32, ts proto.TargetState) error {
+	if f, err := s.forward(); f != nil || err != nil {
+		if err != nil {
+			return err
+		}
+		return f.SetTargetState(ctx, id, ts)
+	}
 	return s.setTargetState(ctx, id, ts, 0)
 }
 
@@ -779,6 +845,12 @@ func (s *Service) SetTargetState(ctx context.Context, id uint32, ts proto.Target
 // (ChainVersionMismatch otherwise: the chain changed while the resync ran,
 // which must start over).
 func (s *Service) Synced(ctx context.Context, id uint32, cv uint32) error {
+	if f, err := s.forward(); f != nil || err != nil {
+		if err != nil {
+			return err
+		}
+		return f.Synced(ctx, id, cv)
+	}
 	return s.setTargetState(ctx, id, proto.TargetServing, cv)
 }
 
@@ -812,6 +884,12 @@ func (s *Service) setTargetState(ctx context.Context, id uint32, ts proto.Target
 // node that is down brings it back up (see the package documentation);
 // otherwise a heartbeat touches only memory.
 func (s *Service) Heartbeat(ctx context.Context, req proto.HeartbeatReq) (proto.HeartbeatResp, error) {
+	if f, err := s.forward(); f != nil || err != nil {
+		if err != nil {
+			return proto.HeartbeatResp{}, err
+		}
+		return f.Heartbeat(ctx, req)
+	}
 	cur := s.cur.Load()
 	n := cur.Node(req.NodeID)
 	if n == nil {
@@ -902,8 +980,9 @@ func (s *Service) CheckHeartbeats(ctx context.Context) error {
 // Run performs failure detection (CheckHeartbeats every CheckInterval) and
 // refreshes the cached state from the KV every RefreshInterval, until ctx
 // ends. Errors are logged and retried at the next tick. It returns nil
-// when ctx ends. Run only one instance per cluster (see the package
-// documentation).
+// when ctx ends. Without Options.Elect, run only one instance per cluster
+// (see the package documentation); with it, failure detection is the
+// elected leader's (Campaign).
 func (s *Service) Run(ctx context.Context) error {
 	// The node is stopping: long polls answer now, so the RPC server's
 	// graceful shutdown does not wait for them.
@@ -918,6 +997,9 @@ func (s *Service) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-check.C:
+			if s.elect != nil {
+				continue // the leader checks, in Campaign
+			}
 			if err := s.CheckHeartbeats(ctx); err != nil && ctx.Err() == nil {
 				s.log.Error().Err(err).Msg("heartbeat check failed")
 			}
@@ -937,7 +1019,24 @@ func (s *Service) Run(ctx context.Context) error {
 // whose members' filesystems were all counted with earlier chains adds
 // nothing.
 func (s *Service) Capacity(ctx context.Context) (total, free uint64, err error) {
-	ri := s.withLive(s.cur.Load())
+	f, err := s.forward()
+	if err != nil {
+		return 0, 0, err
+	}
+	var ri *proto.RoutingInfo
+	if f != nil {
+		if ri, err = f.GetRouting(ctx, 0); err != nil {
+			return 0, 0, err
+		}
+	} else {
+		ri = s.withLive(s.cur.Load())
+	}
+	total, free = capacityOf(ri)
+	return total, free, nil
+}
+
+// capacityOf is Capacity over routing info with its live fields.
+func capacityOf(ri *proto.RoutingInfo) (total, free uint64) {
 	type fsKey struct {
 		node uint32
 		fsid uint64
@@ -975,5 +1074,5 @@ func (s *Service) Capacity(ctx context.Context) (total, free uint64, err error) 
 		total += ctotal
 		free += cfree
 	}
-	return total, free, nil
+	return total, free
 }
