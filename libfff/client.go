@@ -103,6 +103,7 @@ type Client struct {
 	// One pool per service address: mgmtd's and meta's are the same pool
 	// while both roles share an address (fffd local).
 	mgmtdPool, metaPool *rpc.Pool
+	ctl                 *control // mgmtd and meta calls, with failover
 	token               string
 	popts               rpc.PoolOptions
 	writeBuffer         int
@@ -184,11 +185,11 @@ func Connect(ctx context.Context, opts Options) (*Client, error) {
 		c.local = newLocalReads(opts.Logger)
 	}
 	c.mgmtdPool = rpc.NewPool(addr, token, popts)
-	// The meta service is reached at the cluster address for now; when meta
-	// runs apart from mgmtd its address comes from the routing info (nodes
-	// with proto.RoleMeta) and gets a pool of its own.
 	c.metaPool = c.mgmtdPool
-	c.routing = cluster.NewRoutingCache(cluster.NewClient(c.mgmtdPool), cluster.RoutingCacheOptions{Logger: opts.Logger})
+	// mgmtd and meta are reached at the cluster address, and at the other
+	// control nodes of the routing info when it is lost (control.go).
+	c.ctl = newControl(c, c.mgmtdPool)
+	c.routing = cluster.NewRoutingCache(cluster.NewClient(c.ctl), cluster.RoutingCacheOptions{Logger: opts.Logger})
 	c.bg, c.stop = context.WithCancel(context.Background())
 	// Dial one connection now: it checks that the cluster is there and
 	// accepts the token.
@@ -214,6 +215,7 @@ func (c *Client) Close() error {
 	c.mu.Unlock()
 	c.stop()
 	c.wg.Wait()
+	c.ctl.close()
 	c.mgmtdPool.Close()
 	if c.metaPool != c.mgmtdPool {
 		c.metaPool.Close()
@@ -268,7 +270,7 @@ func (c *Client) Routing(ctx context.Context) (*proto.RoutingInfo, error) {
 func (c *Client) metaCall(ctx context.Context, method uint16, req, resp any) error {
 	var o outage
 	for {
-		_, err := c.metaPool.Call(ctx, method, req, resp)
+		_, err := c.ctl.Call(ctx, method, req, resp)
 		if err == nil || !c.again(ctx, &o, method, err) {
 			return err
 		}

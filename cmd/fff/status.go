@@ -122,12 +122,19 @@ be reached.`,
 }
 
 // clusterStatus is what `fff status` reports; its JSON form is `--json`.
+// leaderJSON is the elected mgmtd (over a shared KV).
+type leaderJSON struct {
+	Node uint32 `json:"node"`
+	Term uint64 `json:"term"`
+}
+
 type clusterStatus struct {
 	Address        string       `json:"address"`
 	DataDir        string       `json:"data_dir,omitempty"`
 	PID            int          `json:"pid,omitempty"`
 	TLS            bool         `json:"tls"` // the client pins the cluster's CA: TCP under TLS
 	RoutingVersion uint64       `json:"routing_version"`
+	Leader         *leaderJSON  `json:"mgmtd_leader,omitempty"`
 	User           *whoAmIJSON  `json:"user,omitempty"`
 	UserError      string       `json:"user_error,omitempty"`
 	Nodes          nodeCounts   `json:"nodes"`
@@ -273,6 +280,9 @@ func gatherStatus(ctx context.Context, c *adminConn) (*clusterStatus, error) {
 	st := &clusterStatus{Address: c.info.Address, DataDir: c.info.DataDir, PID: c.info.PID, TLS: c.info.CA != "",
 		RoutingVersion: ri.Version, routing: ri, Routing: routingToJSON(ri),
 		Chains: len(ri.Chains), ChainTables: len(ri.ChainTables)}
+	if ri.Leader != 0 {
+		st.Leader = &leaderJSON{Node: ri.Leader, Term: ri.LeaderTerm}
+	}
 	for _, n := range ri.Nodes {
 		st.Nodes.Total++
 		if n.State == proto.NodeUp {
@@ -361,6 +371,9 @@ func printStatus(w io.Writer, st *clusterStatus) error {
 		line("token", "unknown (%s)", st.UserError)
 	}
 	line("routing", "version %d", st.RoutingVersion)
+	if st.Leader != nil {
+		line("mgmtd", "leader node %d (term %d)", st.Leader.Node, st.Leader.Term)
+	}
 	nodes := fmt.Sprintf("%d (%d up, %d down)", st.Nodes.Total, st.Nodes.Up, st.Nodes.Down)
 	if len(st.Nodes.DownI) > 0 {
 		nodes += "; down: " + joinIDs(st.Nodes.DownI)

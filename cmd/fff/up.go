@@ -57,6 +57,7 @@ type upOpts struct {
 	warn               io.Writer // warnings (stderr)
 	timeout            time.Duration
 	storageNodes       int // --storage-nodes (up_nodes.go)
+	nodes              int // --nodes (up_cluster.go)
 	replicas           int // --replicas (up_replicas.go)
 }
 
@@ -92,6 +93,12 @@ them all. --replicas R keeps each chunk on R of these nodes (chain
 replication, docs/replication.md): the targets join chains of R targets on
 distinct nodes once all nodes are up. R is chosen when the cluster is made.
 
+--nodes N runs N full nodes instead, each 'fffd local' with an embedded etcd
+member (DATA for node 1, DATA/nodes/ID for the others): the metadata lives in
+the etcd cluster they form and survives the loss of a minority of them, and one
+mgmtd is the elected leader. With --replicas R (R <= N) chunks are kept on R
+of them. N is chosen when the cluster is made.
+
 The cluster of the default data directory is the default cluster. A cluster
 started with another --data becomes the default only when none is recorded
 (or the recorded one's data directory is gone), or with --default; otherwise
@@ -113,7 +120,8 @@ started with another --data becomes the default only when none is recorded
 	f.StringVar(&o.fffd, "fffd", "", "fffd binary (default: next to this fff, else on PATH)")
 	f.DurationVar(&o.timeout, "timeout", 60*time.Second, "how long to wait for the cluster to come up")
 	f.IntVar(&o.storageNodes, "storage-nodes", 0, "also run N storage nodes as separate fffd processes (DATA/nodes/2, …) joined to this one; later starts run those made before too")
-	f.IntVar(&o.replicas, "replicas", 0, "copies of each chunk, on distinct nodes (chains of R targets; needs --storage-nodes R-1 or more; chosen when the cluster is made)")
+	f.IntVar(&o.replicas, "replicas", 0, "copies of each chunk, on distinct nodes (chains of R targets; needs --storage-nodes R-1 or more, or --nodes R or more; chosen when the cluster is made)")
+	f.IntVar(&o.nodes, "nodes", 0, "run N full nodes (DATA, DATA/nodes/2, …), each an fffd with an embedded etcd member, mgmtd, meta and storage: metadata replicated over etcd, an elected mgmtd leader (chosen when the cluster is made)")
 	return cmd
 }
 
@@ -131,6 +139,11 @@ func runUp(ctx context.Context, out io.Writer, o upOpts) error {
 	}
 	if o.storageNodes < 0 {
 		return usageErrorf("--storage-nodes %d: want 0 or more", o.storageNodes)
+	}
+	if made, err := clusterNodes(data); err != nil {
+		return err
+	} else if made > 0 || o.nodes != 0 {
+		return runUpNodes(ctx, out, o, data)
 	}
 	made, err := storageNodes(data)
 	if err != nil {

@@ -4,17 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"fff/internal/certs"
 	"fff/internal/fileutil"
@@ -117,40 +112,21 @@ func upStorageNode(ctx context.Context, bin, data, control string, id uint32, ma
 	if err := fileutil.WriteAtomic(cfgPath, []byte(cfg), 0o600); err != nil {
 		return nil, err
 	}
-	listen := "127.0.0.1:0"
-	if b, err := os.ReadFile(filepath.Join(dir, addressFile)); err == nil {
-		if a := strings.TrimSpace(string(b)); a != "" {
-			if l, err := net.Listen("tcp", a); err == nil {
-				l.Close()
-				listen = a // the node's address of earlier runs, if free
-			}
-		}
-	}
-	os.Remove(filepath.Join(dir, readyFile))
-	lf, err := os.OpenFile(filepath.Join(dir, logFile), os.O_CREATE|os.O_WRONLY|os.O_APPEND|unix.O_NOFOLLOW, 0o600)
+	sp, err := spawnFFFD(bin, dir, []string{"storage", "--config", cfgPath, "--data", dir, "--listen", recordedListen(dir), "--log-format", "json"}, true)
 	if err != nil {
 		return nil, err
 	}
-	defer lf.Close()
-	c := exec.Command(bin, "storage", "--config", cfgPath, "--data", dir, "--listen", listen, "--log-format", "json")
-	c.Env = os.Environ()
-	c.Stdout, c.Stderr = lf, lf
-	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := c.Start(); err != nil {
-		return nil, fmt.Errorf("cannot start %s: %w", bin, err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- c.Wait() }()
-	ri, err := waitReady(ctx, dir, c.Process.Pid, exited, timeout)
+	c, exited := sp, sp.exited
+	ri, err := waitReady(ctx, dir, c.proc.Pid, exited, timeout)
 	if err != nil {
-		c.Process.Signal(syscall.SIGTERM)
+		c.proc.Signal(syscall.SIGTERM)
 		return nil, fmt.Errorf("%w (see %s)", err, filepath.Join(dir, logFile))
 	}
 	if err := fileutil.WriteAtomic(filepath.Join(dir, addressFile), []byte(ri.Address+"\n"), 0o600); err != nil {
-		c.Process.Signal(syscall.SIGTERM)
+		c.proc.Signal(syscall.SIGTERM)
 		return nil, err
 	}
-	return c.Process, nil
+	return c.proc, nil
 }
 
 // downStorageNodes stops the running storage nodes of data and returns

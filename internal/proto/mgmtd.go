@@ -206,6 +206,12 @@ type RoutingInfo struct {
 	// ClusterID is the cluster's random id, created once by mgmtd: target
 	// directories record it, so one of another cluster is refused.
 	ClusterID string `msgpack:"cluster_id,omitempty"`
+	// Leader and LeaderTerm are the elected mgmtd that answered (node id)
+	// and its term, over a shared KV; zero with one mgmtd (bbolt) or from
+	// a follower that could not reach a leader. Live, like the heartbeat
+	// times: they change without a version change.
+	Leader     uint32 `msgpack:"leader,omitempty"`
+	LeaderTerm uint64 `msgpack:"leader_term,omitempty"`
 }
 
 func find[T any](s []T, id uint32, key func(*T) uint32) *T {
@@ -257,6 +263,8 @@ func (r *RoutingInfo) Clone() *RoutingInfo {
 		Chains:      slices.Clone(r.Chains),
 		ChainTables: slices.Clone(r.ChainTables),
 		ClusterID:   r.ClusterID,
+		Leader:      r.Leader,
+		LeaderTerm:  r.LeaderTerm,
 	}
 	for i := range c.Chains {
 		c.Chains[i].Targets = slices.Clone(c.Chains[i].Targets)

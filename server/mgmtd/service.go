@@ -345,6 +345,11 @@ func (s *Service) reload(ctx context.Context) (*proto.RoutingInfo, error) {
 func (s *Service) withLive(ri *proto.RoutingInfo) *proto.RoutingInfo {
 	c := ri.Clone()
 	c.ClusterID = s.clusterID
+	if s.elect != nil {
+		if term := s.elect.leading(time.Now()); term > 0 {
+			c.Leader, c.LeaderTerm = s.elect.opts.NodeID, term
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i := range c.Nodes {

@@ -1,0 +1,90 @@
+package libfff
+
+import (
+	"context"
+	"slices"
+	"sync"
+
+	"fff/internal/proto"
+	"fff/internal/rpc"
+)
+
+// control reaches the cluster's control plane (mgmtd and meta) through one
+// node at a time: the address the client was given, and after a lost
+// connection (proto.Unavailable) the next node in the routing info that
+// runs the roles and is up. Over a shared KV every full node serves both
+// (mgmtd followers forward to the leader, meta servers are stateless), so
+// any of them answers; whether the failed call itself is repeated is
+// decided by the caller (outage.go: only calls that are safe to repeat or
+// that were not sent).
+type control struct {
+	c     *Client
+	first *rpc.Pool // the given address's pool, also the storage pool for it
+
+	mu    sync.Mutex
+	cur   *rpc.Pool
+	pools map[string]*rpc.Pool
+}
+
+func newControl(c *Client, first *rpc.Pool) *control {
+	return &control{c: c, first: first, cur: first, pools: map[string]*rpc.Pool{first.Addr(): first}}
+}
+
+// Call implements cluster.Caller.
+func (k *control) Call(ctx context.Context, method uint16, req, resp any, opts ...rpc.CallOption) (int, error) {
+	k.mu.Lock()
+	p := k.cur
+	k.mu.Unlock()
+	n, err := p.Call(ctx, method, req, resp, opts...)
+	if proto.CodeOf(err) == proto.Unavailable {
+		k.next(p)
+	}
+	return n, err
+}
+
+// next moves on from the failed pool to the next control node, in address
+// order after it, among the given address and the nodes that run mgmtd
+// and meta and are up in the last routing info.
+func (k *control) next(failed *rpc.Pool) {
+	addrs := []string{k.first.Addr()}
+	if ri := k.c.routing.Get(); ri != nil {
+		for _, n := range ri.Nodes {
+			if n.Roles.Has(proto.RoleMgmtd|proto.RoleMeta) && n.State == proto.NodeUp && !slices.Contains(addrs, n.Addr) {
+				addrs = append(addrs, n.Addr)
+			}
+		}
+	}
+	if len(addrs) < 2 {
+		return
+	}
+	slices.Sort(addrs)
+	i, _ := slices.BinarySearch(addrs, failed.Addr())
+	addr := addrs[i%len(addrs)]
+	if addr == failed.Addr() {
+		addr = addrs[(i+1)%len(addrs)]
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.cur != failed {
+		return // another call moved on already
+	}
+	p := k.pools[addr]
+	if p == nil {
+		p = rpc.NewPool(addr, k.c.token, k.c.popts)
+		k.pools[addr] = p
+	}
+	k.c.log.Info().Str("from", failed.Addr()).Str("to", addr).Msg("control node unreachable: moving to another")
+	k.cur = p
+}
+
+// close closes the pools it opened besides the first.
+func (k *control) close() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for addr, p := range k.pools {
+		if p != k.first {
+			p.Close()
+		}
+		delete(k.pools, addr)
+	}
+}
