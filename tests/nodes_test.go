@@ -63,22 +63,15 @@ func leaderOf(t *testing.T, env []string, addr string, after uint64) (node uint3
 	}
 }
 
-// TestNodes: `fff up --nodes 3 --replicas 3` runs three full nodes over an
-// etcd cluster of their embedded members. A client connected to node 1
-// keeps working when node 1 is killed (its mgmtd and meta calls move to
-// another node, the chunks have two more copies); the mgmtd leader's kill
-// -9 hands the lease to another node with a higher term; every file
-// written reads back.
-func TestNodes(t *testing.T) {
-	t.Parallel()
-	config, data := t.TempDir(), t.TempDir()
-	env := append(cleanEnv(), "XDG_CONFIG_HOME="+config)
-	t.Cleanup(func() { killCluster(data) })
-	out := mustFFF(t, env, "up", "--daemon", "--data", data, "--nodes", "3", "--replicas", "3")
-	if !strings.Contains(out, "chain table 1") {
-		t.Fatalf("fff up --nodes 3 --replicas 3 made no chains:\n%s", out)
+// upNodes makes a cluster of 3 full nodes in data with chains of
+// replicas targets and restarts it with short timeouts, so that failovers
+// take seconds: a 3 s heartbeat timeout, a 1 s leader lease.
+func upNodes(t *testing.T, env []string, data string, replicas int) {
+	t.Helper()
+	out := mustFFF(t, env, "up", "--daemon", "--data", data, "--nodes", "3", "--replicas", strconv.Itoa(replicas))
+	if replicas > 1 && !strings.Contains(out, "chain table 1") {
+		t.Fatalf("fff up --nodes 3 --replicas %d made no chains:\n%s", replicas, out)
 	}
-	// Short timeouts, so that failovers take seconds.
 	mustFFF(t, env, "down", "--data", data)
 	for id := 1; id <= 3; id++ {
 		cfg := filepath.Join(nodeDir(data, id), "fffd.toml")
@@ -95,6 +88,20 @@ func TestNodes(t *testing.T) {
 		}
 	}
 	mustFFF(t, env, "up", "--daemon", "--data", data)
+}
+
+// TestNodes: `fff up --nodes 3 --replicas 3` runs three full nodes over an
+// etcd cluster of their embedded members. A client connected to node 1
+// keeps working when node 1 is killed (its mgmtd and meta calls move to
+// another node, the chunks have two more copies); the mgmtd leader's kill
+// -9 hands the lease to another node with a higher term; every file
+// written reads back.
+func TestNodes(t *testing.T) {
+	t.Parallel()
+	config, data := t.TempDir(), t.TempDir()
+	env := append(cleanEnv(), "XDG_CONFIG_HOME="+config)
+	t.Cleanup(func() { killCluster(data) })
+	upNodes(t, env, data, 3)
 	if chained := waitServing(t, env); len(chained) != 6 {
 		t.Fatalf("targets in chains: %+v, want 6 (two chains of 3)", chained)
 	}

@@ -1,0 +1,284 @@
+package tests
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	fffcluster "fff/internal/cluster"
+	"fff/internal/proto"
+	"fff/internal/rpc"
+	"fff/libfff"
+)
+
+// resumeBound is how long a client may go without a completed operation
+// while a node is down (a bound for failure only: a kill costs a heartbeat
+// timeout of 3 s, a lease of 1 s and an etcd election).
+const resumeBound = 45 * time.Second
+
+// metaWorker runs create → rename → stat → (every other file) remove on
+// its own directory and keeps the namespace its acknowledged operations
+// make. An operation that failed may or may not have happened: the worker
+// reads the outcome back and takes it. An operation whose retry found its
+// own earlier effect (EEXIST for a new name, ENOENT for a name only it
+// touches) ran twice: that is a failure.
+type metaWorker struct {
+	c       *libfff.Client
+	dir     string
+	model   map[string]bool // names that exist
+	acked   int
+	unknown int
+	lastOK  time.Time
+	maxGap  time.Duration
+	dup     []string
+}
+
+func (w *metaWorker) ok() {
+	now := time.Now()
+	w.maxGap = max(w.maxGap, now.Sub(w.lastOK))
+	w.lastOK = now
+	w.acked++
+}
+
+// resolve learns whether name exists once the cluster answers.
+func (w *metaWorker) resolve(ctx context.Context, name string) error {
+	for {
+		_, err := w.c.Stat(ctx, name)
+		switch {
+		case err == nil:
+			w.model[name] = true
+			return nil
+		case proto.CodeOf(err) == proto.ENOENT:
+			delete(w.model, name)
+			return nil
+		case ctx.Err() != nil:
+			return fmt.Errorf("resolving %s: %w", name, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// step runs the operations on file k.
+func (w *metaWorker) step(ctx context.Context, k int) error {
+	f, g := fmt.Sprintf("%s/f%d", w.dir, k), fmt.Sprintf("%s/g%d", w.dir, k)
+	// do runs op; a refusal in dupCode means it ran twice.
+	do := func(what string, op func() error, dupCode proto.Code, apply func(), names ...string) error {
+		err := op()
+		switch {
+		case err == nil:
+			apply()
+			w.ok()
+			return nil
+		case proto.CodeOf(err) == dupCode:
+			w.dup = append(w.dup, fmt.Sprintf("%s: %v", what, err))
+			return nil
+		}
+		w.unknown++
+		for _, n := range names {
+			if err := w.resolve(ctx, n); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := do("create "+f, func() error { _, err := w.c.CreateFile(ctx, f, 0o644); return err },
+		proto.EEXIST, func() { w.model[f] = true }, f); err != nil {
+		return err
+	}
+	if !w.model[f] {
+		return nil
+	}
+	if err := do("rename "+f, func() error { return w.c.Rename(ctx, f, g) },
+		proto.ENOENT, func() { delete(w.model, f); w.model[g] = true }, f, g); err != nil {
+		return err
+	}
+	if w.model[g] {
+		if _, err := w.c.Stat(ctx, g); err == nil {
+			w.ok()
+		} else if proto.CodeOf(err) == proto.ENOENT {
+			return fmt.Errorf("stat %s: %w, but its rename was acknowledged", g, err)
+		}
+	}
+	if k%2 == 0 && w.model[g] {
+		return do("remove "+g, func() error { return w.c.Remove(ctx, g) },
+			proto.ENOENT, func() { delete(w.model, g) }, g)
+	}
+	return nil
+}
+
+// TestMetaFailover: 16 clients spread over the 3 nodes of an etcd cluster
+// create, rename, stat and remove continuously while the mgmtd leader, then
+// another node (its meta server and etcd member with it), then the new
+// leader are killed -9 and restarted, one at a time. Checked: the
+// namespace at the end is what the acknowledged operations (and the
+// outcomes read back for the failed ones) make; no operation ran twice;
+// every client resumed within resumeBound; each mgmtd term had one leader.
+func TestMetaFailover(t *testing.T) {
+	t.Parallel()
+	config, data := t.TempDir(), t.TempDir()
+	env := append(cleanEnv(), "XDG_CONFIG_HOME="+config)
+	t.Cleanup(func() { killCluster(data) })
+	upNodes(t, env, data, 1)
+	tokb, err := os.ReadFile(filepath.Join(data, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := strings.TrimSpace(string(tokb))
+	addrs := make([]string, 4)
+	for id := 1; id <= 3; id++ {
+		_, addrs[id] = nodeReady(t, data, id)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+
+	// Leader terms as every node reports them: one leader per term.
+	var termsMu sync.Mutex
+	terms := map[uint64]uint32{}
+	var termErr atomic.Value
+	monCtx, stopMon := context.WithCancel(ctx)
+	var monWG sync.WaitGroup
+	for id := 1; id <= 3; id++ {
+		pool := rpc.NewPool(addrs[id], tok, rpc.PoolOptions{Size: 1, Client: rpc.ClientOptions{DefaultTimeout: 2 * time.Second}})
+		defer pool.Close()
+		mc := fffcluster.NewClient(pool)
+		monWG.Add(1)
+		go func() {
+			defer monWG.Done()
+			for monCtx.Err() == nil {
+				if ri, err := mc.GetRouting(monCtx, 0); err == nil && ri.Leader != 0 {
+					termsMu.Lock()
+					if n, seen := terms[ri.LeaderTerm]; seen && n != ri.Leader {
+						termErr.Store(fmt.Sprintf("term %d had two leaders: nodes %d and %d", ri.LeaderTerm, n, ri.Leader))
+					}
+					terms[ri.LeaderTerm] = ri.Leader
+					termsMu.Unlock()
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		}()
+	}
+
+	const workers = 16
+	ws := make([]*metaWorker, workers)
+	for i := range ws {
+		c, err := libfff.Connect(ctx, libfff.Options{Address: addrs[1+i%3], Token: tok})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.Routing(ctx); err != nil {
+			t.Fatal(err)
+		}
+		dir := fmt.Sprintf("/w%02d", i)
+		if err := c.Mkdir(ctx, dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		ws[i] = &metaWorker{c: c, dir: dir, model: map[string]bool{}, lastOK: time.Now()}
+	}
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for _, w := range ws {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := 0; !stop.Load(); k++ {
+				if err := w.step(ctx, k); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	leader := func() int {
+		termsMu.Lock()
+		defer termsMu.Unlock()
+		var top uint64
+		for term := range terms {
+			top = max(top, term)
+		}
+		return int(terms[top])
+	}
+	waitLeader := func() int {
+		deadline := time.Now().Add(time.Minute)
+		for time.Now().Before(deadline) {
+			if l := leader(); l != 0 {
+				return l
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Fatal("no mgmtd leader reported")
+		return 0
+	}
+	kill := func(id int, why string) {
+		pid, _ := nodeReady(t, data, id)
+		t.Logf("kill -9 node %d (%s)", id, why)
+		syscall.Kill(pid, syscall.SIGKILL)
+		time.Sleep(4 * time.Second) // a heartbeat timeout with the node gone
+		mustFFF(t, env, "up", "--daemon", "--data", data)
+		time.Sleep(2 * time.Second)
+	}
+	time.Sleep(2 * time.Second)
+	l := waitLeader()
+	kill(l, "the mgmtd leader")
+	kill(1+l%3, "not the leader")
+	kill(waitLeader(), "the mgmtd leader")
+	time.Sleep(2 * time.Second)
+	stop.Store(true)
+	wg.Wait()
+	stopMon()
+	monWG.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if e := termErr.Load(); e != nil {
+		t.Fatal(e)
+	}
+	t.Logf("leader terms seen: %v", terms)
+
+	var acked, unknown int
+	var gap time.Duration
+	for _, w := range ws {
+		acked += w.acked
+		gap = max(gap, w.maxGap)
+		unknown += w.unknown
+		if len(w.dup) > 0 {
+			t.Errorf("%s: operations that ran twice: %v", w.dir, w.dup)
+		}
+		if w.maxGap > resumeBound {
+			t.Errorf("%s: %v without a completed operation, over the %v bound", w.dir, w.maxGap, resumeBound)
+		}
+		// The namespace equals the replay of the log.
+		ents, err := w.c.ReadDir(ctx, w.dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]bool{}
+		for _, e := range ents {
+			got[w.dir+"/"+e.Name()] = true
+		}
+		for n := range w.model {
+			if !got[n] {
+				t.Errorf("%s: acknowledged, missing at the end", n)
+			}
+		}
+		for n := range got {
+			if !w.model[n] {
+				t.Errorf("%s: present at the end, not made by an acknowledged operation", n)
+			}
+		}
+	}
+	t.Logf("%d operations acknowledged, %d with an unknown outcome read back; longest wait of a client %v", acked, unknown, gap.Round(time.Millisecond))
+	if len(terms) < 3 {
+		t.Errorf("leader terms seen: %v; two leader kills should make at least 3", terms)
+	}
+	mustFFF(t, env, "down", "--data", data)
+}
