@@ -103,7 +103,7 @@ type Client struct {
 	// One pool per service address: mgmtd's and meta's are the same pool
 	// while both roles share an address (fffd local).
 	mgmtdPool, metaPool *rpc.Pool
-	ctl                 *control // mgmtd and meta calls, with failover
+	ctl, mctl           *control // meta and mgmtd calls, with failover
 	token               string
 	popts               rpc.PoolOptions
 	writeBuffer         int
@@ -188,8 +188,9 @@ func Connect(ctx context.Context, opts Options) (*Client, error) {
 	c.metaPool = c.mgmtdPool
 	// mgmtd and meta are reached at the cluster address, and at the other
 	// control nodes of the routing info when it is lost (control.go).
-	c.ctl = newControl(c, c.mgmtdPool)
-	c.routing = cluster.NewRoutingCache(cluster.NewClient(c.ctl), cluster.RoutingCacheOptions{Logger: opts.Logger})
+	c.ctl = newControl(c, proto.RoleMeta, c.mgmtdPool)
+	c.mctl = newControl(c, proto.RoleMgmtd, c.mgmtdPool)
+	c.routing = cluster.NewRoutingCache(cluster.NewClient(c.mctl), cluster.RoutingCacheOptions{Logger: opts.Logger})
 	c.bg, c.stop = context.WithCancel(context.Background())
 	// Dial one connection now: it checks that the cluster is there and
 	// accepts the token.
@@ -216,6 +217,7 @@ func (c *Client) Close() error {
 	c.stop()
 	c.wg.Wait()
 	c.ctl.close()
+	c.mctl.close()
 	c.mgmtdPool.Close()
 	if c.metaPool != c.mgmtdPool {
 		c.metaPool.Close()

@@ -9,16 +9,17 @@ import (
 	"fff/internal/rpc"
 )
 
-// control reaches the cluster's control plane (mgmtd and meta) through one
-// node at a time: the address the client was given, and after a lost
-// connection (proto.Unavailable) the next node in the routing info that
-// runs the roles and is up. Over a shared KV every full node serves both
+// control reaches one role of the cluster's control plane (mgmtd, or meta)
+// through one node at a time: the address the client was given, and after
+// a lost connection (proto.Unavailable) the next node in the routing info
+// that runs the role and is up. Over a shared KV every full node serves both
 // (mgmtd followers forward to the leader, meta servers are stateless), so
 // any of them answers; whether the failed call itself is repeated is
 // decided by the caller (outage.go: only calls that are safe to repeat or
 // that were not sent).
 type control struct {
 	c     *Client
+	role  proto.Roles
 	first *rpc.Pool // the given address's pool, also the storage pool for it
 
 	mu    sync.Mutex
@@ -26,8 +27,8 @@ type control struct {
 	pools map[string]*rpc.Pool
 }
 
-func newControl(c *Client, first *rpc.Pool) *control {
-	return &control{c: c, first: first, cur: first, pools: map[string]*rpc.Pool{first.Addr(): first}}
+func newControl(c *Client, role proto.Roles, first *rpc.Pool) *control {
+	return &control{c: c, role: role, first: first, cur: first, pools: map[string]*rpc.Pool{first.Addr(): first}}
 }
 
 // Call implements cluster.Caller.
@@ -43,13 +44,13 @@ func (k *control) Call(ctx context.Context, method uint16, req, resp any, opts .
 }
 
 // next moves on from the failed pool to the next control node, in address
-// order after it, among the given address and the nodes that run mgmtd
-// and meta and are up in the last routing info.
+// order after it, among the given address and the nodes that run the role
+// and are up in the last routing info.
 func (k *control) next(failed *rpc.Pool) {
 	addrs := []string{k.first.Addr()}
 	if ri := k.c.routing.Get(); ri != nil {
 		for _, n := range ri.Nodes {
-			if n.Roles.Has(proto.RoleMgmtd|proto.RoleMeta) && n.State == proto.NodeUp && !slices.Contains(addrs, n.Addr) {
+			if n.Roles.Has(k.role) && n.State == proto.NodeUp && !slices.Contains(addrs, n.Addr) {
 				addrs = append(addrs, n.Addr)
 			}
 		}
@@ -73,7 +74,7 @@ func (k *control) next(failed *rpc.Pool) {
 		p = rpc.NewPool(addr, k.c.token, k.c.popts)
 		k.pools[addr] = p
 	}
-	k.c.log.Info().Str("from", failed.Addr()).Str("to", addr).Msg("control node unreachable: moving to another")
+	k.c.log.Info().Stringer("role", k.role).Str("from", failed.Addr()).Str("to", addr).Msg("control node unreachable: moving to another")
 	k.cur = p
 }
 

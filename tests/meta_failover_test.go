@@ -2,8 +2,10 @@ package tests
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -279,6 +281,116 @@ func TestMetaFailover(t *testing.T) {
 	t.Logf("%d operations acknowledged, %d with an unknown outcome read back; longest wait of a client %v", acked, unknown, gap.Round(time.Millisecond))
 	if len(terms) < 3 {
 		t.Errorf("leader terms seen: %v; two leader kills should make at least 3", terms)
+	}
+	mustFFF(t, env, "down", "--data", data)
+}
+
+// TestStandaloneMeta: an `fffd meta` over the etcd of a 3-node cluster
+// registers with mgmtd (role meta) and heartbeats, so it is in the routing
+// info and up; it serves the cluster's namespace, not one of its own.
+func TestStandaloneMeta(t *testing.T) {
+	t.Parallel()
+	config, data := t.TempDir(), t.TempDir()
+	env := append(cleanEnv(), "XDG_CONFIG_HOME="+config)
+	t.Cleanup(func() { killCluster(data) })
+	upNodes(t, env, data, 1)
+	tokb, err := os.ReadFile(filepath.Join(data, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := strings.TrimSpace(string(tokb))
+	_, addr1 := nodeReady(t, data, 1)
+	var endpoints []string
+	for id := 1; id <= 3; id++ {
+		cfg := filepath.Join(nodeDir(data, id), "fffd.toml")
+		if id == 1 {
+			cfg = filepath.Join(data, "local.toml")
+		}
+		b, err := os.ReadFile(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "client_url = "); ok {
+				endpoints = append(endpoints, v)
+			}
+		}
+	}
+	mdir := t.TempDir()
+	cfg := fmt.Sprintf("[node]\nid = 10\nlisten = \"127.0.0.1:0\"\ndata_dir = %q\n\n[kv]\nbackend = \"etcd\"\nendpoints = [%s]\n\n[mgmtd]\naddress = %q\nheartbeat_timeout = \"3s\"\nleader_lease = \"1s\"\n",
+		mdir, strings.Join(endpoints, ", "), addr1)
+	if err := os.WriteFile(filepath.Join(mdir, "fffd.toml"), []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(filepath.Join(binDir, "fffd"), "meta", "--config", filepath.Join(mdir, "fffd.toml"))
+	logf, err := os.Create(filepath.Join(mdir, "fffd.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	deadline := time.Now().Add(time.Minute) // a bound for failure only
+	var maddr string
+	for maddr == "" {
+		if b, err := os.ReadFile(filepath.Join(mdir, "fffd.json")); err == nil {
+			var ri struct{ Address string }
+			if json.Unmarshal(b, &ri) == nil {
+				maddr = ri.Address
+			}
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(filepath.Join(mdir, "fffd.log"))
+			t.Fatalf("fffd meta did not start:\n%s", b)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for {
+		var st struct {
+			Routing struct {
+				Nodes []struct {
+					ID    uint32
+					Roles string
+					Addr  string
+					State string
+				}
+			}
+		}
+		r := fff(t, env, "status", "--json")
+		if json.Unmarshal([]byte(r.stdout), &st) == nil {
+			found := false
+			for _, n := range st.Routing.Nodes {
+				found = found || (n.ID == 10 && n.Roles == "meta" && n.Addr == maddr && n.State == "up")
+			}
+			if found {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the meta server is not in the routing info as node 10 (meta, up, %s):\n%s", maddr, r.stdout)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	mc, err := libfff.Connect(ctx, libfff.Options{Address: maddr, Token: tok})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mc.Close()
+	if _, err := mc.CreateFile(ctx, "/through-meta", 0o644); err != nil {
+		t.Fatal(err)
+	}
+	nc, err := libfff.Connect(ctx, libfff.Options{Address: addr1, Token: tok})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if _, err := nc.Stat(ctx, "/through-meta"); err != nil {
+		t.Fatalf("a file created through the meta server, seen through node 1: %v", err)
 	}
 	mustFFF(t, env, "down", "--data", data)
 }

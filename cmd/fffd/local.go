@@ -499,10 +499,27 @@ func runMeta(ctx context.Context, cfg Config) error {
 	}
 	pool := rpc.NewPool(cfg.Mgmtd.Address, tok, n.poolOpts(0))
 	defer pool.Close()
-	routing := cluster.NewRoutingCache(cluster.NewClient(pool), cluster.RoutingCacheOptions{Logger: n.log})
+	client := cluster.NewClient(pool)
+	routing := cluster.NewRoutingCache(client, cluster.RoutingCacheOptions{Logger: n.log})
 	ms, err := n.startMeta(ctx, meta.Options{ChainTables: routing})
 	if err != nil {
 		return n.abort(err)
 	}
-	return n.serve(ctx, ms.Authenticator(), func(s *rpc.Server) { meta.RegisterHandlers(s, ms) }, routing.Run, n.pruneSessions(ms))
+	loops := []func(context.Context) error{routing.Run, n.pruneSessions(ms)}
+	if cfg.KV.shared() {
+		// Over a shared KV every meta server serves the same namespace:
+		// it registers (role meta) and heartbeats, so clients find it in
+		// the routing info and fail over to it. Over bbolt a separate
+		// meta has a namespace of its own and must not be offered.
+		if err := untilLeader(ctx, n.log, func() error {
+			_, err := client.RegisterNode(ctx, proto.Node{ID: cfg.Node.ID, Addr: n.addr, Roles: proto.RoleMeta})
+			return err
+		}); err != nil {
+			return n.abort(fmt.Errorf("registering with mgmtd: %w", err))
+		}
+		loops = append(loops, func(ctx context.Context) error {
+			return cluster.RunHeartbeats(ctx, client, cluster.HeartbeatOptions{NodeID: cfg.Node.ID, Cache: routing, Logger: n.log})
+		})
+	}
+	return n.serve(ctx, ms.Authenticator(), func(s *rpc.Server) { meta.RegisterHandlers(s, ms) }, loops...)
 }
