@@ -187,9 +187,11 @@ func Connect(ctx context.Context, opts Options) (*Client, error) {
 	c.mgmtdPool = rpc.NewPool(addr, token, popts)
 	c.metaPool = c.mgmtdPool
 	// mgmtd and meta are reached at the cluster address, and at the other
-	// control nodes of the routing info when it is lost (control.go).
-	c.ctl = newControl(c, proto.RoleMeta, c.mgmtdPool)
-	c.mctl = newControl(c, proto.RoleMgmtd, c.mgmtdPool)
+	// nodes of their role in the routing info (control.go).
+	// Meta calls spread over the meta servers; mgmtd calls stay with the
+	// given node (a follower forwards them to the leader either way).
+	c.ctl = newControl(c, proto.RoleMeta, c.mgmtdPool, true)
+	c.mctl = newControl(c, proto.RoleMgmtd, c.mgmtdPool, false)
 	c.routing = cluster.NewRoutingCache(cluster.NewClient(c.mctl), cluster.RoutingCacheOptions{Logger: opts.Logger})
 	c.bg, c.stop = context.WithCancel(context.Background())
 	// Dial one connection now: it checks that the cluster is there and

@@ -245,6 +245,9 @@ func untilLeader(ctx context.Context, log zerolog.Logger, f func() error) error 
 func (n *node) startMeta(ctx context.Context, opts meta.Options) (*meta.Service, error) {
 	opts.ChunkSize = uint32(n.cfg.Meta.ChunkSize)
 	opts.Capabilities, opts.CapabilityTTL = n.caps, n.cfg.Meta.CapabilityTTL.Duration
+	if n.cfg.KV.shared() {
+		opts.AdminToken = rotatedAdmin
+	}
 	ms := meta.New(n.db, opts)
 	if err := ms.Init(ctx); err != nil {
 		return nil, fmt.Errorf("meta: %w", err)

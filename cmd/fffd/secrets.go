@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -97,22 +98,73 @@ func (n *node) makeSecrets(ctx context.Context) (*secrets, error) {
 				return sec, err
 			}
 		}
-		return nil, errors.New("the cluster's admin user exists but no node published the cluster secrets (the node that created it died while starting?): copy admin.token and capability.key from a node's data directory to this one's, or rotate the admin token with `fff admin user token admin`")
+		// The node that created the admin user died before publishing:
+		// the operator may give this node the token and a key by hand.
+		if sec, ok := n.localSecrets(); ok {
+			n.log.Warn().Msg("publishing the admin token and capability key of this node's data directory as the cluster's")
+			return sec, n.publishSecrets(ctx, sec)
+		}
+		return nil, errors.New("the cluster's admin user exists but no node published the cluster secrets (the node that created it died while starting): put the admin token in this node's admin.token and a capability key in its capability.key (a copy from a node that has one, or a new one: head -c32 /dev/urandom | base64 > capability.key; mode 0600), then start it again")
 	}
 	key, err := capability.Generate()
 	if err != nil {
 		return nil, err
 	}
 	sec := &secrets{CapabilityKey: key, AdminToken: tok}
-	b, err := json.Marshal(sec)
-	if err != nil {
+	if err := n.publishSecrets(ctx, sec); err != nil {
 		return nil, err
-	}
-	if err := n.db.Update(ctx, func(tx kv.Txn) error { return tx.Set(keySecrets, b) }); err != nil {
-		return nil, fmt.Errorf("publishing the cluster secrets: %w", err)
 	}
 	n.log.Info().Msg("made the cluster's admin token and capability key")
 	return sec, nil
+}
+
+// publishSecrets stores sec as the cluster's secrets.
+func (n *node) publishSecrets(ctx context.Context, sec *secrets) error {
+	b, err := json.Marshal(sec)
+	if err != nil {
+		return err
+	}
+	if err := n.db.Update(ctx, func(tx kv.Txn) error { return tx.Set(keySecrets, b) }); err != nil {
+		return fmt.Errorf("publishing the cluster secrets: %w", err)
+	}
+	return nil
+}
+
+// localSecrets reads the admin token and capability key files of the data
+// directory, if both are there.
+func (n *node) localSecrets() (*secrets, bool) {
+	tok, err := os.ReadFile(filepath.Join(n.cfg.Node.DataDir, tokenFile))
+	if err != nil || len(bytes.TrimSpace(tok)) == 0 {
+		return nil, false
+	}
+	b, err := os.ReadFile(filepath.Join(n.cfg.Node.DataDir, capability.KeyFile))
+	if err != nil {
+		return nil, false
+	}
+	key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil || len(key) != capability.KeySize {
+		return nil, false
+	}
+	return &secrets{CapabilityKey: key, AdminToken: string(bytes.TrimSpace(tok))}, true
+}
+
+// rotatedAdmin keeps the cluster's secrets in step when the admin token is
+// rotated (meta.Options.AdminToken): in the rotation's transaction.
+func rotatedAdmin(tx kv.Txn, tok string) error {
+	v, err := tx.Get(keySecrets)
+	if err != nil || v == nil {
+		return err
+	}
+	var sec secrets
+	if err := json.Unmarshal(v, &sec); err != nil {
+		return fmt.Errorf("cluster secrets: %w", err)
+	}
+	sec.AdminToken = tok
+	b, err := json.Marshal(&sec)
+	if err != nil {
+		return err
+	}
+	return tx.Set(keySecrets, b)
 }
 
 // saveSecrets keeps the secrets in the data directory and in n. A

@@ -93,6 +93,10 @@ type Options struct {
 	// CapabilityTTL is how long a capability lasts
 	// (capability.DefaultTTL); clients renew theirs before.
 	CapabilityTTL time.Duration
+	// AdminToken, if set, runs inside the transaction that gives the admin
+	// user a new token (RotateToken), with the token: fffd keeps the copy
+	// that the nodes of a shared KV use to reach each other in step.
+	AdminToken func(tx kv.Txn, token string) error
 }
 
 // Identity is the caller of an operation: its uid and groups (GIDs[0] is the

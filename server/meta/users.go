@@ -201,6 +201,11 @@ func (s *Service) RotateToken(ctx context.Context, id Identity, name string) (st
 			return err
 		}
 		u.TokenHash = sum
+		if name == AdminUser && s.opts.AdminToken != nil {
+			if err := s.opts.AdminToken(tx, tok); err != nil {
+				return err
+			}
+		}
 		return putUser(tx, u)
 	})
 	if err != nil {

@@ -50,11 +50,12 @@
 // # One active mgmtd
 //
 // The KV is the truth and every mutation is serializable, so several
-// Service instances over one KV (FoundationDB) never corrupt the state, and
-// a standby can answer GetRouting. But heartbeat times live in the memory
-// of the instance that receives them, so exactly one instance must run Run
-// (failure detection) and receive the heartbeats; there is no leader
-// election yet.
+// Service instances over one KV (etcd, FoundationDB) never corrupt the
+// state. But heartbeat times live in the memory of the instance that
+// receives them, so exactly one instance does failure detection and
+// receives the heartbeats: the only one (bbolt), or the leader that
+// instances with Options.Elect elect through the KV; the others forward
+// their calls to it (leader.go).
 package mgmtd
 
 import (

@@ -1,5 +1,6 @@
 // Package kvtest is the conformance suite that every kv backend runs
-// (bboltkv, memkv, and fdbkv against a real cluster with -tags fdb).
+// (bboltkv, memkv, etcdkv against a 3-member etcd cluster started by its
+// test, and fdbkv against a real cluster with -tags fdb).
 //
 //	func TestConformance(t *testing.T) {
 //		kvtest.Run(t, func(t *testing.T) kv.DB { return openFreshDB(t) })
