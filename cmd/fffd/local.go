@@ -371,7 +371,7 @@ func runLocal(ctx context.Context, cfg Config) error {
 		return n.abort(err)
 	}
 	if err := untilLeader(ctx, n.log, func() error {
-		return registerTargets(ctx, mg, cfg.Node.ID, n.addr, targets, cfg.Storage.Chains == "single")
+		return registerTargets(ctx, mg, cfg.Node.ID, n.addr, proto.RolesAll, targets, cfg.Storage.Chains == "single")
 	}); err != nil {
 		return n.abort(fmt.Errorf("bootstrap: %w", err))
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"fff/internal/cluster"
+	"fff/internal/proto"
 	"fff/internal/rpc"
 	"fff/server/meta"
 	"fff/server/storage"
@@ -114,7 +115,7 @@ func runStorage(ctx context.Context, cfg Config) error {
 	pool := rpc.NewPool(cfg.Mgmtd.Address, admin, n.poolOpts(0))
 	defer pool.Close()
 	client := cluster.NewClient(pool)
-	if err := registerTargets(ctx, client, cfg.Node.ID, n.addr, cfg.Storage.Targets, cfg.Storage.Chains == "single"); err != nil {
+	if err := registerTargets(ctx, client, cfg.Node.ID, n.addr, proto.RoleStorage, cfg.Storage.Targets, cfg.Storage.Chains == "single"); err != nil {
 		return n.abort(fmt.Errorf("registering with mgmtd: %w", err))
 	}
 	routing := cluster.NewRoutingCache(client, cluster.RoutingCacheOptions{Logger: n.log})

@@ -82,7 +82,7 @@ func checkTargetID(dir string, id targetID, ri *proto.RoutingInfo, nodeID uint32
 // id file. With ownChains each target without a chain gets one of its own
 // in chain table 1; without, targets stay unchained (storage.chains =
 // "manual").
-func registerTargets(ctx context.Context, api mgmtd.API, nodeID uint32, addr string, paths []string, ownChains bool) error {
+func registerTargets(ctx context.Context, api mgmtd.API, nodeID uint32, addr string, roles proto.Roles, paths []string, ownChains bool) error {
 	ri, err := api.GetRouting(ctx, 0)
 	if err != nil {
 		return fmt.Errorf("routing: %w", err)
@@ -107,9 +107,9 @@ func registerTargets(ctx context.Context, api mgmtd.API, nodeID uint32, addr str
 	}
 	var ts []proto.Target
 	if ownChains {
-		ts, err = mgmtd.BootstrapTargets(ctx, api, nodeID, addr, req, 1)
+		ts, err = mgmtd.BootstrapTargets(ctx, api, nodeID, addr, roles, req, 1)
 	} else {
-		ts, err = mgmtd.RegisterNodeTargets(ctx, api, nodeID, addr, req)
+		ts, err = mgmtd.RegisterNodeTargets(ctx, api, nodeID, addr, roles, req)
 	}
 	if err != nil {
 		return err

@@ -37,7 +37,7 @@ func Bootstrap(ctx context.Context, api API, nodeID uint32, addr string, targetP
 	for i, p := range targetPaths {
 		ts[i].Path = p
 	}
-	_, err := BootstrapTargets(ctx, api, nodeID, addr, ts, replication)
+	_, err := BootstrapTargets(ctx, api, nodeID, addr, proto.RolesAll, ts, replication)
 	return err
 }
 
@@ -45,14 +45,14 @@ func Bootstrap(ctx context.Context, api API, nodeID uint32, addr string, targetP
 // with a non-zero ID is registered by that id and its recorded path set to
 // Path (a moved data directory keeps its targets), one with ID 0 by path.
 // It returns the targets as registered, in order.
-func BootstrapTargets(ctx context.Context, api API, nodeID uint32, addr string, targets []proto.Target, replication int) ([]proto.Target, error) {
+func BootstrapTargets(ctx context.Context, api API, nodeID uint32, addr string, roles proto.Roles, targets []proto.Target, replication int) ([]proto.Target, error) {
 	if replication == 0 {
 		replication = 1
 	}
 	if replication != 1 {
 		return nil, proto.Errorf(proto.EINVAL, "mgmtd: bootstrap: replication %d needs as many nodes; a single node supports 1", replication)
 	}
-	registered, err := RegisterNodeTargets(ctx, api, nodeID, addr, targets)
+	registered, err := RegisterNodeTargets(ctx, api, nodeID, addr, roles, targets)
 	if err != nil {
 		return nil, err
 	}
@@ -76,11 +76,13 @@ func BootstrapTargets(ctx context.Context, api API, nodeID uint32, addr string, 
 	return registered, nil
 }
 
-// RegisterNodeTargets registers node nodeID at addr with every role and
-// its targets (as BootstrapTargets does) and makes no chains: a storage
+// RegisterNodeTargets registers node nodeID at addr with roles (clients
+// send meta calls to the nodes with proto.RoleMeta, so a storage-only node
+// must say so) and its targets (as BootstrapTargets does) and makes no
+// chains: a storage
 // node whose targets join replicated chains that an admin makes
 // (`fff admin chain create`, `fff admin chain place`).
-func RegisterNodeTargets(ctx context.Context, api API, nodeID uint32, addr string, targets []proto.Target) ([]proto.Target, error) {
+func RegisterNodeTargets(ctx context.Context, api API, nodeID uint32, addr string, roles proto.Roles, targets []proto.Target) ([]proto.Target, error) {
 	if len(targets) == 0 {
 		return nil, proto.Errorf(proto.EINVAL, "mgmtd: bootstrap: no target paths")
 	}
@@ -92,7 +94,7 @@ func RegisterNodeTargets(ctx context.Context, api API, nodeID uint32, addr strin
 		}
 	}
 	host, _ := os.Hostname()
-	if _, err := api.RegisterNode(ctx, proto.Node{ID: nodeID, Roles: proto.RolesAll, Addr: addr, Hostname: host}); err != nil {
+	if _, err := api.RegisterNode(ctx, proto.Node{ID: nodeID, Roles: roles, Addr: addr, Hostname: host}); err != nil {
 		return nil, err
 	}
 	req := make([]proto.Target, len(paths))
