@@ -11,7 +11,10 @@
 //
 //   - meta: stat and create rates of a real `fffd local` through RPC with 1
 //     and 64 clients, next to the same service in process; one client
-//     creating durable files through libfff against the local disk (meta.go).
+//     creating durable files through libfff against the local disk (meta.go);
+//     the same stat and create with 16 and 64 clients on a 3-node cluster
+//     over etcd (`fff up --nodes 3`), next to etcd's own Get and Txn rates on
+//     the same members and the limit they set for fff (meta_etcd.go).
 //
 //   - data: sequential write/read of a big file and ReadBatch random sample
 //     reads through libfff against a real `fffd local`, next to fio on the
@@ -93,7 +96,7 @@ func main() {
 	flag.BoolVar(&cfg.noDrop, "no-drop-cache", false, "do not drop the page cache before measurements")
 	flag.StringVar(&cfg.fioBinary, "fio", "fio", "fio binary")
 	flag.IntVar(&cfg.rounds, "rounds", 3, "alternating fio/fff rounds per size; the table shows medians")
-	suites := flag.String("suites", "ffrecord,rpc,meta,data,caps,tls,fuse,python,loader,replication", "benchmarks to run: ffrecord (batch reads vs fio), rpc (RPC vs raw TCP), meta (metadata rates of fffd local), data (libfff data path of fffd local vs fio and loopback TCP), caps (ReadBatch of 4 KiB samples with storage's capability checks vs without), tls (bulk reads with TLS vs plaintext over loopback TCP), fuse (the FUSE mount vs the native client and fio), python (the Python package's batched reads vs Go and fio), loader (fff.torch.DataLoader vs ImageFolder, an epoch with and without decode), replication (3 copies vs 1 on clusters made by fff up: throughput, write latency, the stall after a kill -9, resync vs fio)")
+	suites := flag.String("suites", "ffrecord,rpc,meta,data,caps,tls,fuse,python,loader,replication", "benchmarks to run: ffrecord (batch reads vs fio), rpc (RPC vs raw TCP), meta (metadata rates of fffd local, and of a 3-node cluster over etcd vs raw etcd), data (libfff data path of fffd local vs fio and loopback TCP), caps (ReadBatch of 4 KiB samples with storage's capability checks vs without), tls (bulk reads with TLS vs plaintext over loopback TCP), fuse (the FUSE mount vs the native client and fio), python (the Python package's batched reads vs Go and fio), loader (fff.torch.DataLoader vs ImageFolder, an epoch with and without decode), replication (3 copies vs 1 on clusters made by fff up: throughput, write latency, the stall after a kill -9, resync vs fio)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the fff measurements to this file")
 	tcpOnly := flag.Bool("tcp-only", false, "clients reach fffd over loopback TCP instead of its same-host Unix socket (sets FFF_TCP_ONLY=1 for this process and the ones it starts)")
 	flag.Parse()

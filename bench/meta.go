@@ -13,9 +13,11 @@ package main
 // Each runs with 1 client (one connection), 64 clients (64 goroutines with a
 // connection each, i.e. 64 separate clients), and 64 goroutines sharing one
 // rpc.Pool (4 connections, what one process using libfff does), for a fixed
-// duration after a short warm-up. The table shows ops/s, per-operation p50
-// and p99, and the ratio to the targets (DESIGN §12: stat ≥ 30,000 and
-// create ≥ 5,000 ops/s with 64 concurrent clients).
+// duration after a short warm-up; with 16 clients too when the etcd part
+// runs (meta_etcd.go compares both concurrencies with a 3-node cluster over
+// etcd and with etcd's own rates, after this table). The table shows ops/s,
+// per-operation p50 and p99, and the ratio to the targets (DESIGN §12: stat
+// ≥ 30,000 and create ≥ 5,000 ops/s with 64 concurrent clients).
 //
 // A second table is one client through libfff, durable, against the same
 // on the local disk next to fffd's data: Client.CreateFile of an empty file
@@ -68,6 +70,7 @@ type metaConfig struct {
 	duration time.Duration
 	clients  int
 	noLocal  bool
+	noEtcd   bool
 }
 
 var metaCfg metaConfig
@@ -77,6 +80,7 @@ func init() {
 	flag.DurationVar(&metaCfg.duration, "meta-duration", 5*time.Second, "time per metadata measurement")
 	flag.IntVar(&metaCfg.clients, "meta-clients", 64, "concurrent clients of the metadata measurements")
 	flag.BoolVar(&metaCfg.noLocal, "meta-no-inprocess", false, "skip the in-process meta.Service reference")
+	flag.BoolVar(&metaCfg.noEtcd, "meta-no-etcd", false, "skip the 3-node etcd cluster (fff up --nodes 3) and the raw etcd reference (meta_etcd.go)")
 }
 
 // metaOps is a way of calling meta: over RPC or in process.
@@ -343,6 +347,7 @@ type metaVariant struct {
 	n       int
 	ops     func(w int) metaOps
 	target  bool // compare with the targets
+	etcd    bool // kept for the comparison with etcd (meta_etcd.go)
 }
 
 // startCluster starts a real `fffd local` in a new directory under cfg.dir
@@ -384,14 +389,29 @@ func startCluster(ctx context.Context, cfg config, suite string, fffdArgs ...str
 }
 
 func runMetaSuite(ctx context.Context, cfg config) error {
+	bbolt, err := runMetaLocal(ctx, cfg)
+	if err != nil || metaCfg.noEtcd {
+		return err
+	}
+	// fffd local is stopped by now: the etcd cluster has the machine.
+	return runMetaEtcd(ctx, cfg, bbolt)
+}
+
+// runMetaLocal measures `fffd local` (bbolt) and prints its tables; it
+// returns the rates of the variants the etcd part compares with.
+func runMetaLocal(ctx context.Context, cfg config) (map[metaKey]metaResult, error) {
 	p, cleanup, err := startCluster(ctx, cfg, "meta")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer cleanup()
 
 	n := metaCfg.clients
-	conns := make([]*rpc.Conn, n)
+	nconns := n
+	if !metaCfg.noEtcd {
+		nconns = max(n, slices.Max(metaEtcdClients()))
+	}
+	conns := make([]*rpc.Conn, nconns)
 	defer func() {
 		for _, c := range conns {
 			if c != nil {
@@ -401,33 +421,40 @@ func runMetaSuite(ctx context.Context, cfg config) error {
 	}()
 	for i := range conns {
 		if conns[i], err = rpc.Dial(ctx, p.addr, p.token, rpc.ClientOptions{}); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	pool := rpc.NewPool(p.addr, p.token, rpc.PoolOptions{Size: metaPoolSize})
 	defer pool.Close()
 	own := func(w int) metaOps { return rpcOps{conns[w%len(conns)]} }
 	shared := func(int) metaOps { return rpcOps{pool} }
-	variants := []metaVariant{
-		{"rpc1", "1", "1", 1, own, false},
-		{"rpcN", fmt.Sprint(n), fmt.Sprintf("%d (one each)", n), n, own, true},
-		{"pool", fmt.Sprint(n), fmt.Sprintf("1 shared rpc.Pool (%d)", metaPoolSize), n, shared, false},
+	variants := []metaVariant{{"rpc1", "1", "1", 1, own, false, false}}
+	if !metaCfg.noEtcd {
+		// The other concurrencies the etcd part compares with.
+		for _, c := range metaEtcdClients() {
+			if c != n {
+				variants = append(variants, metaVariant{fmt.Sprintf("rpc%d", c), fmt.Sprint(c), fmt.Sprintf("%d (one each)", c), c, own, false, true})
+			}
+		}
 	}
+	variants = append(variants,
+		metaVariant{"rpcN", fmt.Sprint(n), fmt.Sprintf("%d (one each)", n), n, own, true, true},
+		metaVariant{"pool", fmt.Sprint(n), fmt.Sprintf("1 shared rpc.Pool (%d)", metaPoolSize), n, shared, false, false})
 	var local func(int) metaOps
 	if !metaCfg.noLocal {
 		db, err := bboltkv.Open(filepath.Join(p.dir, "inprocess.db"), nil)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		defer db.Close()
 		ms := meta.New(db, meta.Options{ChainTables: meta.StaticChainTables{1: {1, 2}}})
 		if err := ms.Init(ctx); err != nil {
-			return err
+			return nil, err
 		}
 		local = func(int) metaOps { return localOps{ms} }
 		variants = append(variants,
-			metaVariant{"local1", "1", "in process (no RPC)", 1, local, false},
-			metaVariant{"localN", fmt.Sprint(n), "in process (no RPC)", n, local, false})
+			metaVariant{"local1", "1", "in process (no RPC)", 1, local, false, false},
+			metaVariant{"localN", fmt.Sprint(n), "in process (no RPC)", n, local, false, false})
 	}
 
 	fmt.Printf("\n## Metadata rates (fffd local, bbolt, durable)\n\n")
@@ -437,21 +464,25 @@ func runMetaSuite(ctx context.Context, cfg config) error {
 	// The stat tree, in fffd and in the in-process service.
 	paths, err := metaTree(ctx, own)
 	if err != nil {
-		return fmt.Errorf("meta: creating the stat tree in fffd: %w", err)
+		return nil, fmt.Errorf("meta: creating the stat tree in fffd: %w", err)
 	}
 	if local != nil {
 		if _, err := metaTree(ctx, local); err != nil {
-			return fmt.Errorf("meta: creating the stat tree in process: %w", err)
+			return nil, fmt.Errorf("meta: creating the stat tree in process: %w", err)
 		}
 	}
 
+	kept := map[metaKey]metaResult{}
 	var rows []metaRow
 	for _, v := range variants {
 		r, err := measure(ctx, v.n, metaCfg.duration, v.ops, func(ctx context.Context, o metaOps, _ int, _ int64, rng *rand.Rand) error {
 			return o.statPath(ctx, paths[rng.IntN(len(paths))])
 		})
 		if err != nil {
-			return fmt.Errorf("meta: stat (%s): %w", v.name, err)
+			return nil, fmt.Errorf("meta: stat (%s): %w", v.name, err)
+		}
+		if v.etcd {
+			kept[metaKey{"stat", v.n}] = r
 		}
 		row := metaRow{op: "stat (StatPath)", clients: v.clients, conns: v.conns, r: r}
 		if v.target {
@@ -465,18 +496,21 @@ func runMetaSuite(ctx context.Context, cfg config) error {
 		o := v.ops(0)
 		parent, err := o.mkdir(ctx, proto.RootIno, "create-"+v.name)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		for w := range dirs {
 			if dirs[w], err = o.mkdir(ctx, parent, fmt.Sprintf("w%03d", w)); err != nil {
-				return err
+				return nil, err
 			}
 		}
 		r, err := measure(ctx, v.n, metaCfg.duration, v.ops, func(ctx context.Context, o metaOps, w int, i int64, _ *rand.Rand) error {
 			return o.create(ctx, dirs[w], fmt.Sprintf("f%08d", i))
 		})
 		if err != nil {
-			return fmt.Errorf("meta: create (%s): %w", v.name, err)
+			return nil, fmt.Errorf("meta: create (%s): %w", v.name, err)
+		}
+		if v.etcd {
+			kept[metaKey{"create", v.n}] = r
 		}
 		row := metaRow{op: "create (empty file, durable)", clients: v.clients, conns: v.conns, r: r}
 		if v.target {
@@ -496,7 +530,7 @@ func runMetaSuite(ctx context.Context, cfg config) error {
 		fmt.Printf("| %s | %s | %s | %s | %s | %s | %s | %s |\n", r.op, r.clients, r.conns, groupDigits(r.r.opsPerS),
 			fmtLatency(r.r.p50), fmtLatency(r.r.p99), target, ratio)
 	}
-	return metaLone(ctx, p)
+	return kept, metaLone(ctx, p)
 }
 
 // metaLone measures one client creating files through libfff against the

@@ -241,17 +241,11 @@ func startReplCluster(ctx context.Context, cfg config, fffBin, root string, repl
 	// Its own config directory: the cluster file `fff up` writes goes
 	// there, not over the user's, and names this cluster.
 	home := filepath.Join(dir, "config")
-	if err := os.MkdirAll(home, 0o700); err != nil {
+	env, err := isolatedEnv(home)
+	if err != nil {
 		return nil, err
 	}
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		if k == libfff.EnvCluster || k == libfff.EnvToken || k == libfff.EnvCA || k == "XDG_CONFIG_HOME" {
-			continue
-		}
-		rc.env = append(rc.env, kv)
-	}
-	rc.env = append(rc.env, "XDG_CONFIG_HOME="+home)
+	rc.env = env
 	replMu.Lock()
 	replClusters = append(replClusters, rc)
 	replMu.Unlock()
@@ -334,7 +328,7 @@ func (rc *replCluster) fff(ctx context.Context, fffBin string, timeout time.Dura
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
-		return out.String(), fmt.Errorf("replication: fff %s: %v\n%s%s", strings.Join(args, " "), err, out.Bytes(), errb.Bytes())
+		return out.String(), fmt.Errorf("%s: fff %s: %v\n%s%s", rc.name, strings.Join(args, " "), err, out.Bytes(), errb.Bytes())
 	}
 	return out.String(), nil
 }
@@ -1005,4 +999,22 @@ func replCompare(ts []replTarget) (bool, string, error) {
 		}
 	}
 	return true, fmt.Sprintf("the %d chained targets hold the same %d chunks, byte for byte.", len(ts), len(first)), nil
+}
+
+// isolatedEnv is this process's environment without the variables that
+// name a cluster, with the config directory home (made here): the cluster
+// file `fff up` writes goes there, not over the user's.
+func isolatedEnv(home string) ([]string, error) {
+	if err := os.MkdirAll(home, 0o700); err != nil {
+		return nil, err
+	}
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if k == libfff.EnvCluster || k == libfff.EnvToken || k == libfff.EnvCA || k == "XDG_CONFIG_HOME" {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(env, "XDG_CONFIG_HOME="+home), nil
 }
