@@ -354,11 +354,8 @@ type metaVariant struct {
 // (the disk under test) for a suite; cleanup stops it and, unless -keep,
 // removes its data.
 func startCluster(ctx context.Context, cfg config, suite string, fffdArgs ...string) (p *fffdProc, cleanup func(), err error) {
-	root := cfg.dir
-	if root == "" {
-		root = "/var/tmp"
-	}
-	if err := os.MkdirAll(root, 0o755); err != nil {
+	root, err := benchRoot(cfg)
+	if err != nil {
 		return nil, nil, err
 	}
 	dir, err := os.MkdirTemp(root, "fff-bench-"+suite+"-")
@@ -675,4 +672,14 @@ func fmtLatency(d time.Duration) string {
 	default:
 		return fmt.Sprintf("%.0f µs", float64(d)/float64(time.Microsecond))
 	}
+}
+
+// benchRoot returns the directory the suites make their data in (-dir,
+// else /var/tmp: a real disk, not tmpfs), made if needed.
+func benchRoot(cfg config) (string, error) {
+	root := cfg.dir
+	if root == "" {
+		root = "/var/tmp"
+	}
+	return root, os.MkdirAll(root, 0o755)
 }

@@ -196,11 +196,8 @@ func runMetaEtcd(ctx context.Context, cfg config, bbolt map[metaKey]metaResult) 
 	if err != nil {
 		return err
 	}
-	root := cfg.dir
-	if root == "" {
-		root = "/var/tmp"
-	}
-	if err := os.MkdirAll(root, 0o755); err != nil {
+	root, err := benchRoot(cfg)
+	if err != nil {
 		return err
 	}
 	dir, err := os.MkdirTemp(root, "fff-bench-meta-etcd-")

@@ -133,11 +133,8 @@ func runReplicationSuite(ctx context.Context, cfg config) error {
 	if err != nil {
 		return err
 	}
-	root := cfg.dir
-	if root == "" {
-		root = "/var/tmp"
-	}
-	if err := os.MkdirAll(root, 0o755); err != nil {
+	root, err := benchRoot(cfg)
+	if err != nil {
 		return err
 	}
 

@@ -128,11 +128,7 @@ func TestMetaFailover(t *testing.T) {
 	env := append(cleanEnv(), "XDG_CONFIG_HOME="+config)
 	t.Cleanup(func() { killCluster(data) })
 	upNodes(t, env, data, 1)
-	tokb, err := os.ReadFile(filepath.Join(data, "admin.token"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok := strings.TrimSpace(string(tokb))
+	tok := adminToken(t, data)
 	addrs := make([]string, 4)
 	for id := 1; id <= 3; id++ {
 		_, addrs[id] = nodeReady(t, data, id)
@@ -294,19 +290,11 @@ func TestStandaloneMeta(t *testing.T) {
 	env := append(cleanEnv(), "XDG_CONFIG_HOME="+config)
 	t.Cleanup(func() { killCluster(data) })
 	upNodes(t, env, data, 1)
-	tokb, err := os.ReadFile(filepath.Join(data, "admin.token"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok := strings.TrimSpace(string(tokb))
+	tok := adminToken(t, data)
 	_, addr1 := nodeReady(t, data, 1)
 	var endpoints []string
 	for id := 1; id <= 3; id++ {
-		cfg := filepath.Join(nodeDir(data, id), "fffd.toml")
-		if id == 1 {
-			cfg = filepath.Join(data, "local.toml")
-		}
-		b, err := os.ReadFile(cfg)
+		b, err := os.ReadFile(nodeConfig(data, id))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -26,6 +26,24 @@ func nodeDir(data string, id int) string {
 	return filepath.Join(data, "nodes", strconv.Itoa(id))
 }
 
+// nodeConfig is node id's fffd config in such a cluster.
+func nodeConfig(data string, id int) string {
+	if id == 1 {
+		return filepath.Join(data, "local.toml")
+	}
+	return filepath.Join(nodeDir(data, id), "fffd.toml")
+}
+
+// adminToken reads the cluster's admin token from data.
+func adminToken(t *testing.T, data string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(data, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
 // nodeReady reads a node's fffd.json: its pid and address.
 func nodeReady(t *testing.T, data string, id int) (pid int, addr string) {
 	t.Helper()
@@ -74,11 +92,7 @@ func upNodes(t *testing.T, env []string, data string, replicas int) {
 	}
 	mustFFF(t, env, "down", "--data", data)
 	for id := 1; id <= 3; id++ {
-		cfg := filepath.Join(nodeDir(data, id), "fffd.toml")
-		if id == 1 {
-			cfg = filepath.Join(data, "local.toml")
-		}
-		f, err := os.OpenFile(cfg, os.O_APPEND|os.O_WRONLY, 0)
+		f, err := os.OpenFile(nodeConfig(data, id), os.O_APPEND|os.O_WRONLY, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -105,17 +119,14 @@ func TestNodes(t *testing.T) {
 	if chained := waitServing(t, env); len(chained) != 6 {
 		t.Fatalf("targets in chains: %+v, want 6 (two chains of 3)", chained)
 	}
-	tok, err := os.ReadFile(filepath.Join(data, "admin.token"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok := adminToken(t, data)
 	_, addr1 := nodeReady(t, data, 1)
 	_, addr2 := nodeReady(t, data, 2)
-	tenv := append(env, "FFF_TOKEN="+strings.TrimSpace(string(tok))) // for FFF_CLUSTER=another node
+	tenv := append(env, "FFF_TOKEN="+tok) // for FFF_CLUSTER=another node
 	_, term := leaderOf(t, tenv, addr2, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	c, err := libfff.Connect(ctx, libfff.Options{Address: addr1, Token: strings.TrimSpace(string(tok))})
+	c, err := libfff.Connect(ctx, libfff.Options{Address: addr1, Token: tok})
 	if err != nil {
 		t.Fatal(err)
 	}

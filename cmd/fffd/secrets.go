@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -137,12 +136,8 @@ func (n *node) localSecrets() (*secrets, bool) {
 	if err != nil || len(bytes.TrimSpace(tok)) == 0 {
 		return nil, false
 	}
-	b, err := os.ReadFile(filepath.Join(n.cfg.Node.DataDir, capability.KeyFile))
+	key, err := capability.LoadSecret(filepath.Join(n.cfg.Node.DataDir, capability.KeyFile))
 	if err != nil {
-		return nil, false
-	}
-	key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(b)))
-	if err != nil || len(key) != capability.KeySize {
 		return nil, false
 	}
 	return &secrets{CapabilityKey: key, AdminToken: string(bytes.TrimSpace(tok))}, true
@@ -176,18 +171,16 @@ func (n *node) saveSecrets(sec secrets) error {
 	if _, err := capability.Save(keyPath, sec.CapabilityKey); err != nil {
 		return err
 	}
-	k, err := capability.Load(keyPath)
+	secret, err := capability.LoadSecret(keyPath)
 	if err != nil {
 		return err
 	}
-	want, err := capability.New(sec.CapabilityKey)
-	if err != nil {
-		return err
-	}
-	if !k.Equal(want) {
+	if !bytes.Equal(secret, sec.CapabilityKey) {
 		return fmt.Errorf("%s holds another cluster's capability key than the one in the KV: is this data directory another cluster's? (move it away to join this one)", keyPath)
 	}
-	n.caps = k
+	if n.caps, err = capability.New(secret); err != nil {
+		return err
+	}
 	tokPath := filepath.Join(n.cfg.Node.DataDir, tokenFile)
 	if old, err := os.ReadFile(tokPath); err != nil || !bytes.Equal(bytes.TrimSpace(old), []byte(sec.AdminToken)) {
 		if err := os.WriteFile(tokPath, []byte(sec.AdminToken+"\n"), 0o600); err != nil {

@@ -107,10 +107,19 @@ func Save(path string, secret []byte) (bool, error) {
 	return true, nil
 }
 
-// Load reads the key at path. It refuses a file that other users may read
-// or write (as ssh refuses such a private key): whoever reads it can grant
-// themselves any file's chunks.
+// Load reads the key at path (LoadSecret).
 func Load(path string) (*Key, error) {
+	secret, err := LoadSecret(path)
+	if err != nil {
+		return nil, err
+	}
+	return New(secret)
+}
+
+// LoadSecret reads the secret of the key at path. It refuses a file that
+// other users may read or write (as ssh refuses such a private key):
+// whoever reads it can grant themselves any file's chunks.
+func LoadSecret(path string) ([]byte, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return nil, fmt.Errorf("capability key: %w", err)
@@ -132,7 +141,7 @@ func Load(path string) (*Key, error) {
 	if err != nil || len(secret) != KeySize {
 		return nil, fmt.Errorf("capability key %s: not a key (want %d bytes in base64 on one line)", path, KeySize)
 	}
-	return New(secret)
+	return secret, nil
 }
 
 // Issue returns a capability granting uid access mode (proto.CapRead,
@@ -141,11 +150,6 @@ func (k *Key) Issue(ino uint64, mode uint8, uid uint32, expiry int64) proto.Capa
 	c := proto.Capability{Ino: ino, Mode: mode, UID: uid, Expiry: expiry}
 	c.MAC = k.sum(&c, make([]byte, 0, sha256.Size))[:macSize]
 	return c
-}
-
-// Equal reports whether k and o are the same key: they sign alike.
-func (k *Key) Equal(o *Key) bool {
-	return hmac.Equal(k.Issue(0, proto.CapRead, 0, 0).MAC, o.Issue(0, proto.CapRead, 0, 0).MAC)
 }
 
 // Check verifies that c is this key's capability granting uid the access

@@ -262,7 +262,7 @@ func (s *Service) takeOver(ctx context.Context, old LeaderRecord) {
 	s.lead(ctx, next, start)
 }
 
-// LeaseMargin is how much earlier than its lease a leader stops acting,
+// leaseMargin is how much earlier than its lease a leader stops acting,
 // for clock rate differences and scheduling delays.
 func leaseMargin(lease time.Duration) time.Duration { return lease / 5 }
 

@@ -226,7 +226,7 @@ func (d *DB) run(ctx context.Context, write bool, attempt func(*txn, *txnkit.Gua
 	ctx, cancel := context.WithTimeout(ctx, d.timeout)
 	defer cancel()
 	for n := 0; ; n++ {
-		t := &txn{d: d, ctx: ctx}
+		t := &txn{d: d, ctx: ctx, write: write}
 		err := attempt(t, txnkit.NewGuard(ctx, write))
 		var r *retry
 		if !errors.As(err, &r) {

@@ -23,7 +23,9 @@ type txn struct {
 	d   *DB
 	ctx context.Context
 	rev int64 // the attempt's read revision, fixed by its first read
-
+	// write: a read-write attempt, whose reads are recorded for the
+	// commit's guards (a View's snapshot needs none).
+	write  bool
 	read   []span // what the reads depended on
 	failed error  // the first failed read: the attempt cannot commit
 }
@@ -57,13 +59,20 @@ func (t *txn) get(key string, opts ...clientv3.OpOption) (*clientv3.GetResponse,
 	return resp, nil
 }
 
+// depend records that the attempt's result depends on s.
+func (t *txn) depend(s span) {
+	if t.write {
+		t.read = append(t.read, s)
+	}
+}
+
 // Get implements txnkit.Base.
 func (t *txn) Get(key []byte) ([]byte, error) {
 	resp, err := t.get(t.d.data + string(key))
 	if err != nil {
 		return nil, err
 	}
-	t.read = append(t.read, span{key, kv.KeyAfter(key)})
+	t.depend(span{key, kv.KeyAfter(key)})
 	if len(resp.Kvs) == 0 {
 		return nil, nil
 	}
@@ -97,9 +106,9 @@ func (t *txn) Scan(begin, end []byte, reverse bool, fn func(k, v []byte) bool) e
 				continue
 			}
 			if reverse {
-				t.read = append(t.read, span{k, end})
+				t.depend(span{k, end})
 			} else {
-				t.read = append(t.read, span{begin, kv.KeyAfter(k)})
+				t.depend(span{begin, kv.KeyAfter(k)})
 			}
 			return nil
 		}
@@ -113,7 +122,7 @@ func (t *txn) Scan(begin, end []byte, reverse bool, fn func(k, v []byte) bool) e
 			lo = last + "\x00"
 		}
 	}
-	t.read = append(t.read, span{begin, end})
+	t.depend(span{begin, end})
 	return nil
 }
 
