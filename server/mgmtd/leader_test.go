@@ -80,7 +80,8 @@ func (e *electorate) stop(addr string) {
 }
 
 // leader waits until exactly one live instance leads with a term above
-// after, checking on every poll that no two lead at once.
+// after and every live instance has seen its record (so followers forward
+// to it), checking on every poll that no two lead at once.
 func (e *electorate) leader(after uint64) (string, *Service, uint64) {
 	e.t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
@@ -88,12 +89,17 @@ func (e *electorate) leader(after uint64) (string, *Service, uint64) {
 		var leaders []string
 		var lead *Service
 		var term uint64
+		seen := map[uint64]int{}
+		alive := 0
 		e.mu.Lock()
 		for addr, s := range e.svcs {
-			if _, alive := e.stops[addr]; !alive {
+			if _, ok := e.stops[addr]; !ok {
 				continue
 			}
-			if r, ok := s.Leader(); ok {
+			alive++
+			r, ok := s.Leader()
+			seen[r.Term]++
+			if ok {
 				leaders = append(leaders, addr)
 				lead, term = s, r.Term
 			}
@@ -102,7 +108,7 @@ func (e *electorate) leader(after uint64) (string, *Service, uint64) {
 		if len(leaders) > 1 {
 			e.t.Fatalf("two leaders at once: %v", leaders)
 		}
-		if len(leaders) == 1 && term > after {
+		if len(leaders) == 1 && term > after && seen[term] == alive {
 			return leaders[0], lead, term
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -116,7 +122,9 @@ func (e *electorate) leader(after uint64) (string, *Service, uint64) {
 // every node a full heartbeat timeout of grace.
 func TestElection(t *testing.T) {
 	ctx := context.Background()
-	e := newElectorate(t, 3, 200*time.Millisecond)
+	// The lease is long enough that a loaded machine (-race, 2 cores)
+	// does not make the leader miss renewals between the steps below.
+	e := newElectorate(t, 3, time.Second)
 	addr, lead, term := e.leader(0)
 	var follower *Service
 	for a, s := range e.svcs {
