@@ -392,6 +392,34 @@ func dataFioSeq(ctx context.Context, cfg config, path string, size int64, rw str
 	return r.readMiBps, err
 }
 
+// dataFioCopy reads size bytes of src and writes as many to dst at once,
+// each with dataFioSeq's blocks and depth (a copy within one disk, as a
+// resync between two nodes on it is), and returns the bytes copied per
+// second in MiB/s: size over the longer job's runtime.
+func dataFioCopy(ctx context.Context, cfg config, src, dst string, size int64) (float64, error) {
+	job := func(name, path, rw string) []string {
+		a := []string{"--name=" + name, "--filename=" + path, "--ioengine=io_uring", "--direct=1",
+			"--rw=" + rw, fmt.Sprintf("--bs=%d", dataFioSeqBS), fmt.Sprintf("--iodepth=%d", dataFioSeqDepth),
+			fmt.Sprintf("--size=%d", size)}
+		if rw == "write" {
+			a = append(a, "--end_fsync=1")
+		}
+		return a
+	}
+	jobs, err := fioJobs(ctx, cfg, append(job("copyread", src, "read"), job("copywrite", dst, "write")...)...)
+	if err != nil {
+		return 0, err
+	}
+	if len(jobs) != 2 {
+		return 0, fmt.Errorf("fio: %d jobs in its report of a copy, want 2", len(jobs))
+	}
+	took := max(jobs[0].JobRuntime, jobs[1].JobRuntime) / 1000
+	if took <= 0 || jobs[1].Write.IOBytes < float64(size) {
+		return 0, fmt.Errorf("fio: a copy wrote %.0f of %d bytes in %.3f s", jobs[1].Write.IOBytes, size, took)
+	}
+	return float64(size) / (1 << 20) / took, nil
+}
+
 // writePlain writes size bytes of random data to a local file and syncs it.
 func writePlain(path string, size int64) error {
 	f, err := os.Create(path)

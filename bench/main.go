@@ -42,6 +42,7 @@
 package main
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -309,36 +310,54 @@ type fioResult struct {
 // fioJSON runs fio with args (one job) and returns its rates; a write's
 // rate counts the job's whole runtime (a final fsync included).
 func fioJSON(ctx context.Context, cfg config, args ...string) (fioResult, error) {
-	out, err := exec.CommandContext(ctx, cfg.fioBinary, append(args, "--output-format=json")...).Output()
+	jobs, err := fioJobs(ctx, cfg, args...)
 	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			return fioResult{}, fmt.Errorf("fio: %v: %s", err, ee.Stderr)
-		}
-		return fioResult{}, fmt.Errorf("fio (install it with scripts/bootstrap.sh bench): %w", err)
+		return fioResult{}, err
 	}
-	var rep struct {
-		Jobs []struct {
-			Read struct {
-				IOPS    float64 `json:"iops"`
-				BWBytes float64 `json:"bw_bytes"`
-			} `json:"read"`
-			Write struct {
-				IOBytes float64 `json:"io_bytes"`
-				BWBytes float64 `json:"bw_bytes"`
-			} `json:"write"`
-			JobRuntime float64 `json:"job_runtime"` // ms
-		} `json:"jobs"`
-	}
-	if err := json.Unmarshal(out, &rep); err != nil || len(rep.Jobs) == 0 {
-		return fioResult{}, fmt.Errorf("fio: cannot parse its JSON output: %v", err)
-	}
-	j := rep.Jobs[0]
+	j := jobs[0]
 	r := fioResult{readMiBps: j.Read.BWBytes / (1 << 20), readIOPS: j.Read.IOPS, writeMiBps: j.Write.BWBytes / (1 << 20)}
 	if j.Write.IOBytes > 0 && j.JobRuntime > 0 {
 		r.writeMiBps = j.Write.IOBytes / (1 << 20) / (j.JobRuntime / 1000)
 	}
 	return r, nil
+}
+
+// fioJob is one job of fio's JSON report.
+type fioJob struct {
+	Read struct {
+		IOPS    float64 `json:"iops"`
+		IOBytes float64 `json:"io_bytes"`
+		BWBytes float64 `json:"bw_bytes"`
+	} `json:"read"`
+	Write struct {
+		IOBytes float64 `json:"io_bytes"`
+		BWBytes float64 `json:"bw_bytes"`
+	} `json:"write"`
+	JobRuntime float64 `json:"job_runtime"` // ms
+}
+
+// fioJobs runs fio with args (one or more jobs) and returns its report's
+// jobs.
+func fioJobs(ctx context.Context, cfg config, args ...string) ([]fioJob, error) {
+	out, err := exec.CommandContext(ctx, cfg.fioBinary, append(args, "--output-format=json")...).Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return nil, fmt.Errorf("fio: %v: %s", err, ee.Stderr)
+		}
+		return nil, fmt.Errorf("fio (install it with scripts/bootstrap.sh bench): %w", err)
+	}
+	// fio prints notes such as "Laying out IO file" before the report.
+	if i := bytes.IndexByte(out, '{'); i > 0 {
+		out = out[i:]
+	}
+	var rep struct {
+		Jobs []fioJob `json:"jobs"`
+	}
+	if err := json.Unmarshal(out, &rep); err != nil || len(rep.Jobs) == 0 {
+		return nil, fmt.Errorf("fio: cannot parse its JSON output: %v", err)
+	}
+	return rep.Jobs, nil
 }
 
 const (

@@ -743,21 +743,35 @@ func replFailure(ctx context.Context, cfg config, fffBin string, rc *replCluster
 		}
 		fios = append(fios, v)
 	}
+	// A resync on this machine reads its data from the same disk it
+	// writes it to: fio copying as much within the disk is what that
+	// allows (reported next to the target, which is against writes alone).
+	fmt.Fprintf(os.Stderr, "bench: replication: fio copy of %s within the disk\n", formatSize(size))
+	var copies []float64
+	for range cfg.rounds {
+		dropCaches(cfg)
+		v, err := dataFioCopy(ctx, cfg, plain, plain+".copy", size)
+		os.Remove(plain + ".copy")
+		if err != nil {
+			return err
+		}
+		copies = append(copies, v)
+	}
 	os.Remove(plain)
-	fio := medianF(fios)
+	fio, fioCopy := medianF(fios), medianF(copies)
 
-	fmt.Printf("\nResync: with node %d down, a new %s file written (%s writes; %.0f MiB/s on the two remaining copies); then `fff up --daemon` starts node %d again (the process was up after %.2f s) and `fff admin targets --json` is polled until every chained target serves; the resync's bytes and duration from the sending node's log (\"resync done\"); against fio --rw=write --bs=4M --iodepth=16 --direct=1 --end_fsync=1 of %s on the same disk, %d runs (median), and against replication 1's sequential write above (fff's own write path on this machine)\n\n",
-		replKilledNode, formatSize(size), formatSize(wsize), degraded, replKilledNode, started.Seconds(), formatSize(size), cfg.rounds)
-	fmt.Println("| resync runs | chunks compared / sent | bytes sent | resync took | resync MiB/s | restart → all serving | bytes / that time, MiB/s | fio seq write MiB/s | resync / fio | target | fio range | resync / replication-1 sequential write |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Printf("\nResync: with node %d down, a new %s file written (%s writes; %.0f MiB/s on the two remaining copies); then `fff up --daemon` starts node %d again (the process was up after %.2f s) and `fff admin targets --json` is polled until every chained target serves; the resync's bytes and duration from the sending node's log (\"resync done\"); against fio --rw=write --bs=4M --iodepth=16 --direct=1 --end_fsync=1 of %s on the same disk, %d runs (median); against fio copying as much within the disk (a reading and a writing job at once, the same blocks and depth: a resync between two nodes of one machine reads from the disk it writes to; size over the longer job's time), %d runs (median); and against replication 1's sequential write above (fff's own write path on this machine)\n\n",
+		replKilledNode, formatSize(size), formatSize(wsize), degraded, replKilledNode, started.Seconds(), formatSize(size), cfg.rounds, cfg.rounds)
+	fmt.Println("| resync runs | chunks compared / sent | bytes sent | resync took | resync MiB/s | restart → all serving | bytes / that time, MiB/s | fio seq write MiB/s | resync / fio | target | fio range | fio copy MiB/s | resync / fio copy | fio copy range | resync / replication-1 sequential write |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	rate := float64(rs.bytes) / (1 << 20) / rs.took.Seconds()
 	if rs.runs == 0 {
 		rate = 0
 	}
 	wallRate := float64(rs.bytes) / (1 << 20) / wall.Seconds()
-	fmt.Printf("| %d | %d / %d | %s | %.2f s | %.0f | %.2f s | %.0f | %.0f | %.2f | ≥ %.2f %s | %s | %.2f (of %.0f) |\n",
+	fmt.Printf("| %d | %d / %d | %s | %.2f s | %.0f | %.2f s | %.0f | %.0f | %.2f | ≥ %.2f %s | %s | %.0f | %.2f | %s | %.2f (of %.0f) |\n",
 		rs.runs, rs.chunks, rs.sent, formatSize(rs.bytes), rs.took.Seconds(), rate, wall.Seconds(), wallRate, fio, rate/fio,
-		replSyncTarget, verdict(rate/fio >= replSyncTarget), spreadF(fios), rate/r1Write, r1Write)
+		replSyncTarget, verdict(rate/fio >= replSyncTarget), spreadF(fios), fioCopy, rate/fioCopy, spreadF(copies), rate/r1Write, r1Write)
 	if rs.runs == 0 {
 		fmt.Printf("\nNo \"resync done\" line about target %d in the nodes' logs (%s): the resync rate is unknown.\n", victim.ID, strings.Join(logs, ", "))
 	}

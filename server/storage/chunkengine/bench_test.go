@@ -2,7 +2,9 @@ package chunkengine
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"sync/atomic"
 	"testing"
 
@@ -109,4 +111,27 @@ func benchAppends(b *testing.B, par int) {
 			}
 		}
 	})
+}
+
+// BenchmarkReplace4M: whole-chunk replaces of 4 MiB (resync's and
+// repair's write), 1, 4 and 16 at once.
+func BenchmarkReplace4M(b *testing.B) {
+	for _, par := range []int{1, 4, 16} {
+		b.Run(fmt.Sprintf("par%d", par), func(b *testing.B) {
+			e := openEngine(b, b.TempDir(), Options{MaxChunkSize: DefaultMaxChunkSize})
+			ctx := context.Background()
+			data := pattern(4, DefaultMaxChunkSize)
+			var next atomic.Uint32
+			b.SetBytes(DefaultMaxChunkSize)
+			b.SetParallelism(max(1, par/runtime.GOMAXPROCS(0)))
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					id := ChunkID{Ino: 5, Index: next.Add(1)}
+					if err := e.Replace(ctx, id, 1, data); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		})
+	}
 }
