@@ -13,11 +13,13 @@ package main
 //   - etcd itself: a go.etcd.io/etcd/client/v3 loop over the client URLs of
 //     the same three members (from the nodes' configs, [etcd] client_url),
 //     under a key prefix fff does not use (metaRawPrefix, removed
-//     afterwards), at the same concurrencies: linearizable Get and
-//     serializable Get of 4,096 keys of metaRawValue bytes, and durable Txn
-//     (one compare, one Put of metaRawValue bytes to a new key, as a
-//     metadata write). The Gets again through node 1's member alone: node
-//     1's meta reaches etcd through its own member only (cmd/fffd/kv.go).
+//     afterwards), at the same concurrencies: each kind of round trip the
+//     fff operations make (metaStep): a linearizable or serializable Get
+//     of one of 4,096 keys of metaRawValue bytes, a read-only Txn of 2 or
+//     3 such Gets (kv.Prefetch), and a durable Txn (one compare, one Put
+//     of metaRawValue bytes to a new key, as a metadata write). The reads
+//     again through node 1's member alone: node 1's meta reaches etcd
+//     through its own member only (cmd/fffd/kv.go).
 //   - the limit the raw rates set for each fff operation: the etcd round
 //     trips it needs (metaStatKV, metaCreateKV, counted in server/meta and
 //     server/kv/etcdkv) take 1/rate each, in sequence, so at the same
@@ -81,40 +83,70 @@ func metaEtcdClients() []int {
 	return slices.Compact(cs)
 }
 
-// metaKV is what one fff operation asks of etcd, round trips in sequence
-// (server/kv/etcdkv/doc.go: the first read of a transaction is
-// linearizable and fixes its revision, later reads are serializable at that
-// revision; a read-write transaction commits with one Txn).
-type metaKV struct {
-	lin, ser, txn int
+// metaStep is one kind of etcd round trip (server/kv/etcdkv/doc.go: the
+// first read of a transaction is linearizable and fixes its revision,
+// later reads are serializable at that revision; kv.Prefetch reads several
+// keys in one read-only Txn of Gets; a read-write transaction commits with
+// one Txn).
+type metaStep struct {
+	commit bool // the commit Txn (one compare, one Put, durable)
+	lin    bool // a linearizable read; else serializable
+	gets   int  // keys read: 1 is a Get, more a read-only Txn of Gets
+}
+
+func (st metaStep) String() string {
+	switch {
+	case st.commit:
+		return "Txn"
+	case st.gets == 1 && st.lin:
+		return "linearizable Get"
+	case st.gets == 1:
+		return "serializable Get"
+	case st.lin:
+		return fmt.Sprintf("linearizable Txn of %d Gets", st.gets)
+	}
+	return fmt.Sprintf("serializable Txn of %d Gets", st.gets)
+}
+
+// metaKV is what one fff operation asks of etcd: round trips in sequence,
+// n of each step.
+type metaKV []struct {
+	step metaStep
+	n    int
 }
 
 // metaStatKV is StatPath of a path of components names as admin
-// (server/meta/namespace.go): one View (etcdkv.DB.View, no commit);
-// resolve reads the root inode (the linearizable read), then for each
-// component its entry (loadDentry) and its inode (loadInode).
-func metaStatKV(components int) metaKV { return metaKV{lin: 1, ser: 2 * components} }
+// (server/meta/namespace.go, resolve): one View (etcdkv.DB.View, no
+// commit) that reads the root inode with the first entry (the
+// linearizable read), then each directory's inode with its next entry,
+// then the last component's inode (a file: nothing after it to prefetch).
+func metaStatKV(components int) metaKV {
+	return metaKV{
+		{metaStep{lin: true, gets: 2}, 1},
+		{metaStep{gets: 2}, components - 1},
+		{metaStep{gets: 1}, 1},
+	}
+}
 
 // metaCreateKV is Create of a new file as admin with proto.OpenExcl
 // (server/meta/namespace.go: Service.Create): one Update (withTable; the
-// chain table comes from mgmtd's memory): the parent's inode
-// (loadReachableDir; reachable returns at once for root: the linearizable
-// read), the entry (loadDentry), the inode-count shard (addCount,
-// service.go), then one Txn of 3 Puts guarded by 4 compares (txn.go
-// commit: the epoch key and the 3 keys read). allocIno's own Update (a Get
-// and a Txn) comes once per meta.DefaultInoBlock creates and is left out.
-var metaCreateKV = metaKV{lin: 1, ser: 2, txn: 1}
+// chain table comes from mgmtd's memory) that reads the parent's inode,
+// the entry and the inode-count shard together (prefetchCreate: the
+// linearizable read; reachable returns at once for root), then one Txn of
+// 3 Puts guarded by 4 compares (txn.go commit: the epoch key and the 3
+// keys read). allocIno's own Update (a Get and a Txn) comes once per
+// meta.DefaultInoBlock creates and is left out.
+var metaCreateKV = metaKV{
+	{metaStep{lin: true, gets: 3}, 1},
+	{metaStep{commit: true}, 1},
+}
 
 func (k metaKV) String() string {
 	var parts []string
-	if k.lin > 0 {
-		parts = append(parts, fmt.Sprintf("%d linearizable Get", k.lin))
-	}
-	if k.ser > 0 {
-		parts = append(parts, fmt.Sprintf("%d serializable Get", k.ser))
-	}
-	if k.txn > 0 {
-		parts = append(parts, fmt.Sprintf("%d Txn", k.txn))
+	for _, x := range k {
+		if x.n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", x.n, x.step))
+		}
 	}
 	return strings.Join(parts, " + ")
 }
@@ -122,20 +154,15 @@ func (k metaKV) String() string {
 // limit is the rate the raw rates allow for k, with its arithmetic: with
 // the reads over the three members, or (node1) through node 1's member.
 func (k metaKV) limit(raw metaRaw, node1 bool) (float64, string) {
-	lin, ser := raw.lin, raw.ser
-	if node1 {
-		lin, ser = raw.lin1, raw.ser1
-	}
 	var t float64
 	var terms []string
-	for _, x := range []struct {
-		n    int
-		rate float64
-	}{{k.lin, lin.r.opsPerS}, {k.ser, ser.r.opsPerS}, {k.txn, raw.txn.r.opsPerS}} {
-		if x.n > 0 {
-			t += float64(x.n) / x.rate
-			terms = append(terms, fmt.Sprintf("%d/%s", x.n, groupDigits(x.rate)))
+	for _, x := range k {
+		if x.n == 0 {
+			continue
 		}
+		rate := raw.rate(x.step, node1)
+		t += float64(x.n) / rate
+		terms = append(terms, fmt.Sprintf("%d/%s", x.n, groupDigits(rate)))
 	}
 	return 1 / t, fmt.Sprintf("1 / (%s) = %s", strings.Join(terms, " + "), groupDigits(1/t))
 }
@@ -166,11 +193,40 @@ func (r metaEtcdResult) rpcs() string {
 	return fmt.Sprintf("%.2f + %.2f", r.ranges, r.txns)
 }
 
-// metaRaw is etcd's own rates at one concurrency: reads over the three
-// members, and through node 1's member alone (the one node 1's meta uses).
+// metaRaw is etcd's own rates at one concurrency, by step: reads over the
+// three members, and through node 1's member alone (the one node 1's meta
+// uses); the commit Txn over the three.
 type metaRaw struct {
-	lin, ser, txn metaEtcdResult
-	lin1, ser1    metaEtcdResult
+	all, node1 map[metaStep]metaEtcdResult
+}
+
+func (r metaRaw) rate(st metaStep, node1 bool) float64 {
+	if node1 && !st.commit {
+		return r.node1[st].r.opsPerS
+	}
+	return r.all[st].r.opsPerS
+}
+
+// metaSteps are the steps of kvs, each once, reads first.
+func metaSteps(kvs ...metaKV) []metaStep {
+	var out []metaStep
+	for _, k := range kvs {
+		for _, x := range k {
+			if x.n > 0 && !slices.Contains(out, x.step) {
+				out = append(out, x.step)
+			}
+		}
+	}
+	slices.SortStableFunc(out, func(a, b metaStep) int {
+		switch {
+		case a.commit == b.commit:
+			return 0
+		case b.commit:
+			return -1
+		}
+		return 1
+	})
+	return out
 }
 
 // metaEtcdCluster is the `fff up --nodes 3` cluster and a raw client of its
@@ -258,6 +314,7 @@ func runMetaEtcd(ctx context.Context, cfg config, bbolt map[metaKey]metaResult) 
 		return fmt.Errorf("meta: creating the stat tree on the etcd cluster: %w", err)
 	}
 	statKV := metaStatKV(metaComponents(paths[0]))
+	steps := metaSteps(statKV, metaCreateKV)
 
 	// The raw keys: metaRawKeys to read; the Txns write new ones. All
 	// under metaRawPrefix, removed whatever happens.
@@ -293,25 +350,22 @@ func runMetaEtcd(ctx context.Context, cfg config, bbolt map[metaKey]metaResult) 
 		}); err != nil {
 			return fmt.Errorf("meta: stat on etcd (%d clients): %w", n, err)
 		}
-		if s.raw.lin, err = c.measure(ctx, n, nil, func(ctx context.Context, _ metaOps, _ int, _ int64, rng *rand.Rand) error {
-			return c.rawGet(ctx, c.cli, rng)
-		}); err != nil {
-			return fmt.Errorf("meta: raw etcd linearizable Get (%d clients): %w", n, err)
-		}
-		if s.raw.ser, err = c.measure(ctx, n, nil, func(ctx context.Context, _ metaOps, _ int, _ int64, rng *rand.Rand) error {
-			return c.rawGet(ctx, c.cli, rng, clientv3.WithSerializable())
-		}); err != nil {
-			return fmt.Errorf("meta: raw etcd serializable Get (%d clients): %w", n, err)
-		}
-		if s.raw.lin1, err = c.measure(ctx, n, nil, func(ctx context.Context, _ metaOps, _ int, _ int64, rng *rand.Rand) error {
-			return c.rawGet(ctx, c.cli1, rng)
-		}); err != nil {
-			return fmt.Errorf("meta: raw etcd linearizable Get through node 1's member (%d clients): %w", n, err)
-		}
-		if s.raw.ser1, err = c.measure(ctx, n, nil, func(ctx context.Context, _ metaOps, _ int, _ int64, rng *rand.Rand) error {
-			return c.rawGet(ctx, c.cli1, rng, clientv3.WithSerializable())
-		}); err != nil {
-			return fmt.Errorf("meta: raw etcd serializable Get through node 1's member (%d clients): %w", n, err)
+		s.raw = metaRaw{all: map[metaStep]metaEtcdResult{}, node1: map[metaStep]metaEtcdResult{}}
+		for _, st := range steps {
+			if st.commit {
+				continue // after the creates, below
+			}
+			for _, node1 := range []bool{false, true} {
+				cli, raw, where := c.cli, s.raw.all, ""
+				if node1 {
+					cli, raw, where = c.cli1, s.raw.node1, " through node 1's member"
+				}
+				if raw[st], err = c.measure(ctx, n, nil, func(ctx context.Context, _ metaOps, _ int, _ int64, rng *rand.Rand) error {
+					return c.rawRead(ctx, cli, rng, st)
+				}); err != nil {
+					return fmt.Errorf("meta: raw etcd %s%s (%d clients): %w", st, where, n, err)
+				}
+			}
 		}
 		dirs := make([]uint64, n)
 		o := own(0)
@@ -329,7 +383,7 @@ func runMetaEtcd(ctx context.Context, cfg config, bbolt map[metaKey]metaResult) 
 		}); err != nil {
 			return fmt.Errorf("meta: create on etcd (%d clients): %w", n, err)
 		}
-		if s.raw.txn, err = c.measure(ctx, n, nil, func(ctx context.Context, _ metaOps, w int, i int64, _ *rand.Rand) error {
+		if s.raw.all[metaStep{commit: true}], err = c.measure(ctx, n, nil, func(ctx context.Context, _ metaOps, w int, i int64, _ *rand.Rand) error {
 			return c.rawTxn(ctx, fmt.Sprintf("%stxn/c%d/w%03d/%08d", metaRawPrefix, n, w, i), val)
 		}); err != nil {
 			return fmt.Errorf("meta: raw etcd Txn (%d clients): %w", n, err)
@@ -373,23 +427,33 @@ func runMetaEtcd(ctx context.Context, cfg config, bbolt map[metaKey]metaResult) 
 	fmt.Println("|---|---|---|---|---|---|---|---|")
 	for _, n := range clients {
 		raw := sides[n].raw
-		for _, r := range []struct {
+		type row struct {
 			name string
 			e    metaEtcdResult
-		}{
-			{fmt.Sprintf("linearizable Get of one of %s keys", groupDigits(metaRawKeys)), raw.lin},
-			{"serializable Get (served by the member asked)", raw.ser},
-			{fmt.Sprintf("Txn: 1 compare (new key) + 1 Put of %d bytes, durable", metaRawValue), raw.txn},
-			{"linearizable Get, node 1's member only (as node 1's meta)", raw.lin1},
-			{"serializable Get, node 1's member only (as node 1's meta)", raw.ser1},
-		} {
+		}
+		var rows, rows1 []row
+		for _, st := range steps {
+			name := st.String()
+			switch {
+			case st.commit:
+				rows = append(rows, row{fmt.Sprintf("Txn: 1 compare (new key) + 1 Put of %d bytes, durable", metaRawValue), raw.all[st]})
+				continue
+			case st.gets == 1:
+				name += fmt.Sprintf(" of one of %s keys", groupDigits(metaRawKeys))
+			default:
+				name += fmt.Sprintf(" (%d of %s keys in one read-only Txn)", st.gets, groupDigits(metaRawKeys))
+			}
+			rows = append(rows, row{name, raw.all[st]})
+			rows1 = append(rows1, row{st.String() + ", node 1's member only (as node 1's meta)", raw.node1[st]})
+		}
+		for _, r := range append(rows, rows1...) {
 			fmt.Printf("| %s | %d | %s | %s | %s | %s | %s |\n", r.name, n, groupDigits(r.e.r.opsPerS), fmtLatency(r.e.r.p50), fmtLatency(r.e.r.p99), r.e.rpcs(), r.e.cpu())
 		}
 	}
 
 	fmt.Printf("\nWhat the raw rates allow: each fff operation's etcd round trips, in sequence, take 1/rate each at the same concurrency, so the KV allows 1 / Σ(round trips / raw rate) of them per second (counts from server/meta and server/kv/etcdkv, as admin):\n\n")
-	fmt.Printf("- stat of %s-like paths = %s (root inode, then entry + inode of each of %d components; a View, no commit)\n", paths[0], statKV, metaComponents(paths[0]))
-	fmt.Printf("- create = %s (parent inode; entry; inode-count shard; one commit: 4 compares, 3 Puts), and allocIno's Get + Txn once per 1,024 creates (left out)\n\n", metaCreateKV)
+	fmt.Printf("- stat of %s-like paths = %s (root inode with the first entry, each directory's inode with its next entry, the file's inode; %d components; a View, no commit)\n", paths[0], statKV, metaComponents(paths[0]))
+	fmt.Printf("- create = %s (parent inode, entry and inode-count shard together; one commit: 4 compares, 3 Puts), and allocIno's Get + Txn once per 1,024 creates (left out)\n\n", metaCreateKV)
 	fmt.Println("| operation | clients | etcd round trips | raw limit (ops/s), Gets over the 3 members | fff on etcd ops/s | fff / limit | target | raw limit, Gets through node 1's member only | fff / that |")
 	fmt.Println("|---|---|---|---|---|---|---|---|---|")
 	var summary []string
@@ -556,13 +620,34 @@ func metaComponents(path string) int {
 
 func metaRawGetKey(k int) string { return fmt.Sprintf("%sget/%04d", metaRawPrefix, k) }
 
-// rawGet reads one of the raw keys.
-func (c *metaEtcdCluster) rawGet(ctx context.Context, cli *clientv3.Client, rng *rand.Rand, opts ...clientv3.OpOption) error {
-	resp, err := cli.Get(ctx, metaRawGetKey(rng.IntN(metaRawKeys)), opts...)
-	if err == nil && len(resp.Kvs) != 1 {
-		err = errors.New("raw key missing")
+// rawRead reads random raw keys as read step st does: one Get, or a
+// read-only Txn of st.gets Gets.
+func (c *metaEtcdCluster) rawRead(ctx context.Context, cli *clientv3.Client, rng *rand.Rand, st metaStep) error {
+	var opts []clientv3.OpOption
+	if !st.lin {
+		opts = append(opts, clientv3.WithSerializable())
 	}
-	return err
+	if st.gets == 1 {
+		resp, err := cli.Get(ctx, metaRawGetKey(rng.IntN(metaRawKeys)), opts...)
+		if err == nil && len(resp.Kvs) != 1 {
+			err = errors.New("raw key missing")
+		}
+		return err
+	}
+	ops := make([]clientv3.Op, st.gets)
+	for i := range ops {
+		ops[i] = clientv3.OpGet(metaRawGetKey(rng.IntN(metaRawKeys)), opts...)
+	}
+	resp, err := cli.Txn(ctx).Then(ops...).Commit()
+	if err != nil {
+		return err
+	}
+	for _, r := range resp.Responses {
+		if len(r.GetResponseRange().Kvs) != 1 {
+			return errors.New("raw key missing")
+		}
+	}
+	return nil
 }
 
 // rawTxn writes key, new, guarded by its absence: one compare, one Put.

@@ -211,6 +211,28 @@ func PrefixEnd(prefix []byte) []byte {
 	return nil
 }
 
+// Prefetcher is implemented by the transactions of backends whose reads
+// are network round trips (etcdkv, fdbkv). Prefetch reads keys from the
+// attempt's snapshot at once (one round trip) and answers the attempt's
+// later Gets of them from what it read. It changes no result: a Get
+// returns what it would have returned without it.
+type Prefetcher interface {
+	Prefetch(keys ...[]byte) error
+}
+
+// Prefetch tells tx that its body is about to Get keys, whose names it
+// knows before it has the values of the reads before them: a backend with
+// remote reads fetches them together instead of one round trip each. On
+// other backends it does nothing. Empty or oversized keys are skipped (the
+// Get of such a key reports them). Its error is one a Get of those keys
+// would have returned.
+func Prefetch(tx ReadTxn, keys ...[]byte) error {
+	if p, ok := tx.(Prefetcher); ok {
+		return p.Prefetch(keys...)
+	}
+	return nil
+}
+
 // KeyAfter returns the smallest key greater than key (key + 0x00): the
 // exclusive end of the single-key range [key, KeyAfter(key)).
 func KeyAfter(key []byte) []byte {

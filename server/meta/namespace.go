@@ -15,6 +15,9 @@ import (
 func (s *Service) Lookup(ctx context.Context, id Identity, parent uint64, name string) (proto.Inode, error) {
 	var out proto.Inode
 	err := s.db.View(ctx, func(tx kv.ReadTxn) error {
+		if err := prefetchStep(tx, parent, name); err != nil {
+			return err
+		}
 		p, err := loadReachableDir(tx, id, parent, "lookup")
 		if err != nil {
 			return err
@@ -30,6 +33,15 @@ func (s *Service) Lookup(ctx context.Context, id Identity, parent uint64, name s
 		return nil
 	})
 	return out, err
+}
+
+// prefetchStep reads at once directory dir and its entry name (a path
+// walk's next two reads), when name is an entry's name.
+func prefetchStep(tx kv.ReadTxn, dir uint64, name string) error {
+	if name == "." || name == ".." || checkName(name) != nil {
+		return nil
+	}
+	return kv.Prefetch(tx, inodeKey(dir), dentryKey(dir, name))
 }
 
 // lookupIn finds name in directory p (no permission check).
@@ -99,12 +111,22 @@ func splitPath(p string) []string {
 }
 
 func resolve(tx kv.ReadTxn, id Identity, path string, follow bool) (*proto.Inode, error) {
+	rest := splitPath(path)
+	// Each step reads the next inode and the entry after it together.
+	next := func(dir uint64) error {
+		if len(rest) == 0 {
+			return nil
+		}
+		return prefetchStep(tx, dir, rest[0])
+	}
+	if err := next(proto.RootIno); err != nil {
+		return nil, err
+	}
 	root, err := loadInode(tx, proto.RootIno)
 	if err != nil {
 		return nil, err
 	}
 	cur := root
-	rest := splitPath(path)
 	follows := 0
 	for len(rest) > 0 {
 		c := rest[0]
@@ -130,6 +152,11 @@ func resolve(tx kv.ReadTxn, id Identity, path string, follow bool) (*proto.Inode
 		}
 		if !ok {
 			return nil, proto.Errorf(proto.ENOENT, "resolve %q: %q", path, c)
+		}
+		if proto.FileType(d.Type) == proto.TypeDir {
+			if err := next(d.Ino); err != nil {
+				return nil, err
+			}
 		}
 		n, err := loadInode(tx, d.Ino)
 		if err != nil {
@@ -283,6 +310,9 @@ func (s *Service) createNode(ctx context.Context, id Identity, parent uint64, na
 	now := s.now()
 	var out proto.Inode
 	err = s.db.Update(ctx, func(tx kv.Txn) error {
+		if err := prefetchCreate(tx, parent, name, ino); err != nil {
+			return err
+		}
 		p, err := prepareCreate(tx, id, parent, name, op)
 		if err != nil {
 			return err
@@ -302,6 +332,13 @@ func (s *Service) createNode(ctx context.Context, id Identity, parent uint64, na
 		return addCount(tx, ino, 1)
 	})
 	return out, err
+}
+
+// prefetchCreate reads at once what creating name in parent as inode ino
+// reads first: the parent, the entry and the inode-count shard (one round
+// trip on a remote KV instead of three).
+func prefetchCreate(tx kv.ReadTxn, parent uint64, name string, ino uint64) error {
+	return kv.Prefetch(tx, inodeKey(parent), dentryKey(parent, name), countKey(ino))
 }
 
 // Opened is the result of Create and Open.
@@ -333,6 +370,9 @@ func (s *Service) Create(ctx context.Context, id Identity, parent uint64, name s
 	var out Opened
 	err = s.withTable(ctx, func(tx kv.Txn, tableID uint32, table []uint32) error {
 		out = Opened{}
+		if err := prefetchCreate(tx, parent, name, ino); err != nil {
+			return err
+		}
 		p, err := loadReachableDir(tx, id, parent, "create")
 		if err != nil {
 			return err

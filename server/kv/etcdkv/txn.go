@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -28,6 +30,9 @@ type txn struct {
 	write  bool
 	read   []span // what the reads depended on
 	failed error  // the first failed read: the attempt cannot commit
+	// fetched holds what Prefetch read, by key: the stored value, nil
+	// for an absent key.
+	fetched map[string][]byte
 }
 
 // get reads at the attempt's revision. The first read is linearizable and
@@ -59,6 +64,82 @@ func (t *txn) get(key string, opts ...clientv3.OpOption) (*clientv3.GetResponse,
 	return resp, nil
 }
 
+// getMany reads keys (etcd keys) in one read-only etcd Txn at the
+// attempt's revision, as get reads one.
+func (t *txn) getMany(keys []string) ([]*etcdserverpb.RangeResponse, error) {
+	if t.failed != nil {
+		return nil, t.failed
+	}
+	run := func(opts ...clientv3.OpOption) (*clientv3.TxnResponse, error) {
+		ops := make([]clientv3.Op, len(keys))
+		for i, k := range keys {
+			ops[i] = clientv3.OpGet(k, opts...)
+		}
+		return t.d.cli.Txn(t.ctx).Then(ops...).Commit()
+	}
+	var resp *clientv3.TxnResponse
+	var err error
+	if t.rev == 0 {
+		// A read-only Txn whose reads are not all serializable is
+		// linearizable, like a first Get.
+		resp, err = run()
+		if err == nil {
+			t.rev = resp.Header.Revision
+		}
+	} else {
+		resp, err = run(clientv3.WithRev(t.rev), clientv3.WithSerializable())
+		if errors.Is(err, rpctypes.ErrFutureRev) {
+			resp, err = run(clientv3.WithRev(t.rev))
+		}
+	}
+	if err == nil && len(resp.Responses) != len(keys) {
+		err = fmt.Errorf("etcdkv: %d answers to a Txn of %d reads", len(resp.Responses), len(keys))
+	}
+	if err != nil {
+		t.failed = t.d.readErr(t.ctx, err)
+		return nil, t.failed
+	}
+	out := make([]*etcdserverpb.RangeResponse, len(keys))
+	for i, r := range resp.Responses {
+		out[i] = r.GetResponseRange()
+	}
+	return out, nil
+}
+
+// Prefetch implements kv.Prefetcher: the keys not read yet in one
+// round trip (or a plain Get for one).
+func (t *txn) Prefetch(keys ...[]byte) error {
+	var want []string
+	for _, k := range keys {
+		if _, ok := t.fetched[string(k)]; !ok && !slices.Contains(want, string(k)) {
+			want = append(want, string(k))
+		}
+	}
+	if len(want) < 2 {
+		return nil // a Get costs the same round trip
+	}
+	full := make([]string, len(want))
+	for i, k := range want {
+		full[i] = t.d.data + k
+	}
+	resps, err := t.getMany(full)
+	if err != nil {
+		return err
+	}
+	if t.fetched == nil {
+		t.fetched = make(map[string][]byte, len(want))
+	}
+	for i, k := range want {
+		var v []byte
+		if r := resps[i]; r != nil && len(r.Kvs) > 0 {
+			v = r.Kvs[0].Value
+		}
+		t.fetched[k] = v
+		t.depend(span{[]byte(k), kv.KeyAfter([]byte(k))})
+	}
+	return nil
+}
+
 // depend records that the attempt's result depends on s.
 func (t *txn) depend(s span) {
 	if t.write {
@@ -68,6 +149,15 @@ func (t *txn) depend(s span) {
 
 // Get implements txnkit.Base.
 func (t *txn) Get(key []byte) ([]byte, error) {
+	if v, ok := t.fetched[string(key)]; ok {
+		if t.failed != nil {
+			return nil, t.failed
+		}
+		if v == nil {
+			return nil, nil
+		}
+		return t.decode(key, v)
+	}
 	resp, err := t.get(t.d.data + string(key))
 	if err != nil {
 		return nil, err

@@ -296,10 +296,44 @@ type txn struct {
 	d *DB
 	r fdb.ReadTransaction
 	w fdb.Transaction // zero in View
+	// ahead holds the reads Prefetch started, until a Get takes them or a
+	// write of the same key makes them stale.
+	ahead map[string]fdb.FutureByteSlice
+}
+
+// Prefetch implements kv.Prefetcher: FDB reads are futures, so starting
+// them all before waiting for any makes them one round trip.
+func (t *txn) Prefetch(keys ...[]byte) error {
+	for _, k := range keys {
+		if _, ok := t.ahead[string(k)]; ok {
+			continue
+		}
+		if t.ahead == nil {
+			t.ahead = make(map[string]fdb.FutureByteSlice, len(keys))
+		}
+		t.ahead[string(k)] = t.r.Get(t.d.key(k))
+	}
+	return nil
+}
+
+// stale forgets the prefetched reads that a write of [begin, end) makes
+// stale (a future started before a write resolves to the value before it).
+func (t *txn) stale(begin, end []byte) {
+	for k := range t.ahead {
+		if k >= string(begin) && (len(end) == 0 || k < string(end)) {
+			delete(t.ahead, k)
+		}
+	}
 }
 
 func (t *txn) Get(key []byte) ([]byte, error) {
-	v, err := t.r.Get(t.d.key(key)).Get()
+	f, ok := t.ahead[string(key)]
+	if ok {
+		delete(t.ahead, string(key))
+	} else {
+		f = t.r.Get(t.d.key(key))
+	}
+	v, err := f.Get()
 	if err != nil {
 		return nil, fmt.Errorf("fdbkv: get: %w", err)
 	}
@@ -326,16 +360,19 @@ func (t *txn) Range(begin, end []byte, opts kv.RangeOptions) ([]kv.KeyValue, err
 }
 
 func (t *txn) Set(key, value []byte) error {
+	delete(t.ahead, string(key))
 	t.w.Set(t.d.key(key), value)
 	return nil
 }
 
 func (t *txn) Clear(key []byte) error {
+	delete(t.ahead, string(key))
 	t.w.Clear(t.d.key(key))
 	return nil
 }
 
 func (t *txn) ClearRange(begin, end []byte) error {
+	t.stale(begin, end)
 	t.w.ClearRange(t.d.rangeKeys(begin, end))
 	return nil
 }

@@ -114,6 +114,7 @@ func TestChecksFailOnBrokenBackend(t *testing.T) {
 		{"LostUpdates", kvtest.CheckLostUpdates},
 		{"WriteSkew", kvtest.CheckWriteSkew},
 		{"DeleteSkew", kvtest.CheckDeleteSkew},
+		{"PrefetchSkew", kvtest.CheckPrefetchSkew},
 		{"Isolation", kvtest.CheckIsolation},
 		{"RetriedBodies", kvtest.CheckRetriedBodies},
 	}

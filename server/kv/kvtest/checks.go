@@ -132,31 +132,59 @@ func CheckWriteSkew(ctx context.Context, db kv.DB) error {
 // a store whose range reads do not notice a concurrent delete (etcd's
 // per-key revisions, for one) ends with none.
 func CheckDeleteSkew(ctx context.Context, db kv.DB) error {
+	return removeSkew(ctx, db, "delete skew", "dskew", func(tx kv.Txn, prefix, _, _ []byte) (bool, error) {
+		kvs, err := tx.Range(prefix, kv.PrefixEnd(prefix), kv.RangeOptions{})
+		return len(kvs) == 2, err
+	})
+}
+
+// CheckPrefetchSkew is write skew through prefetched Gets: in each of 60
+// rounds two keys exist, and two transactions each prefetch both, Get
+// both and clear "their" key only if both are still there. Exactly one key
+// must be left: a Prefetch is a read like a Get, and its keys guard the
+// commit.
+func CheckPrefetchSkew(ctx context.Context, db kv.DB) error {
+	return removeSkew(ctx, db, "prefetch skew", "pskew", func(tx kv.Txn, _, a, b []byte) (bool, error) {
+		if err := kv.Prefetch(tx, a, b); err != nil {
+			return false, err
+		}
+		for _, k := range [][]byte{a, b} {
+			if v, err := tx.Get(k); err != nil || v == nil {
+				return false, err
+			}
+		}
+		return true, nil
+	})
+}
+
+// removeSkew runs 60 rounds in which the keys a and b exist under a new
+// prefix and two transactions, one per key, each remove their key if both
+// says both keys are still there; exactly one key must be left.
+func removeSkew(ctx context.Context, db kv.DB, what, name string, both func(tx kv.Txn, prefix, a, b []byte) (bool, error)) error {
 	const rounds = 60
 	for r := 0; r < rounds; r++ {
-		prefix := fmt.Appendf(nil, "dskew/%03d/", r)
+		prefix := fmt.Appendf(nil, "%s/%03d/", name, r)
+		a, b := append(slices.Clone(prefix), 'a'), append(slices.Clone(prefix), 'b')
 		if err := db.Update(ctx, func(tx kv.Txn) error {
-			for _, name := range []string{"a", "b"} {
-				if err := tx.Set(append(slices.Clone(prefix), name...), []byte(name)); err != nil {
-					return err
-				}
+			if err := tx.Set(a, []byte("a")); err != nil {
+				return err
 			}
-			return nil
+			return tx.Set(b, []byte("b"))
 		}); err != nil {
-			return fmt.Errorf("delete skew: round %d: %w", r, err)
+			return fmt.Errorf("%s: round %d: %w", what, r, err)
 		}
 		n, err := race(ctx, db, prefix, func(tx kv.Txn, key []byte, _ string) error {
-			kvs, err := tx.Range(prefix, kv.PrefixEnd(prefix), kv.RangeOptions{})
-			if err != nil || len(kvs) < 2 {
+			ok, err := both(tx, prefix, a, b)
+			if err != nil || !ok {
 				return err
 			}
 			return tx.Clear(key)
 		})
 		if err != nil {
-			return fmt.Errorf("delete skew: round %d: %w", r, err)
+			return fmt.Errorf("%s: round %d: %w", what, r, err)
 		}
 		if n != 1 {
-			return fmt.Errorf("delete skew: round %d: %d keys left, the invariant allows exactly 1", r, n)
+			return fmt.Errorf("%s: round %d: %d keys left, the invariant allows exactly 1", what, r, n)
 		}
 	}
 	return nil

@@ -50,6 +50,8 @@ func Run(t *testing.T, open func(t *testing.T) kv.DB) {
 		{"LostUpdates", check(CheckLostUpdates)},
 		{"WriteSkew", check(CheckWriteSkew)},
 		{"DeleteSkew", check(CheckDeleteSkew)},
+		{"PrefetchSkew", check(CheckPrefetchSkew)},
+		{"Prefetch", testPrefetch},
 		{"RetriedBodies", check(CheckRetriedBodies)},
 		{"KeyLimit", testKeyLimit},
 		{"ValueLimit", testValueLimit},
@@ -510,6 +512,78 @@ func testReadYourWrites(t *testing.T, ctx context.Context, db kv.DB) {
 		if got := dump(t, ctx, db); !got.equal(committed) {
 			t.Fatalf("round %d: database holds %v, want %v", round, got, committed)
 		}
+	}
+}
+
+// testPrefetch: a Prefetch changes no Get's result, in a View or in an
+// Update with its own writes, clears and cleared ranges, and skips keys
+// that a Get refuses.
+func testPrefetch(t *testing.T, ctx context.Context, db kv.DB) {
+	update(t, ctx, db, func(tx kv.Txn) error {
+		for _, k := range []string{"p/a", "p/b", "p/c", "p/d"} {
+			if err := tx.Set([]byte(k), []byte("v"+k)); err != nil {
+				return err
+			}
+		}
+		return tx.Set([]byte("p/empty"), []byte{})
+	})
+	keys := func(ks ...string) [][]byte {
+		out := make([][]byte, len(ks))
+		for i, k := range ks {
+			out[i] = []byte(k)
+		}
+		return out
+	}
+	all := keys("p/a", "p/b", "p/c", "p/d", "p/empty", "p/absent")
+	expect := func(tx kv.ReadTxn, want model, what string) error {
+		for _, k := range all {
+			v, err := tx.Get(k)
+			if err != nil {
+				return fmt.Errorf("%s: Get %q: %w", what, k, err)
+			}
+			w, ok := want[string(k)]
+			if ok != (v != nil) || !bytes.Equal(v, w) {
+				return fmt.Errorf("%s: Get %q = %q (present %v), want %q (present %v)", what, k, v, v != nil, w, ok)
+			}
+		}
+		return nil
+	}
+	m := model{"p/a": []byte("vp/a"), "p/b": []byte("vp/b"), "p/c": []byte("vp/c"), "p/d": []byte("vp/d"), "p/empty": []byte{}}
+	mustNil(t, db.View(ctx, func(tx kv.ReadTxn) error {
+		if err := kv.Prefetch(tx, append(all, []byte{}, make([]byte, kv.MaxKeySize+1), []byte("p/a"))...); err != nil {
+			return err
+		}
+		if _, err := tx.Get([]byte{}); !errors.Is(err, kv.ErrEmptyKey) {
+			return fmt.Errorf("Get of an empty key after a Prefetch of it: %v, want ErrEmptyKey", err)
+		}
+		return expect(tx, m, "View")
+	}), "View with Prefetch")
+	var seen model
+	update(t, ctx, db, func(tx kv.Txn) error {
+		if err := kv.Prefetch(tx, keys("p/a", "p/b")...); err != nil {
+			return err
+		}
+		if err := tx.Set([]byte("p/a"), []byte("new")); err != nil {
+			return err
+		}
+		if err := tx.Clear([]byte("p/b")); err != nil {
+			return err
+		}
+		if err := tx.ClearRange([]byte("p/c"), []byte("p/d")); err != nil {
+			return err
+		}
+		if err := tx.Set([]byte("p/absent"), []byte("here")); err != nil {
+			return err
+		}
+		// Prefetched before and after the writes: the writes win.
+		if err := kv.Prefetch(tx, all...); err != nil {
+			return err
+		}
+		seen = model{"p/a": []byte("new"), "p/d": []byte("vp/d"), "p/empty": []byte{}, "p/absent": []byte("here")}
+		return expect(tx, seen, "Update")
+	})
+	if got := dump(t, ctx, db); !got.equal(seen) {
+		t.Fatalf("after the Update with Prefetch: %v, want %v", got, seen)
 	}
 }
 

@@ -27,6 +27,17 @@ func clone(b []byte) []byte { return append([]byte{}, b...) }
 // Reader is a kv.ReadTxn over a Base that copies everything it returns.
 type Reader struct{ Base Base }
 
+// prefetch passes keys to base if it prefetches.
+func prefetch(base Base, keys [][]byte) error {
+	if p, ok := base.(kv.Prefetcher); ok && len(keys) > 0 {
+		return p.Prefetch(keys...)
+	}
+	return nil
+}
+
+// Prefetch implements kv.Prefetcher.
+func (r Reader) Prefetch(keys ...[]byte) error { return prefetch(r.Base, keys) }
+
 // Get implements kv.ReadTxn.
 func (r Reader) Get(key []byte) ([]byte, error) {
 	v, err := r.Base.Get(key)
@@ -121,6 +132,18 @@ func (b *Buffer) Get(key []byte) ([]byte, error) {
 		return nil, nil
 	}
 	return Reader{b.base}.Get(key)
+}
+
+// Prefetch implements kv.Prefetcher for the keys this transaction has not
+// written or cleared (their Gets do not reach the Base).
+func (b *Buffer) Prefetch(keys ...[]byte) error {
+	base := keys[:0:0]
+	for _, k := range keys {
+		if _, ok := b.writes[string(k)]; !ok && !b.covered(k) {
+			base = append(base, k)
+		}
+	}
+	return prefetch(b.base, base)
 }
 
 // Range implements kv.ReadTxn: the Base's pairs merged with this

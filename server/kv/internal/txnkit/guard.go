@@ -129,6 +129,24 @@ func (t *guardedRead) Get(key []byte) ([]byte, error) {
 	return t.raw.Get(key)
 }
 
+// Prefetch implements kv.Prefetcher: it charges nothing (the Gets that
+// follow do) and passes the valid keys on.
+func (t *guardedRead) Prefetch(keys ...[]byte) error {
+	if err := t.g.live(); err != nil {
+		return err
+	}
+	valid := keys[:0:0]
+	for _, k := range keys {
+		if CheckKey(k) == nil {
+			valid = append(valid, k)
+		}
+	}
+	if len(valid) == 0 {
+		return nil
+	}
+	return kv.Prefetch(t.raw, valid...)
+}
+
 func (t *guardedRead) Range(begin, end []byte, opts kv.RangeOptions) ([]kv.KeyValue, error) {
 	if err := t.g.live(); err != nil {
 		return nil, err
