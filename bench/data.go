@@ -288,6 +288,15 @@ func dataSequential(ctx context.Context, cfg config, p *fffdProc, c *libfff.Clie
 	return nil
 }
 
+// fmtRatio shows a ratio compared with target with two decimals, three
+// near the target (0.698 is not 0.70).
+func fmtRatio(r, target float64) string {
+	if d := r - target; d > -0.005 && d < 0.005 {
+		return fmt.Sprintf("%.3f", r)
+	}
+	return fmt.Sprintf("%.2f", r)
+}
+
 func verdict(ok bool) string {
 	if ok {
 		return "(met)"

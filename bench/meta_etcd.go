@@ -466,24 +466,15 @@ func runMetaEtcd(ctx context.Context, cfg config, bbolt map[metaKey]metaResult) 
 			lim, arith := k.limit(sides[n].raw, false)
 			ratio := e.r.opsPerS / lim
 			lim1, arith1 := k.limit(sides[n].raw, true)
-			fmt.Printf("| %s | %d | %s | %s | %s | %s | ≥ %.2f %s | %s | %s |\n", op, n, k, arith, groupDigits(e.r.opsPerS), fmtRatio(ratio), metaEtcdTarget, verdict(ratio >= metaEtcdTarget),
-				arith1, fmtRatio(e.r.opsPerS/lim1))
+			fmt.Printf("| %s | %d | %s | %s | %s | %s | ≥ %.2f %s | %s | %s |\n", op, n, k, arith, groupDigits(e.r.opsPerS), fmtRatio(ratio, metaEtcdTarget), metaEtcdTarget, verdict(ratio >= metaEtcdTarget),
+				arith1, fmtRatio(e.r.opsPerS/lim1, metaEtcdTarget))
 			if n == metaCfg.clients {
-				summary = append(summary, fmt.Sprintf("%s = %s → raw limit allows %s %ss/s; fff reached %s = %s of it %s", op, k, groupDigits(lim), op, groupDigits(e.r.opsPerS), fmtRatio(ratio), verdict(ratio >= metaEtcdTarget)))
+				summary = append(summary, fmt.Sprintf("%s = %s → raw limit allows %s %ss/s; fff reached %s = %s of it %s", op, k, groupDigits(lim), op, groupDigits(e.r.opsPerS), fmtRatio(ratio, metaEtcdTarget), verdict(ratio >= metaEtcdTarget)))
 			}
 		}
 	}
 	fmt.Printf("\nWith %d clients: %s (target ≥ %.2f).\n", metaCfg.clients, strings.Join(summary, "; "), metaEtcdTarget)
 	return nil
-}
-
-// fmtRatio shows a ratio to the target with two decimals, three near the
-// target (0.698 is not 0.70).
-func fmtRatio(r float64) string {
-	if d := r - metaEtcdTarget; d > -0.005 && d < 0.005 {
-		return fmt.Sprintf("%.3f", r)
-	}
-	return fmt.Sprintf("%.2f", r)
 }
 
 // startMetaEtcdCluster runs `fff up --daemon --nodes 3` for rc and connects

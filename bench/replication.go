@@ -497,11 +497,11 @@ func replThroughput(ctx context.Context, cfg config, r1, r3 *replCluster, size, 
 	fmt.Printf("| sequential write | %.0f | %.0f | %.2f | r3 / (r1 / 3) = %.2f (chunk data written: r1 %.0f, r3 3 x %.0f = %.0f MiB/s) | ≥ %.2f %s | %s | %s |\n",
 		m1, m3, m3/m1, perCopy, m1, m3, 3*m3, replWriteTarget, verdict(perCopy >= replWriteTarget), spreadF(w[0]), spreadF(w[1]))
 	m1, m3 = medianF(rl[0]), medianF(rl[1])
-	fmt.Printf("| sequential read, cold, local reads | %.0f | %.0f | %.2f | r3 / r1 | ≥ %.2f %s | %s | %s |\n",
-		m1, m3, m3/m1, replReadTarget, verdict(m3/m1 >= replReadTarget), spreadF(rl[0]), spreadF(rl[1]))
+	fmt.Printf("| sequential read, cold, local reads | %.0f | %.0f | %s | r3 / r1 | ≥ %.2f %s | %s | %s |\n",
+		m1, m3, fmtRatio(m3/m1, replReadTarget), replReadTarget, verdict(m3/m1 >= replReadTarget), spreadF(rl[0]), spreadF(rl[1]))
 	m1, m3 = medianF(rs[0]), medianF(rs[1])
-	fmt.Printf("| sequential read, cold, through the nodes' sockets | %.0f | %.0f | %.2f | r3 / r1 | ≥ %.2f %s | %s | %s |\n",
-		m1, m3, m3/m1, replReadTarget, verdict(m3/m1 >= replReadTarget), spreadF(rs[0]), spreadF(rs[1]))
+	fmt.Printf("| sequential read, cold, through the nodes' sockets | %.0f | %.0f | %s | r3 / r1 | ≥ %.2f %s | %s | %s |\n",
+		m1, m3, fmtRatio(m3/m1, replReadTarget), replReadTarget, verdict(m3/m1 >= replReadTarget), spreadF(rs[0]), spreadF(rs[1]))
 	return r1Write, nil
 }
 

@@ -103,7 +103,7 @@ type Client struct {
 	// One pool per service address: mgmtd's and meta's are the same pool
 	// while both roles share an address (fffd local).
 	mgmtdPool, metaPool *rpc.Pool
-	ctl, mctl           *control // meta and mgmtd calls, with failover
+	ctl, mctl           *cluster.Failover // meta and mgmtd calls, with failover
 	token               string
 	popts               rpc.PoolOptions
 	writeBuffer         int
@@ -187,11 +187,23 @@ func Connect(ctx context.Context, opts Options) (*Client, error) {
 	c.mgmtdPool = rpc.NewPool(addr, token, popts)
 	c.metaPool = c.mgmtdPool
 	// mgmtd and meta are reached at the cluster address, and at the other
-	// nodes of their role in the routing info (control.go).
+	// nodes of their role in the routing info (cluster.Failover).
 	// Meta calls spread over the meta servers; mgmtd calls stay with the
 	// given node (a follower forwards them to the leader either way).
-	c.ctl = newControl(c, proto.RoleMeta, c.mgmtdPool, true)
-	c.mctl = newControl(c, proto.RoleMgmtd, c.mgmtdPool, false)
+	control := func(role proto.Roles, spread bool) *cluster.Failover {
+		return cluster.NewFailover(cluster.FailoverOptions{
+			Role: role, First: c.mgmtdPool, Spread: spread, Logger: opts.Logger,
+			Routing: func() *proto.RoutingInfo {
+				if c.routing == nil { // not made yet: no call before it is
+					return nil
+				}
+				return c.routing.Get()
+			},
+			Dial: func(addr string) *rpc.Pool { return rpc.NewPool(addr, token, popts) },
+		})
+	}
+	c.ctl = control(proto.RoleMeta, true)
+	c.mctl = control(proto.RoleMgmtd, false)
 	c.routing = cluster.NewRoutingCache(cluster.NewClient(c.mctl), cluster.RoutingCacheOptions{Logger: opts.Logger})
 	c.bg, c.stop = context.WithCancel(context.Background())
 	// Dial one connection now: it checks that the cluster is there and
@@ -218,8 +230,8 @@ func (c *Client) Close() error {
 	c.mu.Unlock()
 	c.stop()
 	c.wg.Wait()
-	c.ctl.close()
-	c.mctl.close()
+	c.ctl.Close()
+	c.mctl.Close()
 	c.mgmtdPool.Close()
 	if c.metaPool != c.mgmtdPool {
 		c.metaPool.Close()

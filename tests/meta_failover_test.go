@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -380,5 +381,70 @@ func TestStandaloneMeta(t *testing.T) {
 	if _, err := nc.Stat(ctx, "/through-meta"); err != nil {
 		t.Fatalf("a file created through the meta server, seen through node 1: %v", err)
 	}
+
+	// Its config names node 1 alone as mgmtd. When node 1 dies, its calls
+	// move to the other nodes of the routing info (cluster.Failover): it
+	// logs the move, and a heartbeat sent after it reaches mgmtd.
+	pid1, _ := nodeReady(t, data, 1)
+	_, addr2 := nodeReady(t, data, 2)
+	if err := syscall.Kill(pid1, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	var moved time.Time
+	deadline = time.Now().Add(time.Minute) // a bound for failure only
+	for {
+		if moved.IsZero() {
+			moved = logged(filepath.Join(mdir, "fffd.log"), "control node unreachable: moving to another", `"role":"mgmtd"`)
+		}
+		var st struct {
+			Routing struct {
+				Nodes []struct {
+					ID            uint32
+					LastHeartbeat *time.Time `json:"last_heartbeat"`
+				}
+			}
+		}
+		r := fff(t, append(env, "FFF_CLUSTER="+addr2, "FFF_TOKEN="+tok), "status", "--json")
+		if !moved.IsZero() && json.Unmarshal([]byte(r.stdout), &st) == nil {
+			// The log's times have whole seconds: the move was before
+			// moved plus one.
+			if i := slices.IndexFunc(st.Routing.Nodes, func(n struct {
+				ID            uint32
+				LastHeartbeat *time.Time `json:"last_heartbeat"`
+			}) bool {
+				return n.ID == 10 && n.LastHeartbeat != nil && n.LastHeartbeat.After(moved.Add(time.Second))
+			}); i >= 0 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(filepath.Join(mdir, "fffd.log"))
+			t.Fatalf("after node 1's death no heartbeat of the meta server reached mgmtd through another node (moved at %v):\n%s%s\n%s", moved, r.stdout, r.stderr, b)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 	mustFFF(t, env, "down", "--data", data)
+}
+
+// logged returns the time of the first line of the JSON log at path that
+// has message msg and contains every string of also (zero if none).
+func logged(path, msg string, also ...string) time.Time {
+	b, _ := os.ReadFile(path)
+	for _, line := range strings.Split(string(b), "\n") {
+		var l struct {
+			Message string    `json:"message"`
+			Time    time.Time `json:"time"`
+		}
+		if json.Unmarshal([]byte(line), &l) != nil || l.Message != msg {
+			continue
+		}
+		ok := true
+		for _, a := range also {
+			ok = ok && strings.Contains(line, a)
+		}
+		if ok {
+			return l.Time
+		}
+	}
+	return time.Time{}
 }

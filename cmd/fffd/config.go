@@ -44,7 +44,8 @@ import (
 //	dir = "etcd"          # the member's data, relative to data_dir
 //
 //	[mgmtd]
-//	address = ""          # where the meta/storage roles find mgmtd (empty in `local`)
+//	address = ""          # where the meta/storage roles find mgmtd (empty in `local`);
+//	                      # "a:9400,b:9400" names several (cluster.Failover)
 //	heartbeat_timeout = "10s"
 //	leader_lease = "3s"   # over a shared KV (etcd, fdb): the elected leader's lease
 //

@@ -475,7 +475,8 @@ func runMgmtd(ctx context.Context, cfg Config) error {
 
 // runMeta runs a meta server; it learns chain tables from mgmtd.
 func runMeta(ctx context.Context, cfg Config) error {
-	if cfg.Mgmtd.Address == "" {
+	mgmtdAddrs := cluster.SplitAddrs(cfg.Mgmtd.Address)
+	if len(mgmtdAddrs) == 0 {
 		return fmt.Errorf("%w: meta needs mgmtd.address", errUsage)
 	}
 	n, err := newNode(cfg, "meta", true)
@@ -500,10 +501,16 @@ func runMeta(ctx context.Context, cfg Config) error {
 			return n.abort(fmt.Errorf("meta: %w", err))
 		}
 	}
-	pool := rpc.NewPool(cfg.Mgmtd.Address, tok, n.poolOpts(0))
-	defer pool.Close()
-	client := cluster.NewClient(pool)
-	routing := cluster.NewRoutingCache(client, cluster.RoutingCacheOptions{Logger: n.log})
+	var routing *cluster.RoutingCache // made below; nothing calls before
+	caller, closeMgmtd := n.control(mgmtdAddrs, tok, proto.RoleMgmtd, 0, func() *proto.RoutingInfo {
+		if routing == nil {
+			return nil
+		}
+		return routing.Get()
+	})
+	defer closeMgmtd()
+	client := cluster.NewClient(caller)
+	routing = cluster.NewRoutingCache(client, cluster.RoutingCacheOptions{Logger: n.log})
 	ms, err := n.startMeta(ctx, meta.Options{ChainTables: routing})
 	if err != nil {
 		return n.abort(err)

@@ -9,7 +9,6 @@ import (
 
 	"fff/internal/cluster"
 	"fff/internal/proto"
-	"fff/internal/rpc"
 	"fff/server/meta"
 	"fff/server/storage"
 	"fff/server/storage/chunkengine"
@@ -90,7 +89,8 @@ func makeTargetDirs(paths []string) error {
 // Every call to mgmtd, meta and other storage nodes uses the admin token
 // from DATA/admin.token.
 func runStorage(ctx context.Context, cfg Config) error {
-	if cfg.Mgmtd.Address == "" {
+	mgmtdAddrs := cluster.SplitAddrs(cfg.Mgmtd.Address)
+	if len(mgmtdAddrs) == 0 {
 		return fmt.Errorf("%w: storage needs mgmtd.address", errUsage)
 	}
 	if len(cfg.Storage.Targets) == 0 {
@@ -112,13 +112,20 @@ func runStorage(ctx context.Context, cfg Config) error {
 		return n.abort(err)
 	}
 	admin := strings.TrimSpace(string(tok))
-	pool := rpc.NewPool(cfg.Mgmtd.Address, admin, n.poolOpts(0))
-	defer pool.Close()
-	client := cluster.NewClient(pool)
+	var routing *cluster.RoutingCache // made below; nothing calls before
+	lastRouting := func() *proto.RoutingInfo {
+		if routing == nil {
+			return nil
+		}
+		return routing.Get()
+	}
+	mgmtdCaller, closeMgmtd := n.control(mgmtdAddrs, admin, proto.RoleMgmtd, 0, lastRouting)
+	defer closeMgmtd()
+	client := cluster.NewClient(mgmtdCaller)
 	if err := registerTargets(ctx, client, cfg.Node.ID, n.addr, proto.RoleStorage, cfg.Storage.Targets, cfg.Storage.Chains == "single"); err != nil {
 		return n.abort(fmt.Errorf("registering with mgmtd: %w", err))
 	}
-	routing := cluster.NewRoutingCache(client, cluster.RoutingCacheOptions{Logger: n.log})
+	routing = cluster.NewRoutingCache(client, cluster.RoutingCacheOptions{Logger: n.log})
 	peers := storage.NewRPCPeers(admin, n.poolOpts(0))
 	defer peers.Close()
 	svc, err := n.startStorage(ctx, routing, cfg.Storage.Targets, peers)
@@ -126,14 +133,14 @@ func runStorage(ctx context.Context, cfg Config) error {
 		return n.abort(err)
 	}
 	defer svc.Close()
-	metaAddr := cfg.Meta.Address
-	if metaAddr == "" {
-		metaAddr = cfg.Mgmtd.Address
+	metaAddrs := cluster.SplitAddrs(cfg.Meta.Address)
+	if len(metaAddrs) == 0 {
+		metaAddrs = mgmtdAddrs
 	}
-	metaPool := rpc.NewPool(metaAddr, admin, n.poolOpts(1))
-	defer metaPool.Close()
-	auth := meta.NewRemoteAuthenticator(metaPool, meta.RemoteAuthOptions{TTL: cfg.Storage.CredentialsTTL.Duration, Logger: n.log})
-	gcq := storage.WithPeers(storage.RPCGC(metaPool), peers)
+	metaCaller, closeMeta := n.control(metaAddrs, admin, proto.RoleMeta, 1, lastRouting)
+	defer closeMeta()
+	auth := meta.NewRemoteAuthenticator(metaCaller, meta.RemoteAuthOptions{TTL: cfg.Storage.CredentialsTTL.Duration, Logger: n.log})
+	gcq := storage.WithPeers(storage.RPCGC(metaCaller), peers)
 	return n.serve(ctx, auth, svc.RegisterHandlers,
 		routing.Run,
 		func(ctx context.Context) error { return svc.RunGC(ctx, gcq, 0) },

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 
 	"fff/internal/certs"
+	"fff/internal/cluster"
+	"fff/internal/proto"
 	"fff/internal/rpc"
 )
 
@@ -85,4 +87,18 @@ func (n *node) setupTLS() error {
 // (0: the default): under TLS when the node has it.
 func (n *node) poolOpts(size int) rpc.PoolOptions {
 	return rpc.PoolOptions{Size: size, Client: rpc.ClientOptions{TLS: n.tls.peer}}
+}
+
+// control reaches role at the configured addresses (one, or several
+// separated by commas) and, once routing has an answer, at the role's
+// other nodes that are up: a node of a cluster over a shared KV keeps
+// working when the control node it was given dies. close releases its
+// connections.
+func (n *node) control(addrs []string, token string, role proto.Roles, size int, routing func() *proto.RoutingInfo) (c *cluster.Failover, close func()) {
+	first := rpc.NewPool(addrs[0], token, n.poolOpts(size))
+	f := cluster.NewFailover(cluster.FailoverOptions{
+		Role: role, First: first, Others: addrs[1:], Routing: routing, Logger: n.log,
+		Dial: func(addr string) *rpc.Pool { return rpc.NewPool(addr, token, n.poolOpts(size)) },
+	})
+	return f, func() { f.Close(); first.Close() }
 }

@@ -17,9 +17,15 @@ const gcCallTimeout = time.Minute
 // MethodMetaGCDone): what a storage node uses when meta runs in another
 // process. Meta serves the queue to admin tokens only, so the pool must
 // authenticate with the admin token.
-func RPCGC(meta *rpc.Pool) GCQueue { return rpcGC{meta} }
+func RPCGC(meta Caller) GCQueue { return rpcGC{meta} }
 
-type rpcGC struct{ p *rpc.Pool }
+// Caller makes RPC calls: an *rpc.Pool, or a cluster.Failover over
+// several meta servers.
+type Caller interface {
+	Call(ctx context.Context, method uint16, req, resp any, opts ...rpc.CallOption) (int, error)
+}
+
+type rpcGC struct{ p Caller }
 
 func (q rpcGC) GCList(ctx context.Context, after *proto.GCID, limit int) ([]proto.GCRecord, error) {
 	ctx, cancel := context.WithTimeout(ctx, gcCallTimeout)
