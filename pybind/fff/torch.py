@@ -49,13 +49,14 @@ sampler that yields one index array per batch, so each worker makes one
 from __future__ import annotations
 
 import ast
+import itertools
 import math
 import multiprocessing
 import os
 import sys
 import threading
 import weakref
-from collections import deque
+from collections import OrderedDict, deque
 from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
@@ -78,7 +79,7 @@ except ImportError:  # pragma: no cover
 from . import ffrecord
 from ._native import Closing, PathLike
 
-__all__ = ["FFRecordDataset", "DataLoader", "WorkerStartError", "stack_samples", "default_collate"]
+__all__ = ["FFRecordDataset", "DataLoader", "WorkerStartError", "TransformError", "stack_samples", "default_collate"]
 
 default_collate = _default_collate
 
@@ -89,6 +90,19 @@ MAX_PREFETCH_BATCHES = 64  # the C API's limit of batches in flight per dataset 
 
 Transform = Callable[[np.ndarray], Any]
 Collate = Callable[[List[Any]], Any]
+
+
+class TransformError(RuntimeError):
+    """The dataset's transform raised on a sample. The message names the
+    sample's index and the dataset (also when it crosses from a worker
+    process, where torch re-raises it by message); ``index`` and ``path``
+    hold them in the process that raised it, and ``__cause__`` is the
+    transform's own exception."""
+
+    def __init__(self, message: str, index: Optional[int] = None, path: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.index = index
+        self.path = path
 
 
 def _as_indices(indices: Any) -> Union[np.ndarray, slice]:
@@ -204,26 +218,44 @@ class FFRecordDataset(_tud.Dataset):
     def __getitem__(self, index: Any) -> Any:
         if _is_int(index):
             s = self.reader.read_one(int(index))
-            return s if self.transform is None else self.transform(s)
+            return s if self.transform is None else self._transform(s, int(index))
         return self.__getitems__(index)
 
     def __getitems__(self, indices: Any) -> List[Any]:
         """The samples at indices (a list), read with one native batched read."""
-        samples = self.reader.read(_as_indices(indices))
-        t = self.transform
-        return samples if t is None else [t(s) for s in samples]
+        idx = _as_indices(indices)
+        samples = self.reader.read(idx)
+        if self.transform is None:
+            return samples
+        if isinstance(idx, slice):
+            idx = np.arange(len(self))[idx]
+        return [self._transform(s, int(i)) for s, i in zip(samples, idx.tolist())]
+
+    def _transform(self, sample: np.ndarray, index: int) -> Any:
+        """The transform of sample index; its exception as a TransformError
+        that names the sample."""
+        try:
+            return self.transform(sample)  # type: ignore[misc]
+        except Exception as e:
+            raise TransformError(
+                f"the transform {getattr(self.transform, '__name__', type(self.transform).__name__)} raised on "
+                f"sample {index} of {self.path}: {type(e).__name__}: {e}",
+                index,
+                self.path,
+            ) from e
 
     # --- whole batches (DataLoader) -------------------------------------------
 
     def _batch_from_buffer(
-        self, buf: torch.Tensor, offsets: np.ndarray, collate_fn: Optional[Collate]
+        self, buf: torch.Tensor, offsets: np.ndarray, collate_fn: Optional[Collate], indices: Any
     ) -> Any:
-        """Transform and collate the samples of one batch buffer."""
-        t = self.transform
-        if t is not None:
+        """Transform and collate the samples of one batch buffer (the samples
+        at indices)."""
+        if self.transform is not None:
             arr = buf.numpy()
             o = offsets.tolist()
-            samples = [t(arr[o[i] : o[i + 1]]) for i in range(len(o) - 1)]
+            idx = np.asarray(indices).tolist()
+            samples = [self._transform(arr[o[i] : o[i + 1]], idx[i]) for i in range(len(o) - 1)]
             return (collate_fn or _default_collate)(samples)
         views = _split(buf, offsets)
         return views if collate_fn is None else collate_fn(views)
@@ -538,7 +570,7 @@ class _BatchDataset(_tud.Dataset):
         if slot is not None:
             info = _tud.get_worker_info()
             return _RawBatch(buf, pb.offsets, -1 if info is None else info.id, self.pool.token, slot)
-        return self.dataset._batch_from_buffer(buf, pb.offsets, self.collate_fn)
+        return self.dataset._batch_from_buffer(buf, pb.offsets, self.collate_fn, indices)
 
     def __len__(self) -> int:  # pragma: no cover - torch does not ask with a sampler
         raise TypeError("an fff batch dataset has no length")
@@ -683,6 +715,102 @@ def _preload_in_forkserver(ctx: Any) -> None:
         pass
 
 
+# Worker processes outlive the loader that started them: when an
+# fff.torch.DataLoader is garbage-collected (not closed), its workers wait
+# here for the next loader over the same dataset object with the same worker
+# settings (the pattern of making a loader per epoch), which then starts
+# without starting processes. At most _IDLE_MAX sets wait; older ones stop.
+_IDLE_MAX = 2
+_idle_lock = threading.Lock()
+_idle: "OrderedDict[tuple, _Workers]" = OrderedDict()
+# Plans are told apart by id across every loader of the process: workers
+# passed on to another loader must not take its plan for the last one's.
+_plan_ids = itertools.count(1)
+
+
+class _Workers:
+    """The torch DataLoader whose persistent workers read for an fff
+    DataLoader, and its sampler. ``keep`` holds the objects whose ids are in
+    ``key``, so that no other object takes one of those ids meanwhile."""
+
+    def __init__(self, tl: _tud.DataLoader, sampler: "_PlanSampler", key: tuple, keep: tuple) -> None:
+        self.tl, self.sampler, self.key, self.keep = tl, sampler, key, keep
+
+    def alive(self) -> bool:
+        """Whether every worker process runs (a loader that never iterated
+        has none)."""
+        it = getattr(self.tl, "_iterator", None)
+        procs = getattr(it, "_workers", None)
+        return bool(procs) and not getattr(it, "_shutdown", False) and all(p.is_alive() for p in procs)
+
+    def pids(self) -> List[int]:
+        it = getattr(self.tl, "_iterator", None)
+        return [p.pid for p in getattr(it, "_workers", None) or []]
+
+    def shutdown(self) -> None:
+        it = getattr(self.tl, "_iterator", None)
+        self.tl._iterator = None  # type: ignore[attr-defined]
+        stop = getattr(it, "_shutdown_workers", None)
+        if stop is not None:
+            stop()
+
+
+class _Holder:
+    """What a DataLoader's finalizer needs: its workers, not the loader."""
+
+    def __init__(self) -> None:
+        self.workers: Optional[_Workers] = None
+
+
+def _take_idle(key: tuple) -> Optional[_Workers]:
+    with _idle_lock:
+        w = _idle.pop(key, None)
+    if w is not None and not w.alive():
+        w.shutdown()
+        return None
+    return w
+
+
+def _retire(holder: _Holder) -> None:
+    """A collected loader's workers wait for the next loader (or stop)."""
+    w, holder.workers = holder.workers, None
+    if w is None:
+        return
+    if not w.alive():
+        w.shutdown()
+        return
+    stop = []
+    with _idle_lock:
+        old = _idle.pop(w.key, None)
+        if old is not None:
+            stop.append(old)
+        _idle[w.key] = w
+        while len(_idle) > _IDLE_MAX:
+            stop.append(_idle.popitem(last=False)[1])
+    for x in stop:
+        x.shutdown()
+
+
+def _warm_forkserver(ctx: Any) -> None:
+    """Start the fork server in the background, so that it is up (torch
+    imported in it) when the loader's first iteration starts its workers."""
+    if ctx.get_start_method() != "forkserver":
+        return
+    try:
+        _check_main_guard()
+    except WorkerStartError:
+        return  # the first iteration says so
+    from multiprocessing import forkserver
+
+    def run() -> None:
+        try:
+            forkserver.ensure_running()
+        except Exception:  # pragma: no cover - the first iteration starts it (and reports)
+            pass
+
+    threading.Thread(target=run, name="fff-forkserver-warmup", daemon=True).start()
+
+
 def _default_rank() -> tuple:
     try:
         import torch.distributed as dist
@@ -739,7 +867,10 @@ class DataLoader(Closing):
       longer references it (clone a batch before passing it to another
       process). With a transform the worker transforms and collates. Batches
       come back in order. Workers stay alive across epochs
-      (``persistent_workers=True``) until :meth:`close`.
+      (``persistent_workers=True``) until :meth:`close`; a loader collected
+      without close() leaves them to the next loader over the same dataset
+      object with the same worker settings. The fork server is started in
+      the background when the loader is made.
     - collate_fn: turns the list of a batch's samples into the batch. The
       default: without a transform, the list itself, whose samples are 1-D
       ``torch.uint8`` tensors that are views into the batch's one buffer (no
@@ -829,8 +960,13 @@ class DataLoader(Closing):
         self._yielded = 0
         self._gen = 0  # which iterator is current
         self._n: Optional[int] = None
-        self._torch_loader: Optional[_tud.DataLoader] = None
-        self._sampler = _PlanSampler()
+        # Workers (num_workers > 0): made on first iteration, or taken over
+        # from a collected loader; passed on when this one is collected.
+        self._holder = _Holder()
+        fin = weakref.finalize(self, _retire, self._holder)
+        fin.atexit = False  # at exit torch stops its workers itself
+        if self.num_workers > 0:
+            _warm_forkserver(_start_method(self.multiprocessing_context))
         self._local_buffers: Optional[_LocalBuffers] = None  # num_workers=0, made on first use
 
     # --- the order of an epoch ------------------------------------------------
@@ -977,6 +1113,7 @@ class DataLoader(Closing):
         reader = self.dataset.reader
         todo = iter(plan)
         pending: Deque[ffrecord.PendingBatch] = deque()
+        plan_idx: Deque[np.ndarray] = deque()  # the indices of each pending batch
         depth = min(self.prefetch_batches, MAX_PREFETCH_BATCHES)
         if self._local_buffers is None:
             self._local_buffers = _LocalBuffers(max_buffers=depth + 4)
@@ -986,6 +1123,7 @@ class DataLoader(Closing):
             idx = next(todo, None)
             if idx is not None:
                 pending.append(reader.submit(idx, bufs.take(int(reader.size_of(idx).sum()))))
+                plan_idx.append(idx)
 
         pin = None
         if self.pin_memory and torch.cuda.is_available():
@@ -999,8 +1137,9 @@ class DataLoader(Closing):
                 pb = pending[0]
                 pb.wait(wait_timeout)
                 pending.popleft()
+                idx = plan_idx.popleft()
                 submit()  # the next read runs while this batch is processed and used
-                batch = self.dataset._batch_from_buffer(torch.from_numpy(pb.buffer), pb.offsets, self.collate_fn)
+                batch = self.dataset._batch_from_buffer(torch.from_numpy(pb.buffer), pb.offsets, self.collate_fn, idx)
                 del pb
                 if pin is not None:
                     batch = pin(batch)
@@ -1010,16 +1149,25 @@ class DataLoader(Closing):
                 pb.cancel()
             pending.clear()
 
-    def _loader(self) -> _tud.DataLoader:
-        tl = self._torch_loader
-        if tl is None:
-            ctx = _start_method(self.multiprocessing_context)
+    def _workers(self) -> _Workers:
+        w = self._holder.workers
+        if w is not None:
+            return w
+        ctx = _start_method(self.multiprocessing_context)
+        depth = self._worker_depth()
+        key = (
+            id(self.dataset), id(self.collate_fn), depth, self.num_workers, ctx.get_start_method(),
+            id(self.worker_init_fn), self.pin_memory, self.timeout,
+        )
+        w = _take_idle(key) if self.persistent_workers else None
+        if w is None:
             if ctx.get_start_method() != "fork":
                 _check_main_guard()
+            sampler = _PlanSampler()
             tl = _tud.DataLoader(
-                _BatchDataset(self.dataset, self.collate_fn, self._worker_depth()),
+                _BatchDataset(self.dataset, self.collate_fn, depth),
                 batch_size=None,
-                sampler=self._sampler,
+                sampler=sampler,
                 num_workers=self.num_workers,
                 collate_fn=_identity,
                 pin_memory=self.pin_memory,
@@ -1029,9 +1177,21 @@ class DataLoader(Closing):
                 persistent_workers=self.persistent_workers,
                 prefetch_factor=2,  # results queued per worker; the reads run ahead in the workers
             )
-            self._torch_loader = tl
-            self._sampler.held.clear()  # new workers, new pools
-        return tl
+            w = _Workers(tl, sampler, key, (self.dataset, self.collate_fn, self.worker_init_fn))
+        self._holder.workers = w
+        return w
+
+    @property
+    def _sampler(self) -> "_PlanSampler":
+        """The workers' sampler (a new empty one without workers)."""
+        w = self._holder.workers
+        return _PlanSampler() if w is None else w.sampler
+
+    def worker_pids(self) -> List[int]:
+        """The process ids of the workers (empty before the first iteration
+        with num_workers > 0)."""
+        w = self._holder.workers
+        return [] if w is None else w.pids()
 
     def _worker_depth(self) -> int:
         """Batches each worker keeps in flight (its current one included)."""
@@ -1040,9 +1200,9 @@ class DataLoader(Closing):
     def _read_in_workers(self, plan: List[np.ndarray]) -> Iterator[Any]:
         if not plan:
             return
-        tl = self._loader()
-        sp = self._sampler
-        sp.plan, sp.plan_id, sp.workers, sp.depth = plan, self._gen, self.num_workers, self._worker_depth()
+        w = self._workers()
+        tl, sp = w.tl, w.sampler
+        sp.plan, sp.plan_id, sp.workers, sp.depth = plan, next(_plan_ids), self.num_workers, self._worker_depth()
         # iter() resets persistent workers (torch drops what an unfinished
         # earlier pass had queued; the workers cancel that pass's look-ahead
         # reads on the first item of this one) and takes the plan; batches
@@ -1059,17 +1219,17 @@ class DataLoader(Closing):
 
     def close(self) -> None:
         """Stop the worker processes (a later iteration starts new ones) and
-        let go of the batch buffers."""
-        tl, self._torch_loader = self._torch_loader, None
+        let go of the batch buffers. A loader that is garbage-collected
+        instead leaves its workers to the next loader over the same dataset
+        object with the same worker settings (at most two such sets wait)."""
+        w, self._holder.workers = self._holder.workers, None
         self._local_buffers = None
         self._gen += 1
-        if tl is None:
-            return
-        it = getattr(tl, "_iterator", None)
-        tl._iterator = None  # type: ignore[attr-defined]
-        shutdown = getattr(it, "_shutdown_workers", None)
-        if shutdown is not None:
-            shutdown()
+        if w is not None:
+            w.shutdown()
+
+    def __del__(self) -> None:
+        pass  # not Closing's close(): the finalizer passes the workers on
 
     def __repr__(self) -> str:
         return (

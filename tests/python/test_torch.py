@@ -606,3 +606,80 @@ def test_close_after_break_does_not_hang(fff_ds: str) -> None:
     assert time.monotonic() - t0 < 15
     assert run(dl) == [[i, i + 1] for i in range(2, N, 2)]  # new workers continue the epoch
     dl.close()
+
+
+# --- workers passed on between loaders ----------------------------------------
+
+
+def test_collected_loader_passes_its_workers_on(ds_path: str) -> None:
+    """A loader made per epoch over one dataset object takes over the workers
+    of the collected one (the same processes), and yields exactly the batches
+    a loader with fresh workers does, whole epochs and resumed mid-epoch."""
+    import gc
+
+    ds = FFRecordDataset(ds_path, transform=decode)
+    kw = dict(batch_size=3, shuffle=True, seed=5, num_workers=2, prefetch_batches=4)
+    fresh = DataLoader(FFRecordDataset(ds_path, transform=decode), **kw)
+    want = run(fresh) + run(fresh) + run(fresh)  # epochs 0, 1, 2
+    fresh_pids = fresh.worker_pids()
+    fresh.close()
+    nb = len(want) // 3
+
+    first = DataLoader(ds, **kw)
+    got = run(first)  # epoch 0
+    pids = first.worker_pids()
+    assert len(pids) == 2 and not set(pids) & set(fresh_pids)
+    del first
+    gc.collect()
+
+    second = DataLoader(ds, **kw)
+    second.set_epoch(1)
+    got += run(second)  # epoch 1, on the first loader's workers
+    assert second.worker_pids() == pids
+    head = run(second, limit=3)  # epoch 2, interrupted (more read ahead)
+    state = second.state_dict()
+    del second
+    gc.collect()
+
+    third = DataLoader(ds, **kw)
+    third.set_epoch(0)
+    third.load_state_dict(state)  # its iteration count now matches the second's
+    rest = run(third)
+    assert third.worker_pids() == pids
+    assert got + head + rest == want
+    assert len(rest) == nb - 3
+
+    # Other worker settings or another dataset object: new workers.
+    other = DataLoader(ds, **{**kw, "num_workers": 3})
+    run(other, limit=1)
+    assert not set(other.worker_pids()) & set(pids)
+    other.close()
+    third.close()  # close stops them: nothing is passed on
+    del third
+    gc.collect()
+    again = DataLoader(ds, **kw)
+    run(again, limit=1)
+    assert not set(again.worker_pids()) & set(pids)
+    again.close()
+
+
+def fails_on_13(s: np.ndarray) -> int:
+    """A transform that raises on sample 13 (module level: workers unpickle it)."""
+    i = index_of(s)
+    if i == 13:
+        raise ValueError("bad sample")
+    return i
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_transform_error_names_the_sample(local_ds: str, num_workers: int) -> None:
+    ds = FFRecordDataset(local_ds, transform=fails_on_13)
+    with pytest.raises(fff.torch.TransformError) as e:
+        ds[13]
+    assert e.value.index == 13 and isinstance(e.value.__cause__, ValueError)
+    with pytest.raises(fff.torch.TransformError, match="sample 13 of"):
+        ds[[12, 13]]
+    ld = DataLoader(ds, batch_size=4, shuffle=True, seed=3, num_workers=num_workers)
+    with pytest.raises(fff.torch.TransformError, match=r"sample 13 of .*ValueError: bad sample"):
+        run(ld)
+    ld.close()
