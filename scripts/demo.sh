@@ -12,11 +12,15 @@
 #   4. torch_examples/imagenet_style.py --quick: 2,000 JPEGs of ~100 KiB packed
 #      into fff, fff.torch.DataLoader next to torchvision's ImageFolder on the
 #      same files on local disk, raw and with decode + augmentation;
-#   5. the CLI on what the examples wrote: fff ls, fff ffr inspect/verify/cat,
+#   5. torch_examples/train_resnet.py: ResNet-18 training steps over the same
+#      images through each loader, images/s and the share of each step spent
+#      waiting for data;
+#   6. the CLI on what the examples wrote: fff ls, fff ffr inspect/verify/cat,
 #      and a flipped byte that fff ffr verify catches;
-#   6. stop the cluster (always, also on failure or Ctrl-C).
+#   7. stop the cluster (always, also on failure or Ctrl-C).
 # DEMO_IMAGES (default 2000) and DEMO_ARGS (extra imagenet_style.py options)
-# change step 4; DEMO_KEEP=1 keeps the temporary directory.
+# change steps 4 and 5; DEMO_TRAIN_STEPS (default 10) the steps measured in
+# step 5; DEMO_KEEP=1 keeps the temporary directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -71,6 +75,10 @@ jpegs="${XDG_CACHE_HOME:-$HOME/.cache}/fff-examples/imagenet-style-$n"   # kept:
 # shellcheck disable=SC2086 # DEMO_ARGS is a list of options
 "$PY" torch_examples/imagenet_style.py --quick --num-images "$n" --jpeg-dir "$jpegs" \
   --dest fff:///demo/imagenet-style ${DEMO_ARGS:-}
+
+step "(c) ResNet-18 training steps through each loader: images/s and the share of step time spent waiting for data"
+"$PY" torch_examples/train_resnet.py --num-images "$n" --jpeg-dir "$jpegs" --dest fff:///demo/imagenet-style \
+  --steps "${DEMO_TRAIN_STEPS:-10}"
 
 step "the namespace the examples wrote: fff ls -l"
 "$FFF" ls -l /demo /demo/digits /demo/imagenet-style
