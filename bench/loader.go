@@ -11,6 +11,14 @@ package main
 // -python interpreter (scripts/bootstrap.sh python demo); this file starts
 // the cluster, passes it in FFF_CLUSTER/FFF_TOKEN and prints the table.
 //
+// Peers (-loader-peers): LitData, MosaicML Streaming and WebDataset read
+// the same samples from their own formats on the same local disk, written
+// once next to the JPEGs (torch_examples/peers.py; installed by
+// scripts/bootstrap.sh bench, skipped with the reason when they do not
+// import). Their table adds what each side costs the machine (CPU seconds
+// per epoch, fffd included), the conversion time and size on disk, and what
+// each verifies.
+//
 // Target (issue acceptance): fff without decode ≥ 3× ImageFolder without
 // decode, each side at its best worker count of a small set.
 
@@ -38,6 +46,8 @@ type loaderConfig struct {
 	ifWorkers     string
 	decodeWorkers int
 	modes         string
+	peers         string
+	peerWorkers   string
 }
 
 var ldCfg loaderConfig
@@ -52,41 +62,71 @@ func init() {
 	flag.StringVar(&ldCfg.ifWorkers, "loader-if-workers", "2,4,8", "loader suite: worker counts tried for ImageFolder without decode (the best is reported)")
 	flag.IntVar(&ldCfg.decodeWorkers, "loader-decode-workers", 0, "loader suite: workers of both sides with decode (0: the CPU count)")
 	flag.StringVar(&ldCfg.modes, "loader-modes", "raw,decode", "loader suite: rows to measure (raw, decode)")
+	flag.StringVar(&ldCfg.peers, "loader-peers", "litdata,streaming,webdataset", "loader suite: other loaders measured on the same samples (litdata, streaming, webdataset; \"none\" for none; scripts/bootstrap.sh bench installs them)")
+	flag.StringVar(&ldCfg.peerWorkers, "loader-peer-workers", "0,2,4", "loader suite: worker counts tried for each peer without decode (the best is reported)")
 }
 
 const loaderTarget = 3.0 // fff / ImageFolder without decode
 
 type loaderSide struct {
-	Rate    float64    `json:"rate"`
-	Range   [2]float64 `json:"range"`
-	Workers string     `json:"workers"`
-	First   float64    `json:"first"`
+	Rate     float64    `json:"rate"`
+	Range    [2]float64 `json:"range"`
+	Workers  string     `json:"workers"`
+	First    float64    `json:"first"`
+	CPUEpoch *float64   `json:"cpu_epoch"` // CPU seconds (process, workers, fffd) scaled to one epoch
+}
+
+// loaderPeerSide is a peer's best configuration in a row.
+type loaderPeerSide struct {
+	loaderSide
+	FFFRatio *float64           `json:"fff_ratio"` // fff's rate / the peer's
+	By       map[string]float64 `json:"by_workers"`
+}
+
+// loaderPeer is a peer's format on disk.
+type loaderPeer struct {
+	Name     string  `json:"name"`
+	Version  string  `json:"version"`
+	Format   string  `json:"format"`
+	Dir      string  `json:"dir"`
+	Seconds  float64 `json:"seconds"` // writing the format (when it was written; kept between runs)
+	Bytes    int64   `json:"bytes"`
+	Verifies string  `json:"verifies"`
+	Shuffle  string  `json:"shuffle"`
 }
 
 type loaderRow struct {
-	Mode        string             `json:"mode"`
-	What        string             `json:"what"`
-	FFF         *loaderSide        `json:"fff"`
-	ImageFolder *loaderSide        `json:"imagefolder"`
-	FFFBy       map[string]float64 `json:"fff_by_workers"`
-	IFBy        map[string]float64 `json:"imagefolder_by_workers"`
-	Ratio       *float64           `json:"ratio"`
+	Mode        string                     `json:"mode"`
+	What        string                     `json:"what"`
+	FFF         *loaderSide                `json:"fff"`
+	ImageFolder *loaderSide                `json:"imagefolder"`
+	FFFBy       map[string]float64         `json:"fff_by_workers"`
+	IFBy        map[string]float64         `json:"imagefolder_by_workers"`
+	Ratio       *float64                   `json:"ratio"`
+	Peers       map[string]*loaderPeerSide `json:"peers"`
 }
 
 type loaderReport struct {
-	NumImages     int         `json:"num_images"`
-	MeanKiB       float64     `json:"mean_kib"`
-	BatchSize     int         `json:"batch_size"`
-	CPUs          int         `json:"cpus"`
-	Cold          bool        `json:"cold"`
-	Repeat        int         `json:"repeat"`
-	Epochs        int         `json:"epochs"`
-	MaxBatches    int         `json:"max_batches"`
-	DecodeBatches int         `json:"decode_max_batches"`
-	DecodeWorkers int         `json:"decode_workers"`
-	Transports    []string    `json:"if_transports"`
-	Rows          []loaderRow `json:"rows"`
+	NumImages     int                   `json:"num_images"`
+	MeanKiB       float64               `json:"mean_kib"`
+	BatchSize     int                   `json:"batch_size"`
+	CPUs          int                   `json:"cpus"`
+	Cold          bool                  `json:"cold"`
+	Repeat        int                   `json:"repeat"`
+	Epochs        int                   `json:"epochs"`
+	MaxBatches    int                   `json:"max_batches"`
+	DecodeBatches int                   `json:"decode_max_batches"`
+	DecodeWorkers int                   `json:"decode_workers"`
+	Transports    []string              `json:"if_transports"`
+	Rows          []loaderRow           `json:"rows"`
+	Peers         map[string]loaderPeer `json:"peers"`
+	PeersSkipped  map[string]string     `json:"peers_skipped"`
+	CPUServer     bool                  `json:"cpu_includes_server"`
+	PeerChunkMiB  int                   `json:"peer_chunk_mib"`
 }
+
+// loaderPeerOrder is the order the peers' rows are printed in.
+var loaderPeerOrder = []string{"litdata", "streaming", "webdataset"}
 
 func runLoaderSuite(ctx context.Context, cfg config) error {
 	script, err := filepath.Abs("torch_examples/imagenet_style.py")
@@ -130,6 +170,9 @@ func runLoaderSuite(ctx context.Context, cfg config) error {
 		"--fff-workers", ldCfg.fffWorkers,
 		"--if-workers", ldCfg.ifWorkers,
 		"--modes", ldCfg.modes,
+		"--peers", ldCfg.peers,
+		"--peer-workers", ldCfg.peerWorkers,
+		"--server-pid", fmt.Sprint(p.cmd.Process.Pid),
 		"--repeat", fmt.Sprint(cfg.rounds),
 		"--json", jsonPath,
 		"--no-progress",
@@ -204,7 +247,76 @@ func runLoaderSuite(ctx context.Context, cfg config) error {
 			fmt.Printf("%s, medians by worker count: fff %s; ImageFolder %s\n\n", r.Mode, byWorkers(r.FFFBy), byWorkers(r.IFBy))
 		}
 	}
+	printLoaderPeers(rep, jpegs)
 	return nil
+}
+
+// printLoaderPeers prints the peers' table: every side of every row with its
+// CPU cost, the peers' formats and what each side verifies.
+func printLoaderPeers(rep loaderReport, jpegs string) {
+	if len(rep.Peers) == 0 && len(rep.PeersSkipped) == 0 {
+		return
+	}
+	server := "fffd included"
+	if !rep.CPUServer {
+		server = "fffd NOT included"
+	}
+	fmt.Printf("### DataLoader epoch: peers (LitData, MosaicML Streaming, WebDataset)\n\n")
+	fmt.Printf("The same samples (JPEG bytes + label) in each peer's own format on the same disk (%s-<peer>, chunks/shards of ~%d MiB, kept between runs), read with its own dataset and loader, shuffled, through torch DataLoader workers (forkserver), raw bytes and with the same decode; raw: each at its best of %s workers; alternating with fff and ImageFolder, medians as above. CPU-s / epoch: user+system seconds of the measuring process, its DataLoader workers (%s), from creating the loader to closing it, scaled to one epoch of %d samples. fff / peer > 1: fff is faster. Shuffle is not equal: fff and ImageFolder draw a uniform permutation, the peers read their chunks/shards near-sequentially.\n\n",
+		jpegs, rep.PeerChunkMiB, ldCfg.peerWorkers, server, rep.NumImages)
+	fmt.Println("| pipeline | loader | format (local disk) | samples/s | fff / it | workers | CPU-s / epoch | conversion | size on disk | verifies | shuffle |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|")
+	cpu := func(s *loaderSide) string {
+		if s == nil || s.CPUEpoch == nil {
+			return "-"
+		}
+		return fmt.Sprintf("%.1f", *s.CPUEpoch)
+	}
+	for _, r := range rep.Rows {
+		name := "no decode"
+		if r.Mode == "decode" {
+			name = "decode + augmentation"
+		}
+		if r.FFF != nil {
+			fmt.Printf("| %s | fff.torch.DataLoader | FFRecord v2 in fff | %s | 1.00 | %s | %s | | | CRC32C of every sample, every read | uniform permutation |\n",
+				name, rangeStr(*r.FFF, rep.Repeat), r.FFF.Workers, cpu(r.FFF))
+		}
+		if r.ImageFolder != nil {
+			ratio := ""
+			if r.Ratio != nil {
+				ratio = fmt.Sprintf("%.2f", *r.Ratio)
+			}
+			fmt.Printf("| %s | ImageFolder | JPEG files | %s | %s | %s | %s | | | nothing | uniform permutation |\n",
+				name, rangeStr(*r.ImageFolder, rep.Repeat), ratio, r.ImageFolder.Workers, cpu(r.ImageFolder))
+		}
+		for _, key := range loaderPeerOrder {
+			if why, ok := rep.PeersSkipped[key]; ok {
+				fmt.Printf("| %s | %s | skipped: %s | | | | | | | | |\n", name, key, why)
+				continue
+			}
+			info, ok := rep.Peers[key]
+			ps := r.Peers[key]
+			if !ok || ps == nil {
+				continue
+			}
+			ratio := ""
+			if ps.FFFRatio != nil {
+				ratio = fmt.Sprintf("%.2f", *ps.FFFRatio)
+			}
+			fmt.Printf("| %s | %s %s | %s | %s | %s | %s | %s | %.1fs | %.0f MiB | %s | %s |\n",
+				name, info.Name, info.Version, info.Format, rangeStr(ps.loaderSide, rep.Repeat), ratio, ps.Workers,
+				cpu(&ps.loaderSide), info.Seconds, float64(info.Bytes)/(1<<20), info.Verifies, info.Shuffle)
+		}
+	}
+	fmt.Println()
+	for _, r := range rep.Rows {
+		for _, key := range loaderPeerOrder {
+			if ps := r.Peers[key]; ps != nil && len(ps.By) > 1 {
+				fmt.Printf("%s, %s medians by worker count: %s\n", r.Mode, rep.Peers[key].Name, byWorkers(ps.By))
+			}
+		}
+	}
+	fmt.Println()
 }
 
 func rangeStr(s loaderSide, rounds int) string {

@@ -84,6 +84,50 @@ if [ $want_test -eq 1 ]; then
 fi
 if [ $want_bench -eq 1 ]; then
   apt_install fio
+  # The loader suite's peers (torch_examples/peers.py), in the .venv of
+  # `python` (made here if it is not there yet: `make bench` runs
+  # `bench python demo`, in that order). The .venv runs Debian's
+  # python3-torch 1.13 and numpy 1.24 (--system-site-packages) and pip must
+  # never replace them, so the peers go in with --no-deps, and their
+  # import-time dependencies (none of which needs torch) under a constraints
+  # file pinning the installed torch and numpy: a version that wanted another
+  # torch or numpy fails the install instead of upgrading them.
+  #   litdata 0.2.47: imports and runs with torch 1.13 (newer releases need
+  #     torch >= 2.3); needs lightning-utilities, filelock, tifffile, boto3
+  #     at import.
+  #   mosaicml-streaming 0.13.0: declares torch<3,>=1.10 and runs with 1.13,
+  #     but imports transformers (BatchFeature, in its DataLoader), snappy,
+  #     zstd, xxhash and catalogue at import; transformers 4.46.3 is the
+  #     last line with numpy<2 wheels that imports here (only its
+  #     BatchFeature is used, and torch stays unused by it). Its cloud
+  #     clients (google, azure, oci, paramiko) are not needed for local shards.
+  #   webdataset 1.0.2: needs braceexpand (numpy, pyyaml are Debian's).
+  # Idempotent: nothing happens once the three import.
+  apt_install python3-venv python3-numpy python3-torch python3-torchvision python3-pil python3-psutil python3-yaml
+  if [ ! -x .venv/bin/python ]; then
+    /usr/bin/python3 -m venv --system-site-packages .venv
+  fi
+  if ! .venv/bin/python -c 'import litdata, streaming, webdataset' >/dev/null 2>&1; then
+    echo "bootstrap: installing the loader benchmark's peers into .venv (litdata, mosaicml-streaming, webdataset)" >&2
+    pins=$(mktemp) log=$(mktemp)
+    .venv/bin/python -c 'import importlib.metadata as m; [print(p + "==" + m.version(p)) for p in ("torch", "numpy")]' >"$pins"
+    torch_before=$(.venv/bin/python -c 'import torch; print(torch.__version__)')
+    pip_q() { .venv/bin/python -m pip install -q --disable-pip-version-check "$@" >>"$log" 2>&1; }
+    if ! pip_q --no-deps litdata==0.2.47 mosaicml-streaming==0.13.0 webdataset==1.0.2 ||
+      ! pip_q -c "$pins" lightning-utilities==0.15.3 filelock tifffile==2024.8.30 'boto3<2' \
+        'xxhash<4,>=3' 'zstd<2,>=1.5.2.5' 'python-snappy<1,>=0.6.1' 'catalogue<3,>=2' transformers==4.46.3 \
+        braceexpand==0.1.7; then
+      cat "$log" >&2; rm -f "$pins" "$log"
+      echo "bootstrap: installing the peers failed (output above); the loader suite reports them as skipped" >&2; exit 1
+    fi
+    rm -f "$pins" "$log"
+    torch_after=$(.venv/bin/python -c 'import torch; print(torch.__version__)')
+    if [ "$torch_after" != "$torch_before" ]; then
+      echo "bootstrap: installing the peers changed torch in .venv ($torch_before -> $torch_after)" >&2; exit 1
+    fi
+    .venv/bin/python -c 'import litdata, streaming, webdataset' || {
+      echo "bootstrap: the peers do not import after installing them" >&2; exit 1; }
+  fi
 fi
 if [ $want_python -eq 1 ]; then
   # The Python package (pybind/fff) in a venv at .venv on Debian's python3,

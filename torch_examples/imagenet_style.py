@@ -26,6 +26,15 @@
    local files were warm). Prints a markdown table of samples/s and the
    fff / ImageFolder ratio (--json FILE: the results as JSON, for
    `go run ./bench -suites loader`).
+4. Peers (--peers, default litdata,streaming,webdataset; torch_examples/peers.py):
+   the same samples written once in LitData's, MosaicML Streaming's (MDS) and
+   WebDataset's (tar) formats on local disk (<jpeg-dir>-<peer>, conversion
+   time and size recorded), read with each one's own loader, shuffled, raw
+   and with the same decode, alternating with the sides above (raw: each at
+   its best of --peer-workers). A peer that does not import is reported as
+   skipped. Every measurement records the CPU seconds it cost (this process,
+   its children and the forkserver's DataLoader workers, and fffd with
+   --server-pid), shown per epoch.
 
     python3 torch_examples/imagenet_style.py                 # 20,000 images, one epoch each
     python3 torch_examples/imagenet_style.py --quick         # 2,000 images (make demo)
@@ -354,11 +363,15 @@ def drop_caches() -> bool:
         return False
 
 
-def measure(name: str, make_loader, max_batches: int, epochs: int, cold: bool, show: bool, post=None) -> dict:
+def measure(name: str, make_loader, max_batches: int, epochs: int, cold: bool, show: bool, post=None,
+            cpu=None) -> dict:
     """Iterates a loader; samples/s over everything after the first batch (start-up reported apart).
 
-    post: applied to every batch the loader yields (in this process) before it is counted."""
+    post: applied to every batch the loader yields (in this process) before it is counted.
+    cpu: a function giving the CPU seconds spent so far (peers.cpu_seconds); the
+    result's "cpu" is what the measurement cost, from creating the loader to closing it."""
     dropped = drop_caches() if cold else False
+    c0 = cpu() if cpu else 0.0
     t0 = time.monotonic()
     loader = make_loader()
     n = nbytes = 0
@@ -394,9 +407,11 @@ def measure(name: str, make_loader, max_batches: int, epochs: int, cold: bool, s
     if hasattr(loader, "close"):
         loader.close()  # fff.torch.DataLoader keeps its workers until closed
     del loader
+    c1 = cpu() if cpu else 0.0
     rate = steady / (end - t_first) if end > t_first and steady else n / max(end - t0, 1e-9)
     return {"name": name, "samples": n, "batches": batches, "seconds": end - t0, "first": first or 0.0,
-            "rate": rate, "mib_s": nbytes / 2**20 / max(end - t0, 1e-9), "cold": dropped}
+            "rate": rate, "mib_s": nbytes / 2**20 / max(end - t0, 1e-9), "cold": dropped,
+            "cpu": (c1 - c0) if cpu else None}
 
 
 def _counts(spec: str, flag: str):
@@ -453,6 +468,16 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=None,
                     help="measure everything this many times (the sides alternating) and report medians "
                          "(default 1; 3 with --quick)")
+    ap.add_argument("--peers", default=None,
+                    help="other loaders measured too (litdata, streaming, webdataset; 'none' for none); default all "
+                         "three (none with --quick), each skipped with the reason when it does not import "
+                         "(scripts/bootstrap.sh bench installs them)")
+    ap.add_argument("--peer-workers", default=None,
+                    help="raw row: worker counts tried for each peer; the table shows the best (default 0,2,4; 0,2 with --quick)")
+    ap.add_argument("--peer-chunk-mib", type=int, default=64,
+                    help="the peers' chunk/shard size in MiB (64: LitData's and Streaming's default size)")
+    ap.add_argument("--server-pid", type=int, default=None,
+                    help="fffd's pid: its CPU time is counted in every measurement's CPU seconds (bench passes it)")
     ap.add_argument("--json", default=None, help="also write the results as JSON to this file (bench -suites loader)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-progress", action="store_true")
@@ -469,6 +494,11 @@ def main(argv=None) -> int:
         fff_counts = _counts(args.fff_workers or ("0,2" if args.quick else "0,2,4"), "--fff-workers")
         if_counts = _counts(args.if_workers or ("2,4" if args.quick else "2,4,8"), "--if-workers")
         decode_workers = args.decode_workers if args.decode_workers is not None else cpus
+    peer_counts = [args.workers] if args.workers is not None else _counts(
+        args.peer_workers or ("0,2" if args.quick else "0,2,4"), "--peer-workers")
+    # make demo runs --quick: the peers only when asked for there.
+    peer_spec = args.peers if args.peers is not None else ("none" if args.quick else "litdata,streaming,webdataset")
+    peer_names = [p.strip() for p in peer_spec.split(",") if p.strip() and p.strip() != "none"]
     args.if_transports = args.if_transports or ("bytes" if args.quick else "bytes,shm")
     transports = [t.strip() for t in args.if_transports.split(",") if t.strip()]
     if not transports or any(t not in ("bytes", "shm") for t in transports):
@@ -513,6 +543,33 @@ def main(argv=None) -> int:
     if args.no_imagefolder:
         ImageFolder = None
 
+    # 4. The peers: their formats written next to the JPEGs (once).
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import peers
+
+    unknown = [p for p in peer_names if p not in peers.PEERS]
+    if unknown:
+        ap.error(f"--peers: unknown {', '.join(unknown)} (known: {', '.join(peers.PEERS)})")
+    peer_ok, peer_skipped = peers.available(peer_names)
+    peer_info = {}
+    for name in list(peer_ok):
+        try:
+            c = peers.convert(name, items, root, args.peer_chunk_mib << 20, log)
+        except Exception as e:
+            peer_skipped[name] = f"writing its format failed: {type(e).__name__}: {e}"
+            peer_ok.remove(name)
+            continue
+        if c["cached"]:
+            log(f"{peers.NAMES[name]}: {n} samples already under {c['dir']} (cached; written in {c['seconds']:.1f}s)")
+        peer_info[name] = dict(c, name=peers.NAMES[name], version=peers.version(name), format=peers.FORMATS[name],
+                               verifies=peers.VERIFIES[name], shuffle=peers.SHUFFLE[name])
+    for name, why in peer_skipped.items():
+        log(f"{peers.NAMES[name]}: skipped: {why}")
+    cpu_pids = [args.server_pid] if args.server_pid else []
+
+    def cpu_now():
+        return peers.cpu_seconds(cpu_pids)
+
     cold = not args.warm
     if cold and not drop_caches():
         log("note: cannot drop the page cache (needs root): the local JPEGs are read warm, from memory")
@@ -535,23 +592,29 @@ def main(argv=None) -> int:
     # both), and which side goes first swaps every round.
     # A configuration: (mode, side, workers, transport); its label is
     # "workers" (fff, decode rows) or "workers/transport" (ImageFolder raw).
+    # The peers join each group: fff, ImageFolder, then each peer.
     plan = []
     for mode in modes:
         if mode == "raw":
             fc = [(w, "") for w in fff_counts]
             ic = [(w, t) for w in if_counts for t in transports] if ImageFolder is not None else []
+            pc = [(w, "") for w in peer_counts]
         else:
             fc, ic = [(decode_workers, "")], [(decode_workers, "")] if ImageFolder is not None else []
-        for i in range(max(len(fc), len(ic))):
+            pc = [(decode_workers, "")]
+        for i in range(max(len(fc), len(ic), len(pc) if peer_ok else 0)):
             pair = []
             if i < len(fc):
                 pair.append((mode, "fff") + fc[i])
             if i < len(ic):
                 pair.append((mode, "if") + ic[i])
+            if i < len(pc):
+                pair.extend((mode, name) + pc[i] for name in peer_ok)
             plan.append(pair)
 
     log(f"measuring: batch size {args.batch_size}; raw row: fff with {fff_counts} workers, ImageFolder with "
-        f"{if_counts if ImageFolder is not None else '-'} x transports {transports} (best of each shown); decode row: {decode_workers} workers "
+        f"{if_counts if ImageFolder is not None else '-'} x transports {transports}"
+        f"{f', {peer_ok} with {peer_counts}' if peer_ok else ''} (best of each shown); decode row: {decode_workers} workers "
         f"each; {'cold page cache before each run' if cold else 'warm page cache'}; {args.epochs} epoch(s)"
         f"{f', at most {args.max_batches} batches raw' if args.max_batches else ''}"
         f"{f', at most {decode_max} batches decoded' if decode_max else ''}; {args.repeat} round(s)")
@@ -563,7 +626,7 @@ def main(argv=None) -> int:
         warm.close()
         del warm
 
-    names = {"fff": "fff.torch.DataLoader", "if": "ImageFolder + torch DataLoader"}
+    names = {"fff": "fff.torch.DataLoader", "if": "ImageFolder + torch DataLoader", **peers.NAMES}
     results = {}
     for rep in range(args.repeat):
         tag = f" #{rep + 1}" if args.repeat > 1 else ""
@@ -573,13 +636,18 @@ def main(argv=None) -> int:
                 label = f"{w}/{tr}" if tr else str(w)
                 if side == "fff":
                     mk = lambda: fff_loader(raw, w)  # noqa: E731
-                else:
+                elif side == "if":
                     mk = lambda: folder_loader(raw, w, tr or "bytes")  # noqa: E731
+                else:
+                    mk = lambda: peers.loader(side, peer_info[side]["dir"], raw, w, args.batch_size,  # noqa: E731
+                                              args.seed, n)
                 r = measure(f"{side} {mode} {label}{tag}", mk, args.max_batches if raw else decode_max, args.epochs,
-                            cold, show, post=split_batch if tr == "shm" else None)
+                            cold, show, post=split_batch if tr == "shm" else None, cpu=cpu_now)
+                r["cpu_epoch"] = r["cpu"] * n / r["samples"] if r["samples"] else None
                 results.setdefault((mode, side, label), []).append(r)
                 log(f"  {names[side]}, {WHAT[mode]}, {w} workers{f' ({tr})' if tr else ''}{tag}: "
-                    f"{r['rate']:.0f} samples/s ({r['samples']} samples, first batch {r['first']:.2f}s)")
+                    f"{r['rate']:.0f} samples/s ({r['samples']} samples, first batch {r['first']:.2f}s, "
+                    f"{r['cpu']:.1f} CPU-s)")
 
     def best(mode, side):
         ms = {w: median(rs) for (m, s_, w), rs in results.items() if m == mode and s_ == side}
@@ -600,7 +668,13 @@ def main(argv=None) -> int:
             "imagefolder_by_workers": {w: m["rate"] for w, m in b_all.items()},
             "ratio": (a["rate"] / b["rate"]) if a and b else None,
             "target": 3.0 if mode == "raw" else None,
+            "peers": {},
         })
+        for name in peer_ok:
+            c, c_all = best(mode, name)
+            if c is not None:
+                rows[-1]["peers"][name] = dict(c, by_workers={w: m["rate"] for w, m in c_all.items()},
+                                               fff_ratio=(a["rate"] / c["rate"]) if a and c["rate"] else None)
 
     print()
     print(f"Loader throughput: {n} JPEGs of ~{mean_kib:.0f} KiB, batch {args.batch_size}, {cpus} CPUs, "
@@ -629,7 +703,41 @@ def main(argv=None) -> int:
         for side, key in (("fff", "fff_by_workers"), ("ImageFolder", "imagefolder_by_workers")):
             if len(row[key]) > 1:
                 print(f"  {row['mode']} {side} by workers: " + ", ".join(f"{w}: {r:.0f}" for w, r in row[key].items()))
+        for name, p in row["peers"].items():
+            if len(p["by_workers"]) > 1:
+                print(f"  {row['mode']} {peers.NAMES[name]} by workers: "
+                      + ", ".join(f"{w}: {r:.0f}" for w, r in p["by_workers"].items()))
     print()
+    if peer_names:
+        def cpu(r):
+            return f"{r['cpu_epoch']:.1f}" if r and r.get("cpu_epoch") is not None else "-"
+
+        print(f"Peers, same samples on the same disk; CPU-s per epoch: this process, the DataLoader workers"
+              f"{' and fffd' if cpu_pids else ' (not fffd: pass --server-pid)'}, scaled to {n} samples")
+        print()
+        print("| pipeline | loader | format (local disk) | samples/s | fff / it | workers | CPU-s / epoch | first batch | "
+              "conversion | size on disk | verifies | shuffle |")
+        print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|")
+        for row in rows:
+            a, b = row["fff"], row["imagefolder"]
+            if a is not None:
+                print(f"| {row['mode']} | fff.torch.DataLoader | FFRecord v2 in fff | {rate(a)} | 1.00 | {a['workers']} | "
+                      f"{cpu(a)} | {a['first']:.2f}s | | | {peers.VERIFIES['fff']} | {peers.SHUFFLE['fff']} |")
+            if b is not None:
+                print(f"| {row['mode']} | ImageFolder | JPEG files | {rate(b)} | {row['ratio']:.2f} | {b['workers']} | "
+                      f"{cpu(b)} | {b['first']:.2f}s | | | {peers.VERIFIES['imagefolder']} | {peers.SHUFFLE['imagefolder']} |")
+            for name in peer_names:
+                if name in peer_skipped:
+                    print(f"| {row['mode']} | {peers.NAMES[name]} | skipped: {peer_skipped[name]} | | | | | | | | | |")
+                    continue
+                p, info = row["peers"].get(name), peer_info[name]
+                if p is None:
+                    continue
+                ratio = f"{p['fff_ratio']:.2f}" if p["fff_ratio"] else ""
+                print(f"| {row['mode']} | {info['name']} {info['version']} | {info['format']} | {rate(p)} | {ratio} | "
+                      f"{p['workers']} | {cpu(p)} | {p['first']:.2f}s | {info['seconds']:.1f}s | "
+                      f"{info['bytes'] / 2**20:.0f} MiB | {info['verifies']} | {info['shuffle']} |")
+        print()
     if args.json:
         with open(args.json, "w") as f:
             json.dump({
@@ -637,6 +745,8 @@ def main(argv=None) -> int:
                 "cold": cold, "repeat": args.repeat, "epochs": args.epochs,
                 "max_batches": args.max_batches, "decode_max_batches": decode_max,
                 "fff_workers": fff_counts, "if_workers": if_counts, "if_transports": transports, "decode_workers": decode_workers,
+                "peer_workers": peer_counts, "peer_chunk_mib": args.peer_chunk_mib,
+                "peers": peer_info, "peers_skipped": peer_skipped, "cpu_includes_server": bool(cpu_pids),
                 "rows": rows,
             }, f, indent=1, default=lambda o: list(o) if isinstance(o, tuple) else str(o))
     return 0
