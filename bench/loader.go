@@ -104,7 +104,18 @@ type loaderRow struct {
 	IFBy        map[string]float64         `json:"imagefolder_by_workers"`
 	Ratio       *float64                   `json:"ratio"`
 	Peers       map[string]*loaderPeerSide `json:"peers"`
+	// Bound is the decode-only bound (decode row): the same decode of the
+	// same samples already in memory, with fff's workers; FFFShare is fff's
+	// rate over it.
+	Bound *struct {
+		loaderSide
+		FFFShare *float64 `json:"fff_share"`
+	} `json:"bound"`
 }
+
+// loaderBoundTarget: with decode, fff reaches this share of the
+// decode-only bound (issue #17).
+const loaderBoundTarget = 0.95
 
 type loaderReport struct {
 	NumImages     int                   `json:"num_images"`
@@ -242,6 +253,12 @@ func runLoaderSuite(ctx context.Context, cfg config) error {
 		fmt.Printf("| %s | %s | %s | %s | %s | %s | %.0f |\n", name, rangeStr(*r.FFF, rep.Repeat), ifRate, ratio, target, cfgStr, r.FFF.Rate*rep.MeanKiB/1024)
 	}
 	fmt.Println()
+	for _, r := range rep.Rows {
+		if b := r.Bound; b != nil && b.FFFShare != nil {
+			fmt.Printf("%s: the decode-only bound (the same decode of the same samples already in memory: torch's DataLoader over one shared-memory buffer, %s workers) is %s samples/s; fff reaches %s of it; target ≥ %.2f %s\n\n",
+				r.Mode, b.Workers, rangeStr(b.loaderSide, rep.Repeat), fmtRatio(*b.FFFShare, loaderBoundTarget), loaderBoundTarget, verdict(*b.FFFShare >= loaderBoundTarget))
+		}
+	}
 	for _, r := range rep.Rows {
 		if len(r.FFFBy) > 1 || len(r.IFBy) > 1 {
 			fmt.Printf("%s, medians by worker count: fff %s; ImageFolder %s\n\n", r.Mode, byWorkers(r.FFFBy), byWorkers(r.IFBy))

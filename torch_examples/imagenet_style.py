@@ -344,6 +344,42 @@ def collate_raw(batch):
     return buf, torch.from_numpy(offsets), torch.tensor([y for _, y in batch])
 
 
+class InMemorySamples:
+    """The decode-only bound's dataset: fff samples already in memory, in ONE
+    shared-memory tensor (workers get it by file descriptor, not by
+    pickling the bytes), each decoded with fff_decode as the fff side does.
+    A map-style dataset for torch's DataLoader."""
+
+    def __init__(self, buf, offsets):
+        self.buf, self.offsets = buf, offsets
+
+    def __len__(self):
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i):
+        o = self.offsets
+        return fff_decode(self.buf[int(o[i]) : int(o[i + 1])].numpy())
+
+
+def load_in_memory(dest: str, count: int, seed: int):
+    """count samples of the fff dataset at dest (the first of a seeded
+    permutation) copied into one shared-memory tensor: (tensor, offsets)."""
+    import fff.torch as ft
+
+    ds = ft.FFRecordDataset(dest, check=True)
+    idx = np.random.default_rng(seed).permutation(len(ds))[:count]
+    sizes = ds.sizes[idx]
+    offsets = np.zeros(len(idx) + 1, dtype=np.int64)
+    np.cumsum(sizes, out=offsets[1:])
+    buf = _shared_u8(int(offsets[-1]))
+    a = buf.numpy()
+    for lo in range(0, len(idx), 256):
+        for k, smp in enumerate(ds[idx[lo : lo + 256]], start=lo):
+            a[offsets[k] : offsets[k + 1]] = smp
+    ds.close()
+    return buf, offsets
+
+
 def split_batch(b):
     """collate_raw's (buffer, offsets, labels) -> (list of uint8 views, labels), in the training process."""
     import torch
@@ -580,6 +616,22 @@ def main(argv=None) -> int:
         return ft.DataLoader(ds, batch_size=args.batch_size, shuffle=True, seed=args.seed, drop_last=False,
                              num_workers=workers, collate_fn=fff_collate_raw if raw else None)
 
+    bound_data = None  # (buffer, offsets): the decode-only bound's samples, loaded once
+
+    def bound_loader(workers):
+        """torch's DataLoader over samples already in memory, with fff's
+        decode and the same batch size, shuffling and workers: what the decode
+        allows without any IO."""
+        nonlocal bound_data
+        if bound_data is None:
+            count = min(n, decode_max * args.batch_size) if decode_max else n
+            bound_data = load_in_memory(dest, count, args.seed)
+        g = torch.Generator()
+        g.manual_seed(args.seed)
+        return torch.utils.data.DataLoader(InMemorySamples(*bound_data), batch_size=args.batch_size, shuffle=True,
+                                           generator=g, num_workers=workers,
+                                           multiprocessing_context="forkserver" if workers else None)
+
     def folder_loader(raw, workers, transport="bytes"):
         ds = ImageFolder(root, loader=file_bytes if raw else pil_decode, transform=None if raw else _aug)
         g = torch.Generator()
@@ -606,6 +658,8 @@ def main(argv=None) -> int:
             pair = []
             if i < len(fc):
                 pair.append((mode, "fff") + fc[i])
+                if mode == "decode":
+                    pair.append((mode, "bound") + fc[i])
             if i < len(ic):
                 pair.append((mode, "if") + ic[i])
             if i < len(pc):
@@ -626,7 +680,8 @@ def main(argv=None) -> int:
         warm.close()
         del warm
 
-    names = {"fff": "fff.torch.DataLoader", "if": "ImageFolder + torch DataLoader", **peers.NAMES}
+    names = {"fff": "fff.torch.DataLoader", "if": "ImageFolder + torch DataLoader",
+             "bound": "decode-only bound (samples in memory)", **peers.NAMES}
     results = {}
     for rep in range(args.repeat):
         tag = f" #{rep + 1}" if args.repeat > 1 else ""
@@ -638,6 +693,8 @@ def main(argv=None) -> int:
                     mk = lambda: fff_loader(raw, w)  # noqa: E731
                 elif side == "if":
                     mk = lambda: folder_loader(raw, w, tr or "bytes")  # noqa: E731
+                elif side == "bound":
+                    mk = lambda: bound_loader(w)  # noqa: E731
                 else:
                     mk = lambda: peers.loader(side, peer_info[side]["dir"], raw, w, args.batch_size,  # noqa: E731
                                               args.seed, n)
@@ -670,6 +727,9 @@ def main(argv=None) -> int:
             "target": 3.0 if mode == "raw" else None,
             "peers": {},
         })
+        c, _ = best(mode, "bound")
+        if c is not None:
+            rows[-1]["bound"] = dict(c, fff_share=(a["rate"] / c["rate"]) if a and c["rate"] else None)
         for name in peer_ok:
             c, c_all = best(mode, name)
             if c is not None:
@@ -699,6 +759,11 @@ def main(argv=None) -> int:
         else:
             print(f"| {row['what']} | {rate(a)} | {rate(b)} | {row['ratio']:.2f} | {a['workers']} / {b['workers']} | "
                   f"{a['first']:.2f}s / {b['first']:.2f}s |")
+    for row in rows:
+        c = row.get("bound")
+        if c is not None and c.get("fff_share") is not None:
+            print(f"  {row['mode']}: decode-only bound (the same decode of the same samples already in memory, "
+                  f"{c['workers']} workers): {rate(c)} samples/s; fff reaches {c['fff_share']:.2f} of it")
     for row in rows:
         for side, key in (("fff", "fff_by_workers"), ("ImageFolder", "imagefolder_by_workers")):
             if len(row[key]) > 1:
