@@ -40,7 +40,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -48,7 +47,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/pelletier/go-toml/v2"
@@ -266,22 +264,7 @@ func runMetaEtcd(ctx context.Context, cfg config, bbolt map[metaKey]metaResult) 
 	rc := &replCluster{name: "meta: etcd cluster", replicas: 1, root: dir, data: filepath.Join(dir, "data")}
 	stop := sync.OnceFunc(func() { rc.stop(fffBin, cfg.keep) })
 	defer stop()
-	// The nodes of `fff up --daemon` run in their own sessions: stop them
-	// on an interrupt too (fff down, then kill -9 of what is left).
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-	done := make(chan struct{})
-	defer close(done)
-	go func() {
-		select {
-		case s := <-sigs:
-			fmt.Fprintf(os.Stderr, "bench: %v: stopping the etcd cluster of the meta suite\n", s)
-			stop()
-			os.Exit(1)
-		case <-done:
-		}
-	}()
+	defer stopOnInterrupt("the etcd cluster of the meta suite", stop)()
 
 	c, err := startMetaEtcdCluster(ctx, fffBin, rc)
 	if err != nil {

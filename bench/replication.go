@@ -138,25 +138,12 @@ func runReplicationSuite(ctx context.Context, cfg config) error {
 		return err
 	}
 
-	// fffd processes of `fff up --daemon` run in their own sessions: stop
-	// them on an interrupt too.
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-	done := make(chan struct{})
-	defer close(done)
-	go func() {
-		select {
-		case s := <-sigs:
-			fmt.Fprintf(os.Stderr, "bench: %v: stopping the replication clusters\n", s)
-			replMu.Lock()
-			for _, rc := range replClusters {
-				rc.stop(fffBin, cfg.keep)
-			}
-			os.Exit(1)
-		case <-done:
+	defer stopOnInterrupt("the replication clusters", func() {
+		replMu.Lock()
+		for _, rc := range replClusters {
+			rc.stop(fffBin, cfg.keep)
 		}
-	}()
+	})()
 
 	var clusters []*replCluster
 	for _, r := range []int{1, 3} {
@@ -347,6 +334,29 @@ func (rc *replCluster) stop(fffBin string, keep bool) {
 		os.RemoveAll(rc.root)
 	}
 	rc.root = ""
+}
+
+// stopOnInterrupt runs stop and exits on SIGINT or SIGTERM until the
+// returned release is called: the fffd processes of `fff up --daemon` run
+// in their own sessions, so an interrupted benchmark stops them itself (fff
+// down, then kill -9 of what is left).
+func stopOnInterrupt(what string, stop func()) (release func()) {
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case s := <-sigs:
+			fmt.Fprintf(os.Stderr, "bench: %v: stopping %s\n", s, what)
+			stop()
+			os.Exit(1)
+		case <-done:
+		}
+	}()
+	return func() {
+		signal.Stop(sigs)
+		close(done)
+	}
 }
 
 // replPIDs returns the pids recorded in the ready files of the control

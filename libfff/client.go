@@ -193,13 +193,8 @@ func Connect(ctx context.Context, opts Options) (*Client, error) {
 	control := func(role proto.Roles, spread bool) *cluster.Failover {
 		return cluster.NewFailover(cluster.FailoverOptions{
 			Role: role, First: c.mgmtdPool, Spread: spread, Logger: opts.Logger,
-			Routing: func() *proto.RoutingInfo {
-				if c.routing == nil { // not made yet: no call before it is
-					return nil
-				}
-				return c.routing.Get()
-			},
-			Dial: func(addr string) *rpc.Pool { return rpc.NewPool(addr, token, popts) },
+			Routing: func() *proto.RoutingInfo { return c.routing.Get() }, // nil until made below
+			Dial:    func(addr string) *rpc.Pool { return rpc.NewPool(addr, token, popts) },
 		})
 	}
 	c.ctl = control(proto.RoleMeta, true)

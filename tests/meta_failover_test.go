@@ -125,10 +125,7 @@ func (w *metaWorker) step(ctx context.Context, k int) error {
 // every client resumed within resumeBound; each mgmtd term had one leader.
 func TestMetaFailover(t *testing.T) {
 	t.Parallel()
-	config, data := t.TempDir(), t.TempDir()
-	env := append(cleanEnv(), "XDG_CONFIG_HOME="+config)
-	t.Cleanup(func() { killCluster(data) })
-	upNodes(t, env, data, 1)
+	env, data := upNodes(t, 1)
 	tok := adminToken(t, data)
 	addrs := make([]string, 4)
 	for id := 1; id <= 3; id++ {
@@ -287,10 +284,7 @@ func TestMetaFailover(t *testing.T) {
 // info and up; it serves the cluster's namespace, not one of its own.
 func TestStandaloneMeta(t *testing.T) {
 	t.Parallel()
-	config, data := t.TempDir(), t.TempDir()
-	env := append(cleanEnv(), "XDG_CONFIG_HOME="+config)
-	t.Cleanup(func() { killCluster(data) })
-	upNodes(t, env, data, 1)
+	env, data := upNodes(t, 1)
 	tok := adminToken(t, data)
 	_, addr1 := nodeReady(t, data, 1)
 	var endpoints []string

@@ -81,11 +81,17 @@ func leaderOf(t *testing.T, env []string, addr string, after uint64) (node uint3
 	}
 }
 
-// upNodes makes a cluster of 3 full nodes in data with chains of
-// replicas targets and restarts it with short timeouts, so that failovers
-// take seconds: a 3 s heartbeat timeout, a 1 s leader lease.
-func upNodes(t *testing.T, env []string, data string, replicas int) {
+// upNodes makes a cluster of 3 full nodes in a new data directory with
+// chains of replicas targets, killed when the test ends, and restarts it
+// with short timeouts, so that failovers take seconds: a 3 s heartbeat
+// timeout, a 1 s leader lease. It returns the environment of fff commands
+// for it (its own config directory) and the data directory.
+func upNodes(t *testing.T, replicas int) (env []string, data string) {
 	t.Helper()
+	config := t.TempDir()
+	data = t.TempDir()
+	env = append(cleanEnv(), "XDG_CONFIG_HOME="+config)
+	t.Cleanup(func() { killCluster(data) })
 	out := mustFFF(t, env, "up", "--daemon", "--data", data, "--nodes", "3", "--replicas", strconv.Itoa(replicas))
 	if replicas > 1 && !strings.Contains(out, "chain table 1") {
 		t.Fatalf("fff up --nodes 3 --replicas %d made no chains:\n%s", replicas, out)
@@ -102,6 +108,7 @@ func upNodes(t *testing.T, env []string, data string, replicas int) {
 		}
 	}
 	mustFFF(t, env, "up", "--daemon", "--data", data)
+	return env, data
 }
 
 // TestNodes: `fff up --nodes 3 --replicas 3` runs three full nodes over an
@@ -112,10 +119,7 @@ func upNodes(t *testing.T, env []string, data string, replicas int) {
 // written reads back.
 func TestNodes(t *testing.T) {
 	t.Parallel()
-	config, data := t.TempDir(), t.TempDir()
-	env := append(cleanEnv(), "XDG_CONFIG_HOME="+config)
-	t.Cleanup(func() { killCluster(data) })
-	upNodes(t, env, data, 3)
+	env, data := upNodes(t, 3)
 	if chained := waitServing(t, env); len(chained) != 6 {
 		t.Fatalf("targets in chains: %+v, want 6 (two chains of 3)", chained)
 	}

@@ -501,13 +501,8 @@ func runMeta(ctx context.Context, cfg Config) error {
 			return n.abort(fmt.Errorf("meta: %w", err))
 		}
 	}
-	var routing *cluster.RoutingCache // made below; nothing calls before
-	caller, closeMgmtd := n.control(mgmtdAddrs, tok, proto.RoleMgmtd, 0, func() *proto.RoutingInfo {
-		if routing == nil {
-			return nil
-		}
-		return routing.Get()
-	})
+	var routing *cluster.RoutingCache // made below
+	caller, closeMgmtd := n.control(mgmtdAddrs, tok, proto.RoleMgmtd, 0, func() *proto.RoutingInfo { return routing.Get() })
 	defer closeMgmtd()
 	client := cluster.NewClient(caller)
 	routing = cluster.NewRoutingCache(client, cluster.RoutingCacheOptions{Logger: n.log})

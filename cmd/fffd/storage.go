@@ -112,13 +112,8 @@ func runStorage(ctx context.Context, cfg Config) error {
 		return n.abort(err)
 	}
 	admin := strings.TrimSpace(string(tok))
-	var routing *cluster.RoutingCache // made below; nothing calls before
-	lastRouting := func() *proto.RoutingInfo {
-		if routing == nil {
-			return nil
-		}
-		return routing.Get()
-	}
+	var routing *cluster.RoutingCache // made below
+	lastRouting := func() *proto.RoutingInfo { return routing.Get() }
 	mgmtdCaller, closeMgmtd := n.control(mgmtdAddrs, admin, proto.RoleMgmtd, 0, lastRouting)
 	defer closeMgmtd()
 	client := cluster.NewClient(mgmtdCaller)

@@ -101,11 +101,7 @@ func (f *Failover) Current() string {
 // the role and are up in the last routing info, sorted.
 func (f *Failover) candidates() []string {
 	addrs := slices.Clone(f.given)
-	var ri *proto.RoutingInfo
-	if f.opts.Routing != nil {
-		ri = f.opts.Routing()
-	}
-	if ri != nil {
+	if ri := f.routing(); ri != nil {
 		for _, n := range ri.Nodes {
 			if n.Roles.Has(f.opts.Role) && n.State == proto.NodeUp && !slices.Contains(addrs, n.Addr) {
 				addrs = append(addrs, n.Addr)
@@ -116,10 +112,17 @@ func (f *Failover) candidates() []string {
 	return addrs
 }
 
+func (f *Failover) routing() *proto.RoutingInfo {
+	if f.opts.Routing == nil {
+		return nil
+	}
+	return f.opts.Routing()
+}
+
 // pick moves to a node chosen at random once the routing info is known.
 // f.mu is held.
 func (f *Failover) pick() {
-	if f.opts.Routing == nil || f.opts.Routing() == nil {
+	if f.routing() == nil {
 		return
 	}
 	f.picked = true

@@ -81,8 +81,13 @@ func NewRoutingCache(src RoutingSource, opts RoutingCacheOptions) *RoutingCache 
 }
 
 // Get returns the newest routing info, or nil before the first successful
-// refresh. It is shared: do not modify it (Clone it first).
-func (c *RoutingCache) Get() *proto.RoutingInfo { return c.cur.Load() }
+// refresh (and on a nil cache). It is shared: do not modify it (Clone it first).
+func (c *RoutingCache) Get() *proto.RoutingInfo {
+	if c == nil { // not made yet (a Failover's Routing before its cache exists)
+		return nil
+	}
+	return c.cur.Load()
+}
 
 // Version returns the version of Get (0 when empty).
 func (c *RoutingCache) Version() uint64 {

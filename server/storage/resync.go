@@ -255,7 +255,7 @@ func (s *Service) syncChunks(ctx context.Context, t *target, r *resyncRun, remot
 				select {
 				case ready <- o:
 				case <-gctx.Done():
-					o.done()
+					o.release()
 					return gctx.Err()
 				}
 			}
@@ -271,7 +271,7 @@ func (s *Service) syncChunks(ctx context.Context, t *target, r *resyncRun, remot
 		g.Go(func() error {
 			for o := range ready {
 				err := s.sendForSync(gctx, t, r, o)
-				o.done()
+				o.release()
 				if err != nil {
 					return err
 				}
@@ -281,12 +281,12 @@ func (s *Service) syncChunks(ctx context.Context, t *target, r *resyncRun, remot
 	}
 	err := g.Wait()
 	for o := range ready { // left by senders that stopped on an error
-		o.done()
+		o.release()
 	}
 	return err
 }
 
-// outgoing is a chunk read whole for a resync, its lock held.
+// outgoing is a chunk read whole for a resync, its lock held until release.
 type outgoing struct {
 	id      chunkengine.ChunkID
 	ri      *proto.RoutingInfo // as the chunk was read
@@ -294,8 +294,6 @@ type outgoing struct {
 	payload []byte
 	release func() // of payload's buffer and of the chunk's lock
 }
-
-func (o *outgoing) done() { o.release() }
 
 // readForSync locks t's chunk id and reads it whole (a removal if t has
 // none) for r.to. The lock stays held until the chunk is sent, so the
