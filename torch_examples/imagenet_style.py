@@ -65,7 +65,8 @@ JPEG_QUALITY = 95
 CROP = 160
 GEN_VERSION = 1  # bump when the generated images change
 LABEL = struct.Struct("<H")
-WHAT = {"raw": "raw bytes (no decode)", "decode": f"decode + RandomResizedCrop({CROP}) + flip + ToTensor"}
+WHAT = {"raw": "raw bytes (no decode)", "decode": f"decode + RandomResizedCrop({CROP}) + flip + ToTensor",
+        "batch": f"batch decode (fff.vision.ImageBatchDecoder({CROP}): uint8 batch)"}
 
 
 def progress(iterable, total=None, desc="", unit="it", enabled=True):
@@ -302,6 +303,37 @@ def fff_decode(sample):
     return _aug(img), label
 
 
+_DECODERS = {}
+
+
+def batch_decoder(offset=0):
+    """fff.vision.ImageBatchDecoder(CROP) (RandomResizedCrop + flip into one
+    uint8 batch tensor), one per process and offset."""
+    d = _DECODERS.get(offset)
+    if d is None:
+        from fff.vision import ImageBatchDecoder
+
+        d = _DECODERS[offset] = ImageBatchDecoder(CROP, offset=offset)
+    return d
+
+
+def fff_batch_decode(samples, indices):
+    """fff batch transform: the batch's samples -> (uint8 [B, 3, CROP, CROP], labels),
+    decoded where the batch was read (the batch tensor in shared memory)."""
+    import torch
+
+    labels = torch.tensor([int(s[0]) | int(s[1]) << 8 for s in samples], dtype=torch.long)
+    return batch_decoder(LABEL.size)(samples, indices), labels
+
+
+def collate_batch_decode(batch):
+    """The same batch decode for loaders of (JPEG bytes, label) pairs (ImageFolder
+    with file_bytes, the peers): a collate_fn, so it runs in their workers too."""
+    import torch
+
+    return batch_decoder()([x for x, _ in batch]), torch.tensor([int(y) for _, y in batch])
+
+
 def file_bytes(path):
     """ImageFolder loader for the raw rows: the file's bytes."""
     with open(path, "rb") as f:
@@ -358,7 +390,49 @@ class InMemorySamples:
 
     def __getitem__(self, i):
         o = self.offsets
+        if isinstance(i, list):  # a batch (the batch-decode bound: sampler=BatchSampler)
+            a = self.buf.numpy()
+            return fff_batch_decode([a[int(o[k]) : int(o[k + 1])] for k in i], np.asarray(i, dtype=np.int64))
         return fff_decode(self.buf[int(o[i]) : int(o[i + 1])].numpy())
+
+
+def decode_costs(buf, offsets, count: int = 384, rounds: int = 3) -> dict:
+    """CPU microseconds per sample of each way to decode + augment, in this
+    process on one thread, over the same count in-memory samples (best of
+    rounds): the per-sample pipeline (fff_decode + default_collate) and
+    fff.vision.ImageBatchDecoder with each backend. Backends that cannot run
+    here are left out."""
+    import torch
+    from fff.vision import ImageBatchDecoder, _torchvision_decoder
+    from torch.utils.data import default_collate
+
+    a = buf.numpy()
+    o = offsets[: count + 1]
+    samples = [a[int(o[k]) : int(o[k + 1])] for k in range(len(o) - 1)]
+    ways = {"per-sample (PIL + ToTensor, default_collate)": lambda: [default_collate([fff_decode(x) for x in samples[i : i + 64]])
+                                                                  for i in range(0, len(samples), 64)],
+            "ImageBatchDecoder, PIL + draft": ImageBatchDecoder(CROP, offset=LABEL.size, backend="pil")}
+    if _torchvision_decoder() is not None:
+        ways["ImageBatchDecoder, torchvision.io.decode_jpeg"] = ImageBatchDecoder(CROP, offset=LABEL.size, backend="torchvision")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in a DataLoader worker
+    try:
+        costs = {}
+        for name, fn in ways.items():
+            best = None
+            for _ in range(rounds):
+                t0 = time.process_time()
+                if isinstance(fn, ImageBatchDecoder):
+                    for i in range(0, len(samples), 64):
+                        fn(samples[i : i + 64])
+                else:
+                    fn()
+                dt = time.process_time() - t0
+                best = dt if best is None else min(best, dt)
+            costs[name] = best / len(samples) * 1e6
+        return costs
+    finally:
+        torch.set_num_threads(threads)
 
 
 def load_in_memory(dest: str, count: int, seed: int):
@@ -546,8 +620,8 @@ def main(argv=None) -> int:
     dest = args.dest or f"fff:///demo/imagenet-style/{n}"
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     for m in modes:
-        if m not in ("raw", "decode"):
-            ap.error(f"--modes: unknown mode {m!r} (raw, decode)")
+        if m not in WHAT:
+            ap.error(f"--modes: unknown mode {m!r} ({', '.join(WHAT)})")
 
     # 1. JPEGs, in a process pool started before torch or fff's library is loaded.
     generate(root, n, args.gen_workers or cpus, show)
@@ -611,33 +685,45 @@ def main(argv=None) -> int:
         log("note: cannot drop the page cache (needs root): the local JPEGs are read warm, from memory")
         cold = False
 
-    def fff_loader(raw, workers):
+    def fff_loader(mode, workers):
+        if mode == "batch":
+            return ft.DataLoader(ft.FFRecordDataset(dest, check=True), batch_size=args.batch_size, shuffle=True,
+                                 seed=args.seed, drop_last=False, num_workers=workers, batch_transform=fff_batch_decode)
+        raw = mode == "raw"
         ds = ft.FFRecordDataset(dest, transform=None if raw else fff_decode, check=True)
         return ft.DataLoader(ds, batch_size=args.batch_size, shuffle=True, seed=args.seed, drop_last=False,
                              num_workers=workers, collate_fn=fff_collate_raw if raw else None)
 
     bound_data = None  # (buffer, offsets): the decode-only bound's samples, loaded once
 
-    def bound_loader(workers):
+    def bound_loader(mode, workers):
         """torch's DataLoader over samples already in memory, with fff's
-        decode and the same batch size, shuffling and workers: what the decode
-        allows without any IO."""
+        decode (per sample, or the batch decode on whole batches) and the same
+        batch size, shuffling and workers: what the decode allows without any
+        IO."""
         nonlocal bound_data
         if bound_data is None:
             count = min(n, decode_max * args.batch_size) if decode_max else n
             bound_data = load_in_memory(dest, count, args.seed)
         g = torch.Generator()
         g.manual_seed(args.seed)
-        return torch.utils.data.DataLoader(InMemorySamples(*bound_data), batch_size=args.batch_size, shuffle=True,
-                                           generator=g, num_workers=workers,
-                                           multiprocessing_context="forkserver" if workers else None)
+        ds = InMemorySamples(*bound_data)
+        ctx = "forkserver" if workers else None
+        if mode == "batch":
+            batches = torch.utils.data.BatchSampler(torch.utils.data.RandomSampler(ds, generator=g), args.batch_size, False)
+            return torch.utils.data.DataLoader(ds, batch_size=None, sampler=batches, num_workers=workers,
+                                               multiprocessing_context=ctx)
+        return torch.utils.data.DataLoader(ds, batch_size=args.batch_size, shuffle=True, generator=g,
+                                           num_workers=workers, multiprocessing_context=ctx)
 
-    def folder_loader(raw, workers, transport="bytes"):
+    def folder_loader(mode, workers, transport="bytes"):
+        raw = mode != "decode"  # the batch decode reads the files' bytes and decodes in its collate_fn
         ds = ImageFolder(root, loader=file_bytes if raw else pil_decode, transform=None if raw else _aug)
         g = torch.Generator()
         g.manual_seed(args.seed)
+        collate = collate_batch_decode if mode == "batch" else collate_raw if raw and transport == "shm" else None
         return torch.utils.data.DataLoader(ds, batch_size=args.batch_size, shuffle=True, generator=g,
-                                           num_workers=workers, collate_fn=collate_raw if raw and transport == "shm" else None,
+                                           num_workers=workers, collate_fn=collate,
                                            multiprocessing_context="forkserver" if workers else None)
 
     # What to measure, in order: fff and ImageFolder alternate (drift hits
@@ -658,7 +744,7 @@ def main(argv=None) -> int:
             pair = []
             if i < len(fc):
                 pair.append((mode, "fff") + fc[i])
-                if mode == "decode":
+                if mode != "raw":
                     pair.append((mode, "bound") + fc[i])
             if i < len(ic):
                 pair.append((mode, "if") + ic[i])
@@ -675,7 +761,7 @@ def main(argv=None) -> int:
     if any(c[2] for pair in plan for c in pair):
         # Both loaders start workers from the same fork server: start it (with
         # fff.torch preloaded) before measuring, so neither pays for it.
-        warm = fff_loader(True, 1)
+        warm = fff_loader("raw", 1)
         next(iter(warm))
         warm.close()
         del warm
@@ -690,13 +776,13 @@ def main(argv=None) -> int:
                 raw = mode == "raw"
                 label = f"{w}/{tr}" if tr else str(w)
                 if side == "fff":
-                    mk = lambda: fff_loader(raw, w)  # noqa: E731
+                    mk = lambda: fff_loader(mode, w)  # noqa: E731
                 elif side == "if":
-                    mk = lambda: folder_loader(raw, w, tr or "bytes")  # noqa: E731
+                    mk = lambda: folder_loader(mode, w, tr or "bytes")  # noqa: E731
                 elif side == "bound":
-                    mk = lambda: bound_loader(w)  # noqa: E731
+                    mk = lambda: bound_loader(mode, w)  # noqa: E731
                 else:
-                    mk = lambda: peers.loader(side, peer_info[side]["dir"], raw, w, args.batch_size,  # noqa: E731
+                    mk = lambda: peers.loader(side, peer_info[side]["dir"], mode, w, args.batch_size,  # noqa: E731
                                               args.seed, n)
                 r = measure(f"{side} {mode} {label}{tag}", mk, args.max_batches if raw else decode_max, args.epochs,
                             cold, show, post=split_batch if tr == "shm" else None, cpu=cpu_now)
@@ -706,12 +792,31 @@ def main(argv=None) -> int:
                     f"{r['rate']:.0f} samples/s ({r['samples']} samples, first batch {r['first']:.2f}s, "
                     f"{r['cpu']:.1f} CPU-s)")
 
+    costs = {}
+    if "batch" in modes and bound_data is not None:
+        # Which decoder is faster here (ImageBatchDecoder's backend), on one thread, no IO.
+        costs = decode_costs(*bound_data)
+        log("decode + augmentation, CPU per sample on one thread (samples in memory): "
+            + "; ".join(f"{k}: {v:.0f} us" for k, v in costs.items()))
+
     def best(mode, side):
         ms = {w: median(rs) for (m, s_, w), rs in results.items() if m == mode and s_ == side}
         if not ms:
             return None, {}
         w = max(ms, key=lambda k: ms[k]["rate"])
         return dict(ms[w], workers=w), ms
+
+    def rounds(mode, a, b):
+        """fff's rate over side b's, round by round (each at its best worker
+        count): the two were measured next to each other in every round, so
+        a ratio per round cancels the machine's drift between rounds, which
+        the ratio of the two medians does not. (per-round ratios, their median)"""
+        if a is None or b is None:
+            return [], None
+        ra = [r["rate"] for r in results.get((mode, "fff", a["workers"]), [])]
+        rb = [r["rate"] for r in results.get((mode, b["side"], b["workers"]), [])]
+        per = [x / y for x, y in zip(ra, rb) if y]
+        return per, (sorted(per)[len(per) // 2] if per else None)
 
     mean_kib = sum(os.path.getsize(p) for p, _ in items[:: max(1, n // 500)]) / len(items[:: max(1, n // 500)]) / 1024
     rows = []
@@ -724,17 +829,21 @@ def main(argv=None) -> int:
             "fff_by_workers": {w: m["rate"] for w, m in a_all.items()},
             "imagefolder_by_workers": {w: m["rate"] for w, m in b_all.items()},
             "ratio": (a["rate"] / b["rate"]) if a and b else None,
+            "ratio_rounds": rounds(mode, a, dict(b, side="if") if b else None)[0],
             "target": 3.0 if mode == "raw" else None,
             "peers": {},
         })
         c, _ = best(mode, "bound")
         if c is not None:
-            rows[-1]["bound"] = dict(c, fff_share=(a["rate"] / c["rate"]) if a and c["rate"] else None)
+            per, med = rounds(mode, a, dict(c, side="bound"))
+            rows[-1]["bound"] = dict(c, fff_share=(a["rate"] / c["rate"]) if a and c["rate"] else None,
+                                     fff_share_rounds=per, fff_share_paired=med)
         for name in peer_ok:
             c, c_all = best(mode, name)
             if c is not None:
                 rows[-1]["peers"][name] = dict(c, by_workers={w: m["rate"] for w, m in c_all.items()},
-                                               fff_ratio=(a["rate"] / c["rate"]) if a and c["rate"] else None)
+                                               fff_ratio=(a["rate"] / c["rate"]) if a and c["rate"] else None,
+                                               fff_ratio_rounds=rounds(mode, a, dict(c, side=name))[0])
 
     print()
     print(f"Loader throughput: {n} JPEGs of ~{mean_kib:.0f} KiB, batch {args.batch_size}, {cpus} CPUs, "
@@ -763,7 +872,9 @@ def main(argv=None) -> int:
         c = row.get("bound")
         if c is not None and c.get("fff_share") is not None:
             print(f"  {row['mode']}: decode-only bound (the same decode of the same samples already in memory, "
-                  f"{c['workers']} workers): {rate(c)} samples/s; fff reaches {c['fff_share']:.2f} of it")
+                  f"{c['workers']} workers): {rate(c)} samples/s; fff reaches {c['fff_share']:.2f} of it"
+                  + (f" (round by round: {', '.join(f'{x:.2f}' for x in c['fff_share_rounds'])}; median "
+                     f"{c['fff_share_paired']:.2f})" if len(c["fff_share_rounds"]) > 1 else ""))
     for row in rows:
         for side, key in (("fff", "fff_by_workers"), ("ImageFolder", "imagefolder_by_workers")):
             if len(row[key]) > 1:
@@ -772,6 +883,8 @@ def main(argv=None) -> int:
             if len(p["by_workers"]) > 1:
                 print(f"  {row['mode']} {peers.NAMES[name]} by workers: "
                       + ", ".join(f"{w}: {r:.0f}" for w, r in p["by_workers"].items()))
+    for k, v in costs.items():
+        print(f"  CPU per sample on one thread, {k}: {v:.0f} us")
     print()
     if peer_names:
         def cpu(r):
@@ -812,6 +925,7 @@ def main(argv=None) -> int:
                 "fff_workers": fff_counts, "if_workers": if_counts, "if_transports": transports, "decode_workers": decode_workers,
                 "peer_workers": peer_counts, "peer_chunk_mib": args.peer_chunk_mib,
                 "peers": peer_info, "peers_skipped": peer_skipped, "cpu_includes_server": bool(cpu_pids),
+                "decode_costs": costs,
                 "rows": rows,
             }, f, indent=1, default=lambda o: list(o) if isinstance(o, tuple) else str(o))
     return 0

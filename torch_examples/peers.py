@@ -289,10 +289,18 @@ class Sized:
         return iter(self.loader)
 
 
-def loader(name: str, path: str, raw: bool, workers: int, batch_size: int, seed: int, num_samples: int):
-    """The peer's loader over path: shuffled batches of (list of bytes | tensor, labels)."""
+def loader(name: str, path: str, mode: str, workers: int, batch_size: int, seed: int, num_samples: int):
+    """The peer's loader over path: shuffled batches of (list of bytes | tensor, labels).
+
+    mode: "raw" (bytes), "decode" (the per-sample decode in the dataset) or
+    "batch" (bytes from the dataset, the batch decode in the collate_fn,
+    which runs in the loader's workers)."""
     ctx = "forkserver" if workers else None
-    collate = collate_raw if raw else collate_decoded
+    raw = mode != "decode"
+    if mode == "batch":
+        from imagenet_style import collate_batch_decode as collate
+    else:
+        collate = collate_raw if raw else collate_decoded
     if name == "litdata":
         import litdata
 

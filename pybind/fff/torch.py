@@ -79,7 +79,15 @@ except ImportError:  # pragma: no cover
 from . import ffrecord
 from ._native import Closing, PathLike
 
-__all__ = ["FFRecordDataset", "DataLoader", "WorkerStartError", "TransformError", "stack_samples", "default_collate"]
+__all__ = [
+    "FFRecordDataset",
+    "DataLoader",
+    "WorkerStartError",
+    "TransformError",
+    "stack_samples",
+    "default_collate",
+    "shared_empty",
+]
 
 default_collate = _default_collate
 
@@ -90,6 +98,7 @@ MAX_PREFETCH_BATCHES = 64  # the C API's limit of batches in flight per dataset 
 
 Transform = Callable[[np.ndarray], Any]
 Collate = Callable[[List[Any]], Any]
+BatchTransform = Callable[[List[np.ndarray], np.ndarray], Any]
 
 
 class TransformError(RuntimeError):
@@ -99,10 +108,59 @@ class TransformError(RuntimeError):
     hold them in the process that raised it, and ``__cause__`` is the
     transform's own exception."""
 
-    def __init__(self, message: str, index: Optional[int] = None, path: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        index: Optional[int] = None,
+        path: Optional[str] = None,
+        indices: Optional[Sequence[int]] = None,
+    ) -> None:
         super().__init__(message)
         self.index = index
         self.path = path
+        # A batch transform's error: the batch's sample indices (index is
+        # then the failing sample's when the transform said which).
+        self.indices = None if indices is None else list(indices)
+
+
+def _name(fn: Any) -> str:
+    return getattr(fn, "__name__", type(fn).__name__)
+
+
+def _batch_transform(fn: BatchTransform, samples: List[np.ndarray], indices: Any, path: str) -> Any:
+    """fn(samples, indices); an exception as a TransformError that names the
+    batch's samples (a TransformError of fn's own, naming one sample, gains
+    the dataset's path and the batch's indices)."""
+    idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+    try:
+        return fn(samples, idx)
+    except TransformError as e:
+        if e.path is None:
+            e.path = path
+        if e.indices is None:
+            e.indices = idx.tolist()
+        raise
+    except Exception as e:
+        shown = ", ".join(str(i) for i in idx[:8].tolist()) + (", ..." if len(idx) > 8 else "")
+        raise TransformError(
+            f"the batch transform {_name(fn)} raised on the batch of samples [{shown}] ({len(idx)} samples) "
+            f"of {path}: {type(e).__name__}: {e}",
+            None,
+            path,
+            idx.tolist(),
+        ) from e
+
+
+def shared_empty(shape: Sequence[int], dtype: torch.dtype = torch.uint8) -> torch.Tensor:
+    """An uninitialized tensor for a batch transform's output: in shared
+    memory inside a DataLoader worker process (so that it reaches the
+    training process without a copy, as torch's default_collate does for
+    its stacked batches), plain memory elsewhere."""
+    shape = tuple(int(d) for d in shape)
+    if _tud.get_worker_info() is None:
+        return torch.empty(shape, dtype=dtype)
+    n = math.prod(shape) * torch.empty(0, dtype=dtype).element_size()
+    return _shared_u8(n).view(dtype).view(shape) if n else torch.empty(shape, dtype=dtype)
 
 
 def _as_indices(indices: Any) -> Union[np.ndarray, slice]:
@@ -238,7 +296,7 @@ class FFRecordDataset(_tud.Dataset):
             return self.transform(sample)  # type: ignore[misc]
         except Exception as e:
             raise TransformError(
-                f"the transform {getattr(self.transform, '__name__', type(self.transform).__name__)} raised on "
+                f"the transform {_name(self.transform)} raised on "
                 f"sample {index} of {self.path}: {type(e).__name__}: {e}",
                 index,
                 self.path,
@@ -247,10 +305,20 @@ class FFRecordDataset(_tud.Dataset):
     # --- whole batches (DataLoader) -------------------------------------------
 
     def _batch_from_buffer(
-        self, buf: torch.Tensor, offsets: np.ndarray, collate_fn: Optional[Collate], indices: Any
+        self,
+        buf: torch.Tensor,
+        offsets: np.ndarray,
+        collate_fn: Optional[Collate],
+        indices: Any,
+        batch_transform: Optional[BatchTransform] = None,
     ) -> Any:
         """Transform and collate the samples of one batch buffer (the samples
-        at indices)."""
+        at indices), or hand them to batch_transform."""
+        if batch_transform is not None:
+            arr = buf.numpy()
+            o = offsets.tolist()
+            samples = [arr[o[i] : o[i + 1]] for i in range(len(o) - 1)]
+            return _batch_transform(batch_transform, samples, indices, self.path)
         if self.transform is not None:
             arr = buf.numpy()
             o = offsets.tolist()
@@ -481,25 +549,40 @@ class _BatchDataset(_tud.Dataset):
     an earlier item looked ahead to it), submits the look-ahead batches of
     the item, waits for batch k and returns it: without a transform as a
     :class:`_RawBatch` of the read buffer (shared memory from the worker's
-    pool); with one, transformed and collated here. At most ``depth``
+    pool); with one, transformed and collated here (with a batch transform,
+    handed to it); transformed batches are read into private buffers that
+    are reused. At most ``depth``
     batches per worker are in flight; submissions of an earlier plan (an
     interrupted iteration) or of positions this worker has passed are
     cancelled when the next item shows they are stale.
     """
 
-    def __init__(self, dataset: FFRecordDataset, collate_fn: Optional[Collate], depth: int) -> None:
+    def __init__(
+        self,
+        dataset: FFRecordDataset,
+        collate_fn: Optional[Collate],
+        depth: int,
+        batch_transform: Optional[BatchTransform] = None,
+    ) -> None:
         self.dataset = dataset
         self.collate_fn = collate_fn
         self.depth = max(1, int(depth))
+        self.batch_transform = batch_transform
         self._init_state()
 
     def _init_state(self) -> None:
         self._plan: Any = None
         self._pending: Dict[int, Any] = {}  # k -> (PendingBatch, buffer tensor, pool slot or None)
         self._pool: Optional[_ShmPool] = None
+        self._private: Optional[_LocalBuffers] = None
 
     def __getstate__(self) -> Dict[str, Any]:
-        return {"dataset": self.dataset, "collate_fn": self.collate_fn, "depth": self.depth}
+        return {
+            "dataset": self.dataset,
+            "collate_fn": self.collate_fn,
+            "depth": self.depth,
+            "batch_transform": self.batch_transform,
+        }
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -516,11 +599,15 @@ class _BatchDataset(_tud.Dataset):
         idx = np.asarray(indices, dtype=np.int64)
         total = int(r.size_of(idx).sum()) if len(idx) else 0
         slot = None
-        if self.dataset.transform is None:
+        if self.dataset.transform is None and self.batch_transform is None:
             slot, buf = self.pool.take(total)  # shared memory: crosses to the training process as is
             arr = buf.numpy()
         else:
-            arr = ffrecord.alloc_buffer(total)  # transformed here: private memory
+            # Transformed here: private memory, reused (a fresh buffer costs
+            # its pages' zeroing, CPU the transforms need).
+            if self._private is None:
+                self._private = _LocalBuffers(max_buffers=self.depth + 2)
+            arr = self._private.take(total)
             buf = torch.from_numpy(arr)
         try:
             return r.submit(idx, arr), buf, slot
@@ -570,7 +657,7 @@ class _BatchDataset(_tud.Dataset):
         if slot is not None:
             info = _tud.get_worker_info()
             return _RawBatch(buf, pb.offsets, -1 if info is None else info.id, self.pool.token, slot)
-        return self.dataset._batch_from_buffer(buf, pb.offsets, self.collate_fn, indices)
+        return self.dataset._batch_from_buffer(buf, pb.offsets, self.collate_fn, indices, self.batch_transform)
 
     def __len__(self) -> int:  # pragma: no cover - torch does not ask with a sampler
         raise TypeError("an fff batch dataset has no length")
@@ -880,6 +967,18 @@ class DataLoader(Closing):
       tensor, a view of the buffer). Without a transform it runs in this
       process (keep it cheap); with one, in the workers, and then it must be
       picklable.
+    - batch_transform: ``fn(samples, indices) -> batch``, run once per batch
+      where the batch is read (in the workers with num_workers > 0, else in
+      this thread), instead of the dataset's transform and collate_fn (the
+      dataset must have no transform, and collate_fn stays None). samples
+      are the batch's samples as numpy ``uint8`` arrays, views into the
+      batch's read buffer, which is reused after the call (copy what you
+      keep); indices are their sample indices (int64 array). For decoding a
+      whole batch into one preallocated tensor: :func:`shared_empty` gives
+      memory that crosses from a worker without a copy, and
+      :class:`fff.vision.ImageBatchDecoder` is such a transform for JPEG
+      images. An exception becomes a :class:`TransformError` naming the
+      batch's samples. Must be picklable with workers.
     - pin_memory, timeout, worker_init_fn, persistent_workers: as for torch's
       DataLoader (timeout: seconds to wait for a batch, 0 = forever).
 
@@ -913,12 +1012,21 @@ class DataLoader(Closing):
         worker_init_fn: Optional[Callable[[int], None]] = None,
         persistent_workers: bool = True,
         multiprocessing_context: Any = None,
+        batch_transform: Optional[BatchTransform] = None,
     ) -> None:
         if not isinstance(dataset, FFRecordDataset):
             raise TypeError(
                 f"fff.torch.DataLoader reads an fff.torch.FFRecordDataset, not {type(dataset).__name__}: "
                 "use torch.utils.data.DataLoader for other datasets"
             )
+        if batch_transform is not None:
+            if not callable(batch_transform):
+                raise TypeError(f"batch_transform must be callable, not {type(batch_transform).__name__}")
+            if dataset.transform is not None or collate_fn is not None:
+                raise ValueError(
+                    "batch_transform replaces the dataset's transform and collate_fn: make the dataset "
+                    "without a transform, leave collate_fn unset, and do both in batch_transform"
+                )
         if int(batch_size) != batch_size or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
         if int(seed) != seed or seed < 0:
@@ -951,6 +1059,7 @@ class DataLoader(Closing):
         self.world_size = int(world_size)
         self.prefetch_batches = int(prefetch_batches)
         self.collate_fn = collate_fn
+        self.batch_transform = batch_transform
         self.pin_memory = bool(pin_memory)
         self.timeout = float(timeout)
         self.worker_init_fn = worker_init_fn
@@ -1139,7 +1248,9 @@ class DataLoader(Closing):
                 pending.popleft()
                 idx = plan_idx.popleft()
                 submit()  # the next read runs while this batch is processed and used
-                batch = self.dataset._batch_from_buffer(torch.from_numpy(pb.buffer), pb.offsets, self.collate_fn, idx)
+                batch = self.dataset._batch_from_buffer(
+                    torch.from_numpy(pb.buffer), pb.offsets, self.collate_fn, idx, self.batch_transform
+                )
                 del pb
                 if pin is not None:
                     batch = pin(batch)
@@ -1157,7 +1268,7 @@ class DataLoader(Closing):
         depth = self._worker_depth()
         key = (
             id(self.dataset), id(self.collate_fn), depth, self.num_workers, ctx.get_start_method(),
-            id(self.worker_init_fn), self.pin_memory, self.timeout,
+            id(self.worker_init_fn), self.pin_memory, self.timeout, id(self.batch_transform),
         )
         w = _take_idle(key) if self.persistent_workers else None
         if w is None:
@@ -1165,7 +1276,7 @@ class DataLoader(Closing):
                 _check_main_guard()
             sampler = _PlanSampler()
             tl = _tud.DataLoader(
-                _BatchDataset(self.dataset, self.collate_fn, depth),
+                _BatchDataset(self.dataset, self.collate_fn, depth, self.batch_transform),
                 batch_size=None,
                 sampler=sampler,
                 num_workers=self.num_workers,
@@ -1177,7 +1288,7 @@ class DataLoader(Closing):
                 persistent_workers=self.persistent_workers,
                 prefetch_factor=2,  # results queued per worker; the reads run ahead in the workers
             )
-            w = _Workers(tl, sampler, key, (self.dataset, self.collate_fn, self.worker_init_fn))
+            w = _Workers(tl, sampler, key, (self.dataset, self.collate_fn, self.worker_init_fn, self.batch_transform))
         self._holder.workers = w
         return w
 
