@@ -408,19 +408,11 @@ func runMetaLocal(ctx context.Context, cfg config) (map[metaKey]metaResult, erro
 	if !metaCfg.noEtcd {
 		nconns = max(n, slices.Max(metaEtcdClients()))
 	}
-	conns := make([]*rpc.Conn, nconns)
-	defer func() {
-		for _, c := range conns {
-			if c != nil {
-				c.Close()
-			}
-		}
-	}()
-	for i := range conns {
-		if conns[i], err = rpc.Dial(ctx, p.addr, p.token, rpc.ClientOptions{}); err != nil {
-			return nil, err
-		}
+	conns, err := dialConns(ctx, p.addr, p.token, nconns)
+	if err != nil {
+		return nil, err
 	}
+	defer closeConns(conns)
 	pool := rpc.NewPool(p.addr, p.token, rpc.PoolOptions{Size: metaPoolSize})
 	defer pool.Close()
 	own := func(w int) metaOps { return rpcOps{conns[w%len(conns)]} }
@@ -682,4 +674,27 @@ func benchRoot(cfg config) (string, error) {
 		root = "/var/tmp"
 	}
 	return root, os.MkdirAll(root, 0o755)
+}
+
+// dialConns opens n connections to addr, one per benchmark client; on an
+// error it closes those it opened.
+func dialConns(ctx context.Context, addr, token string, n int) ([]*rpc.Conn, error) {
+	conns := make([]*rpc.Conn, n)
+	for i := range conns {
+		c, err := rpc.Dial(ctx, addr, token, rpc.ClientOptions{})
+		if err != nil {
+			closeConns(conns)
+			return nil, err
+		}
+		conns[i] = c
+	}
+	return conns, nil
+}
+
+func closeConns(conns []*rpc.Conn) {
+	for _, c := range conns {
+		if c != nil {
+			c.Close()
+		}
+	}
 }

@@ -34,7 +34,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -54,7 +53,6 @@ import (
 	"go.uber.org/zap"
 
 	"fff/internal/proto"
-	"fff/internal/rpc"
 )
 
 const (
@@ -275,19 +273,11 @@ func runMetaEtcd(ctx context.Context, cfg config, bbolt map[metaKey]metaResult) 
 
 	// One connection per client, as the bbolt table's rows.
 	clients := metaEtcdClients()
-	conns := make([]*rpc.Conn, slices.Max(clients))
-	defer func() {
-		for _, cn := range conns {
-			if cn != nil {
-				cn.Close()
-			}
-		}
-	}()
-	for i := range conns {
-		if conns[i], err = rpc.Dial(ctx, c.addr, c.token, rpc.ClientOptions{}); err != nil {
-			return err
-		}
+	conns, err := dialConns(ctx, c.addr, c.token, slices.Max(clients))
+	if err != nil {
+		return err
 	}
+	defer closeConns(conns)
 	own := func(w int) metaOps { return rpcOps{conns[w%len(conns)]} }
 	if err := metaEtcdReady(ctx, own(0)); err != nil {
 		return err
@@ -476,21 +466,9 @@ func startMetaEtcdCluster(ctx context.Context, fffBin string, rc *replCluster) (
 	}
 	c := &metaEtcdCluster{rc: rc}
 	pids := replPIDs(rc.data)
-	var ri struct {
-		Address string `json:"address"`
+	if c.addr, c.token, err = rc.credentials(); err != nil {
+		return nil, fmt.Errorf("meta: %w", err)
 	}
-	b, err := os.ReadFile(filepath.Join(rc.data, "fffd.json"))
-	if err == nil {
-		err = json.Unmarshal(b, &ri)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("meta: %s: %w", filepath.Join(rc.data, "fffd.json"), err)
-	}
-	tok, err := os.ReadFile(filepath.Join(rc.data, "admin.token"))
-	if err != nil {
-		return nil, err
-	}
-	c.addr, c.token = ri.Address, strings.TrimSpace(string(tok))
 	for node := 1; node <= metaEtcdNodes; node++ {
 		path := filepath.Join(rc.data, "local.toml")
 		if node > 1 {

@@ -262,21 +262,9 @@ func (rc *replCluster) connect(ctx context.Context, fffBin string) error {
 		return err
 	}
 	rc.chained = chained
-	var ri struct {
-		Address string `json:"address"`
-	}
-	b, err := os.ReadFile(filepath.Join(rc.data, "fffd.json"))
-	if err == nil {
-		err = json.Unmarshal(b, &ri)
-	}
-	if err != nil {
-		return fmt.Errorf("replication: %s: %w", filepath.Join(rc.data, "fffd.json"), err)
-	}
-	tok, err := os.ReadFile(filepath.Join(rc.data, "admin.token"))
-	if err != nil {
+	if rc.addr, rc.token, err = rc.credentials(); err != nil {
 		return err
 	}
-	rc.addr, rc.token = ri.Address, strings.TrimSpace(string(tok))
 	o := libfff.Options{Address: rc.addr, Token: rc.token, PoolSize: dataCfg.pool}
 	if rc.c, err = libfff.Connect(ctx, o); err != nil {
 		return err
@@ -287,6 +275,27 @@ func (rc *replCluster) connect(ctx context.Context, fffBin string) error {
 		return err
 	}
 	return rc.c.MkdirAll(ctx, "/bench", 0o755)
+}
+
+// credentials are the address node 1 serves on (its fffd.json) and the
+// cluster's admin token.
+func (rc *replCluster) credentials() (addr, token string, err error) {
+	var ri struct {
+		Address string `json:"address"`
+	}
+	p := filepath.Join(rc.data, "fffd.json")
+	b, err := os.ReadFile(p)
+	if err == nil {
+		err = json.Unmarshal(b, &ri)
+	}
+	if err != nil {
+		return "", "", fmt.Errorf("%s: %w", p, err)
+	}
+	tok, err := os.ReadFile(filepath.Join(rc.data, "admin.token"))
+	if err != nil {
+		return "", "", err
+	}
+	return ri.Address, strings.TrimSpace(string(tok)), nil
 }
 
 func (rc *replCluster) closeClients() {

@@ -806,17 +806,16 @@ def main(argv=None) -> int:
         w = max(ms, key=lambda k: ms[k]["rate"])
         return dict(ms[w], workers=w), ms
 
-    def rounds(mode, a, b):
-        """fff's rate over side b's, round by round (each at its best worker
-        count): the two were measured next to each other in every round, so
-        a ratio per round cancels the machine's drift between rounds, which
-        the ratio of the two medians does not. (per-round ratios, their median)"""
+    def rounds(mode, a, side, b):
+        """fff's rate (a) over side's (b), round by round, each at its best
+        worker count: the two were measured next to each other in every
+        round, so a ratio per round cancels the machine's drift between
+        rounds, which the ratio of the two medians does not."""
         if a is None or b is None:
-            return [], None
+            return []
         ra = [r["rate"] for r in results.get((mode, "fff", a["workers"]), [])]
-        rb = [r["rate"] for r in results.get((mode, b["side"], b["workers"]), [])]
-        per = [x / y for x, y in zip(ra, rb) if y]
-        return per, (sorted(per)[len(per) // 2] if per else None)
+        rb = [r["rate"] for r in results.get((mode, side, b["workers"]), [])]
+        return [x / y for x, y in zip(ra, rb) if y]
 
     mean_kib = sum(os.path.getsize(p) for p, _ in items[:: max(1, n // 500)]) / len(items[:: max(1, n // 500)]) / 1024
     rows = []
@@ -829,21 +828,20 @@ def main(argv=None) -> int:
             "fff_by_workers": {w: m["rate"] for w, m in a_all.items()},
             "imagefolder_by_workers": {w: m["rate"] for w, m in b_all.items()},
             "ratio": (a["rate"] / b["rate"]) if a and b else None,
-            "ratio_rounds": rounds(mode, a, dict(b, side="if") if b else None)[0],
+            "ratio_rounds": rounds(mode, a, "if", b),
             "target": 3.0 if mode == "raw" else None,
             "peers": {},
         })
         c, _ = best(mode, "bound")
         if c is not None:
-            per, med = rounds(mode, a, dict(c, side="bound"))
             rows[-1]["bound"] = dict(c, fff_share=(a["rate"] / c["rate"]) if a and c["rate"] else None,
-                                     fff_share_rounds=per, fff_share_paired=med)
+                                     fff_share_rounds=rounds(mode, a, "bound", c))
         for name in peer_ok:
             c, c_all = best(mode, name)
             if c is not None:
                 rows[-1]["peers"][name] = dict(c, by_workers={w: m["rate"] for w, m in c_all.items()},
                                                fff_ratio=(a["rate"] / c["rate"]) if a and c["rate"] else None,
-                                               fff_ratio_rounds=rounds(mode, a, dict(c, side=name))[0])
+                                               fff_ratio_rounds=rounds(mode, a, name, c))
 
     print()
     print(f"Loader throughput: {n} JPEGs of ~{mean_kib:.0f} KiB, batch {args.batch_size}, {cpus} CPUs, "
@@ -874,7 +872,8 @@ def main(argv=None) -> int:
             print(f"  {row['mode']}: decode-only bound (the same decode of the same samples already in memory, "
                   f"{c['workers']} workers): {rate(c)} samples/s; fff reaches {c['fff_share']:.2f} of it"
                   + (f" (round by round: {', '.join(f'{x:.2f}' for x in c['fff_share_rounds'])}; median "
-                     f"{c['fff_share_paired']:.2f})" if len(c["fff_share_rounds"]) > 1 else ""))
+                     f"{sorted(c['fff_share_rounds'])[len(c['fff_share_rounds']) // 2]:.2f})"
+                     if len(c["fff_share_rounds"]) > 1 else ""))
     for row in rows:
         for side, key in (("fff", "fff_by_workers"), ("ImageFolder", "imagefolder_by_workers")):
             if len(row[key]) > 1:

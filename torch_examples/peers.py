@@ -201,12 +201,10 @@ def lit_decode(sample):
     return _pair(sample, False)
 
 
-def _litdata_dataset_class():
-    import litdata
+def _pairs_class(base, name: str):
+    """A subclass of the peer's dataset base yielding (bytes or decoded tensor, label)."""
 
-    class LitPairs(litdata.StreamingDataset):
-        """A LitData dataset yielding (bytes or decoded tensor, label)."""
-
+    class Pairs(base):
         def __init__(self, *args, raw: bool = True, **kwargs):
             super().__init__(*args, **kwargs)
             self.raw = raw
@@ -214,23 +212,20 @@ def _litdata_dataset_class():
         def __getitem__(self, index):
             return _pair(super().__getitem__(index), self.raw)
 
-    return LitPairs
+    Pairs.__name__ = name
+    return Pairs
+
+
+def _litdata_dataset_class():
+    import litdata
+
+    return _pairs_class(litdata.StreamingDataset, "LitPairs")
 
 
 def _streaming_dataset_class():
     import streaming
 
-    class MDSPairs(streaming.StreamingDataset):
-        """A Streaming dataset yielding (bytes or decoded tensor, label)."""
-
-        def __init__(self, *args, raw: bool = True, **kwargs):
-            super().__init__(*args, **kwargs)
-            self.raw = raw
-
-        def __getitem__(self, index):
-            return _pair(super().__getitem__(index), self.raw)
-
-    return MDSPairs
+    return _pairs_class(streaming.StreamingDataset, "MDSPairs")
 
 
 def _module_level(make):

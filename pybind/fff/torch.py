@@ -314,17 +314,14 @@ class FFRecordDataset(_tud.Dataset):
     ) -> Any:
         """Transform and collate the samples of one batch buffer (the samples
         at indices), or hand them to batch_transform."""
-        if batch_transform is not None:
+        if batch_transform is not None or self.transform is not None:
             arr = buf.numpy()
             o = offsets.tolist()
             samples = [arr[o[i] : o[i + 1]] for i in range(len(o) - 1)]
-            return _batch_transform(batch_transform, samples, indices, self.path)
-        if self.transform is not None:
-            arr = buf.numpy()
-            o = offsets.tolist()
+            if batch_transform is not None:
+                return _batch_transform(batch_transform, samples, indices, self.path)
             idx = np.asarray(indices).tolist()
-            samples = [self._transform(arr[o[i] : o[i + 1]], idx[i]) for i in range(len(o) - 1)]
-            return (collate_fn or _default_collate)(samples)
+            return (collate_fn or _default_collate)([self._transform(s, i) for s, i in zip(samples, idx)])
         views = _split(buf, offsets)
         return views if collate_fn is None else collate_fn(views)
 
