@@ -84,8 +84,10 @@ func (fs *FS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) f
 	if fs.rofs() && (flag&syscall.O_ACCMODE != os.O_RDONLY || flag&os.O_TRUNC != 0) {
 		return fuse.EROFS
 	}
-	fs.wbWait(in.NodeId) // its data and length are in meta
-	fs.attrs.settle()    // the attributes at open decide FOPEN_KEEP_CACHE
+	if err := fs.wbSettle(in.NodeId); err != nil { // its data and length are in meta
+		return status(err)
+	}
+	fs.attrs.settle() // the attributes at open decide FOPEN_KEEP_CACHE
 	var f *libfff.File
 	err := fs.retry(cancel, func(ctx context.Context) (err error) {
 		f, err = fs.c.OpenIno(ctx, in.NodeId, "", flag)
@@ -112,7 +114,9 @@ func (fs *FS) Create(cancel <-chan struct{}, in *fuse.CreateIn, name string, out
 	if !excl {
 		// An existing file may come back (and be truncated): its
 		// attributes and data first.
-		fs.wbDrain()
+		if err := fs.wbSettle(0); err != nil {
+			return status(err)
+		}
 		fs.attrs.settle()
 	}
 	var f *libfff.File

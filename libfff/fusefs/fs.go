@@ -465,7 +465,10 @@ func (fs *FS) SetAttr(cancel <-chan struct{}, in *fuse.SetAttrIn, out *fuse.Attr
 		return fuse.EROFS
 	}
 	ino := in.NodeId
-	fs.wbWait(ino) // a background close would report a length and times over these
+	// A background close would report a length and times over these.
+	if err := fs.wbSettle(ino); err != nil {
+		return status(err)
+	}
 	if size, ok := in.GetSize(); ok {
 		if err := fs.truncate(cancel, ino, size); err != nil {
 			return status(err)

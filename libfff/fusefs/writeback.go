@@ -1,6 +1,10 @@
 package fusefs
 
-import "sync"
+import (
+	"errors"
+	"os"
+	"sync"
+)
 
 // Write-back close (Options.Writeback).
 //
@@ -24,7 +28,8 @@ import "sync"
 //     mount.
 //   - This mount sees its own data at once: LOOKUP, GETATTR and
 //     READDIRPLUS report the length written, and OPEN, CREATE without
-//     O_EXCL and SETATTR of a file wait for its background close.
+//     O_EXCL and SETATTR of a file wait for its background close (or
+//     send its writes, when its RELEASE has not come yet: wbSettle).
 //   - Other clients see a closed file's data and length once its
 //     background close has landed (the storage write and one transaction,
 //     a few milliseconds), not at the moment close(2) returned: no
@@ -152,18 +157,52 @@ func (w *writeback) takeAnyErr() error {
 
 // The mount's side.
 
-// wbWait waits for ino's background closes, if the mount writes back.
-func (fs *FS) wbWait(ino uint64) {
-	if fs.wb != nil {
-		fs.wb.waitIno(ino)
-	}
-}
-
 // wbDrain waits for every background close, if the mount writes back.
 func (fs *FS) wbDrain() {
 	if fs.wb != nil {
 		fs.wb.drain()
 	}
+}
+
+// wbSettle puts into meta what this mount wrote to ino (to every file,
+// with ino 0) and closed: it waits for the background closes, and first
+// sends the writes of handles whose FLUSH returned without sending them
+// and whose RELEASE has not come. The kernel sends RELEASE after close(2)
+// has returned, so a program's next open(2) can arrive before it; as that
+// RELEASE may never come (a dup(2)ed descriptor keeps the file open), the
+// writes are sent here rather than waited for. The handles keep their
+// slots: their RELEASE still ends them in the background.
+func (fs *FS) wbSettle(ino uint64) error {
+	if fs.wb == nil {
+		return nil
+	}
+	var flushed []*handle
+	fs.mu.Lock()
+	for i, hs := range fs.byIno {
+		if ino != 0 && i != ino {
+			continue
+		}
+		for h := range hs {
+			if h.wbSlot && !h.closing {
+				flushed = append(flushed, h)
+			}
+		}
+	}
+	fs.mu.Unlock()
+	var err error
+	for _, h := range flushed {
+		// A handle whose RELEASE came meanwhile is closed (or about to be)
+		// in the background, which the wait below covers.
+		if ferr := h.flush(); ferr != nil && !errors.Is(ferr, os.ErrClosed) && err == nil {
+			err = ferr
+		}
+	}
+	if ino == 0 {
+		fs.wb.drain()
+	} else {
+		fs.wb.waitIno(ino)
+	}
+	return err
 }
 
 // wbErr returns the unreported error of a background close of ino.

@@ -181,3 +181,44 @@ func TestWritebackErrorReported(t *testing.T) {
 	}
 	ok(t, "second fsyncdir", fs.FsyncDir(nil, &fuse.FsyncIn{InHeader: header(dir)}))
 }
+
+// TestWritebackOpenBeforeRelease: the kernel sends RELEASE after close(2)
+// has returned, so a program's next open(2) of the file can come between
+// the FLUSH that returned without sending the data and that RELEASE. OPEN
+// sends the data then: the file opened reads what was written, and the
+// RELEASE that follows still ends the write session in the background.
+func TestWritebackOpenBeforeRelease(t *testing.T) {
+	fs, tc := newWritebackFS(t)
+	dir := mkdir(t, fs, "r")
+	var co fuse.CreateOut
+	ok(t, "create", fs.Create(nil, &fuse.CreateIn{InHeader: header(dir), Flags: uint32(os.O_WRONLY | os.O_CREATE | os.O_EXCL), Mode: syscall.S_IFREG | 0o644}, "f", &co))
+	ino := co.NodeId
+	data := []byte("appended a moment before the file was opened again")
+	_, st := fs.Write(nil, &fuse.WriteIn{InHeader: header(ino), Fh: co.Fh, Size: uint32(len(data))}, data)
+	ok(t, "write", st)
+	ok(t, "flush", fs.Flush(nil, &fuse.FlushIn{InHeader: header(ino), Fh: co.Fh}))
+	if s := metaSize(t, tc, ino); s != 0 {
+		t.Fatalf("meta has size %d right after FLUSH; FLUSH sent the data", s)
+	}
+
+	var oo fuse.OpenOut
+	ok(t, "open", fs.Open(nil, &fuse.OpenIn{InHeader: header(ino), Flags: uint32(os.O_RDONLY)}, &oo))
+	if s := metaSize(t, tc, ino); s != uint64(len(data)) {
+		t.Fatalf("meta size after OPEN: %d, want %d", s, len(data))
+	}
+	buf := make([]byte, 2*len(data))
+	res, st := fs.Read(nil, &fuse.ReadIn{InHeader: header(ino), Fh: oo.Fh, Size: uint32(len(buf))}, buf)
+	ok(t, "read", st)
+	got, st := res.Bytes(buf)
+	ok(t, "read bytes", st)
+	if !bytes.Equal(got, data) {
+		t.Fatalf("read %q after OPEN, want %q", got, data)
+	}
+	fs.Release(nil, &fuse.ReleaseIn{InHeader: header(ino), Fh: oo.Fh})
+
+	fs.Release(nil, &fuse.ReleaseIn{InHeader: header(ino), Fh: co.Fh})
+	ok(t, "fsyncdir", fs.FsyncDir(nil, &fuse.FsyncIn{InHeader: header(dir)}))
+	if s := metaSize(t, tc, ino); s != uint64(len(data)) {
+		t.Fatalf("meta size after the RELEASE: %d, want %d", s, len(data))
+	}
+}
