@@ -11,7 +11,7 @@ FUZZTIME ?= 10s
 # Packages whose concurrency matters run under the race detector.
 RACE_PKGS := ./ffrecord/... ./internal/... ./server/...
 
-.PHONY: all build lib test test-python test-go test-race test-fdb vet-fdb fuzz demo bench lint deps clean chaos
+.PHONY: all build lib test test-python test-go test-fuse-dev test-race test-fdb vet-fdb fuzz demo bench lint deps clean chaos
 
 all: build
 
@@ -33,7 +33,7 @@ lint: deps
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-test: lint vet-fdb test-go test-race fuzz test-python
+test: lint vet-fdb test-go test-fuse-dev test-race fuzz test-python
 
 # The Python package against a real local cluster (tests/python; docs/python.md).
 test-python: deps
@@ -55,6 +55,13 @@ test-go: deps
 chaos: deps
 	@scripts/bootstrap.sh python
 	FFF_CHAOS_LONG=1 $(GO) test -count=1 -timeout 40m -run '^TestChaos$$' -v ./tests/
+
+# test-go mounts through FUSE over io_uring where the kernel has it (the
+# tests turn fuse.enable_uring on, as root); this runs every test that
+# mounts once more through /dev/fuse (docs/fuse.md, "Transports").
+FUSE_TESTS = ^Test(FUSE|SecurityMount|CLIEdgesMountTwice)
+test-fuse-dev: deps
+	FFF_TEST_FUSE_TRANSPORT=dev $(GO) tool gotestsum --format dots -- -count=1 -run '$(FUSE_TESTS)' ./tests/
 
 test-race: deps
 	$(GO) test -count=1 -race $(RACE_PKGS)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -28,6 +29,71 @@ func needFUSE(t *testing.T) {
 				t.Skip("FUSE tests need root (DirectMount) or fusermount3 (Debian package fuse3)")
 			}
 		}
+	}
+}
+
+// The kernel's switch for FUSE over io_uring; testMain turns it on for the
+// run where it is off (and back off at the end), as root.
+const enableURingParam = "/sys/module/fuse/parameters/enable_uring"
+
+// envFUSETransport chooses the transport of the tests' mounts: uring or
+// dev. Unset: uring where this kernel has it, else dev. `make test` runs
+// the mount tests once more with dev (Makefile, test-fuse-dev).
+const envFUSETransport = "FFF_TEST_FUSE_TRANSPORT"
+
+// enableFUSEURing turns FUSE over io_uring on where the kernel has it and
+// it is off, and returns what puts the switch back.
+func enableFUSEURing() (restore func()) {
+	b, err := os.ReadFile(enableURingParam)
+	if err != nil || strings.TrimSpace(string(b)) == "Y" || os.Geteuid() != 0 {
+		return func() {}
+	}
+	if os.WriteFile(enableURingParam, []byte("Y"), 0) != nil {
+		return func() {}
+	}
+	return func() { os.WriteFile(enableURingParam, []byte("N"), 0) }
+}
+
+// haveURing says why the kernel cannot serve a mount through the rings, or
+// "" if it can.
+func haveURing() string {
+	b, err := os.ReadFile(enableURingParam)
+	switch {
+	case err != nil:
+		return "this kernel has no FUSE over io_uring (Linux 6.14+, CONFIG_FUSE_IO_URING)"
+	case strings.TrimSpace(string(b)) != "Y":
+		return "FUSE over io_uring is off (" + enableURingParam + " is not Y; the tests turn it on only as root)"
+	case os.Geteuid() != 0:
+		return "the ring transport needs root"
+	}
+	return ""
+}
+
+// needURing skips the test where mounts cannot use the rings.
+func needURing(t *testing.T) {
+	t.Helper()
+	if why := haveURing(); why != "" {
+		t.Skip(why)
+	}
+}
+
+// fuseTransport is the transport of the tests' mounts (envFUSETransport).
+func fuseTransport(t *testing.T) string {
+	t.Helper()
+	switch tr := os.Getenv(envFUSETransport); tr {
+	case "dev":
+		return tr
+	case "uring":
+		needURing(t)
+		return tr
+	case "":
+		if haveURing() == "" {
+			return "uring"
+		}
+		return "dev"
+	default:
+		t.Fatalf("%s=%q: want uring or dev", envFUSETransport, tr)
+		return ""
 	}
 }
 
@@ -85,6 +151,9 @@ func mountAs(t *testing.T, c *cluster, token string, args ...string) *mount {
 	}
 	m.env = append(c.env(token), "XDG_RUNTIME_DIR="+filepath.Join(base, "run"))
 	argv := append([]string{"mount", "--daemon", "--log", filepath.Join(base, "mount.log"), m.dir}, args...)
+	if !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--transport") }) {
+		argv = append(argv, "--transport", fuseTransport(t))
+	}
 	t.Cleanup(func() { m.cleanup(t, base) })
 	r := fff(t, m.env, argv...)
 	if r.code != 0 {

@@ -526,7 +526,7 @@ func TestFUSEMountCLI(t *testing.T) {
 
 	// Foreground, stopped by SIGTERM: unmounted cleanly, exit status 0.
 	fg := t.TempDir()
-	cmd := exec.Command(filepath.Join(binDir, "fff"), "mount", fg)
+	cmd := exec.Command(filepath.Join(binDir, "fff"), "mount", fg, "--transport", fuseTransport(t))
 	cmd.Env = append(c.env(c.token), "XDG_RUNTIME_DIR="+t.TempDir())
 	stdout, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {

@@ -37,6 +37,8 @@ func testMain(m *testing.M) int {
 	os.Unsetenv(libfff.EnvToken)
 	os.Setenv("XDG_CONFIG_HOME", filepath.Join(dir, "config"))
 
+	defer enableFUSEURing()()
+
 	binDir = filepath.Join(dir, "bin")
 	start := time.Now()
 	build := exec.Command("go", "build", "-o", binDir+"/", "./cmd/fff", "./cmd/fffd")
@@ -175,6 +177,17 @@ func (c *cluster) stop(t *testing.T) {
 	}
 	if !c.state.Success() {
 		t.Fatalf("fffd exited with %v", c.state)
+	}
+}
+
+// kill kills fffd with SIGKILL and waits for it to be gone.
+func (c *cluster) kill(t *testing.T) {
+	t.Helper()
+	syscall.Kill(-c.pid, syscall.SIGKILL)
+	select {
+	case <-c.done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("fffd still runs 20s after SIGKILL")
 	}
 }
 

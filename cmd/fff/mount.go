@@ -40,6 +40,7 @@ type mountOpts struct {
 	negTimeout, retryTimeout            time.Duration
 	readahead                           string
 	logFile                             string
+	transport                           string
 }
 
 func newMountCmd() *cobra.Command {
@@ -72,6 +73,7 @@ See docs/fuse.md.`,
 	f.DurationVar(&o.negTimeout, "negative-timeout", time.Second, "how long the kernel remembers absent names (0: not at all)")
 	f.DurationVar(&o.retryTimeout, "retry-timeout", 60*time.Second, "how long requests are retried while the cluster is unreachable before failing with EIO")
 	f.StringVar(&o.readahead, "readahead", "32MiB", "largest readahead window of a sequentially read file (0: none)")
+	f.StringVar(&o.transport, "transport", "auto", "how requests travel between the kernel and the mount: uring (FUSE over io_uring, Linux 6.14+ with fuse.enable_uring=Y, as root), dev (/dev/fuse) or auto (uring where possible, else dev; docs/fuse.md)")
 	f.StringVar(&o.logFile, "log", "", "with --daemon: the log file (default: a file in the temporary directory, printed)")
 	return cmd
 }
@@ -107,6 +109,10 @@ func runMount(ctx context.Context, out io.Writer, mountpoint string, o mountOpts
 	if err := cloexecInherited(); err != nil {
 		return err
 	}
+	transport, err := fusefs.ParseTransport(o.transport)
+	if err != nil {
+		return err
+	}
 	if o.daemon {
 		return daemonizeMount(ctx, out, mnt, o)
 	}
@@ -137,7 +143,7 @@ func runMount(ctx context.Context, out io.Writer, mountpoint string, o mountOpts
 		ReadOnly: o.readOnly, AllowOther: o.allowOther, Debug: o.debug, DirectIO: o.directIO,
 		Writeback: o.writeback, AttrTimeout: fuseTimeout(o.attrTimeout), EntryTimeout: fuseTimeout(o.entryTimeout),
 		NegativeTimeout: fuseTimeout(o.negTimeout), RetryTimeout: o.retryTimeout,
-		MaxReadahead: int(ra), Logger: log.Logger,
+		MaxReadahead: int(ra), Transport: transport, Logger: log.Logger,
 	})
 	if err != nil {
 		return fail(err)
@@ -147,7 +153,7 @@ func runMount(ctx context.Context, out io.Writer, mountpoint string, o mountOpts
 		log.Warn().Err(err).Msg("cannot record the mount (fff umount will not wait for this process)")
 	}
 	defer removeMountState(mnt, os.Getpid())
-	log.Info().Str("mountpoint", mnt).Str("cluster", c.Address()).Msg("mounted")
+	log.Info().Str("mountpoint", mnt).Str("cluster", c.Address()).Str("transport", string(srv.Transport)).Msg("mounted")
 	if notify != nil {
 		fmt.Fprintln(notify, "ok")
 		notify.Close()
@@ -223,7 +229,7 @@ func daemonizeMount(ctx context.Context, out io.Writer, mnt string, o mountOpts)
 		"--writeback=" + strconv.FormatBool(o.writeback),
 		"--attr-timeout=" + o.attrTimeout.String(), "--entry-timeout=" + o.entryTimeout.String(),
 		"--negative-timeout=" + o.negTimeout.String(), "--retry-timeout=" + o.retryTimeout.String(),
-		"--readahead=" + o.readahead}
+		"--readahead=" + o.readahead, "--transport=" + o.transport}
 	if lvl := log.Logger.GetLevel().String(); lvl != "" {
 		args = append(args, "--log-level="+lvl)
 	}

@@ -60,6 +60,10 @@ type Options struct {
 	// milliseconds after its close(2) instead of at once, and a mount that
 	// dies loses what it had not sent (writeback.go, docs/fuse.md).
 	Writeback bool
+	// Transport is how requests travel between the kernel and the mount
+	// (default TransportAuto: the io_uring rings where the kernel offers
+	// them, else /dev/fuse; transport.go, ring.go).
+	Transport Transport
 	// FsName is the source shown by mount(8) and df (default "fff:ADDRESS").
 	FsName string
 	// Debug logs every FUSE request.
@@ -111,7 +115,6 @@ type FS struct {
 	admin bool   // the token is an admin's: new files get the caller's owner
 	uid   uint32 // the token's uid
 
-	srv   *fuse.Server
 	reads readBatcher
 	attrs *attrQueue // attribute changes of open files, applied in the background (attrq.go)
 	wb    *writeback // background closes (writeback.go); nil without Options.Writeback
@@ -166,10 +169,25 @@ func New(ctx context.Context, c *libfff.Client, opts Options) (*FS, error) {
 
 // Server is a mounted file system.
 type Server struct {
-	*fuse.Server
 	FS         *FS
 	Mountpoint string
+	// Transport is the transport in use: TransportURing or TransportDev.
+	Transport Transport
+
+	t mountTransport
 }
+
+// mountTransport is what a mounted transport does for its Server.
+type mountTransport interface {
+	unmount() error // unmount and wait for the transport's loops to end
+	wait()          // wait until the mount is gone and the loops have ended
+}
+
+// devTransport is go-fuse's server over /dev/fuse.
+type devTransport struct{ *fuse.Server }
+
+func (d devTransport) unmount() error { return d.Server.Unmount() }
+func (d devTransport) wait()          { d.Server.Wait() }
 
 // Mount mounts client c's namespace on mountpoint (a directory) and serves
 // it in the background until it is unmounted (Server.Unmount, `fff umount`,
@@ -216,17 +234,34 @@ func Mount(ctx context.Context, c *libfff.Client, mountpoint string, opts Option
 	if o.ReadOnly {
 		mo.Options = append(mo.Options, "ro")
 	}
+	switch o.Transport {
+	case TransportURing, TransportAuto, "":
+		why := uringUnavailable()
+		if why == nil {
+			rs, err := mountRing(fs, mountpoint, mo)
+			if err != nil {
+				return nil, err
+			}
+			return &Server{FS: fs, Mountpoint: mountpoint, Transport: TransportURing, t: rs}, nil
+		}
+		if o.Transport == TransportURing {
+			return nil, fmt.Errorf("mount %s: --transport uring: %w", mountpoint, why)
+		}
+		fs.log.Info().Msg(why.Error() + "; serving through /dev/fuse")
+	case TransportDev:
+	default:
+		return nil, fmt.Errorf("mount %s: unknown transport %q", mountpoint, o.Transport)
+	}
 	srv, err := fuse.NewServer(fs, mountpoint, mo)
 	if err != nil {
 		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
 	}
-	fs.srv = srv
 	go srv.Serve()
 	if err := srv.WaitMount(); err != nil {
 		srv.Unmount()
 		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
 	}
-	return &Server{Server: srv, FS: fs, Mountpoint: mountpoint}, nil
+	return &Server{FS: fs, Mountpoint: mountpoint, Transport: TransportDev, t: devTransport{srv}}, nil
 }
 
 // Unmount unmounts the file system. If it is busy (open files, a process's
@@ -234,7 +269,7 @@ func Mount(ctx context.Context, c *libfff.Client, mountpoint string, opts Option
 // namespace at once and the kernel ends the connection when the last user
 // is gone (Wait returns then).
 func (s *Server) Unmount() error {
-	err := s.Server.Unmount()
+	err := s.t.unmount()
 	if err == nil {
 		return nil
 	}
@@ -248,7 +283,7 @@ func (s *Server) Unmount() error {
 // left open (sending their buffered writes and reporting their lengths)
 // and waits for the background closes of write-back.
 func (s *Server) Wait() {
-	s.Server.Wait()
+	s.t.wait()
 	s.FS.closeAll()
 }
 

@@ -82,7 +82,7 @@ func (h *handle) read(cancel <-chan struct{}, p []byte, off int64) (fuse.ReadRes
 		if err != nil {
 			return nil, err
 		}
-		return fuse.ReadResultData(p[:n]), nil
+		return readInPlace(p[:n]), nil
 	}
 	maxWin := int64(h.fs.opts.MaxReadahead)
 	if maxWin == 0 || len(p) == 0 {
@@ -155,6 +155,27 @@ func (h *handle) read(cancel <-chan struct{}, p []byte, off int64) (fuse.ReadRes
 		return direct()
 	}
 	return res, nil
+}
+
+// readInPlace is a READ reply read into the request's own reply buffer:
+// with the ring transport that is the ring entry's payload, so the reply
+// is already where the kernel takes it from (ring.go).
+type readInPlace []byte
+
+func (r readInPlace) Bytes([]byte) ([]byte, fuse.Status) { return r, fuse.OK }
+func (r readInPlace) Size() int                          { return len(r) }
+func (r readInPlace) Done()                              {}
+
+// Readv copies r into dst, unless it is there already.
+func (r readInPlace) Readv(dst [][]byte) (int, fuse.Status) {
+	if len(r) > 0 && len(dst) > 0 && len(dst[0]) >= len(r) && &dst[0][0] == &r[0] {
+		return len(r), fuse.OK
+	}
+	n := 0
+	for _, d := range dst {
+		n += copy(d, r[n:])
+	}
+	return n, fuse.OK
 }
 
 // raResult is a READ reply served from readahead blocks; it holds them
