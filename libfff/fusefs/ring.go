@@ -35,15 +35,25 @@ import (
 // the /dev/fuse transport: one file system implementation for both.
 //
 // Threads. The kernel fills an entry in the context of the task that
-// submitted its command, so each queue has one OS thread that owns its
-// ring (IORING_SETUP_SINGLE_ISSUER, DEFER_TASKRUN: the kernel copies
-// requests in when that thread asks for completions, never interrupting
-// it). That thread only moves entries: each request runs on its own
-// goroutine (operations wait on the network), and a finished one is put
-// on the queue's done list. The ring thread commits every entry on the
-// list with one io_uring_enter; a worker writes the queue's eventfd (a
-// read of which the ring always has in flight) only when the ring thread
-// is waiting, so a burst of completions costs one wake-up.
+// submitted its command (io_uring task work), then completes it. Each
+// queue has one goroutine that submits and waits on its ring, not locked
+// to a thread: the goroutine that waits in io_uring_enter is the one that
+// submitted the commit of the entry the kernel reuses first (the most
+// recently committed), so the copy-in runs in the waiting thread; task
+// work for another thread interrupts it (not COOP_TASKRUN). Locking the
+// goroutine to a thread (for SINGLE_ISSUER and DEFER_TASKRUN) measured
+// slower: a locked goroutine that waits for the network costs a thread
+// wake-up to resume.
+//
+// A lone request on an idle queue that needs one storage or meta call
+// (READ, GETATTR, LOOKUP) is answered by the ring goroutine itself and
+// committed with the io_uring_enter that waits for the next one: the
+// one-at-a-time case pays no hand-off. Otherwise each request runs on
+// its own goroutine (operations wait on the network), and a finished one
+// is put on the queue's done list; the ring goroutine commits every entry
+// on the list with one io_uring_enter, and a worker writes the queue's
+// eventfd (a read of which the ring always has in flight) only when the
+// ring goroutine is waiting, so a burst of completions costs one wake-up.
 //
 // Buffers. Each entry's header and payload are mmap'd, outside the Go
 // heap. A READ's reply is written by the file system straight into the
@@ -74,6 +84,9 @@ const (
 
 	efdUserData = 1 << 32 // user_data of the eventfd read; entries use their index
 
+	fuseOpLookup      = 1
+	fuseOpGetattr     = 3
+	fuseOpRead        = 15
 	fuseOpInit        = 26
 	fuseOpForget      = 2
 	fuseOpBatchForget = 42
@@ -326,7 +339,9 @@ type ringQueue struct {
 	efd  int
 	efdv []byte // the eventfd read's buffer, in mem
 
-	spare []*ringEntry // the ring thread's: the done list it committed last
+	spare    []*ringEntry // the ring thread's: the done list it committed last
+	fresh    []*ringEntry // the ring thread's: requests that came in the last completions
+	inflight int          // the ring thread's: requests handed to goroutines, not committed
 
 	mu       sync.Mutex
 	done     []*ringEntry // answered, to be committed
@@ -346,9 +361,6 @@ type ringEntry struct {
 // all (the mount is gone).
 func (q *ringQueue) run(ready chan<- error) {
 	defer q.s.wg.Done()
-	// The thread stays locked to this goroutine and ends with it: the
-	// ring's submitter task is this thread.
-	runtime.LockOSThread()
 	if err := q.setup(); err != nil {
 		q.release()
 		ready <- err
@@ -375,10 +387,11 @@ func (q *ringQueue) run(ready chan<- error) {
 			regErr = fmt.Errorf("queue %d: FUSE_IO_URING_CMD_REGISTER: %w", q.qid, syscall.Errno(-cqe.Res))
 			live--
 		} else if cqe.UserData != efdUserData {
-			q.dispatch(cqe.UserData) // a request came already
+			q.fresh = append(q.fresh, &q.ents[cqe.UserData]) // a request came already
 		}
 		q.ring.CQESeen(cqe)
 	}
+	q.handOff()
 	ready <- regErr
 	q.loop(live)
 	q.release()
@@ -388,13 +401,9 @@ func (q *ringQueue) run(ready chan<- error) {
 func (q *ringQueue) setup() error {
 	q.efd = -1
 	r := giouring.NewRing()
-	flags := giouring.SetupSQE128 | giouring.SetupSingleIssuer | giouring.SetupDeferTaskrun
-	if err := r.QueueInit(ringDepth+2, flags); err != nil {
-		// Kernels before 6.1 lack DEFER_TASKRUN; they lack FUSE over
-		// io_uring too, but say so through registration.
-		if err := r.QueueInit(ringDepth+2, giouring.SetupSQE128|giouring.SetupCoopTaskrun); err != nil {
-			return fmt.Errorf("queue %d: io_uring_setup: %w", q.qid, err)
-		}
+	// Not SINGLE_ISSUER or COOP_TASKRUN: see "Threads" above.
+	if err := r.QueueInit(ringDepth+2, giouring.SetupSQE128); err != nil {
+		return fmt.Errorf("queue %d: io_uring_setup: %w", q.qid, err)
 	}
 	q.ring = r
 	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC)
@@ -478,8 +487,9 @@ func (q *ringQueue) loop(live int) {
 		q.sleeping = wait
 		q.mu.Unlock()
 		for _, e := range done {
-			q.prep(e, uringCmdCommitAndFetch, le.Uint64(e.hdr[hdrEntInOut+8:]))
+			q.commit(e)
 		}
+		q.inflight -= len(done)
 		clear(done)
 		q.spare = done
 		var err error
@@ -510,19 +520,74 @@ func (q *ringQueue) loop(live int) {
 				}
 				live--
 			default:
-				q.dispatch(ud)
+				q.fresh = append(q.fresh, &q.ents[ud])
 			}
 		}
+		q.dispatch()
 	}
 }
 
-// dispatch hands the request in entry idx to a goroutine.
-func (q *ringQueue) dispatch(idx uint64) {
-	go q.ents[idx].serve()
+// dispatch hands the requests that came to goroutines. A lone request on
+// an idle queue that needs no more than one storage or meta call (READ,
+// GETATTR, LOOKUP) is answered on the ring thread instead and committed
+// with the next io_uring_enter: the hand-off to a goroutine and back costs
+// two thread wake-ups, more than such a request's own work at depth 1.
+// Requests that arrive meanwhile wait for it, as the queue was idle.
+func (q *ringQueue) dispatch() {
+	if len(q.fresh) == 1 && q.inflight == 0 && inlineOp(q.fresh[0]) {
+		e := q.fresh[0]
+		q.fresh = q.fresh[:0]
+		e.answer()
+		q.commit(e)
+		return
+	}
+	q.handOff()
 }
 
-// serve answers the request in e and gives e back to its ring thread.
+// handOff starts a goroutine for each request that came.
+func (q *ringQueue) handOff() {
+	for i, e := range q.fresh {
+		q.fresh[i] = nil
+		q.inflight++
+		go e.serve()
+	}
+	q.fresh = q.fresh[:0]
+}
+
+// inlineOp says whether e's request may be answered on the ring thread.
+func inlineOp(e *ringEntry) bool {
+	switch le.Uint32(e.hdr[4:]) {
+	case fuseOpRead, fuseOpGetattr, fuseOpLookup:
+		return true
+	}
+	return false
+}
+
+// commit queues the commit of e's reply, which also fetches its next
+// request.
+func (q *ringQueue) commit(e *ringEntry) {
+	q.prep(e, uringCmdCommitAndFetch, le.Uint64(e.hdr[hdrEntInOut+8:]))
+}
+
+// serve answers the request in e on a goroutine and gives e back to its
+// ring thread.
 func (e *ringEntry) serve() {
+	e.answer()
+	q := e.q
+	q.mu.Lock()
+	q.done = append(q.done, e)
+	wake := q.sleeping
+	q.sleeping = false
+	q.mu.Unlock()
+	if wake {
+		var one [8]byte
+		le.PutUint64(one[:], 1)
+		unix.Write(q.efd, one[:])
+	}
+}
+
+// answer writes the reply to the request in e into e.
+func (e *ringEntry) answer() {
 	h := e.hdr
 	inLen := int(le.Uint32(h[0:]))
 	payload := int(le.Uint32(h[hdrEntInOut+16:]))
@@ -544,17 +609,6 @@ func (e *ringEntry) serve() {
 		}
 	}
 	le.PutUint32(h[hdrEntInOut+16:], uint32(n-outHeaderSize))
-	q := e.q
-	q.mu.Lock()
-	q.done = append(q.done, e)
-	wake := q.sleeping
-	q.sleeping = false
-	q.mu.Unlock()
-	if wake {
-		var one [8]byte
-		le.PutUint64(one[:], 1)
-		unix.Write(q.efd, one[:])
-	}
 }
 
 func cmpStatus(st, fallback fuse.Status) fuse.Status {
