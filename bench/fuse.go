@@ -22,9 +22,16 @@ package main
 //     average) into the mount, against `cp -a` of the same tree to a
 //     directory on the local disk, with and without a `sync` after it.
 //
-// Targets (the issue): sequential read through FUSE ≥ 70% of the native
-// client; 128 KiB random reads ≥ 50% of the native client's ReadBatch rate;
-// cp -a of small files into the mount ≥ 500 files/s.
+// Every FUSE row is measured through each transport of -fuse-transports
+// (dev: go-fuse over /dev/fuse; uring: FUSE over io_uring, turned on for
+// the run where the kernel has it and the bench runs as root), in the same
+// rotation, with the ratio uring / dev beside it.
+//
+// Targets: sequential read through FUSE ≥ 70% of the native client; 128
+// KiB random reads ≥ 50% of the native client's ReadBatch rate; cp -a of
+// small files into the mount ≥ 500 files/s; uring ≥ 1.5× dev for 4 KiB
+// random reads one at a time, and no row with uring more than 5% below
+// dev.
 
 import (
 	"bytes"
@@ -54,6 +61,8 @@ var fuseCfg struct {
 	smallFiles int
 	smallSize  string
 	smallDirs  int
+
+	transports string
 }
 
 func init() {
@@ -62,7 +71,8 @@ func init() {
 	flag.IntVar(&fuseCfg.smallDirs, "small-dirs", 30, "fuse suite: directories the small files are spread over")
 	flag.StringVar(&fuseCfg.parts, "fuse-parts", "seq,rand,small", "fuse suite: what to measure: seq (sequential write and read), rand (random reads), small (cp -a of small files)")
 	flag.StringVar(&fuseCfg.depth, "fuse-depth", "64/8", "fuse suite: random reads in flight as IN_FLIGHT/BATCH (fio --iodepth=IN_FLIGHT on the mount; ReadBatch of BATCH natively)")
-	flag.StringVar(&fuseCfg.sizes, "fuse-sizes", "4KiB,128KiB", "fuse suite: random read sizes")
+	flag.StringVar(&fuseCfg.sizes, "fuse-sizes", "4KiB,128KiB", "fuse suite: random read sizes (4 KiB is also read one at a time)")
+	flag.StringVar(&fuseCfg.transports, "fuse-transports", "dev,uring", "fuse suite: the mount's transports to measure side by side (dev, uring)")
 }
 
 const (
@@ -70,7 +80,29 @@ const (
 	fuseRandTarget    = 0.50 // of ReadBatch at 128 KiB
 	fuseBS            = 1 << 20
 	fuseSmallTarget   = 500 // files/s of cp -a into the mount
+	fuseURingD1Target = 1.5 // uring / dev, 4 KiB random reads one at a time
+	fuseURingFloor    = 0.95
 )
+
+// fuseMounts are the three mounts of one transport.
+type fuseMounts struct {
+	tr             fusefs.Transport
+	plain, dio, wb string
+}
+
+// transportRatio is the "uring / dev" cell of a row whose values per
+// transport are v (in the order of the mounts), with its verdict against
+// the floor, or against target when it is above 0.
+func transportRatio(ms []fuseMounts, v []float64, target float64) string {
+	if len(ms) != 2 || ms[0].tr != fusefs.TransportDev || ms[1].tr != fusefs.TransportURing || v[0] == 0 {
+		return ""
+	}
+	r := v[1] / v[0]
+	if target > 0 {
+		return fmt.Sprintf("%.2f (≥ %.2f %s)", r, target, verdict(r >= target))
+	}
+	return fmt.Sprintf("%.2f (≥ %.2f %s)", r, fuseURingFloor, verdict(r >= fuseURingFloor))
+}
 
 func runFuseSuite(ctx context.Context, cfg config) error {
 	if _, err := os.Stat("/dev/fuse"); err != nil {
@@ -117,6 +149,17 @@ func runFuseSuite(ctx context.Context, cfg config) error {
 			srv.Wait()
 		}
 	}()
+	var trs []fusefs.Transport
+	for _, t := range splitList(fuseCfg.transports) {
+		tr, err := fusefs.ParseTransport(t)
+		if err != nil || tr == fusefs.TransportAuto {
+			return fmt.Errorf("fuse: -fuse-transports %q: want dev and/or uring", fuseCfg.transports)
+		}
+		trs = append(trs, tr)
+	}
+	if slices.Contains(trs, fusefs.TransportURing) {
+		defer enableFUSEURing()()
+	}
 	mountAt := func(name string, o fusefs.Options) (string, error) {
 		dir := filepath.Join(p.dir, name)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -129,19 +172,22 @@ func runFuseSuite(ctx context.Context, cfg config) error {
 		servers = append(servers, srv)
 		return dir, nil
 	}
-	mnt, err := mountAt("mnt", fusefs.Options{})
-	if err != nil {
-		return err
-	}
-	// With --direct-io, for the sequential rows.
-	mntDIO, err := mountAt("mnt-dio", fusefs.Options{DirectIO: true})
-	if err != nil {
-		return err
-	}
-	// With --writeback, for the small-file rows.
-	mntWB, err := mountAt("mnt-wb", fusefs.Options{Writeback: true})
-	if err != nil {
-		return err
+	var ms []fuseMounts
+	for _, tr := range trs {
+		m := fuseMounts{tr: tr}
+		var err error
+		if m.plain, err = mountAt("mnt-"+string(tr), fusefs.Options{Transport: tr}); err != nil {
+			return err
+		}
+		// With --direct-io, for the sequential rows.
+		if m.dio, err = mountAt("mnt-dio-"+string(tr), fusefs.Options{Transport: tr, DirectIO: true}); err != nil {
+			return err
+		}
+		// With --writeback, for the small-file rows.
+		if m.wb, err = mountAt("mnt-wb-"+string(tr), fusefs.Options{Transport: tr, Writeback: true}); err != nil {
+			return err
+		}
+		ms = append(ms, m)
 	}
 
 	parts := map[string]bool{}
@@ -150,35 +196,43 @@ func runFuseSuite(ctx context.Context, cfg config) error {
 	}
 
 	fmt.Printf("\n## FUSE mount on a single-node cluster (fffd local)\n\n")
-	fmt.Printf("machine: %s; %d CPUs; data dir %s; mounts %s, with --direct-io %s, with --writeback %s (in the bench process: go-fuse, 1 MiB max read/write, readahead up to 32 MiB); cold cache before every measurement; FUSE and native alternate over %d rounds (medians)\n\n",
-		hostInfo(), runtime.NumCPU(), p.dir, mnt, mntDIO, mntWB, cfg.rounds)
+	fmt.Printf("machine: %s; %d CPUs; data dir %s; per transport (%s) a default mount, one with --direct-io and one with --writeback (in the bench process: 1 MiB max read/write, readahead up to 32 MiB); cold cache before every measurement; the transports and native alternate over %d rounds (medians)\n\n",
+		hostInfo(), runtime.NumCPU(), p.dir, fuseCfg.transports, cfg.rounds)
 
 	if parts["seq"] {
-		if err := fuseSequential(ctx, cfg, p, c, mnt, mntDIO, size, rsize); err != nil {
+		if err := fuseSequential(ctx, cfg, p, c, ms, size, rsize); err != nil {
 			return err
 		}
 	}
 	if parts["rand"] {
-		if err := fuseRandom(ctx, cfg, c, mnt, d, sizes); err != nil {
+		if err := fuseRandom(ctx, cfg, c, ms, d, sizes); err != nil {
 			return err
 		}
 	}
 	if parts["small"] {
-		if err := fuseSmallFiles(ctx, cfg, p, c, mnt, mntWB); err != nil {
+		if err := fuseSmallFiles(ctx, cfg, p, c, ms); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// fuseSequential writes, then reads, one big file through both mounts and
-// natively.
-func fuseSequential(ctx context.Context, cfg config, p *fffdProc, c *libfff.Client, mnt, mntDIO string, size, rsize int64) error {
-	// Sequential write, then read: through the mount with the page cache,
-	// through the --direct-io mount, and natively.
+// enableFUSEURing turns FUSE over io_uring on for the run where the
+// kernel has it and it is off (as root), and returns what turns it off
+// again.
+func enableFUSEURing() (restore func()) {
+	const param = "/sys/module/fuse/parameters/enable_uring"
+	b, err := os.ReadFile(param)
+	if err != nil || strings.TrimSpace(string(b)) == "Y" || os.WriteFile(param, []byte("Y"), 0) != nil {
+		return func() {}
+	}
+	return func() { os.WriteFile(param, []byte("N"), 0) }
+}
+
+// fuseSequential writes, then reads, one big file through every mount
+// (page cache and --direct-io, per transport) and natively.
+func fuseSequential(ctx context.Context, cfg config, p *fffdProc, c *libfff.Client, ms []fuseMounts, size, rsize int64) error {
 	seqName := "/bench/seq"
-	seqMnt := filepath.Join(mnt, "bench", "fuse-seq")
-	seqDIO := filepath.Join(mntDIO, "bench", "fuse-seq-dio")
 	plain := filepath.Join(p.dir, "fio-seq")
 	fioWrite := func(path string) func() (float64, error) {
 		return func() (float64, error) {
@@ -195,16 +249,32 @@ func fuseSequential(ctx context.Context, cfg config, p *fffdProc, c *libfff.Clie
 			return r.readMiBps, err
 		}
 	}
-	ws, err := rotate(cfg, fioWrite(seqMnt), fioWrite(seqDIO),
-		func() (float64, error) {
-			c.Remove(ctx, seqName)
-			return dataSeqWrite(ctx, c, seqName, size, fuseBS)
-		})
+	// Sides: per mode (page cache, --direct-io), per transport; native last.
+	var paths []string
+	for _, dio := range []bool{false, true} {
+		for _, m := range ms {
+			if dio {
+				paths = append(paths, filepath.Join(m.dio, "bench", "fuse-seq-dio-"+string(m.tr)))
+			} else {
+				paths = append(paths, filepath.Join(m.plain, "bench", "fuse-seq-"+string(m.tr)))
+			}
+		}
+	}
+	var writes, reads []func() (float64, error)
+	for _, path := range paths {
+		writes = append(writes, fioWrite(path))
+		reads = append(reads, fioRead(path))
+	}
+	writes = append(writes, func() (float64, error) {
+		c.Remove(ctx, seqName)
+		return dataSeqWrite(ctx, c, seqName, size, fuseBS)
+	})
+	reads = append(reads, func() (float64, error) { return dataSeqRead(ctx, c, seqName, size, rsize, dataCfg.readers) })
+	ws, err := rotate(cfg, writes...)
 	if err != nil {
 		return err
 	}
-	rs, err := rotate(cfg, fioRead(seqMnt), fioRead(seqDIO),
-		func() (float64, error) { return dataSeqRead(ctx, c, seqName, size, rsize, dataCfg.readers) })
+	rs, err := rotate(cfg, reads...)
 	if err != nil {
 		return err
 	}
@@ -219,32 +289,61 @@ func fuseSequential(ctx context.Context, cfg config, p *fffdProc, c *libfff.Clie
 		return err
 	}
 	os.Remove(plain)
-	os.Remove(seqMnt)
-	os.Remove(seqDIO)
-	c.Remove(ctx, seqName)
-	mnw, mnr := medianF(ws[2]), medianF(rs[2])
-	fmt.Printf("Sequential, %s file: FUSE = fio --bs=1M --ioengine=psync (one stream; write with --end_fsync=1) through the default mount (page cache) and through a --direct-io mount; native = libfff File.Write of 1 MiB (Close included) / %d readers x %s ReadAt; local disk = fio --bs=4M --iodepth=16 --direct=1 --ioengine=io_uring\n\n",
-		formatSize(size), dataCfg.readers, formatSize(rsize))
-	fmt.Println("| workload | mount | FUSE MiB/s | native MiB/s | local disk (fio) MiB/s | FUSE / native | target | FUSE range | native range |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|")
-	for k, mode := range []string{"page cache", "--direct-io"} {
-		mfw, mfr := medianF(ws[k]), medianF(rs[k])
-		fmt.Printf("| sequential write | %s | %.0f | %.0f | %.0f | %.2f | | %s | %s |\n", mode, mfw, mnw, fioW, mfw/mnw, spreadF(ws[k]), spreadF(ws[2]))
-		fmt.Printf("| sequential read | %s | %.0f | %.0f | %.0f | %.2f | ≥ %.2f %s | %s | %s |\n", mode, mfr, mnr, fioR, mfr/mnr,
-			fuseSeqReadTarget, verdict(mfr/mnr >= fuseSeqReadTarget), spreadF(rs[k]), spreadF(rs[2]))
+	for _, path := range paths {
+		os.Remove(path)
 	}
-
+	c.Remove(ctx, seqName)
+	nat := len(paths)
+	mnw, mnr := medianF(ws[nat]), medianF(rs[nat])
+	fmt.Printf("Sequential, %s file: FUSE = fio --bs=1M --ioengine=psync (one stream; write with --end_fsync=1) through the default mount (page cache) and through a --direct-io mount, per transport; native = libfff File.Write of 1 MiB (Close included) / %d readers x %s ReadAt; local disk = fio --bs=4M --iodepth=16 --direct=1 --ioengine=io_uring\n\n",
+		formatSize(size), dataCfg.readers, formatSize(rsize))
+	fmt.Println("| workload | mount | transport | FUSE MiB/s | native MiB/s | local disk (fio) MiB/s | FUSE / native | target | uring / dev | FUSE range | native range |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|")
+	for mi, mode := range []string{"page cache", "--direct-io"} {
+		for _, kind := range []string{"write", "read"} {
+			res, nm, fio := ws, mnw, fioW
+			if kind == "read" {
+				res, nm, fio = rs, mnr, fioR
+			}
+			var meds []float64
+			for ti := range ms {
+				meds = append(meds, medianF(res[mi*len(ms)+ti]))
+			}
+			for ti, m := range ms {
+				k := mi*len(ms) + ti
+				target, ratio := "", ""
+				if kind == "read" {
+					target = fmt.Sprintf("≥ %.2f %s", fuseSeqReadTarget, verdict(meds[ti]/nm >= fuseSeqReadTarget))
+				}
+				if ti == len(ms)-1 {
+					ratio = transportRatio(ms, meds, 0)
+				}
+				fmt.Printf("| sequential %s | %s | %s | %.0f | %.0f | %.0f | %.2f | %s | %s | %s | %s |\n", kind, mode, m.tr, meds[ti], nm, fio,
+					meds[ti]/nm, target, ratio, spreadF(res[k]), spreadF(res[nat]))
+			}
+		}
+	}
 	return nil
 }
 
-// fuseRandom reads random samples through the mount and natively.
-func fuseRandom(ctx context.Context, cfg config, c *libfff.Client, mnt string, d depth, sizes []int64) error {
-	// Random reads.
-	fmt.Printf("\nRandom reads, %s file per size, %d in flight: FUSE = fio --rw=randread --direct=1 --ioengine=io_uring --iodepth=%d on the mount; native = %d goroutines each calling ReadBatch of %d\n\n",
-		formatSize(cfg.fileSize), d.inFlight, d.inFlight, d.inFlight/d.batch, d.batch)
-	fmt.Println("| read size | FUSE IOPS | native samples/s | FUSE / native | FUSE MiB/s | native MiB/s | target | FUSE range | native range |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|")
+// fuseRandom reads random samples through each transport's mount and
+// natively: 4 KiB one at a time, and every size of -fuse-sizes at the
+// -fuse-depth in flight.
+func fuseRandom(ctx context.Context, cfg config, c *libfff.Client, ms []fuseMounts, d depth, sizes []int64) error {
+	type row struct {
+		size int64
+		d    depth
+	}
+	rows := []row{{4 << 10, depth{inFlight: 1, batch: 1}}}
 	for _, ssize := range sizes {
+		rows = append(rows, row{ssize, d})
+	}
+	fmt.Printf("\nRandom reads, %s file per size: FUSE = fio --rw=randread --direct=1 --ioengine=io_uring --iodepth=D on the mount of each transport; native = D/B goroutines each calling ReadBatch of B (one at a time: one goroutine reading one sample per call)\n\n",
+		formatSize(cfg.fileSize))
+	fmt.Println("| read size | in flight | transport | FUSE IOPS | native samples/s | FUSE / native | FUSE MiB/s | target | uring / dev | FUSE range | native range |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|")
+	for _, r := range rows {
+		ssize := r.size
 		name := fmt.Sprintf("/bench/rand-%d", ssize)
 		n := cfg.fileSize / ssize
 		if n == 0 {
@@ -254,26 +353,43 @@ func fuseRandom(ctx context.Context, cfg config, c *libfff.Client, mnt string, d
 			return err
 		}
 		dc := cfg
-		dc.qd, dc.batch = d.inFlight, d.batch
-		fuses, nats, err := alternate(dc,
-			func() (result, error) {
-				r, err := fioJSON(ctx, dc, "--name=randread", "--filename="+filepath.Join(mnt, name), "--rw=randread",
-					fmt.Sprintf("--bs=%d", ssize), "--direct=1", "--ioengine=io_uring", fmt.Sprintf("--iodepth=%d", d.inFlight),
+		dc.qd, dc.batch = r.d.inFlight, r.d.batch
+		var sides []func() (result, error)
+		for _, m := range ms {
+			sides = append(sides, func() (result, error) {
+				res, err := fioJSON(ctx, dc, "--name=randread", "--filename="+filepath.Join(m.plain, name), "--rw=randread",
+					fmt.Sprintf("--bs=%d", ssize), "--direct=1", "--ioengine=io_uring", fmt.Sprintf("--iodepth=%d", r.d.inFlight),
 					"--readonly", "--time_based", fmt.Sprintf("--runtime=%ds", max(1, int(dc.duration.Seconds()))),
 					"--randrepeat=0", "--norandommap")
-				return result{iops: r.readIOPS, mibps: r.readMiBps}, err
-			},
-			func() (result, error) { return dataRandomReads(ctx, dc, c, name, ssize, n) })
+				return result{iops: res.readIOPS, mibps: res.readMiBps}, err
+			})
+		}
+		sides = append(sides, func() (result, error) { return dataRandomReads(ctx, dc, c, name, ssize, n) })
+		res, err := rotate(dc, sides...)
 		if err != nil {
 			return err
 		}
-		f, o := median(fuses), median(nats)
-		target := ""
-		if ssize == 128<<10 {
-			target = fmt.Sprintf("≥ %.2f %s", fuseRandTarget, verdict(f.iops/o.iops >= fuseRandTarget))
+		o := median(res[len(ms)])
+		var iops []float64
+		for ti := range ms {
+			iops = append(iops, median(res[ti]).iops)
 		}
-		fmt.Printf("| %s | %.0f | %.0f | %.2f | %.1f | %.1f | %s | %s | %s |\n", formatSize(ssize), f.iops, o.iops, f.iops/o.iops,
-			f.mibps, o.mibps, target, spread(fuses), spread(nats))
+		for ti, m := range ms {
+			f := median(res[ti])
+			target, ratio := "", ""
+			if ssize == 128<<10 {
+				target = fmt.Sprintf("≥ %.2f %s", fuseRandTarget, verdict(f.iops/o.iops >= fuseRandTarget))
+			}
+			if ti == len(ms)-1 {
+				t := 0.0
+				if r.d.inFlight == 1 {
+					t = fuseURingD1Target
+				}
+				ratio = transportRatio(ms, iops, t)
+			}
+			fmt.Printf("| %s | %d | %s | %.0f | %.0f | %.2f | %.1f | %s | %s | %s | %s |\n", formatSize(ssize), r.d.inFlight, m.tr, f.iops, o.iops,
+				f.iops/o.iops, f.mibps, target, ratio, spread(res[ti]), spread(res[len(ms)]))
+		}
 		c.Remove(ctx, name)
 	}
 	return nil
@@ -284,7 +400,7 @@ func fuseRandom(ctx context.Context, cfg config, c *libfff.Client, mnt string, d
 // and without a `sync` after it), in rotation, cold cache before each copy.
 // The first copy into the mount is compared with the source (content,
 // size, mode and mtime of every file).
-func fuseSmallFiles(ctx context.Context, cfg config, p *fffdProc, c *libfff.Client, mnt, mntWB string) error {
+func fuseSmallFiles(ctx context.Context, cfg config, p *fffdProc, c *libfff.Client, ms []fuseMounts) error {
 	mean, err := parseSize(fuseCfg.smallSize)
 	if err != nil {
 		return err
@@ -335,29 +451,46 @@ func fuseSmallFiles(ctx context.Context, cfg config, p *fffdProc, c *libfff.Clie
 		}
 	}
 	var nl, ns int
-	res, err := rotate(cfg,
-		into(mnt, ""),
-		into(mntWB, "dir"),
-		into(mntWB, ""),
-		func() (float64, error) {
+	type side struct {
+		name string
+		tr   fusefs.Transport
+		wb   bool // counts against the target
+		run  func() (float64, error)
+	}
+	var sides []side
+	for _, m := range ms {
+		sides = append(sides,
+			side{"cp -a into the mount (each file durable at close)", m.tr, true, into(m.plain, "")},
+			side{"cp -a into a --writeback mount, then `sync DIR` (all durable at the end)", m.tr, true, into(m.wb, "dir")},
+			side{"cp -a into a --writeback mount (close returns before the data is on storage)", m.tr, false, into(m.wb, "")})
+	}
+	sides = append(sides,
+		side{"cp -a to the local disk", "", false, func() (float64, error) {
 			nl++
 			return cp(filepath.Join(local, fmt.Sprintf("cp-%d", nl)), "")
-		},
-		func() (float64, error) {
+		}},
+		side{"cp -a to the local disk, then sync", "", false, func() (float64, error) {
 			ns++
 			return cp(filepath.Join(local, fmt.Sprintf("cp-sync-%d", ns)), "all")
-		})
+		}})
+	var runs []func() (float64, error)
+	for _, sd := range sides {
+		runs = append(runs, sd.run)
+	}
+	res, err := rotate(cfg, runs...)
 	if err != nil {
 		return err
 	}
-	// The first round's copies, as another client sees them (through the
-	// plain mount, once the write-back mount's closes landed).
-	if err := fileutil.SyncDir(mntWB); err != nil {
-		return err
+	// The first round's copies, as another client sees them (through a
+	// plain mount, once the write-back mounts' closes landed).
+	for _, m := range ms {
+		if err := fileutil.SyncDir(m.wb); err != nil {
+			return err
+		}
 	}
 	for i, name := range copies {
-		if i < 3 {
-			if err := sameTree(src, filepath.Join(mnt, "bench", name)); err != nil {
+		if i < len(ms)*3 {
+			if err := sameTree(src, filepath.Join(ms[0].plain, "bench", name)); err != nil {
 				return fmt.Errorf("fuse: the copy %s differs from the source: %w", name, err)
 			}
 		}
@@ -368,27 +501,20 @@ func fuseSmallFiles(ctx context.Context, cfg config, p *fffdProc, c *libfff.Clie
 	nf := float64(fuseCfg.smallFiles)
 	fmt.Printf("\nSmall files: cp -a of %d files (%s, %s on average, in %d directories) into the mount and to a directory on the local disk (%s); cold cache before each copy; %d rounds in rotation, medians\n\n",
 		fuseCfg.smallFiles, formatSize(total), formatSize(total/int64(fuseCfg.smallFiles)), fuseCfg.smallDirs, local, cfg.rounds)
-	fmt.Println("| copy | files/s | MiB/s | seconds | mount / this | target | range (files/s) |")
-	fmt.Println("|---|---|---|---|---|---|---|")
+	fmt.Println("| copy | transport | files/s | MiB/s | seconds | first mount / this | target | uring / dev | range (files/s) |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|")
 	mt := medianF(res[0])
-	rows := []struct {
-		name string
-		t    []float64
-	}{
-		{"cp -a into the mount (each file durable at close)", res[0]},
-		{"cp -a into a --writeback mount, then `sync DIR` (all durable at the end)", res[1]},
-		{"cp -a into a --writeback mount (close returns before the data is on storage)", res[2]},
-		{"cp -a to the local disk", res[3]},
-		{"cp -a to the local disk, then sync", res[4]},
-	}
-	for i, r := range rows {
-		t := medianF(r.t)
-		target := ""
-		if i <= 1 {
+	for i, sd := range sides {
+		t := medianF(res[i])
+		target, ratio := "", ""
+		if sd.wb {
 			target = fmt.Sprintf("≥ %d files/s %s", fuseSmallTarget, verdict(nf/t >= fuseSmallTarget))
 		}
-		fmt.Printf("| %s | %.0f | %.1f | %.2f | %.2f | %s | %.0f–%.0f |\n", r.name, nf/t, float64(total)/(1<<20)/t, t, t/mt, target,
-			nf/slices.Max(r.t), nf/slices.Min(r.t))
+		if sd.tr != "" && i >= 3*(len(ms)-1) && i < 3*len(ms) && len(ms) == 2 {
+			ratio = transportRatio(ms, []float64{nf / medianF(res[i-3]), nf / t}, 0)
+		}
+		fmt.Printf("| %s | %s | %.0f | %.1f | %.2f | %.2f | %s | %s | %.0f–%.0f |\n", sd.name, sd.tr, nf/t, float64(total)/(1<<20)/t, t, t/mt, target, ratio,
+			nf/slices.Max(res[i]), nf/slices.Min(res[i]))
 	}
 	return nil
 }
