@@ -45,12 +45,9 @@ import (
 // slower: a locked goroutine that waits for the network costs a thread
 // wake-up to resume.
 //
-// A lone request on an idle queue that needs one storage or meta call
-// (READ, GETATTR, LOOKUP) is answered by the ring goroutine itself and
-// committed with the io_uring_enter that waits for the next one: the
-// one-at-a-time case pays no hand-off. Otherwise each request runs on
-// its own goroutine (operations wait on the network), and a finished one
-// is put on the queue's done list; the ring goroutine commits every entry
+// Each request runs on its own goroutine (operations wait on the
+// network; see dispatch), and a finished one is put on the queue's done
+// list; the ring goroutine commits every entry
 // on the list with one io_uring_enter, and a worker writes the queue's
 // eventfd (a read of which the ring always has in flight) only when the
 // ring goroutine is waiting, so a burst of completions costs one wake-up.
@@ -84,9 +81,6 @@ const (
 
 	efdUserData = 1 << 32 // user_data of the eventfd read; entries use their index
 
-	fuseOpLookup      = 1
-	fuseOpGetattr     = 3
-	fuseOpRead        = 15
 	fuseOpInit        = 26
 	fuseOpForget      = 2
 	fuseOpBatchForget = 42
@@ -527,22 +521,14 @@ func (q *ringQueue) loop(live int) {
 	}
 }
 
-// dispatch hands the requests that came to goroutines. A lone request on
-// an idle queue that needs no more than one storage or meta call (READ,
-// GETATTR, LOOKUP) is answered on the ring thread instead and committed
-// with the next io_uring_enter: the hand-off to a goroutine and back costs
-// two thread wake-ups, more than such a request's own work at depth 1.
-// Requests that arrive meanwhile wait for it, as the queue was idle.
-func (q *ringQueue) dispatch() {
-	if len(q.fresh) == 1 && q.inflight == 0 && inlineOp(q.fresh[0]) {
-		e := q.fresh[0]
-		q.fresh = q.fresh[:0]
-		e.answer()
-		q.commit(e)
-		return
-	}
-	q.handOff()
-}
+// dispatch hands the requests that came to goroutines. None is answered
+// on the ring goroutine, even a lone one on an idle queue (which saves a
+// hand-off): a request can wait for the cluster for as long as the
+// retry timeout, and every request of the queue's CPU would wait behind
+// it — a FLUSH from a close(2) in an exec'ing child of a program that has
+// files open on the mount included, which deadlocked a restart of fffd
+// from a process reading through the mount.
+func (q *ringQueue) dispatch() { q.handOff() }
 
 // handOff starts a goroutine for each request that came.
 func (q *ringQueue) handOff() {
@@ -552,15 +538,6 @@ func (q *ringQueue) handOff() {
 		go e.serve()
 	}
 	q.fresh = q.fresh[:0]
-}
-
-// inlineOp says whether e's request may be answered on the ring thread.
-func inlineOp(e *ringEntry) bool {
-	switch le.Uint32(e.hdr[4:]) {
-	case fuseOpRead, fuseOpGetattr, fuseOpLookup:
-		return true
-	}
-	return false
 }
 
 // commit queues the commit of e's reply, which also fetches its next
