@@ -510,7 +510,7 @@ func fuseSmallFiles(ctx context.Context, cfg config, p *fffdProc, c *libfff.Clie
 		if sd.wb {
 			target = fmt.Sprintf("≥ %d files/s %s", fuseSmallTarget, verdict(nf/t >= fuseSmallTarget))
 		}
-		if sd.tr != "" && i >= 3*(len(ms)-1) && i < 3*len(ms) && len(ms) == 2 {
+		if sd.tr != "" && i >= 3 { // the second transport's row: the first's is 3 before it
 			ratio = transportRatio(ms, []float64{nf / medianF(res[i-3]), nf / t}, 0)
 		}
 		fmt.Printf("| %s | %s | %.0f | %.1f | %.2f | %.2f | %s | %s | %.0f–%.0f |\n", sd.name, sd.tr, nf/t, float64(total)/(1<<20)/t, t, t/mt, target, ratio,

@@ -98,7 +98,7 @@ type ringServer struct {
 	maxIO      int
 
 	queues []*ringQueue
-	wg     sync.WaitGroup // the /dev/fuse reader and the ring threads
+	wg     sync.WaitGroup // the /dev/fuse reader and the ring goroutines
 
 	outBufs sync.Pool // *[]byte replies of requests that came on /dev/fuse
 }
@@ -216,7 +216,7 @@ func possibleCPUs() int {
 	return max(n, 1)
 }
 
-// startQueues starts one ring thread per possible CPU and waits until each
+// startQueues starts one ring goroutine per possible CPU and waits until each
 // has registered its entries.
 func (s *ringServer) startQueues() error {
 	n := possibleCPUs()
@@ -308,15 +308,9 @@ func (s *ringServer) unmount() error {
 }
 
 // wait waits until the mount is gone and its loops have ended, then
-// closes /dev/fuse.
+// closes /dev/fuse (once: Unmount and Wait both come here).
 func (s *ringServer) wait() {
 	s.wg.Wait()
-	s.closeFd()
-}
-
-func (s *ringServer) closeFd() {
-	// Every loop has ended: nothing reads the descriptor any more. Close
-	// is idempotent over a -1.
 	if fd := s.fd; fd >= 0 {
 		s.fd = -1
 		syscall.Close(fd)
@@ -333,13 +327,11 @@ type ringQueue struct {
 	efd  int
 	efdv []byte // the eventfd read's buffer, in mem
 
-	spare    []*ringEntry // the ring thread's: the done list it committed last
-	fresh    []*ringEntry // the ring thread's: requests that came in the last completions
-	inflight int          // the ring thread's: requests handed to goroutines, not committed
+	spare []*ringEntry // the ring goroutine's: the done list it committed last
 
 	mu       sync.Mutex
 	done     []*ringEntry // answered, to be committed
-	sleeping bool         // the ring thread waits for completions: wake it
+	sleeping bool         // the ring goroutine waits for completions: wake it
 }
 
 // ringEntry is one request slot of a queue.
@@ -350,7 +342,7 @@ type ringEntry struct {
 	payload []byte
 }
 
-// run is the queue's ring thread: it registers the entries, reports the
+// run is the queue's ring goroutine: it registers the entries, reports the
 // outcome on ready, then moves entries until the kernel has ended them
 // all (the mount is gone).
 func (q *ringQueue) run(ready chan<- error) {
@@ -381,11 +373,10 @@ func (q *ringQueue) run(ready chan<- error) {
 			regErr = fmt.Errorf("queue %d: FUSE_IO_URING_CMD_REGISTER: %w", q.qid, syscall.Errno(-cqe.Res))
 			live--
 		} else if cqe.UserData != efdUserData {
-			q.fresh = append(q.fresh, &q.ents[cqe.UserData]) // a request came already
+			q.dispatch(cqe.UserData) // a request came already
 		}
 		q.ring.CQESeen(cqe)
 	}
-	q.handOff()
 	ready <- regErr
 	q.loop(live)
 	q.release()
@@ -462,7 +453,7 @@ func (q *ringQueue) prep(e *ringEntry, op uint32, commitID uint64) {
 	le.PutUint16(cmd[16:], q.qid)
 }
 
-// prepEventfd queues the read of the eventfd that wakes the ring thread.
+// prepEventfd queues the read of the eventfd that wakes the ring goroutine.
 func (q *ringQueue) prepEventfd() {
 	sqe := q.ring.GetSQE()
 	b := (*[128]byte)(unsafe.Pointer(sqe))
@@ -483,7 +474,6 @@ func (q *ringQueue) loop(live int) {
 		for _, e := range done {
 			q.commit(e)
 		}
-		q.inflight -= len(done)
 		clear(done)
 		q.spare = done
 		var err error
@@ -514,31 +504,20 @@ func (q *ringQueue) loop(live int) {
 				}
 				live--
 			default:
-				q.fresh = append(q.fresh, &q.ents[ud])
+				q.dispatch(ud)
 			}
 		}
-		q.dispatch()
 	}
 }
 
-// dispatch hands the requests that came to goroutines. None is answered
+// dispatch hands the request in entry idx to a goroutine. None is answered
 // on the ring goroutine, even a lone one on an idle queue (which saves a
 // hand-off): a request can wait for the cluster for as long as the
 // retry timeout, and every request of the queue's CPU would wait behind
 // it — a FLUSH from a close(2) in an exec'ing child of a program that has
 // files open on the mount included, which deadlocked a restart of fffd
 // from a process reading through the mount.
-func (q *ringQueue) dispatch() { q.handOff() }
-
-// handOff starts a goroutine for each request that came.
-func (q *ringQueue) handOff() {
-	for i, e := range q.fresh {
-		q.fresh[i] = nil
-		q.inflight++
-		go e.serve()
-	}
-	q.fresh = q.fresh[:0]
-}
+func (q *ringQueue) dispatch(idx uint64) { go q.ents[idx].serve() }
 
 // commit queues the commit of e's reply, which also fetches its next
 // request.
@@ -547,7 +526,7 @@ func (q *ringQueue) commit(e *ringEntry) {
 }
 
 // serve answers the request in e on a goroutine and gives e back to its
-// ring thread.
+// ring goroutine.
 func (e *ringEntry) serve() {
 	e.answer()
 	q := e.q
