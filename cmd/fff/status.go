@@ -92,11 +92,21 @@ func newStatusCmd() *cobra.Command {
 		Use:   "status",
 		Short: "Show the state of the default cluster",
 		Long: `Show the state of the default cluster (FFF_CLUSTER and FFF_TOKEN, else the
-one 'fff up' recorded): its address, the routing version, nodes up and down,
-targets by state with their capacity where reported, chains, chain tables,
-the number of inodes and who the token belongs to. 'fff admin nodes|targets|
-chains' list the details. Exits 1 when no cluster is configured or it cannot
-be reached.`,
+one 'fff up' recorded). The first line is its health and why:
+
+  healthy      every chain has all its copies, nothing needs attention (exit 0)
+  degraded     the cluster serves, with less redundancy or headroom than it
+               should have: nodes down, chains missing copies (with their
+               resyncs' progress and ETA), a disk over 90% full, no mgmtd
+               leader, this host's clock off mgmtd's (exit 3)
+  unavailable  some data or the namespace cannot be served: a chain without
+               a serving copy, the metadata service not answering (exit 4)
+
+Then its address, the routing version, nodes up and down, targets by state
+with their capacity where reported, chains, chain tables, the number of
+inodes and who the token belongs to. 'fff admin nodes|targets|chains' list
+the details; 'fff top' shows what the nodes are doing. Exits 1 when no
+cluster is configured or it cannot be reached.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
@@ -111,9 +121,20 @@ be reached.`,
 				return err
 			}
 			if asJSON {
-				return writeJSON(cmd.OutOrStdout(), st)
+				err = writeJSON(cmd.OutOrStdout(), st)
+			} else {
+				err = printStatus(cmd.OutOrStdout(), st)
 			}
-			return printStatus(cmd.OutOrStdout(), st)
+			if err != nil {
+				return err
+			}
+			switch st.Health.State {
+			case healthDegraded:
+				return &exitError{code: exitDegraded}
+			case healthUnavailable:
+				return &exitError{code: exitUnavailable}
+			}
+			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON for machines")
@@ -129,6 +150,7 @@ type leaderJSON struct {
 }
 
 type clusterStatus struct {
+	Health         healthJSON   `json:"health"`
 	Address        string       `json:"address"`
 	DataDir        string       `json:"data_dir,omitempty"`
 	PID            int          `json:"pid,omitempty"`
@@ -303,6 +325,7 @@ func gatherStatus(ctx context.Context, c *adminConn) (*clusterStatus, error) {
 	} else {
 		st.StatFS = &statFSJSON{Inodes: fs.Inodes, TotalBytes: fs.TotalBytes, FreeBytes: fs.FreeBytes}
 	}
+	st.Health = assessHealth(st, resyncRates(ctx, c, ri), clockSkew(ri, time.Now()))
 	return st, nil
 }
 
@@ -353,6 +376,10 @@ func printStatus(w io.Writer, st *clusterStatus) error {
 			where += fmt.Sprintf(", pid %d", st.PID)
 		}
 		where += ")"
+	}
+	line("health", "%s", st.Health.State)
+	for _, r := range st.Health.Reasons {
+		fmt.Fprintf(&b, "%-14s- %s\n", "", r)
 	}
 	line("cluster", "%s", where)
 	if st.TLS {

@@ -70,6 +70,12 @@ import (
 //	frame_timeout = "30s"         # a request's bytes must keep coming; "-1s": no limit
 //	handshake_timeout = "10s"
 //	idle_timeout = "10m"          # connections idle this long are sent a goaway; "-1s": never
+//	slow_request = "1s"           # requests slower than this are logged with their stages; "-1s": never
+//
+//	[metrics]             # Prometheus metrics (docs/operations.md)
+//	listen = "127.0.0.1:0"  # serve /metrics there (port 0: a free one, recorded in data_dir/fffd.json);
+//	                        # set a fixed port for Prometheus; "" or "off": no metrics
+//	allow_remote = false  # true: listen may be an address other hosts reach
 //
 //	[tls]                 # TLS on TCP (tls.go); empty: none
 //	cert = ""             # the node's certificate, key, and the cluster's CA
@@ -86,6 +92,7 @@ type Config struct {
 	RPC     RPCConfig     `toml:"rpc"`
 	TLS     TLSConfig     `toml:"tls"`
 	Etcd    EtcdConfig    `toml:"etcd"`
+	Metrics MetricsConfig `toml:"metrics"`
 }
 
 // EtcdConfig is an etcd member run inside fffd (etcdkv.MemberConfig).
@@ -108,6 +115,7 @@ type RPCConfig struct {
 	FrameTimeout     Duration `toml:"frame_timeout"`
 	HandshakeTimeout Duration `toml:"handshake_timeout"`
 	IdleTimeout      Duration `toml:"idle_timeout"`
+	SlowRequest      Duration `toml:"slow_request"`
 }
 
 type NodeConfig struct {
@@ -195,15 +203,16 @@ func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil
 
 func defaultConfig() Config {
 	return Config{
-		Node:  NodeConfig{ID: 1, Listen: "127.0.0.1:9400"},
-		Log:   LogConfig{Level: "info", Format: "auto"},
-		KV:    KVConfig{Backend: "bbolt", Path: "meta.db", Prefix: "fff"},
-		Etcd:  EtcdConfig{ClientURL: "http://127.0.0.1:2379", PeerURL: "http://127.0.0.1:2380", Token: "fff", Dir: "etcd"},
-		Mgmtd: MgmtdConfig{HeartbeatTimeout: Duration{10 * time.Second}, LeaderLease: Duration{mgmtd.DefaultLease}},
-		Meta:  MetaConfig{ChunkSize: 4 << 20, SessionTimeout: Duration{30 * time.Minute}, CapabilityTTL: Duration{capability.DefaultTTL}},
+		Node:    NodeConfig{ID: 1, Listen: "127.0.0.1:9400"},
+		Log:     LogConfig{Level: "info", Format: "auto"},
+		Metrics: MetricsConfig{Listen: "127.0.0.1:0"},
+		KV:      KVConfig{Backend: "bbolt", Path: "meta.db", Prefix: "fff"},
+		Etcd:    EtcdConfig{ClientURL: "http://127.0.0.1:2379", PeerURL: "http://127.0.0.1:2380", Token: "fff", Dir: "etcd"},
+		Mgmtd:   MgmtdConfig{HeartbeatTimeout: Duration{10 * time.Second}, LeaderLease: Duration{mgmtd.DefaultLease}},
+		Meta:    MetaConfig{ChunkSize: 4 << 20, SessionTimeout: Duration{30 * time.Minute}, CapabilityTTL: Duration{capability.DefaultTTL}},
 		RPC: RPCConfig{MaxConns: rpc.DefaultMaxConns, MaxConnBytes: rpc.DefaultMaxInFlightBytes, MaxTotalBytes: rpc.DefaultMaxTotalBytes,
 			FrameTimeout: Duration{rpc.DefaultFrameTimeout}, HandshakeTimeout: Duration{rpc.DefaultHandshakeTimeout},
-			IdleTimeout: Duration{rpc.DefaultIdleTimeout}},
+			IdleTimeout: Duration{rpc.DefaultIdleTimeout}, SlowRequest: Duration{rpc.DefaultSlowRequest}},
 	}
 }
 

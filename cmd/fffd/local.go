@@ -20,6 +20,7 @@ import (
 	"fff/internal/capability"
 	"fff/internal/cluster"
 	"fff/internal/logging"
+	"fff/internal/metrics"
 	"fff/internal/proto"
 	"fff/internal/rpc"
 	"fff/server/kv"
@@ -38,7 +39,8 @@ const (
 type readyInfo struct {
 	PID     int    `json:"pid"`
 	Address string `json:"address"`
-	Socket  string `json:"socket,omitempty"` // the same-host Unix socket, if served
+	Socket  string `json:"socket,omitempty"`  // the same-host Unix socket, if served
+	Metrics string `json:"metrics,omitempty"` // the metrics listener's address, if served
 	Version string `json:"version"`
 }
 
@@ -58,7 +60,9 @@ type node struct {
 	caps     *capability.Key // the cluster's capability key (meta and storage roles)
 	// adminToken is the cluster's admin token over a shared KV (secrets.go).
 	adminToken string
-	tls        nodeTLS // TLS of the TCP listener and of pools to other nodes (tls.go)
+	tls        nodeTLS           // TLS of the TCP listener and of pools to other nodes (tls.go)
+	metrics    *metrics.Registry // nil: metrics off (metrics.go)
+	metricsSrv *metrics.Server
 }
 
 // newNode prepares a node of role: logger, data directory, listeners and,
@@ -104,6 +108,7 @@ func newNode(cfg Config, role string, withKV bool) (*node, error) {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Node.Listen, err)
 	}
 	n := &node{cfg: cfg, log: log, db: db, member: member, lock: lock, ln: ln, addr: ln.Addr().String()}
+	n.newMetrics(role)
 	if err := n.setupTLS(); err != nil {
 		return nil, n.abort(err)
 	}
@@ -261,12 +266,19 @@ func (n *node) serve(ctx context.Context, auth rpc.Authenticator, register func(
 	r := n.cfg.RPC
 	opts := rpc.ServerOptions{Auth: auth, Logger: n.log, MaxConns: r.MaxConns, MaxInFlightBytes: r.MaxConnBytes,
 		MaxTotalBytes: r.MaxTotalBytes, FrameTimeout: r.FrameTimeout.Duration, HandshakeTimeout: r.HandshakeTimeout.Duration,
-		IdleTimeout: r.IdleTimeout.Duration, TLS: n.tls.server}
+		IdleTimeout: r.IdleTimeout.Duration, TLS: n.tls.server, SlowRequest: r.SlowRequest.Duration}
+	if n.metrics != nil {
+		opts.Observer = metrics.NewRPCServer(n.metrics, func() rpc.ServerStats { return n.srv.Stats() })
+	}
 	if n.uln != nil {
 		opts.LocalSocket = n.uln.Addr().String()
 	}
 	n.srv = rpc.NewServer(opts)
 	register(n.srv)
+	if err := n.startMetrics(); err != nil {
+		return n.abort(err)
+	}
+	defer n.stopMetrics()
 	g, gctx := errgroup.WithContext(ctx)
 	for _, l := range []net.Listener{n.ln, n.uln} {
 		if l == nil {
@@ -314,6 +326,9 @@ func (n *node) writeReady() error {
 	ri := readyInfo{PID: os.Getpid(), Address: n.addr, Version: buildinfo.Version()}
 	if n.uln != nil {
 		ri.Socket = n.uln.Addr().String()
+	}
+	if n.metricsSrv != nil {
+		ri.Metrics = n.metricsSrv.Addr().String()
 	}
 	b, _ := json.Marshal(ri)
 	path := filepath.Join(n.cfg.Node.DataDir, readyFile)
@@ -399,6 +414,7 @@ func runLocal(ctx context.Context, cfg Config) error {
 		return n.abort(err)
 	}
 	defer st.Close()
+	n.collectMgmtd(mg)
 	gcq := storage.WithPeers(storage.MetaGC(ms), peers)
 	return n.serve(ctx, ms.Authenticator(),
 		func(s *rpc.Server) {
@@ -470,6 +486,7 @@ func runMgmtd(ctx context.Context, cfg Config) error {
 			return n.abort(err)
 		}
 	}
+	n.collectMgmtd(mg)
 	return n.serve(ctx, users.Authenticator(), func(s *rpc.Server) { mgmtd.RegisterHandlers(s, mg) }, mg.Run)
 }
 

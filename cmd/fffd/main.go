@@ -38,6 +38,7 @@ type rootFlags struct {
 	listen   string
 	logLevel string
 	logFmt   string
+	metrics  string
 }
 
 func newRootCmd() *cobra.Command {
@@ -55,6 +56,7 @@ func newRootCmd() *cobra.Command {
 	pf.StringVar(&f.listen, "listen", "", "listen address host:port (overrides node.listen; port 0 picks a free one)")
 	pf.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error (overrides log.level)")
 	pf.StringVar(&f.logFmt, "log-format", "", "auto, console or json (overrides log.format)")
+	pf.StringVar(&f.metrics, "metrics-listen", "", "serve Prometheus metrics on host:port (overrides metrics.listen; port 0 picks a free one, recorded in DATA/fffd.json; \"off\": none)")
 	root.SetVersionTemplate(buildinfo.String("fffd") + "\n")
 	root.AddCommand(
 		newVersionCmd(),
@@ -88,6 +90,9 @@ func roleCmd(name, short string, f *rootFlags, run func(context.Context, Config)
 			}
 			if f.logFmt != "" {
 				cfg.Log.Format = f.logFmt
+			}
+			if f.metrics != "" {
+				cfg.Metrics.Listen = f.metrics
 			}
 			if err := cfg.validate(); err != nil {
 				return fmt.Errorf("%w: %v", errUsage, err)

@@ -60,6 +60,7 @@ func (n *node) startStorage(ctx context.Context, routing *cluster.RoutingCache, 
 	if n.cfg.Storage.UncheckedCapabilities {
 		n.log.Warn().Msg("storage.unchecked_capabilities is set: every user can read, write and remove every file's chunks (for benchmarks only)")
 	}
+	n.collectStorage(svc)
 	return svc, nil
 }
 

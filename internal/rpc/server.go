@@ -168,6 +168,12 @@ type ServerOptions struct {
 	// this host — which then switch to it: a Unix stream moves bulk data
 	// for about half the CPU of loopback TCP (docs/wire.md).
 	LocalSocket string
+	// Observer, if set, learns of every served request (metrics).
+	Observer Observer
+	// SlowRequest: requests that take at least this long from arrival to
+	// the end of their response are logged with their stages, as a
+	// warning (DefaultSlowRequest; negative: never).
+	SlowRequest time.Duration
 }
 
 func (o *ServerOptions) normalize() {
@@ -200,6 +206,9 @@ func (o *ServerOptions) normalize() {
 	if o.WriteTimeout == 0 {
 		o.WriteTimeout = DefaultWriteTimeout
 	}
+	if o.SlowRequest == 0 {
+		o.SlowRequest = DefaultSlowRequest
+	}
 }
 
 func clampLimit(v, def, hard int) int {
@@ -219,7 +228,8 @@ type Server struct {
 	handlers atomic.Pointer[map[uint16]handler]
 	hmu      sync.Mutex // serializes Handle
 
-	total budget // request bytes held by all connections (MaxTotalBytes)
+	total    budget       // request bytes held by all connections (MaxTotalBytes)
+	inFlight atomic.Int64 // requests received and not yet answered (Stats)
 
 	memMu    sync.Mutex  // giving memory back (idleMemory)
 	memTimer *time.Timer // a scheduled give-back
@@ -942,6 +952,7 @@ func (sc *serverConn) setReadDeadline(d time.Time) {
 }
 
 func (sc *serverConn) start(c *serverCall, recvAt time.Time) error {
+	c.recvAt = recvAt
 	var ctx context.Context
 	if c.h.timeout > 0 {
 		d := time.Duration(min(c.h.timeout, math.MaxInt64/2))
@@ -958,6 +969,7 @@ func (sc *serverConn) start(c *serverCall, recvAt time.Time) error {
 	sc.inflight[c.h.id] = c
 	sc.mu.Unlock()
 	sc.wg.Add(1)
+	sc.s.inFlight.Add(1)
 	go c.run(ctx)
 	return nil
 }
@@ -977,6 +989,11 @@ type serverCall struct {
 	sc       *serverConn
 	h        header
 	size     int
+	status   proto.Code // the response's
+	out      int        // the response frame's bytes
+	recvAt   time.Time  // the request's header arrived
+	runAt    time.Time  // its handler started (zero: it did not run)
+	answerAt time.Time  // its handler returned
 	body     *[]byte
 	payload  *[]byte
 	cancel   context.CancelFunc
@@ -1007,6 +1024,8 @@ func (c *serverCall) finish() {
 	if c.done != nil {
 		c.done()
 	}
+	c.served(time.Now())
+	c.sc.s.inFlight.Add(-1)
 	c.cancel()
 	c.sc.mu.Lock()
 	delete(c.sc.inflight, c.h.id)
@@ -1047,7 +1066,9 @@ func (c *serverCall) run(ctx context.Context) {
 		if c.payload != nil {
 			req.Payload = *c.payload
 		}
+		c.runAt = time.Now()
 		resp, err = c.invoke(ctx, h.h, req)
+		c.answerAt = time.Now()
 	}
 	c.respond(resp, err)
 }
@@ -1068,6 +1089,7 @@ func (c *serverCall) respond(resp *Response, err error) {
 		c.done = resp.Done
 	}
 	if c.canceled.Load() {
+		c.status = proto.Canceled
 		c.finish() // the caller is gone: nothing to send
 		return
 	}
@@ -1115,6 +1137,7 @@ func (c *serverCall) respond(resp *Response, err error) {
 		payloadLen: uint32(plen),
 	})
 	*head = b
+	c.status, c.out = status, len(b)+plen
 	_ = c.sc.w.enqueue(outFrame{head: head, payload: payload, owner: c})
 }
 

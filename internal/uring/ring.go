@@ -105,8 +105,9 @@ type Ring struct {
 	pendq       []sqeReq
 	outstanding int // SQEs handed to the kernel whose CQE is not yet reaped
 	submitting  bool
-	enters      uint64 // io_uring_enter submit calls, for tests of batching
+	enters      uint64 // io_uring_enter submit calls (Stats; tests of batching)
 	sqes        uint64 // SQEs submitted
+	cqes        uint64 // completions reaped
 	closed      bool
 	dead        bool  // rings unmapped; never touch r.ring again
 	err         error // ring-level failure; the Ring is unusable
@@ -631,6 +632,7 @@ func (r *Ring) reap(cqSize int) {
 			r.complete(cqe.UserData, cqe.Res)
 		}
 		r.ring.CQAdvance(n)
+		r.cqes += uint64(n)
 		clear(cqes[:n])
 		if r.closed && ((r.outstanding == 0 && len(r.pendq) == 0) || r.err != nil) {
 			r.mu.Unlock()
@@ -689,4 +691,20 @@ func (r *Ring) Close() error {
 	}
 	close(r.closeDone)
 	return err
+}
+
+// Stats are a ring's counters (fffd's metrics).
+type Stats struct {
+	Enters      uint64 // io_uring_enter calls that submitted
+	Submissions uint64 // SQEs submitted
+	Completions uint64 // CQEs reaped
+	InFlight    int    // SQEs in the kernel
+	Waiting     int    // calls waiting for a free slot
+}
+
+// Stats reports the ring's counters.
+func (r *Ring) Stats() Stats {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return Stats{Enters: r.enters, Submissions: r.sqes, Completions: r.cqes, InFlight: r.outstanding, Waiting: len(r.waitq)}
 }

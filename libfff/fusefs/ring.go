@@ -464,7 +464,16 @@ func (q *ringQueue) prepEventfd() {
 
 // loop moves entries until none is live.
 func (q *ringQueue) loop(live int) {
+	dispatched := false
 	for live > 0 {
+		if dispatched {
+			// Let the requests just started run on this thread first:
+			// one that needs no network (cached pages, attributes) is
+			// done before the ring goroutine looks at the done list,
+			// and one that waits parks, handing no thread a wake-up.
+			runtime.Gosched()
+			dispatched = false
+		}
 		q.mu.Lock()
 		done := q.done
 		q.done = q.spare[:0]
@@ -505,6 +514,7 @@ func (q *ringQueue) loop(live int) {
 				live--
 			default:
 				q.dispatch(ud)
+				dispatched = true
 			}
 		}
 	}

@@ -174,12 +174,13 @@ type Service struct {
 	opts Options
 	log  zerolog.Logger
 
-	cur     atomic.Pointer[proto.RoutingInfo] // last committed state; live fields zero; read-only
-	pubMu   sync.Mutex                        // serializes publish
-	changed chan struct{}                     // closed and replaced by publish (under pubMu)
-	ended   chan struct{}                     // closed when Run returns: long polls answer
-	endOnce sync.Once
-	running atomic.Bool // Run is running: long polls wait (see WaitRouting)
+	cur      atomic.Pointer[proto.RoutingInfo] // last committed state; live fields zero; read-only
+	counters counters                          // Counters
+	pubMu    sync.Mutex                        // serializes publish
+	changed  chan struct{}                     // closed and replaced by publish (under pubMu)
+	ended    chan struct{}                     // closed when Run returns: long polls answer
+	endOnce  sync.Once
+	running  atomic.Bool // Run is running: long polls wait (see WaitRouting)
 
 	mu      sync.Mutex
 	live    map[uint32]*liveNode         // node id → heartbeat times
@@ -977,6 +978,7 @@ func (s *Service) CheckHeartbeats(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("mgmtd: check heartbeats: %w", err)
 	}
+	s.counters.nodesMarkedDown.Add(int64(len(down)))
 	for _, id := range down {
 		s.log.Warn().Uint32("node", id).Dur("timeout", s.opts.HeartbeatTimeout).Msg("node missed its heartbeats: down, its targets offline")
 	}

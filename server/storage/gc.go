@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"sync/atomic"
 	"time"
 
 	"fff/internal/proto"
@@ -73,10 +74,16 @@ func (s *Service) RunGC(ctx context.Context, q GCQueue, interval time.Duration) 
 		interval = DefaultGCInterval
 	}
 	var sc gcScan
+	var seen, acked int // of this scan of the queue
 	for {
 		n, listed, err := s.gcPass(ctx, q, &sc)
 		if ctx.Err() != nil {
 			return nil
+		}
+		s.gc.collected.Add(int64(n))
+		seen, acked = seen+listed, acked+n
+		if err != nil {
+			s.gc.failures.Add(1)
 		}
 		if err != nil {
 			s.log.Warn().Err(err).Msg("storage: garbage collection")
@@ -87,6 +94,8 @@ func (s *Service) RunGC(ctx context.Context, q GCQueue, interval time.Duration) 
 		if listed == gcBatch {
 			continue // more of the queue after this batch
 		}
+		s.gc.backlog.Store(int64(seen - acked))
+		seen, acked = 0, 0
 		select {
 		case <-ctx.Done():
 			return nil
@@ -307,4 +316,11 @@ func (s *Service) cutChunk(ctx context.Context, t *target, ref proto.ChunkRef, l
 	}
 	_, err = s.headUpdate(ctx, t, ref, update{kind: proto.ForwardTruncate, length: length})
 	return err
+}
+
+// gcCounters are RunGC's figures (Counters).
+type gcCounters struct {
+	collected atomic.Int64 // records applied and acknowledged
+	failures  atomic.Int64 // passes that failed
+	backlog   atomic.Int64 // records left in the queue after the last whole scan
 }

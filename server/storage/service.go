@@ -79,12 +79,14 @@ type Service struct {
 	ids        []uint32    // sorted target ids
 	bufs       bufPool     // read response buffers
 	ownRing    *uring.Ring // the engines' shared ring, if the service made it
+	ring       *uring.Ring // the engines' shared ring (Stats)
 	caps       *capability.Key
 	unchecked  bool
 	fwd        Forwarder
 	fwdTimeout time.Duration
 	rs         resyncs
 	rp         repairs
+	gc         gcCounters
 	bg         context.Context // ends on Close: background repairs
 	stopBg     context.CancelFunc
 	epoch      time.Time    // lease's clock origin (monotonic)
@@ -139,6 +141,7 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 		}
 		s.ownRing, opts.Ring = r, r
 	}
+	s.ring = opts.Ring
 	for _, tc := range opts.Targets {
 		if _, dup := s.targets[tc.ID]; dup {
 			s.Close()

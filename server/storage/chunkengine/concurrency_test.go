@@ -213,5 +213,5 @@ func TestConcurrentSameChunk(t *testing.T) {
 		model = applyWrite(model, d.off, d.d)
 	}
 	checkChunk(t, e, shared, model, uint64(len(log)))
-	t.Logf("%d verified concurrent reads, %d re-planned after a concurrent commit", reads.Load(), e.readRetries.Load())
+	t.Logf("%d verified concurrent reads, %d re-planned after a concurrent commit", reads.Load(), e.Stats().ReadRetries)
 }

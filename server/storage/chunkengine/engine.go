@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -89,8 +88,8 @@ type Engine struct {
 	life   sync.RWMutex // read-held by every operation; Close takes it
 	closed bool
 
-	readRetries atomic.Int64 // reads re-planned after a concurrent commit
-	orphans     int          // data files removed by Open
+	stats   counters // Stats
+	orphans int      // data files removed by Open
 }
 
 // DefaultBallastSize is Options.BallastSize's default.

@@ -113,6 +113,7 @@ func (e *Engine) ReadBatch(ctx context.Context, reqs []ReadReq) error {
 		return err
 	}
 	defer e.leave()
+	defer e.countReads(reqs)
 	sc, _ := e.scratch.Get().(*readScratch)
 	if sc == nil {
 		sc = &readScratch{}
@@ -264,7 +265,7 @@ func (e *Engine) finish(ctx context.Context, p *readPlan, ops []uring.Op, retry 
 	q, rec := p.q, p.rec
 	fail := func(err error) bool {
 		if retry && e.stale(ctx, q.ID, rec) {
-			e.readRetries.Add(1)
+			e.stats.readRetries.Add(1)
 			return true
 		}
 		q.N, q.Err = 0, err

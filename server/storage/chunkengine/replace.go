@@ -18,7 +18,12 @@ import (
 // new data file, makes it durable, commits the record naming it and then
 // unlinks the old file, so a crash leaves the old or the new chunk. version
 // must be positive and data at most MaxChunkSize (EINVAL).
-func (e *Engine) Replace(ctx context.Context, id ChunkID, version uint64, data []byte) error {
+func (e *Engine) Replace(ctx context.Context, id ChunkID, version uint64, data []byte) (err error) {
+	defer func() {
+		if err == nil {
+			e.countWrite(len(data), nil)
+		}
+	}()
 	if err := e.enter(); err != nil {
 		return err
 	}

@@ -38,7 +38,8 @@ func crcZeros(c uint32, n int64) uint32 {
 // Writes at or beyond the committed length go into the chunk's data file in
 // place; writes that overwrite committed bytes copy the chunk into a new
 // data file (see the package documentation).
-func (e *Engine) Write(ctx context.Context, id ChunkID, off int64, data []byte) (uint64, error) {
+func (e *Engine) Write(ctx context.Context, id ChunkID, off int64, data []byte) (v uint64, err error) {
+	defer func() { e.countWrite(len(data), err) }()
 	if err := e.enter(); err != nil {
 		return 0, err
 	}
@@ -61,7 +62,8 @@ func (e *Engine) Write(ctx context.Context, id ChunkID, off int64, data []byte) 
 // (with the last partial block's CRC recomputed from the data) after which
 // the data file is truncated, or removed when the length is 0. A missing
 // chunk is ENOENT; a length beyond MaxChunkSize is EINVAL.
-func (e *Engine) Truncate(ctx context.Context, id ChunkID, length int64) (uint64, error) {
+func (e *Engine) Truncate(ctx context.Context, id ChunkID, length int64) (v uint64, err error) {
+	defer func() { e.countWrite(0, err) }()
 	if err := e.enter(); err != nil {
 		return 0, err
 	}
@@ -356,10 +358,12 @@ func (e *Engine) syncData(ctx context.Context, id ChunkID, h *handle, dir string
 	if created {
 		kind = uring.OpFsync
 	}
+	e.stats.fsyncs.Add(1)
 	if err := e.do(ctx, id, kind.String(), uring.Op{Kind: kind, Fd: h.f.Fd()}); err != nil {
 		return err
 	}
 	if created {
+		e.stats.fsyncs.Add(1)
 		return syncDir(dir)
 	}
 	return nil

@@ -1,0 +1,101 @@
+package tests
+
+import (
+	"encoding/json"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// statusHealth runs `fff status --json` and returns the health it reports
+// with the exit status.
+func statusHealth(t *testing.T, env []string) (state string, reasons []string, code int) {
+	t.Helper()
+	r := fff(t, env, "status", "--json")
+	var st struct {
+		Health struct {
+			State   string   `json:"state"`
+			Reasons []string `json:"reasons"`
+		} `json:"health"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
+		t.Fatalf("fff status --json: exit %d, %v\nstdout: %s\nstderr: %s", r.code, err, r.stdout, r.stderr)
+	}
+	return st.Health.State, st.Health.Reasons, r.code
+}
+
+// waitHealth polls `fff status` until it reports state, and checks its
+// exit status. The deadline only bounds a failure.
+func waitHealth(t *testing.T, env []string, state string, code int) []string {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		got, reasons, c := statusHealth(t, env)
+		if got == state {
+			if c != code {
+				t.Fatalf("fff status: %s with exit %d, want exit %d", got, c, code)
+			}
+			return reasons
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("fff status still says %s (%v, exit %d), want %s", got, reasons, c, state)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestStatusHealth: `fff status` is the health summary. On a replicated
+// cluster (a control node and two storage nodes, replication 3) it says
+// healthy (exit 0); with a storage node killed it says degraded once mgmtd
+// declares the node down (exit 3), naming the node and the chains short of
+// a copy, and the text form leads with the same; with the node back it
+// says healthy again only after the node's targets have resynced.
+func TestStatusHealth(t *testing.T) {
+	t.Parallel()
+	config, data := t.TempDir(), t.TempDir()
+	env := append(cleanEnv(), "XDG_CONFIG_HOME="+config)
+	t.Cleanup(func() { killCluster(data) })
+	upReplicated(t, env, data, 2, 2*time.Second)
+	waitServing(t, env)
+	if state, reasons, code := statusHealth(t, env); state != "healthy" || code != 0 || len(reasons) != 0 {
+		t.Fatalf("fff status of a whole cluster: %s %v, exit %d", state, reasons, code)
+	}
+	if out := mustFFF(t, env, "status"); !strings.HasPrefix(out, "health:       healthy\n") {
+		t.Fatalf("fff status does not lead with its health:\n%s", out)
+	}
+
+	pid, _ := nodeReady(t, data, 3)
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	reasons := waitHealth(t, env, "degraded", 3)
+	all := strings.Join(reasons, "\n")
+	for _, want := range []string{"node 3 ", "is down", "copies"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("degraded, but the reasons do not say %q:\n%s", want, all)
+		}
+	}
+	r := fff(t, env, "status")
+	if r.code != 3 || !strings.HasPrefix(r.stdout, "health:       degraded\n") || !strings.Contains(r.stdout, "node 3 ") {
+		t.Fatalf("fff status with node 3 down: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+
+	// Writes while the node is down give its target something to resync.
+	src := filepath.Join(t.TempDir(), "src")
+	if err := os.WriteFile(src, randData(rand.New(rand.NewPCG(3, 3)), 8<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustFFF(t, env, "put", src, "/while-down")
+
+	mustFFF(t, env, "up", "--daemon", "--data", data)
+	waitHealth(t, env, "healthy", 0)
+	for _, tg := range targetsOf(t, env) {
+		if tg.ChainID != 0 && tg.State != "serving" {
+			t.Fatalf("fff status says healthy with target %+v not serving", tg)
+		}
+	}
+}
