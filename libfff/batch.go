@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"slices"
 	"sync"
+	"time"
 
 	"fff/ffrecord"
 	"fff/internal/crc32c"
@@ -54,6 +55,8 @@ const readParallel = 16
 // error only when the batch as a whole failed (ctx ended); per-op failures
 // go into ReadOp.Err. Destinations must not overlap.
 func (c *Client) ReadBatch(ctx context.Context, ops []ReadOp) error {
+	start := time.Now()
+	defer func() { c.countBatch(ops, time.Since(start)) }()
 	var segs []*seg
 	refreshed := map[*File]bool{}
 	for k := range ops {
@@ -216,6 +219,7 @@ func (c *Client) readSegs(ctx context.Context, segs []*seg) {
 			}
 		}
 		pending = again
+		c.stats.retries.Add(int64(len(again)))
 	}
 }
 

@@ -114,6 +114,7 @@ type Client struct {
 	spMu         sync.Mutex
 	storagePools map[string]*rpc.Pool
 	local        *localReads // nil: local reads off (localread.go)
+	stats        clientCounters
 
 	// Files open for writing, whose lengths are reported periodically
 	// (file.go).

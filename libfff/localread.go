@@ -427,23 +427,6 @@ func aligned(b []byte) bool {
 	return len(b) > 0 && uintptr(unsafe.Pointer(&b[0]))%uring.Align == 0
 }
 
-// ReadStats counts how a client's reads were served.
-type ReadStats struct {
-	// LocalBytes were read from a same-host node's data files directly.
-	LocalBytes int64
-	// LocalFallbacks counts IOs whose local read failed and that were
-	// read through the socket instead.
-	LocalFallbacks int64
-}
-
-// ReadStats returns the client's read counters.
-func (c *Client) ReadStats() ReadStats {
-	if c.local == nil {
-		return ReadStats{}
-	}
-	return ReadStats{LocalBytes: c.local.bytes.Load(), LocalFallbacks: c.local.fallbacks.Load()}
-}
-
 // failAll fails every seg of ios with err.
 func failAll(ios []rio, err error) {
 	for _, r := range ios {

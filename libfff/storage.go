@@ -124,6 +124,8 @@ func (c *Client) headCall(ctx context.Context, fc *fileCap, l *proto.Layout, ino
 
 // writeChunk writes data at offset off of chunk (ino, index).
 func (c *Client) writeChunk(ctx context.Context, fc *fileCap, l *proto.Layout, ino, index uint64, off uint32, data []byte) error {
+	c.stats.writes.Add(1)
+	c.stats.writeBytes.Add(int64(len(data)))
 	var resp proto.StorageWriteResp
 	return c.headCall(ctx, fc, l, ino, index, proto.MethodStorageWrite, func(ref proto.ChunkRef, cp *proto.Capability) any {
 		return &proto.StorageWriteReq{Chunk: ref, Off: off, ChunkSize: l.ChunkSize, Cap: cp}

@@ -358,7 +358,7 @@ func TestDataFFRecord(t *testing.T) {
 			indices[k] = int64(i)
 			dsts[k] = make([]byte, len(samples[i]))
 		}
-		local := c.ReadStats().LocalBytes
+		local := c.Stats().LocalBytes
 		if err := rd.ReadBatch(ctx, indices, dsts); err != nil {
 			t.Fatal(err)
 		}
@@ -367,7 +367,7 @@ func TestDataFFRecord(t *testing.T) {
 				t.Fatalf("%s: sample %d differs", name, i)
 			}
 		}
-		if c.ReadStats().LocalBytes == local {
+		if c.Stats().LocalBytes == local {
 			t.Fatalf("%s: no sample was read locally; the test needs local reads", name)
 		}
 
@@ -396,7 +396,7 @@ func TestDataFFRecord(t *testing.T) {
 			t.Fatal(err)
 		}
 		rd = open()
-		local = c.ReadStats().LocalBytes
+		local = c.Stats().LocalBytes
 		err = rd.ReadBatch(ctx, indices, dsts)
 		if !errors.Is(err, ffrecord.ErrChecksum) {
 			t.Fatalf("%s: reading a damaged sample: %v, want ErrChecksum", name, err)
@@ -411,7 +411,7 @@ func TestDataFFRecord(t *testing.T) {
 				t.Fatalf("%s: intact sample %d differs after sample %d was damaged", name, i, bad)
 			}
 		}
-		if c.ReadStats().LocalBytes == local {
+		if c.Stats().LocalBytes == local {
 			t.Fatalf("%s: no sample was read locally", name)
 		}
 	}

@@ -105,12 +105,12 @@ func TestLocalRead(t *testing.T) {
 			}
 			f.Close()
 		}
-		if st := sock.ReadStats(); st.LocalBytes != 0 {
+		if st := sock.Stats(); st.LocalBytes != 0 {
 			t.Fatalf("%s: a client with NoLocalRead read %d bytes locally", what, st.LocalBytes)
 		}
 	}
 	check("written", want)
-	before := local.ReadStats()
+	before := local.Stats()
 	if before.LocalBytes < int64(len(want)) {
 		t.Fatalf("the local client read %d bytes locally, want at least the file's %d", before.LocalBytes, len(want))
 	}
@@ -171,7 +171,7 @@ func TestLocalRead(t *testing.T) {
 	df.Close()
 	check("holes", want)
 	w.Close()
-	if st := local.ReadStats(); st.LocalFallbacks != 0 {
+	if st := local.Stats(); st.LocalFallbacks != 0 {
 		t.Errorf("%d local reads fell back to the socket with no change under them", st.LocalFallbacks)
 	}
 
@@ -216,7 +216,7 @@ func TestLocalReadDamage(t *testing.T) {
 	if n, err := f.ReadAt(buf, 0); !errors.Is(err, proto.ErrChecksumMismatch) {
 		t.Fatalf("read of the damaged chunk: %d, %v; want ChecksumMismatch", n, err)
 	}
-	if st := c.ReadStats(); st.LocalFallbacks == 0 {
+	if st := c.Stats(); st.LocalFallbacks == 0 {
 		t.Fatalf("no local read fell back: %+v", st)
 	}
 	if n, err := f.ReadAt(buf, int64(chunk)); err != nil || !bytes.Equal(buf[:n], data[chunk:]) {
@@ -277,7 +277,7 @@ func TestLocalReadConcurrentWrites(t *testing.T) {
 			}
 		}
 	}()
-	before := c.ReadStats()
+	before := c.Stats()
 	buf := uring.AlignedBuffer(chunk)
 	seen := map[byte]bool{}
 	deadline := time.Now().Add(5 * time.Second)
@@ -300,7 +300,7 @@ func TestLocalReadConcurrentWrites(t *testing.T) {
 	if err := <-werr; err != nil {
 		t.Fatal(err)
 	}
-	if st := c.ReadStats(); st.LocalBytes == before.LocalBytes {
+	if st := c.Stats(); st.LocalBytes == before.LocalBytes {
 		t.Fatal("no read went local")
 	}
 	if len(seen) < 3 {

@@ -68,6 +68,24 @@ func TestStatusHealth(t *testing.T) {
 		t.Fatalf("fff status does not lead with its health:\n%s", out)
 	}
 
+	// fff top through a pipe: two tables of every node's figures, read
+	// from the metrics listeners the nodes report in their heartbeats.
+	top := mustFFF(t, env, "top", "--count", "2", "--interval", "300ms")
+	if strings.Contains(top, "\x1b") || strings.Count(top, "fff top ") != 2 || !strings.Contains(top, "health: healthy") {
+		t.Fatalf("fff top --count 2 through a pipe:\n%s", top)
+	}
+	for _, id := range []string{"1", "2", "3"} {
+		found := false
+		for _, l := range strings.Split(top, "\n") {
+			if f := strings.Fields(l); len(f) == 11 && f[0] == id && f[2] == "up" {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("fff top has no figures for node %s:\n%s", id, top)
+		}
+	}
+
 	pid, _ := nodeReady(t, data, 3)
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)

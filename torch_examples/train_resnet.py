@@ -81,9 +81,14 @@ def train(name: str, make_loader: Callable[[], Any], steps: int, warmup: int, de
         ims.log(f"{name}: step {step + 1}/{warmup + steps}{' (warm-up)' if step < warmup else ''}: "
                 f"loss {losses[-1]:.3f}, data {1e3 * (t1 - t0):.0f} ms, compute {1e3 * (t2 - t1):.0f} ms")
     del it
+    # fff's loader keeps these figures itself (whole run, warm-up included):
+    # the share of the loop's time spent blocked in next() is the same
+    # measure as wait_fraction above.
+    loader_stats = loader.stats() if hasattr(loader, "stats") else None
     if hasattr(loader, "close"):
         loader.close()
     return {
+        "loader_stats": loader_stats,
         "name": name,
         "steps": steps,
         "images": images,
@@ -173,6 +178,12 @@ def main(argv: List[str] | None = None) -> int:
         print(f"| {r['name']} | {r['images_per_s']:.1f} | {100 * r['wait_fraction']:.1f}% | "
               f"{r['wait_ms_per_step']:.0f} ms | {r['compute_ms_per_step']:.0f} ms | "
               f"{r['first_loss']:.2f} / {r['last_loss']:.2f} |")
+    for r in results:
+        if r["loader_stats"]:
+            from fff.torch import format_stats
+
+            print()
+            print(f"{r['name']}, its own stats() over the whole run: {format_stats(r['loader_stats'])}")
     return 0
 
 

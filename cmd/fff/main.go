@@ -77,7 +77,7 @@ func newRootCmd() *cobra.Command {
 	root.PersistentFlags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	root.PersistentFlags().StringVar(&logFormat, "log-format", defaultLogFormat(), "messages on stderr as text (fff: warning: …) or json lines (default from FFF_LOG_FORMAT)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
-	root.AddCommand(newVersionCmd(), newFFRCmd(), newUpCmd(), newDownCmd(), newStatusCmd(), newAdminCmd(), newLsCmd(), newDuCmd(), newStatCmd(), newMkdirCmd(), newRmCmd(), newMvCmd(), newLnCmd(), newTouchCmd(), newChmodCmd(), newChownCmd(), newPutCmd(), newGetCmd(), newCpCmd(), newFileCatCmd(), newBenchCmd(), newMountCmd(), newUmountCmd())
+	root.AddCommand(newVersionCmd(), newFFRCmd(), newUpCmd(), newDownCmd(), newStatusCmd(), newTopCmd(), newAdminCmd(), newLsCmd(), newDuCmd(), newStatCmd(), newMkdirCmd(), newRmCmd(), newMvCmd(), newLnCmd(), newTouchCmd(), newChmodCmd(), newChownCmd(), newPutCmd(), newGetCmd(), newCpCmd(), newFileCatCmd(), newBenchCmd(), newMountCmd(), newUmountCmd())
 	return root
 }
 

@@ -222,6 +222,7 @@ type nodeJSON struct {
 	Hostname      string     `json:"hostname"`
 	State         string     `json:"state"`
 	LastHeartbeat *time.Time `json:"last_heartbeat,omitempty"`
+	Metrics       string     `json:"metrics,omitempty"` // its metrics listener, from its heartbeats
 }
 
 type targetJSON struct {
@@ -260,7 +261,7 @@ type chainTableJSON struct {
 func routingToJSON(ri *proto.RoutingInfo) routingJSON {
 	out := routingJSON{Version: ri.Version, Nodes: []nodeJSON{}, Targets: []targetJSON{}, Chains: []chainJSON{}, ChainTables: []chainTableJSON{}}
 	for _, n := range ri.Nodes {
-		j := nodeJSON{ID: n.ID, Roles: n.Roles.String(), Addr: n.Addr, Hostname: n.Hostname, State: n.State.String()}
+		j := nodeJSON{ID: n.ID, Roles: n.Roles.String(), Addr: n.Addr, Hostname: n.Hostname, State: n.State.String(), Metrics: n.Metrics}
 		if !n.LastHeartbeat.IsZero() {
 			hb := n.LastHeartbeat
 			j.LastHeartbeat = &hb

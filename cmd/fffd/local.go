@@ -426,7 +426,7 @@ func runLocal(ctx context.Context, cfg Config) error {
 		routing.Run,
 		func(ctx context.Context) error {
 			return cluster.RunHeartbeats(ctx, mg, cluster.HeartbeatOptions{
-				NodeID: cfg.Node.ID, Stats: st.Stats, Resyncs: st.Resyncs, Cache: routing, Logger: n.log,
+				NodeID: cfg.Node.ID, Stats: st.Stats, Resyncs: st.Resyncs, Metrics: n.metricsAddr, Cache: routing, Logger: n.log,
 			})
 		},
 		n.pruneSessions(ms),
@@ -540,7 +540,7 @@ func runMeta(ctx context.Context, cfg Config) error {
 			return n.abort(fmt.Errorf("registering with mgmtd: %w", err))
 		}
 		loops = append(loops, func(ctx context.Context) error {
-			return cluster.RunHeartbeats(ctx, client, cluster.HeartbeatOptions{NodeID: cfg.Node.ID, Cache: routing, Logger: n.log})
+			return cluster.RunHeartbeats(ctx, client, cluster.HeartbeatOptions{NodeID: cfg.Node.ID, Metrics: n.metricsAddr, Cache: routing, Logger: n.log})
 		})
 	}
 	return n.serve(ctx, ms.Authenticator(), func(s *rpc.Server) { meta.RegisterHandlers(s, ms) }, loops...)

@@ -53,6 +53,15 @@ func (n *node) startMetrics() error {
 	return nil
 }
 
+// metricsAddr is the metrics listener's address ("" when off), for
+// heartbeats: mgmtd shows it to `fff top`.
+func (n *node) metricsAddr() string {
+	if n.metricsSrv == nil {
+		return ""
+	}
+	return n.metricsSrv.Addr().String()
+}
+
 // stopMetrics ends the metrics listener.
 func (n *node) stopMetrics() {
 	if n.metricsSrv == nil {

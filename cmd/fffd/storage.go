@@ -143,7 +143,7 @@ func runStorage(ctx context.Context, cfg Config) error {
 		func(ctx context.Context) error { return svc.RunResync(ctx, client, 0) },
 		func(ctx context.Context) error {
 			return cluster.RunHeartbeats(ctx, client, cluster.HeartbeatOptions{
-				NodeID: cfg.Node.ID, Stats: svc.Stats, Resyncs: svc.Resyncs, Cache: routing, Lease: svc.Lease, Logger: n.log,
+				NodeID: cfg.Node.ID, Stats: svc.Stats, Resyncs: svc.Resyncs, Metrics: n.metricsAddr, Cache: routing, Lease: svc.Lease, Logger: n.log,
 			})
 		},
 		func(ctx context.Context) error { return cluster.WatchDown(ctx, routing, n.cutPeers(peers)) },

@@ -245,6 +245,8 @@ type HeartbeatOptions struct {
 	Stats func() []proto.TargetStats
 	// Resyncs, if set, reports the resyncs the node runs.
 	Resyncs func() []proto.ResyncStats
+	// Metrics, if set, reports the node's metrics listener's address.
+	Metrics func() string
 	// Cache, if set, is refreshed when a heartbeat answer shows a newer
 	// routing version.
 	Cache *RoutingCache
@@ -271,6 +273,9 @@ func RunHeartbeats(ctx context.Context, hb Heartbeater, opts HeartbeatOptions) e
 		}
 		if opts.Resyncs != nil {
 			req.Resyncs = opts.Resyncs()
+		}
+		if opts.Metrics != nil {
+			req.Metrics = opts.Metrics()
 		}
 		cctx, cancel := context.WithTimeout(ctx, max(opts.Interval, time.Second))
 		sent := time.Now()

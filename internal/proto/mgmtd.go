@@ -147,6 +147,9 @@ type Node struct {
 	// since mgmtd started). It is live information, not part of the
 	// versioned routing state: it changes without a version bump.
 	LastHeartbeat time.Time `msgpack:"last_heartbeat"`
+	// Metrics is the address of the node's Prometheus metrics listener,
+	// as its last heartbeat said ("" if none). Live, like LastHeartbeat.
+	Metrics string `msgpack:"metrics,omitempty"`
 }
 
 // Target is a directory on one disk of a storage node.
@@ -315,6 +318,9 @@ type HeartbeatReq struct {
 	// Resyncs are the resyncs the node runs now (as predecessor), each
 	// heartbeat's list replacing the last.
 	Resyncs []ResyncStats `msgpack:"resyncs,omitempty"`
+	// Metrics is the node's metrics listener ("" if none): `fff top`
+	// scrapes it.
+	Metrics string `msgpack:"metrics,omitempty"`
 }
 
 // ResyncStats is the progress of the resync of syncing target Target from

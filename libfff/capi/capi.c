@@ -89,6 +89,11 @@ int fff_connect(const char *address, const char *token, int64_t *client) {
 	return goFffConnect((char *)address, (char *)token, client);
 }
 
+int fff_client_stats(int64_t client, fff_stats_t *st) {
+	FORK_INT
+	return goFffClientStats(client, st);
+}
+
 int fff_stat(int64_t client, const char *path, fff_stat_t *st) {
 	FORK_INT
 	return goFffStat(client, (char *)path, st);

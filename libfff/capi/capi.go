@@ -169,6 +169,29 @@ func client(id C.int64_t) (*handle, *libfff.Client, error) {
 	return h, h.obj.(*libfff.Client), nil
 }
 
+//export goFffClientStats
+func goFffClientStats(cid C.int64_t, st *C.fff_stats_t) (rc C.int) {
+	defer guard(&rc)
+	if st == nil {
+		return fail(errf(cEINVAL, "fff_client_stats: NULL fff_stats_t"))
+	}
+	h, c, err := client(cid)
+	if err != nil {
+		return fail(err)
+	}
+	defer h.release()
+	s := c.Stats()
+	*st = C.fff_stats_t{
+		reads: C.int64_t(s.Reads), read_bytes: C.int64_t(s.ReadBytes), read_errors: C.int64_t(s.ReadErrors),
+		read_calls: C.int64_t(s.ReadCalls), local_bytes: C.int64_t(s.LocalBytes), local_fallbacks: C.int64_t(s.LocalFallbacks),
+		retries: C.int64_t(s.Retries), writes: C.int64_t(s.Writes), write_bytes: C.int64_t(s.WriteBytes),
+		read_latency_count: C.int64_t(s.ReadLatency.Count), read_latency_sum_ns: C.int64_t(s.ReadLatency.Sum),
+		read_latency_p50_ns: C.int64_t(s.ReadLatency.P50), read_latency_p99_ns: C.int64_t(s.ReadLatency.P99),
+		read_latency_max_ns: C.int64_t(s.ReadLatency.Max),
+	}
+	return 0
+}
+
 // ---- namespace
 
 //export goFffStat

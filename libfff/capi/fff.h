@@ -81,6 +81,24 @@ typedef struct {
 	uint32_t stripe;     /* chains a file is striped over */
 } fff_stat_t;
 
+/* fff_stats_t: a client's counters since fff_connect (fff_client_stats). */
+typedef struct {
+	int64_t reads;           /* read operations (each pread, each sample of a dataset read) */
+	int64_t read_bytes;
+	int64_t read_errors;
+	int64_t read_calls;      /* batched calls: what the latencies below time */
+	int64_t local_bytes;     /* read from a same-host node's files directly; the rest through sockets */
+	int64_t local_fallbacks; /* local reads that failed and went through a socket */
+	int64_t retries;         /* chunk reads sent again (failover, a chunk being written, an outage) */
+	int64_t writes;          /* chunk writes sent to storage */
+	int64_t write_bytes;
+	int64_t read_latency_count;
+	int64_t read_latency_sum_ns;
+	int64_t read_latency_p50_ns; /* upper bounds of power-of-two buckets: at most 2x off */
+	int64_t read_latency_p99_ns;
+	int64_t read_latency_max_ns;
+} fff_stats_t;
+
 /* Version of this library (a static string, do not free). */
 const char *fff_version(void);
 
@@ -103,6 +121,8 @@ int fff_close(int64_t h);
  * (~/.config/fff/cluster.json). token "" or NULL: FFF_TOKEN, then the
  * recorded one. */
 int fff_connect(const char *address, const char *token, int64_t *client);
+/* The client's counters. */
+int fff_client_stats(int64_t client, fff_stats_t *st);
 
 /* Namespace (paths: "/a/b" or "fff:///a/b"). */
 int fff_stat(int64_t client, const char *path, fff_stat_t *st);

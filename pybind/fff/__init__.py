@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, List
 
 from . import _native
 from ._native import PathLike
-from .client import Client, StatResult, connect, default_client
+from .client import Client, StatResult, connect, default_client, stats
 from .errors import (
     AlreadyExistsError,
     AuthenticationError,
@@ -59,6 +59,7 @@ __all__ = [
     "Client",
     "StatResult",
     "default_client",
+    "stats",
     "open",
     "listdir",
     "stat",

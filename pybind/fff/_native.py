@@ -72,6 +72,30 @@ class StatT(ctypes.Structure):
     ]
 
 
+class StatsT(ctypes.Structure):
+    """fff_stats_t: a client's counters (fff_client_stats)."""
+
+    _fields_ = [
+        (name, c_int64)
+        for name in (
+            "reads",
+            "read_bytes",
+            "read_errors",
+            "read_calls",
+            "local_bytes",
+            "local_fallbacks",
+            "retries",
+            "writes",
+            "write_bytes",
+            "read_latency_count",
+            "read_latency_sum_ns",
+            "read_latency_p50_ns",
+            "read_latency_p99_ns",
+            "read_latency_max_ns",
+        )
+    ]
+
+
 _P64 = POINTER(c_int64)
 
 # name: (restype, argtypes). Buffers, index and offset arrays are passed as
@@ -82,6 +106,7 @@ _PROTOTYPES = {
     "fff_free": (None, [c_void_p]),
     "fff_close": (c_int, [c_int64]),
     "fff_connect": (c_int, [c_char_p, c_char_p, _P64]),
+    "fff_client_stats": (c_int, [c_int64, POINTER(StatsT)]),
     "fff_stat": (c_int, [c_int64, c_char_p, POINTER(StatT)]),
     "fff_listdir": (c_int, [c_int64, c_char_p, POINTER(c_void_p), _P64]),
     "fff_mkdir": (c_int, [c_int64, c_char_p, c_uint32, c_int]),

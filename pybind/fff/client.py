@@ -6,7 +6,8 @@ import ctypes
 import os
 import stat as _stat
 import threading
-from typing import Any, List, Optional
+import weakref
+from typing import Any, Dict, List, Optional
 
 from . import _native, errors
 from ._native import PathLike
@@ -110,6 +111,7 @@ class Client(_native.Closing):
         t = token.encode() if token else None
         _native.check(L.fff_connect(a, t, ctypes.byref(h)))
         self._handle, self._pid = h.value, os.getpid()
+        _connected.add(self)
         return self._handle
 
     @property
@@ -146,6 +148,14 @@ class Client(_native.Closing):
     def __repr__(self) -> str:
         where = self.address or "default cluster"
         return f"<fff.Client {where}{' closed' if self._closed else ''}>"
+
+    def stats(self) -> Dict[str, float]:
+        """This client's counters since it connected (see :func:`fff.stats`)."""
+        if not self._handle or self._pid != os.getpid() or self._closed:
+            return _stats_dict(_native.StatsT())
+        st = _native.StatsT()
+        _native.check(_native.lib().fff_client_stats(self.handle, ctypes.byref(st)))
+        return _stats_dict(st)
 
     # --- namespace ---------------------------------------------------------
 
@@ -244,6 +254,52 @@ class Client(_native.Closing):
         from .file import open_file
 
         return open_file(self, path, mode, buffering, perm=perm)
+
+
+# The clients connected in this process, for fff.stats().
+_connected: "weakref.WeakSet[Client]" = weakref.WeakSet()
+
+# The counters of fff_stats_t (the rest are read latencies).
+_COUNTERS = tuple(name for name, _ in _native.StatsT._fields_ if not name.startswith("read_latency_"))
+
+
+def _stats_dict(st: _native.StatsT) -> Dict[str, float]:
+    d: Dict[str, float] = {k: int(getattr(st, k)) for k in _COUNTERS}
+    d["socket_bytes"] = d["read_bytes"] - d["local_bytes"]
+    n = int(st.read_latency_count)
+    d["read_latency_mean_s"] = st.read_latency_sum_ns / n / 1e9 if n else 0.0
+    d["read_latency_p50_s"] = st.read_latency_p50_ns / 1e9
+    d["read_latency_p99_s"] = st.read_latency_p99_ns / 1e9
+    d["read_latency_max_s"] = st.read_latency_max_ns / 1e9
+    return d
+
+
+def stats() -> Dict[str, float]:
+    """What this process's fff clients did since they connected, summed.
+
+    Counters: ``reads`` (read operations: each sample of a batch, each
+    pread), ``read_bytes`` (``local_bytes`` read from a same-host node's
+    files directly, ``socket_bytes`` through storage nodes),
+    ``read_errors``, ``read_calls`` (batched calls), ``local_fallbacks``,
+    ``retries`` (chunk reads sent again: failovers, outages, chunks being
+    written), ``writes`` and ``write_bytes`` (chunk writes sent). Read
+    latency of the batched calls: ``read_latency_mean_s``, ``_p50_s``,
+    ``_p99_s`` (bucket upper bounds, at most 2x off; over several clients
+    the largest) and ``_max_s``. Reads in DataLoader workers happen in the
+    workers' processes: :meth:`fff.torch.DataLoader.stats` reports the
+    loader's side.
+    """
+    total: Dict[str, float] = _stats_dict(_native.StatsT())
+    latency_sum = 0.0
+    for c in list(_connected):
+        s = c.stats()
+        for k in (*_COUNTERS, "socket_bytes"):
+            total[k] += s[k]
+        latency_sum += s["read_latency_mean_s"] * s["read_calls"]
+        for k in ("read_latency_p50_s", "read_latency_p99_s", "read_latency_max_s"):
+            total[k] = max(total[k], s[k])
+    total["read_latency_mean_s"] = latency_sum / total["read_calls"] if total["read_calls"] else 0.0
+    return total
 
 
 def connect(address: Optional[str] = None, token: Optional[str] = None) -> Client:

@@ -50,11 +50,13 @@ from __future__ import annotations
 
 import ast
 import itertools
+import logging
 import math
 import multiprocessing
 import os
 import sys
 import threading
+import time
 import weakref
 from collections import OrderedDict, deque
 from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Sequence, Union
@@ -87,6 +89,7 @@ __all__ = [
     "stack_samples",
     "default_collate",
     "shared_empty",
+    "format_stats",
 ]
 
 default_collate = _default_collate
@@ -906,6 +909,62 @@ def _default_rank() -> tuple:
     return 0, 1
 
 
+_log = logging.getLogger("fff.torch")
+
+
+class _LoaderStats:
+    """A DataLoader's delivery figures (DataLoader.stats)."""
+
+    def __init__(self) -> None:
+        self.batches = self.samples = self.bytes = 0
+        self.seconds = self.wait = 0.0
+        self.first_batch = 0.0
+        self._since = 0.0
+        self._first = False
+
+    def begin(self) -> None:
+        """An iteration starts: its first next() is being called."""
+        self._since = time.perf_counter()
+        self._first = True
+
+    def batch(self, waited: float, samples: int, nbytes: int) -> None:
+        now = time.perf_counter()
+        self.seconds += now - self._since
+        self._since = now
+        self.wait += waited
+        self.batches += 1
+        self.samples += samples
+        self.bytes += nbytes
+        if self._first:
+            self.first_batch, self._first = waited, False
+
+    def as_dict(self) -> Dict[str, Any]:
+        s = self.seconds
+        return {
+            "batches": self.batches,
+            "samples": self.samples,
+            "bytes": self.bytes,
+            "seconds": s,
+            "samples_per_s": self.samples / s if s > 0 else 0.0,
+            "wait_seconds": self.wait,
+            "wait_fraction": self.wait / s if s > 0 else 0.0,
+            "first_batch_seconds": self.first_batch,
+        }
+
+
+def format_stats(st: Dict[str, Any]) -> str:
+    """One line of :meth:`DataLoader.stats` for a log."""
+    line = (
+        f"fff.torch: {st['batches']} batches, {st['samples_per_s']:.0f} samples/s, "
+        f"{st['bytes'] / max(st['seconds'], 1e-9) / 2**20:.0f} MiB/s, "
+        f"waited for data {100 * st['wait_fraction']:.1f}% of {st['seconds']:.1f}s"
+    )
+    c = st.get("client")
+    if c and c["reads"]:
+        line += f"; reads here: {c['reads']}, p99 {1e3 * c['read_latency_p99_s']:.1f} ms, {c['retries']} retries"
+    return line
+
+
 class DataLoader(Closing):
     """Batches of an :class:`FFRecordDataset` for one rank, read ahead.
 
@@ -978,6 +1037,8 @@ class DataLoader(Closing):
       batch's samples. Must be picklable with workers.
     - pin_memory, timeout, worker_init_fn, persistent_workers: as for torch's
       DataLoader (timeout: seconds to wait for a batch, 0 = forever).
+    - log_every: log :meth:`stats` every this many batches (logger
+      ``fff.torch``, level INFO; 0: never).
 
     Position and resume: the loader is a cursor over ``(epoch, batches
     yielded in that epoch)``. Iterating starts at the cursor and moves it by
@@ -1010,6 +1071,7 @@ class DataLoader(Closing):
         persistent_workers: bool = True,
         multiprocessing_context: Any = None,
         batch_transform: Optional[BatchTransform] = None,
+        log_every: int = 0,
     ) -> None:
         if not isinstance(dataset, FFRecordDataset):
             raise TypeError(
@@ -1038,6 +1100,8 @@ class DataLoader(Closing):
             raise ValueError(f"prefetch_batches must be >= 1 (or None), not {prefetch_batches!r}")
         if timeout < 0:
             raise ValueError(f"timeout must be >= 0, not {timeout!r}")
+        if int(log_every) != log_every or log_every < 0:
+            raise ValueError(f"log_every must be a non-negative integer, not {log_every!r}")
         if rank is None or world_size is None:
             r, w = _default_rank()
             rank = r if rank is None else rank
@@ -1074,6 +1138,8 @@ class DataLoader(Closing):
         if self.num_workers > 0:
             _warm_forkserver(_start_method(self.multiprocessing_context))
         self._local_buffers: Optional[_LocalBuffers] = None  # num_workers=0, made on first use
+        self.log_every = int(log_every)
+        self._stats = _LoaderStats()
 
     # --- the order of an epoch ------------------------------------------------
 
@@ -1194,17 +1260,24 @@ class DataLoader(Closing):
         epoch = self._epoch
         plan = self.batches(epoch)[self._yielded :]
         source = self._read_in_workers(plan) if self.num_workers > 0 else self._read_here(plan)
+        st = self._stats
+        sizes = self.dataset.sizes
+        st.begin()
         try:
-            while True:
+            for idx in plan:
                 if self._gen != gen:
                     raise RuntimeError(
                         "this iterator of an fff.torch.DataLoader is stale: the loader was iterated "
                         "again, or set_epoch/load_state_dict was called"
                     )
+                t0 = time.perf_counter()
                 try:
                     batch = next(source)
                 except StopIteration:
                     break
+                st.batch(time.perf_counter() - t0, len(idx), int(sizes[idx].sum()))
+                if self.log_every and st.batches % self.log_every == 0:
+                    _log.info("%s", format_stats(self.stats()))
                 self._yielded += 1
                 yield batch
             self._epoch = epoch + 1
@@ -1324,6 +1397,28 @@ class DataLoader(Closing):
             yield b
 
     # --- workers --------------------------------------------------------------
+
+    def stats(self) -> Dict[str, Any]:
+        """What the loader delivered and how long the training loop waited.
+
+        Since the loader was made, over every iteration: ``batches``,
+        ``samples``, ``bytes`` (the samples' stored sizes), ``seconds`` (time
+        inside the loops, from the first ``next()`` to the latest batch:
+        waiting for batches plus the work between them), ``samples_per_s``
+        (over ``seconds``), ``wait_seconds`` (time the loop spent blocked in
+        ``next()``: data the step had to wait for), ``wait_fraction``
+        (``wait_seconds / seconds``: near 0, the loader keeps up and the
+        step sets the pace; near 1, the step waits for data),
+        ``first_batch_seconds`` (of the latest iteration: worker and
+        read-ahead start-up), and ``client``: :func:`fff.stats` of this
+        process (with workers the reads are the workers', in their own
+        processes, so they do not show there).
+        """
+        from . import stats as client_stats
+
+        d = self._stats.as_dict()
+        d["client"] = client_stats()
+        return d
 
     def close(self) -> None:
         """Stop the worker processes (a later iteration starts new ones) and

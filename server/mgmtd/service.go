@@ -195,6 +195,7 @@ type Service struct {
 type liveNode struct {
 	seen      time.Time // last heartbeat, registration, or mgmtd start (grace)
 	heartbeat time.Time // last heartbeat or registration; zero if none
+	metrics   string    // the metrics address of the last heartbeat
 }
 
 var _ API = (*Service)(nil)
@@ -356,7 +357,7 @@ func (s *Service) withLive(ri *proto.RoutingInfo) *proto.RoutingInfo {
 	defer s.mu.Unlock()
 	for i := range c.Nodes {
 		if l := s.live[c.Nodes[i].ID]; l != nil {
-			c.Nodes[i].LastHeartbeat = l.heartbeat
+			c.Nodes[i].LastHeartbeat, c.Nodes[i].Metrics = l.heartbeat, l.metrics
 		}
 	}
 	for i := range c.Targets {
@@ -911,6 +912,7 @@ func (s *Service) Heartbeat(ctx context.Context, req proto.HeartbeatReq) (proto.
 	now := s.opts.Clock.Now()
 	s.touch(req.NodeID, now)
 	s.mu.Lock()
+	s.live[req.NodeID].metrics = req.Metrics
 	for _, ts := range req.Targets {
 		if t := cur.Target(ts.ID); t != nil && t.NodeID == req.NodeID {
 			s.stats[ts.ID] = ts

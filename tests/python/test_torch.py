@@ -683,3 +683,55 @@ def test_transform_error_names_the_sample(local_ds: str, num_workers: int) -> No
     with pytest.raises(fff.torch.TransformError, match=r"sample 13 of .*ValueError: bad sample"):
         run(ld)
     ld.close()
+
+
+# --- stats ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_loader_stats(fff_ds: str, num_workers: int, caplog: pytest.LogCaptureFixture) -> None:
+    """DataLoader.stats() counts what the loop got and how long it waited;
+    log_every logs it; fff.stats() counts this process's reads."""
+    before = fff.stats()
+    ds = FFRecordDataset(fff_ds)
+    loader = DataLoader(ds, batch_size=4, num_workers=num_workers, log_every=5)
+    with caplog.at_level("INFO", logger="fff.torch"):
+        got = run(loader)
+        run(loader, limit=3)  # a second, partial iteration adds up
+    loader.close()
+    st = loader.stats()
+    assert st["batches"] == len(got) + 3 == N // 4 + 3
+    assert st["samples"] == N + 12
+    assert st["bytes"] == int(ds.sizes.sum()) + sum(len(sample(i)) for i in range(12))
+    assert 0 <= st["wait_seconds"] <= st["seconds"]
+    assert 0 <= st["wait_fraction"] <= 1
+    assert st["samples_per_s"] > 0 and st["first_batch_seconds"] >= 0
+    logged = [r.getMessage() for r in caplog.records if r.name == "fff.torch"]
+    assert len(logged) == (N // 4 + 3) // 5, logged
+    assert "samples/s" in logged[0] and "waited for data" in logged[0]
+    after = st["client"]
+    if num_workers == 0:  # the reads were this process's
+        assert after["reads"] - before["reads"] >= N + 12
+        assert after["read_bytes"] - before["read_bytes"] >= st["bytes"]
+        assert after["read_calls"] > before["read_calls"]
+        assert after["read_latency_p99_s"] > 0 and after["read_latency_max_s"] >= after["read_latency_p50_s"]
+        assert after["local_bytes"] + after["socket_bytes"] == after["read_bytes"]
+
+
+def test_client_stats(cluster: Any) -> None:
+    """A client's counters: writes and reads with their bytes."""
+    c = fff.connect()
+    try:
+        s0 = c.stats()
+        with c.open(f"/t/stats-{os.getpid()}", "wb") as f:
+            f.write(b"x" * 100_000)
+        with c.open(f"/t/stats-{os.getpid()}", "rb") as f:
+            assert f.read() == b"x" * 100_000
+        s1 = c.stats()
+        assert s1["writes"] > s0["writes"] and s1["write_bytes"] - s0["write_bytes"] == 100_000
+        assert s1["read_bytes"] - s0["read_bytes"] >= 100_000 and s1["read_errors"] == s0["read_errors"]
+        total = fff.stats()
+        assert total["write_bytes"] >= s1["write_bytes"]
+    finally:
+        c.close()
+    assert c.stats()["reads"] == 0  # a closed client reports nothing
