@@ -57,18 +57,9 @@ func runCapsSuite(ctx context.Context, cfg config) error {
 		sides = append(sides, side{name, c})
 	}
 	n := cfg.fileSize / ssize
-	for _, s := range sides {
-		if _, err := dataSeqWrite(ctx, s.c, "/bench/samples", n*ssize, 4<<20); err != nil {
-			return fmt.Errorf("caps: %s: %w", s.name, err)
-		}
-	}
-	dc := cfg
-	dc.qd, dc.batch = d.inFlight, d.batch
-	rs, err := rotate(dc,
-		func() (result, error) { return dataRandomReads(ctx, dc, sides[0].c, "/bench/samples", ssize, n) },
-		func() (result, error) { return dataRandomReads(ctx, dc, sides[1].c, "/bench/samples", ssize, n) })
+	rs, err := sideBySideSamples(ctx, cfg, d, ssize, sides[0].c, sides[1].c)
 	if err != nil {
-		return err
+		return fmt.Errorf("caps: %w", err)
 	}
 	checked, unchecked := median(rs[0]), median(rs[1])
 	ratio := checked.iops / unchecked.iops
@@ -80,6 +71,24 @@ func runCapsSuite(ctx context.Context, cfg config) error {
 	fmt.Printf("| %.0f | %.0f | %.3f | ≥ %.2f %s | %s | %s |\n", checked.iops, unchecked.iops, ratio,
 		capsTarget, verdict(ratio >= capsTarget), spread(rs[0]), spread(rs[1]))
 	return nil
+}
+
+// sideBySideSamples writes a file of cfg.fileSize in each of two
+// clusters and reads random samples of ssize bytes from both with
+// ReadBatch at depth d, the two alternating over cfg.rounds rounds: the
+// results of a and of b.
+func sideBySideSamples(ctx context.Context, cfg config, d depth, ssize int64, a, b *libfff.Client) ([][]result, error) {
+	n := cfg.fileSize / ssize
+	for _, c := range []*libfff.Client{a, b} {
+		if _, err := dataSeqWrite(ctx, c, "/bench/samples", n*ssize, 4<<20); err != nil {
+			return nil, err
+		}
+	}
+	dc := cfg
+	dc.qd, dc.batch = d.inFlight, d.batch
+	return rotate(dc,
+		func() (result, error) { return dataRandomReads(ctx, dc, a, "/bench/samples", ssize, n) },
+		func() (result, error) { return dataRandomReads(ctx, dc, b, "/bench/samples", ssize, n) })
 }
 
 // userClient adds an ordinary user to cluster p, gives it /bench and

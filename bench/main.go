@@ -97,7 +97,8 @@ func main() {
 	flag.BoolVar(&cfg.noDrop, "no-drop-cache", false, "do not drop the page cache before measurements")
 	flag.StringVar(&cfg.fioBinary, "fio", "fio", "fio binary")
 	flag.IntVar(&cfg.rounds, "rounds", 3, "alternating fio/fff rounds per size; the table shows medians")
-	suites := flag.String("suites", "ffrecord,rpc,meta,data,caps,tls,fuse,python,loader,replication", "benchmarks to run: ffrecord (batch reads vs fio), rpc (RPC vs raw TCP), meta (metadata rates of fffd local, and of a 3-node cluster over etcd vs raw etcd), data (libfff data path of fffd local vs fio and loopback TCP), caps (ReadBatch of 4 KiB samples with storage's capability checks vs without), tls (bulk reads with TLS vs plaintext over loopback TCP), fuse (the FUSE mount vs the native client and fio), python (the Python package's batched reads vs Go and fio), loader (fff.torch.DataLoader vs ImageFolder, an epoch with and without decode), replication (3 copies vs 1 on clusters made by fff up: throughput, write latency, the stall after a kill -9, resync vs fio)")
+	suites := flag.String("suites", "ffrecord,rpc,meta,data,caps,metrics,tls,fuse,python,loader,replication", "benchmarks to run: ffrecord (batch reads vs fio), rpc (RPC vs raw TCP), meta (metadata rates of fffd local, and of a 3-node cluster over etcd vs raw etcd), data (libfff data path of fffd local vs fio and loopback TCP), caps (ReadBatch of 4 KiB samples with storage's capability checks vs without), metrics (the same through the server's RPC path, with its Prometheus metrics scraped vs off), tls (bulk reads with TLS vs plaintext over loopback TCP), fuse (the FUSE mount vs the native client and fio), python (the Python package's batched reads vs Go and fio), loader (fff.torch.DataLoader vs ImageFolder, an epoch with and without decode), replication (3 copies vs 1 on clusters made by fff up: throughput, write latency, the stall after a kill -9, resync vs fio)")
+	metricsScrape := flag.Duration("metrics-scrape", time.Second, "metrics suite: how often the metrics side is scraped")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the fff measurements to this file")
 	tcpOnly := flag.Bool("tcp-only", false, "clients reach fffd over loopback TCP instead of its same-host Unix socket (sets FFF_TCP_ONLY=1 for this process and the ones it starts)")
 	flag.Parse()
@@ -159,6 +160,11 @@ func main() {
 	}
 	if cfg.suites["caps"] {
 		if err := runCapsSuite(ctx, cfg); err != nil {
+			fatal(err)
+		}
+	}
+	if cfg.suites["metrics"] {
+		if err := runMetricsSuite(ctx, cfg, *metricsScrape); err != nil {
 			fatal(err)
 		}
 	}
