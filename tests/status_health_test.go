@@ -1,10 +1,14 @@
 package tests
 
 import (
+	"archive/tar"
+	"compress/gzip"
 	"encoding/json"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -116,4 +120,65 @@ func TestStatusHealth(t *testing.T) {
 			t.Fatalf("fff status says healthy with target %+v not serving", tg)
 		}
 	}
+
+	// fff admin dump: one archive with status, every node's metrics, the
+	// configs and the logs, and never the admin token.
+	out := t.TempDir()
+	archive := strings.TrimSpace(mustFFF(t, env, "admin", "dump", out))
+	files := readTarGz(t, archive)
+	for _, want := range []string{"fff-dump/status.json", "fff-dump/status.txt", "fff-dump/metrics/node-1.txt",
+		"fff-dump/metrics/node-2.txt", "fff-dump/metrics/node-3.txt", "fff-dump/config/local.toml",
+		"fff-dump/logs/fffd.log", "fff-dump/logs/nodes/2/fffd.log"} {
+		if _, ok := files[want]; !ok {
+			t.Errorf("the dump has no %s: %v", want, keys(files))
+		}
+	}
+	if !strings.Contains(files["fff-dump/metrics/node-2.txt"], "fff_rpc_server_requests_total") {
+		t.Errorf("node 2's metrics in the dump: %.300s", files["fff-dump/metrics/node-2.txt"])
+	}
+	tok := adminToken(t, data)
+	for name, body := range files {
+		if strings.Contains(body, tok) {
+			t.Errorf("the dump's %s holds the admin token", name)
+		}
+	}
+}
+
+// readTarGz reads every file of a .tar.gz.
+func readTarGz(t *testing.T, path string) map[string]string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	gz, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(gz)
+	out := map[string]string{}
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[h.Name] = string(b)
+	}
+}
+
+func keys(m map[string]string) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
 }

@@ -115,7 +115,7 @@ chains, chain tables and users needs an admin token (the one 'fff up' prints).`,
 				ChainTables []chainTableJSON `json:"chain_tables"`
 			}{r.Chains, r.ChainTables}
 		}))
-	cmd.AddCommand(newAdminUserCmd(run), newAdminChainCmd(run), newAdminTableCmd(run), newAdminTargetCmd(run), newAdminScrubCmd())
+	cmd.AddCommand(newAdminUserCmd(run), newAdminChainCmd(run), newAdminTableCmd(run), newAdminTargetCmd(run), newAdminScrubCmd(), newAdminDumpCmd())
 	return cmd
 }
 
