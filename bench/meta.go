@@ -201,6 +201,8 @@ type fffdProc struct {
 	token  string
 	exited chan struct{}
 	dir    string // the suite's directory (set by startCluster)
+	// metrics is the node's metrics listener ("" with --metrics-listen off).
+	metrics string
 }
 
 // startFFFD starts `fffd local` on data with extra arguments (e.g.
@@ -224,9 +226,10 @@ func startFFFD(ctx context.Context, bin, data string, extra ...string) (*fffdPro
 		var ri struct {
 			PID     int    `json:"pid"`
 			Address string `json:"address"`
+			Metrics string `json:"metrics"`
 		}
 		if b, err := os.ReadFile(filepath.Join(data, "fffd.json")); err == nil && json.Unmarshal(b, &ri) == nil && ri.PID == cmd.Process.Pid {
-			p.addr = ri.Address
+			p.addr, p.metrics = ri.Address, ri.Metrics
 			break
 		}
 		select {

@@ -2,12 +2,9 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"runtime"
 	"sync/atomic"
 	"time"
@@ -63,11 +60,10 @@ func runMetricsSuite(ctx context.Context, cfg config, scrapeEvery time.Duration)
 			return err
 		}
 		if on {
-			addr, err := metricsListener(filepath.Join(p.dir, "data"))
-			if err != nil {
-				return err
+			if p.metrics == "" {
+				return fmt.Errorf("metrics: the cluster's fffd.json names no metrics listener")
 			}
-			go scrapeLoop(sctx, "http://"+addr+"/metrics", scrapeEvery, &scrapes, &scrapeBytes)
+			go scrapeLoop(sctx, "http://"+p.metrics+"/metrics", scrapeEvery, &scrapes, &scrapeBytes)
 		}
 		sides = append(sides, side{name, c})
 	}
@@ -88,20 +84,6 @@ func runMetricsSuite(ctx context.Context, cfg config, scrapeEvery time.Duration)
 	fmt.Printf("| %.0f | %.0f | %.3f | ≥ %.2f %s | %s | %s |\n", on.iops, off.iops, ratio,
 		metricsTarget, verdict(ratio >= metricsTarget), spread(rs[1]), spread(rs[0]))
 	return nil
-}
-
-// metricsListener reads the metrics address a node recorded in its
-// fffd.json.
-func metricsListener(data string) (string, error) {
-	b, err := os.ReadFile(filepath.Join(data, "fffd.json"))
-	if err != nil {
-		return "", err
-	}
-	var ri struct{ Metrics string }
-	if err := json.Unmarshal(b, &ri); err != nil || ri.Metrics == "" {
-		return "", fmt.Errorf("metrics: %s/fffd.json names no metrics listener (%v)", data, err)
-	}
-	return ri.Metrics, nil
 }
 
 // scrapeLoop fetches url every interval until ctx ends, as Prometheus

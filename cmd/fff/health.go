@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -76,9 +77,9 @@ func assessHealth(st *clusterStatus, rates map[uint32]resyncRate, skew *time.Dur
 		}
 		switch {
 		case serving == 0:
-			worse(healthUnavailable, fmt.Sprintf("chain %d has no serving target: its data cannot be read or written (%s)", c.ID, joinWords(behind)))
+			worse(healthUnavailable, fmt.Sprintf("chain %d has no serving target: its data cannot be read or written (%s)", c.ID, strings.Join(behind, "; ")))
 		case len(behind) > 0:
-			worse(healthDegraded, fmt.Sprintf("chain %d has %d of %d copies (%s)", c.ID, serving, len(c.Targets), joinWords(behind)))
+			worse(healthDegraded, fmt.Sprintf("chain %d has %d of %d copies (%s)", c.ID, serving, len(c.Targets), strings.Join(behind, "; ")))
 		}
 	}
 	for _, t := range ri.Targets {
@@ -89,7 +90,9 @@ func assessHealth(st *clusterStatus, rates map[uint32]resyncRate, skew *time.Dur
 	if st.StatFS != nil && st.StatFS.TotalBytes > 0 && float64(st.StatFS.FreeBytes) <= (1-diskFullWarn)*float64(st.StatFS.TotalBytes) {
 		worse(healthDegraded, fmt.Sprintf("the cluster is %.0f%% full", 100*(1-float64(st.StatFS.FreeBytes)/float64(st.StatFS.TotalBytes))))
 	}
-	if st.StatFSError != "" && !isUnknownMethod(st.StatFSError) {
+	// A node without the meta role (UnknownMethod) says nothing about
+	// the metadata service's health.
+	if st.StatFSError != "" && !errors.Is(st.statFSErr, proto.ErrUnknownMethod) {
 		worse(healthUnavailable, "the metadata service does not answer: "+st.StatFSError)
 	}
 	if electing(ri) && ri.Leader == 0 {
@@ -115,12 +118,6 @@ func resyncProgress(t *proto.Target, r resyncRate) string {
 	}
 	return s
 }
-
-func joinWords(s []string) string { return strings.Join(s, "; ") }
-
-// isUnknownMethod: the address is a node without the meta role, which
-// says nothing about the metadata service's health.
-func isUnknownMethod(msg string) bool { return strings.Contains(msg, "no handler for method") }
 
 // electing reports whether the cluster runs several mgmtd instances,
 // which elect a leader.

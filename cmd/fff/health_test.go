@@ -48,7 +48,8 @@ func TestAssessHealth(t *testing.T) {
 		{"disk nearly full", func(ri *proto.RoutingInfo, _ *clusterStatus) { ri.Targets[1].Used = 95 }, nil, nil, healthDegraded, "target 2 (node 2) is 95% full"},
 		{"meta silent", func(_ *proto.RoutingInfo, st *clusterStatus) { st.StatFSError = "rpc: timeout" }, nil, nil, healthUnavailable, "metadata service does not answer"},
 		{"mgmtd-only address", func(_ *proto.RoutingInfo, st *clusterStatus) {
-			st.StatFSError = "rpc: no handler for method 117"
+			st.statFSErr = proto.Errorf(proto.UnknownMethod, "rpc: no handler for method 117")
+			st.StatFSError = st.statFSErr.Error()
 		}, nil, nil, healthHealthy, ""},
 		{"no leader", func(ri *proto.RoutingInfo, _ *clusterStatus) {
 			ri.Nodes[1].Roles, ri.Nodes[2].Roles = proto.RolesAll, proto.RolesAll

@@ -167,6 +167,7 @@ type clusterStatus struct {
 	StatFSError    string       `json:"statfs_error,omitempty"`
 	Routing        routingJSON  `json:"routing"`
 	routing        *proto.RoutingInfo
+	statFSErr      error // StatFSError's error
 	capacityStatFS bool
 }
 
@@ -322,7 +323,7 @@ func gatherStatus(ctx context.Context, c *adminConn) (*clusterStatus, error) {
 		st.User = &whoAmIJSON{Name: who.Name, UID: who.UID, GIDs: nonNil(who.GIDs), Admin: who.Admin}
 	}
 	if fs, err := c.meta.statFS(ctx); err != nil {
-		st.StatFSError = err.Error()
+		st.StatFSError, st.statFSErr = err.Error(), err
 	} else {
 		st.StatFS = &statFSJSON{Inodes: fs.Inodes, TotalBytes: fs.TotalBytes, FreeBytes: fs.FreeBytes}
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -135,19 +136,13 @@ func scrapeNode(ctx context.Context, client *http.Client, n proto.Node) nodeSamp
 		s.err = fmt.Errorf("no metrics listener reported")
 		return s
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.Metrics+"/metrics", nil)
-	if err != nil {
-		s.err = err
-		return s
-	}
-	resp, err := client.Do(req)
+	b, err := fetch(ctx, client, "http://"+n.Metrics+"/metrics")
 	if err != nil {
 		s.err = fmt.Errorf("metrics at %s unreachable", n.Metrics)
 		return s
 	}
-	defer resp.Body.Close()
 	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(resp.Body)
+	fams, err := p.TextToMetricFamilies(bytes.NewReader(b))
 	if err != nil {
 		s.err = fmt.Errorf("metrics at %s: %v", n.Metrics, err)
 		return s

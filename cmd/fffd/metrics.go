@@ -126,7 +126,7 @@ func (n *node) collectStorage(svc *storage.Service) {
 	type TC = storage.TargetCounters
 	perTarget := func() []metrics.Labeled[TC] {
 		var out []metrics.Labeled[TC]
-		for _, t := range svc.Counters().Targets {
+		for _, t := range svc.TargetCounters() {
 			out = append(out, metrics.Labeled[TC]{Labels: []string{strconv.FormatUint(uint64(t.ID), 10)}, Stats: t})
 		}
 		return out

@@ -32,6 +32,7 @@ type RPCServer struct {
 }
 
 type methodMetrics struct {
+	name              string // the method label
 	requests, in, out prometheus.Counter
 	latency           prometheus.Observer
 	queued, write     prometheus.Observer
@@ -99,11 +100,7 @@ func (m *RPCServer) Served(c *rpc.CallInfo) {
 	mm.queued.Observe(c.Queued.Seconds())
 	mm.write.Observe(c.Write.Seconds())
 	if c.Status != proto.OK {
-		name := "unknown"
-		if proto.MethodKnown(c.Method) {
-			name = proto.MethodName(c.Method)
-		}
-		m.errors.WithLabelValues(name, c.Status.String()).Inc()
+		m.errors.WithLabelValues(mm.name, c.Status.String()).Inc()
 	}
 }
 
@@ -122,6 +119,7 @@ func (m *RPCServer) method(id uint16) *methodMetrics {
 		name = "unknown"
 	}
 	mm = &methodMetrics{
+		name:     name,
 		requests: m.requests.WithLabelValues(name),
 		in:       m.in.WithLabelValues(name),
 		out:      m.out.WithLabelValues(name),

@@ -14,7 +14,8 @@ type Counters struct {
 	// leader's by up to its refresh interval.
 	Routing *proto.RoutingInfo
 	// Leading: this instance is the leader (always, without election);
-	// Term is its term (0 without election).
+	// Term is the leader's term as this instance last saw it (0 without
+	// election).
 	Leading bool
 	Term    uint64
 	// NodesMarkedDown counts the nodes this instance declared down after
@@ -30,12 +31,8 @@ type counters struct {
 // Counters reports the instance's view of the cluster.
 func (s *Service) Counters() Counters {
 	rec, leading := s.Leader()
-	c := Counters{Routing: s.withLive(s.cur.Load()), Leading: leading, Term: rec.Term,
+	return Counters{Routing: s.withLive(s.cur.Load()), Leading: leading, Term: rec.Term,
 		NodesMarkedDown: s.counters.nodesMarkedDown.Load()}
-	if !leading {
-		c.Term = rec.Term // the leader's, as last seen
-	}
-	return c
 }
 
 // ChainHealth classifies a chain: "healthy" when every member serves,

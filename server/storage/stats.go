@@ -6,9 +6,9 @@ import (
 )
 
 // Counters is what a storage node counts about itself (fffd's metrics;
-// Stats is the usage heartbeats carry).
+// Stats is the usage heartbeats carry, TargetCounters the per-target
+// figures).
 type Counters struct {
-	Targets []TargetCounters
 	// Ring is the engines' io_uring; HasRing is false on a node without
 	// targets.
 	Ring    uring.Stats
@@ -29,7 +29,7 @@ type TargetCounters struct {
 	UsageErr error
 }
 
-// Counters reports the node's counters.
+// Counters reports the node's counters; it touches no disk.
 func (s *Service) Counters() Counters {
 	st := Counters{
 		GCCollected: s.gc.collected.Load(),
@@ -39,14 +39,21 @@ func (s *Service) Counters() Counters {
 	if s.ring != nil {
 		st.Ring, st.HasRing = s.ring.Stats(), true
 	}
-	for _, id := range s.ids {
-		t := s.targets[id]
-		ts := TargetCounters{ID: id, Engine: t.eng.Stats()}
-		ts.Usage, ts.UsageErr = t.eng.Usage()
-		st.Targets = append(st.Targets, ts)
-	}
 	s.rs.mu.Lock()
 	st.ResyncsRunning = len(s.rs.run)
 	s.rs.mu.Unlock()
 	return st
+}
+
+// TargetCounters reports each target's engine counters and its
+// filesystem's space (a statfs per target).
+func (s *Service) TargetCounters() []TargetCounters {
+	out := make([]TargetCounters, 0, len(s.ids))
+	for _, id := range s.ids {
+		t := s.targets[id]
+		ts := TargetCounters{ID: id, Engine: t.eng.Stats()}
+		ts.Usage, ts.UsageErr = t.eng.Usage()
+		out = append(out, ts)
+	}
+	return out
 }
